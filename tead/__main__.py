@@ -1,0 +1,5 @@
+"""`python -m tead`."""
+
+from tead.cli import main
+
+raise SystemExit(main())

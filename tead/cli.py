@@ -1,0 +1,219 @@
+"""The command line: parse, call, and map TeadError to one line on stderr and an exit code.
+
+Exit codes: 0 success, 1 the run or operation failed, 2 bad usage or invalid workflow/input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from tead import __version__
+from tead.errors import InputError, NodeError, TeadError, UsageError, WorkflowError
+from tead.graph import END, START
+from tead.loader import load_workflow
+from tead.yamlfile import parse_yaml
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit code 2."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tead", description="Run YAML workflows with parallel fan-outs.")
+    parser.add_argument("--version", action="version", version=f"tead {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run one workflow file in the foreground")
+    run.add_argument("workflow", help="the workflow file")
+    run.add_argument("--input", "-i", help="initial state: inline JSON, or @file (.json, .yaml)")
+    run.add_argument("--output", "-o", help="write the final state as JSON to this file")
+    run.add_argument("--entry-point", default=START, help="start at this node (default __start__)")
+    run.add_argument("--exit-point", default=END, help="stop before this node (default __end__)")
+    run.add_argument("--stream", action="store_true", help="print NDJSON events on stdout")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    run.set_defaults(handler=_cmd_run)
+
+    validate = commands.add_parser("validate", help="check workflow files")
+    validate.add_argument("workflows", nargs="+", help="workflow files")
+    validate.set_defaults(handler=_cmd_validate)
+
+    schema = commands.add_parser("schema", help="print the workflow JSON Schema")
+    schema.set_defaults(handler=_cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except TeadError as exc:
+        if args.debug:
+            traceback.print_exception(exc.error if isinstance(exc, NodeError) else exc)
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"tead: {line}" if not isinstance(exc, WorkflowError) else line, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tead: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # stdout closed early (`tead run --stream | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+# --- run -----------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    workflow = load_workflow(args.workflow)
+    state = read_input(args.input) if args.input is not None else {}
+    if args.output is not None:
+        _check_writable(args.output)
+    workflow.check_scope(args.entry_point, args.exit_point)
+    progress = None
+    if args.stream:
+        on_event: Callable[[dict[str, Any]], None] | None = _ndjson_printer()
+    elif args.quiet:
+        on_event = None
+    else:
+        from tead.progress import LiveProgress, PlainProgress
+
+        progress = LiveProgress(sys.stderr) if sys.stderr.isatty() else PlainProgress(sys.stderr)
+        on_event = progress
+    try:
+        final = workflow.invoke(
+            state, entry_point=args.entry_point, exit_point=args.exit_point, on_event=on_event
+        )
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.output is not None:
+        _write_atomically(args.output, to_json(final, indent=2) + "\n")
+    elif not args.stream:
+        print(to_json(final, indent=2))
+    return 0
+
+
+def read_input(value: str) -> dict[str, Any]:
+    """`--input`: inline JSON, or `@path` to a JSON or YAML file; must be an object."""
+    if value.startswith("@"):
+        path = value[1:]
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"--input: {path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--input: {path}: cannot read: {exc}") from None
+        if path.endswith((".yaml", ".yml")):
+            try:
+                data = parse_yaml(text, path).data
+            except WorkflowError as exc:
+                raise InputError(f"--input: {exc.problems[0]}") from None
+        else:
+            data = _parse_json(text, path)
+    else:
+        data = _parse_json(value, "--input")
+    if not isinstance(data, dict):
+        raise InputError(f"--input must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _parse_json(text: str, origin: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        prefix = "--input" if origin == "--input" else f"--input: {origin}:{exc.lineno}:{exc.colno}"
+        raise InputError(f"{prefix}: invalid JSON: {exc.msg}") from None
+
+
+def _check_writable(path: str) -> None:
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise UsageError(f"--output: folder {folder} does not exist")
+    if Path(path).is_dir():
+        raise UsageError(f"--output: {path} is a directory")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--output: cannot write in {folder}")
+
+
+def _write_atomically(path: str, text: str) -> None:
+    target = Path(path)
+    fd, temp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    """JSON for values the json module does not know (results, sets, dates, paths...)."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return repr(value) if not isinstance(value, os.PathLike) else os.fspath(value)
+
+
+def to_json(value: Any, *, indent: int | None = None) -> str:
+    return json.dumps(value, default=_json_default, indent=indent, ensure_ascii=False)
+
+
+def _ndjson_printer() -> Callable[[dict[str, Any]], None]:
+    import threading
+
+    lock = threading.Lock()
+
+    def emit(event: dict[str, Any]) -> None:
+        line = to_json(event)
+        with lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    return emit
+
+
+# --- validate, schema ----------------------------------------------------------------------
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    failed = False
+    for path in args.workflows:
+        try:
+            workflow = load_workflow(path)
+        except WorkflowError as exc:
+            failed = True
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+        else:
+            print(f"{path}: ok ({workflow.name}, {len(workflow.nodes)} nodes)")
+    return 2 if failed else 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from tead.spec import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0

@@ -1,0 +1,330 @@
+"""Runs a workflow: steps along the edges, fans out to executors, fans in, emits events.
+
+The unit of parallel work is a `BranchTask`: "run this workflow from node A up to (not
+including) node B on this state". Every executor runs the same `run_branch(task)`, so a
+branch behaves the same in a thread, a process or on another host.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tead.errors import NodeError, RunError
+from tead.executors import ParallelExecutor, get_executor
+from tead.graph import END, START, FanOut, Workflow
+from tead.reliability import ParallelFlowResult
+
+Event = dict[str, Any]
+EventSink = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BranchTask:
+    """One branch of a fan-out, as plain data that can be shipped anywhere."""
+
+    workflow: Workflow
+    entry: str
+    exit: str
+    state: dict[str, Any]
+    branch: str
+    path: str = ""
+    include_traceback: bool = False
+
+
+@dataclass(slots=True)
+class _RunContext:
+    """What the branches of one run share in this process: the event sink and executors."""
+
+    emit: EventSink | None
+    executors: dict[str, ParallelExecutor] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def executor(self, strategy: str) -> ParallelExecutor:
+        with self.lock:
+            if strategy not in self.executors:
+                self.executors[strategy] = get_executor(strategy)
+            return self.executors[strategy]
+
+    def close(self) -> None:
+        for executor in self.executors.values():
+            executor.close()
+
+
+_context: contextvars.ContextVar[_RunContext | None] = contextvars.ContextVar(
+    "tead_run_context", default=None
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _emit(ctx: _RunContext, event: str, **data: Any) -> None:
+    if ctx.emit is not None:
+        ctx.emit({"event": event, "ts": _now(), **data})
+
+
+def run_workflow(
+    workflow: Workflow,
+    state: Mapping[str, Any] | None = None,
+    *,
+    entry_point: str = START,
+    exit_point: str = END,
+    on_event: EventSink | None = None,
+) -> dict[str, Any]:
+    """Run `workflow` on its initial state updated with `state`; return the final state."""
+    workflow.check_scope(entry_point, exit_point)
+    current = copy.deepcopy(workflow.initial_state)
+    current.update(copy.deepcopy(dict(state or {})))
+    ctx = _RunContext(emit=on_event)
+    token = _context.set(ctx)
+    started = time.perf_counter()
+    _emit(ctx, "run_started", workflow=workflow.name, entry=entry_point, exit=exit_point)
+    try:
+        final = run_scope(workflow, current, entry_point, exit_point, ctx=ctx)
+    except Exception as exc:
+        _emit(ctx, "run_finished", status="failed", error=str(exc), duration_ms=_ms_since(started))
+        raise
+    finally:
+        _context.reset(token)
+        ctx.close()
+    _emit(ctx, "run_finished", status="succeeded", duration_ms=_ms_since(started), state=final)
+    return final
+
+
+def stream_workflow(
+    workflow: Workflow,
+    state: Mapping[str, Any] | None = None,
+    *,
+    entry_point: str = START,
+    exit_point: str = END,
+) -> Iterator[Event]:
+    """Run in a background thread and yield events as they come (errors are re-raised)."""
+    events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            run_workflow(
+                workflow, state, entry_point=entry_point, exit_point=exit_point, on_event=events.put
+            )
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            events.put(None)
+
+    worker = threading.Thread(target=work, name="tead-stream", daemon=True)
+    worker.start()
+    while (event := events.get()) is not None:
+        yield event
+    worker.join()
+    if failure:
+        raise failure[0]
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def run_scope(
+    workflow: Workflow,
+    state: dict[str, Any],
+    entry: str,
+    exit: str,
+    *,
+    ctx: _RunContext,
+    path: str = "",
+) -> dict[str, Any]:
+    """Walk from `entry` until `exit` (not run) or `__end__`, fanning out on the way."""
+    pending: dict[str, list[ParallelFlowResult]] = {}
+    current = entry
+    while current not in (exit, END):
+        if current != START:
+            _run_node(workflow, current, state, pending.pop(current, None), ctx=ctx, path=path)
+        groups = workflow.fanouts.get(current)
+        if groups:
+            pending.update(_fan_out(workflow, groups, state, ctx=ctx, path=path))
+            current = groups[0].fan_in
+        else:
+            current = workflow.next_node(current, state)
+    return state
+
+
+def _run_node(
+    workflow: Workflow,
+    name: str,
+    state: dict[str, Any],
+    results: list[ParallelFlowResult] | None,
+    *,
+    ctx: _RunContext,
+    path: str,
+) -> None:
+    node = workflow.nodes[name]
+    if ctx.emit is not None:
+        if results is not None:
+            failed = sum(not r.success for r in results)
+            _emit(ctx, "fan_in", node=name, path=path, branches=len(results), failed=failed)
+        _emit(ctx, "node_started", node=name, path=path)
+    if node.fn is None:
+        if ctx.emit is not None:
+            _emit(ctx, "node_finished", node=name, path=path, status="succeeded", duration_ms=0.0)
+        return
+    started = time.perf_counter()
+    try:
+        if name in workflow.fan_in_nodes:
+            update = node.fn(state, parallel_results=results or [])
+        else:
+            update = node.fn(state)
+        if update is not None and not isinstance(update, Mapping):
+            raise TypeError(f"returned {type(update).__name__}, expected a dict or None")
+    except (Exception, SystemExit) as exc:
+        _emit(
+            ctx,
+            "node_finished",
+            node=name,
+            path=path,
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            duration_ms=_ms_since(started),
+        )
+        raise NodeError(name, exc) from exc
+    if update:
+        state.update(update)
+    if ctx.emit is not None:
+        _emit(
+            ctx,
+            "node_finished",
+            node=name,
+            path=path,
+            status="succeeded",
+            duration_ms=_ms_since(started),
+        )
+
+
+def _fan_out(
+    workflow: Workflow,
+    groups: tuple[FanOut, ...],
+    state: dict[str, Any],
+    *,
+    ctx: _RunContext,
+    path: str,
+) -> dict[str, list[ParallelFlowResult]]:
+    """Run every fan-out leaving one node (all at once); results keyed by fan-in node."""
+    if len(groups) == 1:
+        return {groups[0].fan_in: _run_group(workflow, groups[0], state, ctx=ctx, path=path)}
+    with ThreadPoolExecutor(len(groups), thread_name_prefix="tead-fanout") as pool:
+        futures = [
+            pool.submit(
+                contextvars.copy_context().run,
+                _run_group,
+                workflow,
+                group,
+                state,
+                ctx=ctx,
+                path=path,
+            )
+            for group in groups
+        ]
+        return {
+            group.fan_in: future.result() for group, future in zip(groups, futures, strict=True)
+        }
+
+
+def _run_group(
+    workflow: Workflow, fanout: FanOut, state: dict[str, Any], *, ctx: _RunContext, path: str
+) -> list[ParallelFlowResult]:
+    config = fanout.config
+    tasks = [
+        BranchTask(
+            workflow=workflow,
+            entry=target,
+            exit=fanout.fan_in,
+            state=branch_state,
+            branch=branch,
+            path=f"{path}/{branch}" if path else branch,
+            include_traceback=config.include_traceback,
+        )
+        for branch, target, branch_state in _branches(fanout, state)
+    ]
+    emit = ctx.emit
+    if emit is not None:
+        _emit(
+            ctx,
+            "fanout_started",
+            node=fanout.source,
+            fan_in=fanout.fan_in,
+            path=path,
+            strategy=config.strategy,
+            branches=[t.branch for t in tasks],
+        )
+
+    def on_result(index: int, result: ParallelFlowResult) -> None:
+        _emit(
+            ctx,
+            "branch_finished",
+            node=fanout.source,
+            fan_in=fanout.fan_in,
+            path=tasks[index].path,
+            branch=result.branch,
+            success=result.success,
+            error=result.error,
+            error_type=result.error_type,
+            timing_ms=result.timing_ms,
+        )
+
+    executor = ctx.executor(config.strategy)
+    return executor.execute(tasks, config, on_result if emit is not None else None)
+
+
+def _branches(fanout: FanOut, state: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(branch name, start node, deep copy of the state) for each branch, in order."""
+    if fanout.for_each is None:
+        for target in fanout.targets:
+            yield target, target, copy.deepcopy(state)
+        return
+    try:
+        items = list(fanout.for_each(state))
+    except Exception as exc:
+        raise RunError(
+            f"fan-out at {fanout.source!r}: for_each raised {type(exc).__name__}: {exc}"
+        ) from exc
+    target = fanout.targets[0]
+    for index, item in enumerate(items):
+        branch_state = copy.deepcopy(state)
+        branch_state[fanout.item_var] = copy.deepcopy(item)
+        yield f"{target}[{index}]", target, branch_state
+
+
+def run_branch(task: BranchTask) -> ParallelFlowResult:
+    """Run one branch and record its outcome; never raises for the branch's own errors."""
+    ctx = _context.get()
+    if ctx is None:  # in a worker process: no events, executors of its own
+        ctx = _RunContext(emit=None)
+    started = time.perf_counter()
+    try:
+        state = run_scope(task.workflow, task.state, task.entry, task.exit, ctx=ctx, path=task.path)
+    except (Exception, SystemExit) as exc:
+        original = exc.error if isinstance(exc, NodeError) else exc
+        return ParallelFlowResult(
+            branch=task.branch,
+            success=False,
+            error=str(original) or type(original).__name__,
+            error_type=type(original).__name__,
+            traceback="".join(traceback.format_exception(original))
+            if task.include_traceback
+            else None,
+            timing_ms=_ms_since(started),
+        )
+    return ParallelFlowResult(
+        branch=task.branch, success=True, state=state, timing_ms=_ms_since(started)
+    )

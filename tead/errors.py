@@ -1,0 +1,103 @@
+"""tead's errors. Each carries data and builds its message from it.
+
+    TeadError                      exit code 1 unless said otherwise
+    ├── UsageError                 exit 2: a bad flag, argument or input value
+    │   ├── InputError             --input that is not JSON/YAML or not an object
+    │   └── ScopeError             --entry-point / --exit-point that cannot work
+    ├── WorkflowError              exit 2: a workflow file that does not load
+    ├── UnknownStrategyError       exit 2: no executor registered under that name
+    ├── NodeError                  exit 1: a node raised outside a fan-out
+    └── RunError                   exit 1: the run could not go on (no edge matched, ...)
+
+The CLI maps these to one line on stderr and an exit code; the engine turns errors inside
+fan-out branches into recorded results instead of raising them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+class TeadError(Exception):
+    """Base of every error tead raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(TeadError):
+    """Bad usage: a wrong flag, argument or input."""
+
+    exit_code = 2
+
+
+class InputError(UsageError):
+    """The run's input could not be read."""
+
+
+class ScopeError(UsageError):
+    """An entry or exit point that does not fit the graph."""
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where something is in a workflow file (1-based line and column)."""
+
+    file: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        parts = [self.file]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a workflow file."""
+
+    message: str
+    where: Location | None = None
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class WorkflowError(TeadError):
+    """A workflow that does not load; holds one or more problems with locations."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class UnknownStrategyError(TeadError):
+    """A parallel strategy with no executor registered for it."""
+
+    exit_code = 2
+
+    def __init__(self, name: str, available: Sequence[str]) -> None:
+        self.name = name
+        self.available = tuple(available)
+        super().__init__(
+            f"unknown parallel strategy {name!r} (available: {', '.join(self.available)})"
+        )
+
+
+class NodeError(TeadError):
+    """A node raised an exception outside any fan-out, which fails the run."""
+
+    def __init__(self, node: str, error: BaseException) -> None:
+        self.node = node
+        self.error = error
+        super().__init__(f"node {node!r} failed: {type(error).__name__}: {error}")
+
+
+class RunError(TeadError):
+    """The run could not go on for a reason other than a node's exception."""

@@ -1,0 +1,17 @@
+"""Parallel executors: the protocol, the registry and the built-in strategies."""
+
+from tead.executors.base import (
+    ParallelExecutor,
+    ResultCallback,
+    available_strategies,
+    get_executor,
+    register_executor,
+)
+
+__all__ = [
+    "ParallelExecutor",
+    "ResultCallback",
+    "available_strategies",
+    "get_executor",
+    "register_executor",
+]

@@ -1,0 +1,454 @@
+"""The graph: a builder (`Graph`) and the checked, immutable result (`Workflow`).
+
+YAML files and Python code build graphs the same way: `add_node`, `add_edge`,
+`add_parallel_edge`, then `compile()`, which checks everything at once and raises one
+`WorkflowError` listing every problem with its location.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tead.errors import Location, Problem, RunError, ScopeError, WorkflowError
+from tead.nodes import Expr, NodeFn, compile_expr
+from tead.reliability import ParallelConfig
+
+if TYPE_CHECKING:
+    from tead.engine import Event
+    from tead.spec import WorkflowSpec
+
+START = "__start__"
+END = "__end__"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Node:
+    name: str
+    fn: NodeFn | None = None  # None: a no-op node
+    where: Location | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Edge:
+    source: str
+    target: str
+    when: Expr | None = None
+    when_text: str | None = None
+    where: Location | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FanOut:
+    """One fan-out: branches from `source` that meet again at `fan_in`."""
+
+    source: str
+    targets: tuple[str, ...]
+    fan_in: str
+    config: ParallelConfig
+    for_each: Expr | None = None
+    item_var: str = "item"
+    where: Location | None = None
+
+
+@dataclass(slots=True)
+class _PendingFanOut:
+    source: str
+    targets: list[str]
+    fan_in: str
+    for_each: Expr | None
+    item_var: str
+    overrides: dict[str, Any]
+    config: ParallelConfig | None
+    where: Location | None
+
+
+def _as_expr(value: str | Expr | None, what: str, where: Location | None) -> Expr | None:
+    if value is None or callable(value):
+        return value
+    return compile_expr(value, what=what, where=where or Location("<graph>"))
+
+
+class Graph:
+    """Builds a workflow graph in code: nodes, edges, conditional edges and fan-outs."""
+
+    def __init__(
+        self, name: str = "workflow", *, initial_state: Mapping[str, Any] | None = None
+    ) -> None:
+        self.name = name
+        self.initial_state = dict(initial_state or {})
+        self._nodes: dict[str, Node] = {}
+        self._edges: list[Edge] = []
+        self._fanouts: list[_PendingFanOut] = []
+        self._problems: list[Problem] = []
+
+    def add_node(
+        self, name: str, fn: NodeFn | None = None, *, where: Location | None = None
+    ) -> Graph:
+        """Add a node; `fn(state)` returns a dict to merge into the state, or None."""
+        if name in (START, END):
+            self._problems.append(Problem(f"{name!r} is reserved and cannot be a node name", where))
+        elif name in self._nodes:
+            self._problems.append(Problem(f"duplicate node name {name!r}", where))
+        else:
+            self._nodes[name] = Node(name=name, fn=fn, where=where)
+        return self
+
+    def add_edge(
+        self,
+        source: str,
+        target: str,
+        *,
+        when: str | Expr | None = None,
+        where: Location | None = None,
+    ) -> Graph:
+        """Add an edge; `when` (an expression over `state`, or a callable) makes it conditional."""
+        expr = self._guard(lambda: _as_expr(when, "when", where))
+        text = when if isinstance(when, str) else None
+        self._edges.append(
+            Edge(source=source, target=target, when=expr, when_text=text, where=where)
+        )
+        return self
+
+    def add_parallel_edge(
+        self,
+        source: str,
+        targets: str | Sequence[str],
+        *,
+        fan_in: str,
+        for_each: str | Expr | None = None,
+        item_var: str = "item",
+        config: ParallelConfig | Mapping[str, Any] | None = None,
+        where: Location | None = None,
+    ) -> Graph:
+        """Fan out from `source` to `targets` (one branch each, or one per `for_each` item).
+
+        Edges from the same source to the same fan-in form one fan-out (TEA's
+        `type: parallel` edges). `config` is a full ParallelConfig or a mapping of keys
+        that override the graph's default for this fan-out.
+        """
+        names = [targets] if isinstance(targets, str) else list(targets)
+        expr = self._guard(lambda: _as_expr(for_each, "for_each", where))
+        full = config if isinstance(config, ParallelConfig) else None
+        overrides = dict(config) if isinstance(config, Mapping) else {}
+        if for_each is not None and len(names) != 1:
+            self._problems.append(Problem("a for_each fan-out has exactly one target node", where))
+        for pending in self._fanouts:
+            if pending.source == source and pending.fan_in == fan_in:
+                if expr is not None or pending.for_each is not None:
+                    self._problems.append(
+                        Problem(
+                            f"a for_each fan-out from {source!r} to fan-in {fan_in!r} "
+                            "cannot share its fan-in with other parallel edges",
+                            where,
+                        )
+                    )
+                    return self
+                for key, value in overrides.items():
+                    if pending.overrides.get(key, value) != value:
+                        self._problems.append(
+                            Problem(
+                                f"fan-out from {source!r}: conflicting {key!r} on its edges", where
+                            )
+                        )
+                pending.overrides.update(overrides)
+                pending.targets.extend(names)
+                return self
+        self._fanouts.append(
+            _PendingFanOut(source, names, fan_in, expr, item_var, overrides, full, where)
+        )
+        return self
+
+    def _guard(self, make: Callable[[], Expr | None]) -> Expr | None:
+        try:
+            return make()
+        except WorkflowError as exc:
+            self._problems.extend(exc.problems)
+            return None
+
+    def compile(
+        self,
+        *,
+        parallel_config: ParallelConfig | None = None,
+        source: WorkflowSource | None = None,
+        spec: WorkflowSpec | None = None,
+        config_where: Location | None = None,
+    ) -> Workflow:
+        """Check the graph and return the runnable `Workflow`; raise WorkflowError if broken.
+
+        `config_where` locates `parallel_config` in a file, for error messages.
+        """
+        from tead.executors import available_strategies
+
+        default = parallel_config or ParallelConfig()
+        problems = list(self._problems)
+        nodes = self._nodes
+
+        def check_name(name: str, role: str, where: Location | None, *, allow: str = "") -> bool:
+            if name in nodes or name == allow:
+                return True
+            hint = difflib.get_close_matches(name, list(nodes), n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            problems.append(Problem(f"{role} unknown node {name!r}{extra}", where))
+            return False
+
+        edges: dict[str, list[Edge]] = {}
+        for edge in self._edges:
+            ok = check_name(edge.source, "edge from", edge.where, allow=START)
+            ok &= check_name(edge.target, "edge to", edge.where, allow=END)
+            if ok:
+                edges.setdefault(edge.source, []).append(edge)
+
+        fanouts: dict[str, list[FanOut]] = {}
+        strategies = available_strategies()
+        for pending in self._fanouts:
+            ok = check_name(pending.source, "fan-out from", pending.where, allow=START)
+            ok &= check_name(pending.fan_in, "fan_in:", pending.where)
+            for target in pending.targets:
+                ok &= check_name(target, "fan-out to", pending.where)
+            if len(set(pending.targets)) != len(pending.targets):
+                problems.append(
+                    Problem(f"fan-out from {pending.source!r} names a branch twice", pending.where)
+                )
+                ok = False
+            if pending.fan_in in pending.targets:
+                problems.append(
+                    Problem(f"fan-in {pending.fan_in!r} cannot also be a branch", pending.where)
+                )
+                ok = False
+            config = pending.config or default.merged(pending.overrides)
+            if config.strategy not in strategies:
+                problems.append(
+                    Problem(
+                        f"unknown parallel strategy {config.strategy!r} "
+                        f"(available: {', '.join(strategies)})",
+                        pending.where,
+                    )
+                )
+                ok = False
+            if ok:
+                fanouts.setdefault(pending.source, []).append(
+                    FanOut(
+                        source=pending.source,
+                        targets=tuple(pending.targets),
+                        fan_in=pending.fan_in,
+                        config=config,
+                        for_each=pending.for_each,
+                        item_var=pending.item_var,
+                        where=pending.where,
+                    )
+                )
+        for name in fanouts.keys() & edges.keys():
+            where = edges[name][0].where
+            problems.append(
+                Problem(
+                    f"node {name!r} has both parallel and plain edges; "
+                    "continue from its fan-in node instead",
+                    where,
+                )
+            )
+        if default.strategy not in strategies:
+            problems.append(
+                Problem(
+                    f"unknown parallel strategy {default.strategy!r} "
+                    f"(available: {', '.join(strategies)})",
+                    config_where,
+                )
+            )
+        workflow = Workflow(
+            name=self.name,
+            nodes=dict(nodes),
+            order=tuple(nodes),
+            edges={k: tuple(v) for k, v in edges.items()},
+            fanouts={k: tuple(v) for k, v in fanouts.items()},
+            initial_state=dict(self.initial_state),
+            parallel_config=default,
+            source=source,
+            spec=spec,
+        )
+        if not problems:
+            problems.extend(workflow.structure_problems())
+        if problems:
+            raise WorkflowError(problems)
+        return workflow
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowSource:
+    """Where a workflow came from: its text and file, enough to load it again elsewhere."""
+
+    text: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Workflow:
+    """A checked graph, ready to run. Build one with `Graph.compile()` or `load_workflow()`."""
+
+    name: str
+    nodes: dict[str, Node]
+    order: tuple[str, ...]
+    edges: dict[str, tuple[Edge, ...]]
+    fanouts: dict[str, tuple[FanOut, ...]]
+    initial_state: dict[str, Any] = field(default_factory=dict)
+    parallel_config: ParallelConfig = field(default_factory=ParallelConfig)
+    source: WorkflowSource | None = None
+    spec: WorkflowSpec | None = None
+    fan_in_nodes: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        joins = frozenset(f.fan_in for group in self.fanouts.values() for f in group)
+        object.__setattr__(self, "fan_in_nodes", joins)
+
+    # --- walking --------------------------------------------------------------------------
+
+    def next_node(self, current: str, state: dict[str, Any]) -> str:
+        """The node after `current` (which has no fan-out): first true edge in file order."""
+        edges = self.edges.get(current)
+        if not edges:
+            return self._implicit_next(current)
+        for edge in edges:
+            if edge.when is None:
+                return edge.target
+            try:
+                taken = edge.when(state)
+            except Exception as exc:
+                raise RunError(
+                    f"edge {current!r} -> {edge.target!r}: `when` raised "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if taken:
+                return edge.target
+        raise RunError(f"no edge from {current!r} matched the state (all `when` were false)")
+
+    def _implicit_next(self, current: str) -> str:
+        if current == START:
+            return self.order[0]
+        index = self.order.index(current) + 1
+        return self.order[index] if index < len(self.order) else END
+
+    def successors(self, name: str) -> Iterator[str]:
+        """Every node that may follow `name` (fan-outs lead to branches and fan-ins)."""
+        if name == END:
+            return
+        if name in self.fanouts:
+            for fanout in self.fanouts[name]:
+                yield from fanout.targets
+                yield fanout.fan_in
+        elif name in self.edges:
+            yield from (edge.target for edge in self.edges[name])
+        else:
+            yield self._implicit_next(name)
+
+    def reachable(self, start: str, *, stop: str | None = None) -> set[str]:
+        """Nodes reachable from `start`, not walking past `stop`."""
+        seen: set[str] = set()
+        todo = [start]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name != stop:
+                todo.extend(self.successors(name))
+        return seen
+
+    # --- checks ---------------------------------------------------------------------------
+
+    def structure_problems(self) -> list[Problem]:
+        """Branches that never reach their fan-in, run into a sibling, or cycles with no exit."""
+        problems: list[Problem] = []
+        for group in self.fanouts.values():
+            for fanout in group:
+                for target in fanout.targets:
+                    seen = self.reachable(target, stop=fanout.fan_in)
+                    if fanout.fan_in not in seen:
+                        problems.append(
+                            Problem(
+                                f"branch {target!r} of the fan-out at {fanout.source!r} "
+                                f"never reaches its fan-in {fanout.fan_in!r}",
+                                fanout.where,
+                            )
+                        )
+                    for sibling in set(fanout.targets) - {target}:
+                        if sibling in seen:
+                            problems.append(
+                                Problem(
+                                    f"branch {target!r} runs into branch {sibling!r} of the "
+                                    f"same fan-out; add an edge from the end of {target!r} "
+                                    f"to {fanout.fan_in!r}",
+                                    fanout.where,
+                                )
+                            )
+        can_end = {END}
+        changed = True
+        names = [START, *self.order]
+        while changed:
+            changed = False
+            for name in names:
+                if name not in can_end and any(s in can_end for s in self.successors(name)):
+                    can_end.add(name)
+                    changed = True
+        covered: set[str] = set()
+        for name in [START, *self.order]:
+            if name in can_end or name in covered or name not in self.reachable(START):
+                continue
+            cycle = self.reachable(name)
+            if all(name in self.reachable(other) for other in cycle):  # nothing leaves it
+                covered |= cycle
+                members = ", ".join(repr(n) for n in self.order if n in cycle)
+                where = self.nodes[name].where if name in self.nodes else None
+                problems.append(
+                    Problem(f"nodes {members} form a cycle with no way out to {END}", where)
+                )
+        return problems
+
+    def check_scope(self, entry: str, exit: str) -> None:
+        """Raise ScopeError unless a run from `entry` can reach `exit`."""
+        if entry != START and entry not in self.nodes:
+            raise ScopeError(f"--entry-point: unknown node {entry!r}{self._hint(entry)}")
+        if exit != END and exit not in self.nodes:
+            raise ScopeError(f"--exit-point: unknown node {exit!r}{self._hint(exit)}")
+        if entry == exit:
+            raise ScopeError(f"--entry-point and --exit-point are the same node {entry!r}")
+        if exit not in self.reachable(entry):
+            raise ScopeError(f"no path from {entry!r} to {exit!r}")
+
+    def _hint(self, name: str) -> str:
+        hint = difflib.get_close_matches(name, list(self.nodes), n=1)
+        return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+    # --- running (see tead.engine) --------------------------------------------------------
+
+    def invoke(
+        self,
+        state: Mapping[str, Any] | None = None,
+        *,
+        entry_point: str = START,
+        exit_point: str = END,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> dict[str, Any]:
+        """Run the workflow on `initial_state` updated with `state`; return the final state.
+
+        A node that raises outside a fan-out raises `NodeError`; failed branches become
+        results with `success: False` and the run goes on.
+        """
+        from tead.engine import run_workflow
+
+        return run_workflow(
+            self, state, entry_point=entry_point, exit_point=exit_point, on_event=on_event
+        )
+
+    def stream(
+        self,
+        state: Mapping[str, Any] | None = None,
+        *,
+        entry_point: str = START,
+        exit_point: str = END,
+    ) -> Iterable[Event]:
+        """Run the workflow and yield its events as they happen (the last is `run_finished`)."""
+        from tead.engine import stream_workflow
+
+        return stream_workflow(self, state, entry_point=entry_point, exit_point=exit_point)

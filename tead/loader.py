@@ -1,0 +1,177 @@
+"""Workflow files → `Workflow`: read, parse with positions, validate, build, check.
+
+`tead validate` and `tead run` both call `load_workflow`, so "validates" means "loads".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tead.errors import Location, Problem, WorkflowError
+from tead.graph import Graph, Workflow, WorkflowSource
+from tead.nodes import NodeFn, compile_run, ensure_importable, resolve_uses
+from tead.reliability import ParallelConfig
+from tead.spec import WorkflowSpec
+from tead.yamlfile import YamlDocument, parse_yaml
+
+MAX_FILE_BYTES = 5 * 1024 * 1024
+
+
+def read_workflow_text(path: str | os.PathLike[str]) -> str:
+    """A workflow file's text; WorkflowError if it is missing, too big or not UTF-8."""
+    where = Location(str(path))
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise WorkflowError([Problem("no such file", where)]) from None
+    except IsADirectoryError:
+        raise WorkflowError([Problem("is a directory, not a workflow file", where)]) from None
+    except OSError as exc:
+        raise WorkflowError([Problem(f"cannot read: {exc.strerror}", where)]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise WorkflowError([Problem(f"larger than {MAX_FILE_BYTES} bytes", where)])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WorkflowError([Problem(f"not a UTF-8 text file (byte {exc.start})", where)]) from None
+    if "\x00" in text:
+        raise WorkflowError([Problem("not a text file (contains NUL bytes)", where)])
+    return text
+
+
+def load_workflow(path: str | os.PathLike[str]) -> Workflow:
+    """Load and check one workflow file."""
+    return load_workflow_text(read_workflow_text(path), str(path))
+
+
+def load_workflow_text(text: str, path: str) -> Workflow:
+    """Load and check workflow source; `path` names it in errors and locates `uses:` modules."""
+    doc = parse_yaml(text, path)
+    if doc.data is None:
+        raise WorkflowError([Problem("empty workflow file", Location(path))])
+    if not isinstance(doc.data, dict):
+        raise WorkflowError(
+            [Problem("a workflow file is a mapping (name:, nodes:, edges:)", doc.where(()))]
+        )
+    try:
+        spec = WorkflowSpec.model_validate(doc.data)
+    except ValidationError as exc:
+        raise WorkflowError(_problems(exc, doc)) from None
+    return build_workflow(spec, doc, path, text)
+
+
+def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) -> Workflow:
+    """Turn a validated spec into a checked Workflow (every problem reported at once)."""
+    folder = str(Path(path).resolve().parent)
+    problems: list[Problem] = []
+    name = spec.name or Path(path).stem
+    graph = Graph(name, initial_state=spec.initial_state)
+    for i, node in enumerate(spec.nodes):
+        where = doc.where(("nodes", i))
+        fn: NodeFn | None = None
+        try:
+            if node.run is not None:
+                code_at = ("nodes", i, "run")
+                line, _ = doc.values[code_at]
+                first = line + 1 if code_at in doc.block_scalars else line
+                fn = compile_run(node.run, node=node.name, where=where, first_line=first)
+            elif node.uses is not None:
+                ensure_importable(folder)
+                fn = resolve_uses(node.uses, node.with_, where=doc.where(("nodes", i, "uses")))
+        except WorkflowError as exc:
+            problems.extend(exc.problems)
+        graph.add_node(node.name, fn, where=where)
+    for i, edge in enumerate(spec.edges):
+        where = doc.where(("edges", i))
+        if edge.is_parallel:
+            if edge.fan_in is None:
+                problems.append(Problem("a parallel edge needs `fan_in:`", where))
+                continue
+            if edge.when is not None:
+                problems.append(Problem("`when:` is not allowed on a parallel edge", where))
+                continue
+            graph.add_parallel_edge(
+                edge.from_,
+                edge.targets,
+                fan_in=edge.fan_in,
+                for_each=edge.for_each,
+                item_var=edge.item_var or "item",
+                config=edge.overrides(),
+                where=where,
+            )
+            continue
+        stray = [k for k in ("fan_in", "for_each", "item_var") if getattr(edge, k) is not None]
+        stray += sorted(edge.overrides())
+        if stray:
+            problems.append(
+                Problem(
+                    f"{', '.join(stray)} only apply to parallel edges (add `parallel: true`)", where
+                )
+            )
+            continue
+        if len(edge.targets) != 1:
+            problems.append(
+                Problem("an edge to several nodes needs `parallel: true` and `fan_in:`", where)
+            )
+            continue
+        graph.add_edge(edge.from_, edge.targets[0], when=edge.when, where=where)
+    try:
+        workflow = graph.compile(
+            parallel_config=ParallelConfig.from_spec(spec.settings.parallel),
+            source=WorkflowSource(text=text, path=path),
+            spec=spec,
+            config_where=doc.where(("settings", "parallel", "strategy")),
+        )
+    except WorkflowError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        file = Location(path)
+        located = [Problem(p.message, p.where or file) for p in problems]
+        located.sort(key=lambda p: (p.where.line or 0) if p.where else 0)
+        raise WorkflowError(located)
+    return workflow
+
+
+def _problems(exc: ValidationError, doc: YamlDocument) -> list[Problem]:
+    """Pydantic errors → problems at the YAML positions they refer to (one per place)."""
+    found: dict[tuple[Any, ...], Problem] = {}
+    for error in exc.errors(include_url=False):
+        path = _data_path(doc.data, error["loc"])
+        kind = error["type"]
+        message = error["msg"].removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            key = path[-1] if path else "?"
+            where = doc.where(path, key=True)
+            message = f"unknown key {key!r}"
+        elif kind == "missing":
+            key = error["loc"][-1]
+            path = path[:-1] if path and path[-1] == key else path
+            where = doc.where(path)
+            message = f"missing required key {key!r}"
+        else:
+            where = doc.where(path)
+            label = ".".join(str(p) for p in path)
+            message = f"{label}: {message}" if label else message
+        found.setdefault(tuple(path), Problem(message, where))
+    return list(found.values())
+
+
+def _data_path(data: Any, loc: tuple[int | str, ...]) -> tuple[str | int, ...]:
+    """Pydantic's `loc` without its union tags: only steps that exist in the data."""
+    path: list[str | int] = []
+    current = data
+    for step in loc:
+        in_dict = isinstance(current, dict) and step in current
+        in_list = isinstance(current, list) and isinstance(step, int) and 0 <= step < len(current)
+        if in_dict or in_list:
+            current = current[step]
+            path.append(step)
+        elif isinstance(current, dict) and isinstance(step, str) and step == loc[-1]:
+            path.append(step)  # a missing or unknown key: name it
+            current = None
+    return tuple(path)

@@ -1,0 +1,127 @@
+"""Values of the parallel layer: ParallelConfig, RetryPolicy, CircuitBreakerConfig and
+ParallelFlowResult (CONTRACT §1)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tead.spec import CircuitBreakerSpec, ParallelSpec, RemoteSpec, RetrySpec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How often and how late a failed branch is tried again."""
+
+    max_retries: int = 0
+    base_delay: float = 0.5
+    max_delay: float = 10.0
+    backoff_multiplier: float = 2.0
+    jitter: float = 0.1
+    retry_on: tuple[str, ...] | None = None  # exception class names; None: any exception
+
+    @classmethod
+    def from_spec(cls, spec: RetrySpec) -> RetryPolicy:
+        values = spec.model_dump()
+        if spec.retry_on is not None:
+            values["retry_on"] = tuple(spec.retry_on)
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitBreakerConfig:
+    failure_threshold: int = 5
+    reset_timeout: float = 30.0
+    half_open_max_calls: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteConfig:
+    hosts: tuple[str, ...]
+    workdir: str = "/tmp/tead-jobs"
+    cleanup: bool = True
+    env_include: tuple[str, ...] = ()
+    env_exclude_patterns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParallelConfig:
+    """How one fan-out runs. Defaults: threads, one per CPU, no timeout, retry or breaker."""
+
+    strategy: str = "thread"
+    max_workers: int | None = None
+    timeout_seconds: float | None = None
+    fail_fast: bool = False
+    retry: RetryPolicy | None = None
+    circuit_breaker: CircuitBreakerConfig | None = None
+    include_traceback: bool = False
+    remote: RemoteConfig | None = None
+
+    @property
+    def workers(self) -> int:
+        """The worker count to use: `max_workers`, else the number of CPUs."""
+        return self.max_workers or os.cpu_count() or 1
+
+    def merged(self, overrides: Mapping[str, Any]) -> ParallelConfig:
+        """A copy with some keys replaced (spec-shaped values are converted)."""
+        return dataclasses.replace(self, **_convert(overrides))
+
+    @classmethod
+    def from_spec(cls, spec: ParallelSpec) -> ParallelConfig:
+        return cls().merged({key: getattr(spec, key) for key in spec.model_fields_set})
+
+
+def _convert(values: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(values)
+    if isinstance(out.get("retry"), RetrySpec):
+        out["retry"] = RetryPolicy.from_spec(out["retry"])
+    if isinstance(out.get("circuit_breaker"), CircuitBreakerSpec):
+        out["circuit_breaker"] = CircuitBreakerConfig(**out["circuit_breaker"].model_dump())
+    if isinstance(remote := out.get("remote"), RemoteSpec):
+        out["remote"] = RemoteConfig(
+            hosts=tuple(remote.hosts),
+            workdir=remote.workdir,
+            cleanup=remote.cleanup,
+            env_include=tuple(remote.env_vars.include),
+            env_exclude_patterns=tuple(remote.env_vars.exclude_patterns),
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParallelFlowResult(Mapping[str, Any]):
+    """The outcome of one fan-out branch; reads as an object or as a dict."""
+
+    branch: str
+    success: bool
+    state: dict[str, Any] | None = None
+    error: str | None = None
+    error_type: str | None = None
+    traceback: str | None = None
+    timeout: bool = False
+    timing_ms: float = 0.0
+    retry_count: int = 0
+    attempt_errors: tuple[str, ...] = field(default_factory=tuple)
+    circuit_state: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _RESULT_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_RESULT_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_RESULT_FIELDS)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in _RESULT_FIELDS}
+        data["attempt_errors"] = list(self.attempt_errors)
+        return data
+
+
+_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(ParallelFlowResult))
