@@ -6,6 +6,7 @@ that can run is checked by `tead.graph`, which the loader (`tead.loader`) calls 
 
 from __future__ import annotations
 
+import math
 import re
 import zoneinfo
 from typing import Annotated, Any, Literal
@@ -45,7 +46,7 @@ def parse_duration(value: object, *, allow_zero: bool = False) -> float:
             ) from None
     else:
         raise ValueError("expected a duration such as 30s, 500ms, 10m or a number of seconds")
-    if seconds < 0 or (seconds == 0 and not allow_zero) or seconds == float("inf"):
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError(f"a duration must be positive and finite, got {value!r}")
     return seconds
 

@@ -1,0 +1,131 @@
+"""The workflow format: durations, YAML positions, the JSON Schema, graph checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tead import Graph, ParallelConfig, WorkflowError, load_workflow_text
+from tead.spec import WorkflowSpec, json_schema, parse_duration
+from tead.yamlfile import parse_yaml
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("500ms", 0.5),
+        ("30s", 30.0),
+        ("10m", 600.0),
+        ("2h", 7200.0),
+        (1.5, 1.5),
+        (3, 3.0),
+        ("2", 2.0),
+    ],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["5x", "", "-1s", 0, True, None, "inf", float("nan")])
+def test_bad_durations_are_rejected(bad: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(bad)
+
+
+def test_on_key_stays_a_string_and_yes_no_stay_strings() -> None:
+    """YAML 1.1 reads `on`/`yes`/`no` as booleans; a workflow's `on:` must stay a key."""
+    doc = parse_yaml("on: {dispatch: {}}\nanswer: yes\nflag: true\n", "x.yaml")
+    assert doc.data == {"on": {"dispatch": {}}, "answer": "yes", "flag": True}
+
+
+def test_positions_of_values_and_keys_are_kept() -> None:
+    doc = parse_yaml("a:\n  b: [1, 2]\n  c: x\n", "x.yaml")
+    assert str(doc.where(("a", "b", 1))) == "x.yaml:2:10"
+    assert str(doc.where(("a", "c"), key=True)) == "x.yaml:3:3"
+    assert str(doc.where(("a", "zzz"))) == "x.yaml:2:3"  # nearest known ancestor
+
+
+def test_duplicate_keys_are_reported_not_overwritten() -> None:
+    with pytest.raises(WorkflowError, match=r"x.yaml:2:1: duplicate key 'a'"):
+        parse_yaml("a: 1\na: 2\n", "x.yaml")
+
+
+def test_alias_bombs_do_not_explode() -> None:
+    """Aliases share one value instead of being expanded (a billion-laughs file loads fast)."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    doc = parse_yaml("\n".join(lines) + "\n", "bomb.yaml")
+    assert doc.data["a8"][0] is doc.data["a7"]
+
+
+def test_schema_is_json_and_describes_the_format() -> None:
+    schema = json_schema()
+    json.dumps(schema)
+    assert {"nodes", "edges", "on", "settings", "initial_state"} <= set(schema["properties"])
+    edge = schema["$defs"]["EdgeSpec"]["properties"]
+    assert {"from", "to", "when", "parallel", "fan_in", "for_each", "parallel_strategy"} <= set(
+        edge
+    )
+
+
+def test_spec_accepts_the_contract_example() -> None:
+    """CONTRACT §1's example parses (its `uses:` module aside) with every key in place."""
+    text = (Path(__file__).parent / "data" / "contract_example.yaml").read_text()
+    spec = WorkflowSpec.model_validate(parse_yaml(text, "c.yaml").data)
+    assert spec.on is not None and spec.on.catchup == "latest"
+    assert spec.on.schedule[0].timezone == "Europe/Berlin"  # type: ignore[union-attr]
+    assert spec.on.schedule[1].every == 30.0  # type: ignore[union-attr]
+    assert spec.settings.parallel.retry is not None
+    assert spec.settings.parallel.retry.retry_on == ["TimeoutError", "ConnectionError"]
+    assert spec.timeout == 600.0
+    assert spec.edges[1].overrides() == {"strategy": "process"}
+    config = ParallelConfig.from_spec(spec.settings.parallel)
+    assert config.max_workers == 4 and config.timeout_seconds == 30.0
+    assert config.circuit_breaker is not None and config.circuit_breaker.failure_threshold == 5
+    assert config.remote is not None and config.remote.hosts[1] == "worker@10.0.0.12:2222"
+
+
+def test_dispatch_input_default_must_match_its_type() -> None:
+    text = (
+        "on:\n  dispatch:\n    inputs:\n      size: {type: integer, default: big}\n"
+        "nodes: [{name: a}]\n"
+    )
+    with pytest.raises(WorkflowError, match=r"w.yaml:4:13: .*default 'big' is not of type integer"):
+        load_workflow_text(text, "w.yaml")
+
+
+def test_graph_problems_are_all_reported_at_once() -> None:
+    graph = Graph()
+    graph.add_node("a")
+    graph.add_node("a")
+    graph.add_edge("a", "zzz")
+    graph.add_parallel_edge("a", ["a"], fan_in="nope", config={"strategy": "gpu"})
+    with pytest.raises(WorkflowError) as info:
+        graph.compile()
+    messages = [p.message for p in info.value.problems]
+    assert "duplicate node name 'a'" in messages
+    assert "edge to unknown node 'zzz'" in messages
+    assert "fan_in: unknown node 'nope'" in messages
+    assert any(m.startswith("unknown parallel strategy 'gpu'") for m in messages)
+
+
+def test_a_branch_running_into_its_sibling_is_an_error() -> None:
+    """Implicit chaining from branch `a` would run `b` too: say so instead of doing it."""
+    graph = Graph()
+    for name in ("s", "a", "b", "m"):
+        graph.add_node(name)
+    graph.add_parallel_edge("s", ["a", "b"], fan_in="m")
+    with pytest.raises(WorkflowError, match="branch 'a' runs into branch 'b'"):
+        graph.compile()
+
+
+def test_parallel_and_plain_edges_from_one_node_are_an_error() -> None:
+    graph = Graph()
+    for name in ("s", "a", "m"):
+        graph.add_node(name)
+    graph.add_parallel_edge("s", "a", fan_in="m")
+    graph.add_edge("s", "m")
+    with pytest.raises(WorkflowError, match="both parallel and plain edges"):
+        graph.compile()
