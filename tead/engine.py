@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tead.errors import NodeError, RunError
-from tead.executors import ParallelExecutor, get_executor
+from tead.breaker import BreakerRegistry
+from tead.errors import FanOutError, NodeError, RunError
+from tead.executors import FanOutHooks, ParallelExecutor, get_executor
 from tead.graph import END, START, FanOut, Workflow
 from tead.reliability import ParallelFlowResult
 
@@ -43,9 +44,10 @@ class BranchTask:
 
 @dataclass(slots=True)
 class _RunContext:
-    """What the branches of one run share in this process: the event sink and executors."""
+    """What the branches of one run share in this process: events, breakers, executors."""
 
     emit: EventSink | None
+    breakers: BreakerRegistry = field(default_factory=BreakerRegistry)
     executors: dict[str, ParallelExecutor] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,12 +83,13 @@ def run_workflow(
     entry_point: str = START,
     exit_point: str = END,
     on_event: EventSink | None = None,
+    breakers: BreakerRegistry | None = None,
 ) -> dict[str, Any]:
     """Run `workflow` on its initial state updated with `state`; return the final state."""
     workflow.check_scope(entry_point, exit_point)
     current = copy.deepcopy(workflow.initial_state)
     current.update(copy.deepcopy(dict(state or {})))
-    ctx = _RunContext(emit=on_event)
+    ctx = _RunContext(emit=on_event, breakers=breakers or workflow.breakers)
     token = _context.set(ctx)
     started = time.perf_counter()
     _emit(ctx, "run_started", workflow=workflow.name, entry=entry_point, exit=exit_point)
@@ -256,8 +259,8 @@ def _run_group(
         )
         for branch, target, branch_state in _branches(fanout, state)
     ]
-    emit = ctx.emit
-    if emit is not None:
+    hooks = FanOutHooks(breakers=ctx.breakers)
+    if ctx.emit is not None:
         _emit(
             ctx,
             "fanout_started",
@@ -268,22 +271,41 @@ def _run_group(
             branches=[t.branch for t in tasks],
         )
 
-    def on_result(index: int, result: ParallelFlowResult) -> None:
-        _emit(
-            ctx,
-            "branch_finished",
-            node=fanout.source,
-            fan_in=fanout.fan_in,
-            path=tasks[index].path,
-            branch=result.branch,
-            success=result.success,
-            error=result.error,
-            error_type=result.error_type,
-            timing_ms=result.timing_ms,
-        )
+        def on_result(index: int, result: ParallelFlowResult) -> None:
+            _emit(
+                ctx,
+                "branch_finished",
+                node=fanout.source,
+                fan_in=fanout.fan_in,
+                path=tasks[index].path,
+                branch=result.branch,
+                success=result.success,
+                error=result.error,
+                error_type=result.error_type,
+                timeout=result.timeout,
+                retry_count=result.retry_count,
+                timing_ms=result.timing_ms,
+            )
 
-    executor = ctx.executor(config.strategy)
-    return executor.execute(tasks, config, on_result if emit is not None else None)
+        def on_retry(index: int, attempt: int, delay_s: float, error: str) -> None:
+            _emit(
+                ctx,
+                "branch_retry",
+                path=tasks[index].path,
+                branch=tasks[index].branch,
+                attempt=attempt,
+                delay_s=round(delay_s, 3),
+                error=error,
+            )
+
+        hooks = FanOutHooks(breakers=ctx.breakers, on_result=on_result, on_retry=on_retry)
+    results = ctx.executor(config.strategy).execute(tasks, config, hooks)
+    if config.fail_fast:
+        failed = [r for r in results if not r.success]
+        cause = next((r for r in failed if r.error_type != "FanOutCancelledError"), None)
+        if cause is not None:
+            raise FanOutError(fanout.source, cause)
+    return results
 
 
 def _branches(fanout: FanOut, state: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -315,16 +337,23 @@ def run_branch(task: BranchTask) -> ParallelFlowResult:
         state = run_scope(task.workflow, task.state, task.entry, task.exit, ctx=ctx, path=task.path)
     except (Exception, SystemExit) as exc:
         original = exc.error if isinstance(exc, NodeError) else exc
-        return ParallelFlowResult(
-            branch=task.branch,
-            success=False,
-            error=str(original) or type(original).__name__,
-            error_type=type(original).__name__,
-            traceback="".join(traceback.format_exception(original))
-            if task.include_traceback
-            else None,
-            timing_ms=_ms_since(started),
-        )
+        return failure_result(task, original, timing_ms=_ms_since(started))
     return ParallelFlowResult(
         branch=task.branch, success=True, state=state, timing_ms=_ms_since(started)
+    )
+
+
+def failure_result(
+    task: BranchTask, error: BaseException, *, timing_ms: float, **extra: Any
+) -> ParallelFlowResult:
+    """The result of a branch that failed with `error` (its original type kept)."""
+    return ParallelFlowResult(
+        branch=task.branch,
+        success=False,
+        error=str(error) or type(error).__name__,
+        error_type=type(error).__name__,
+        error_mro=tuple(cls.__name__ for cls in type(error).__mro__),
+        traceback="".join(traceback.format_exception(error)) if task.include_traceback else None,
+        timing_ms=timing_ms,
+        **extra,
     )

@@ -8,6 +8,7 @@
     ├── UnknownStrategyError       exit 2: no executor registered under that name
     ├── NodeError                  exit 1: a node raised outside a fan-out
     └── RunError                   exit 1: the run could not go on (no edge matched, ...)
+        └── FanOutError            a branch failed under `fail_fast`
 
 The CLI maps these to one line on stderr and an exit code; the engine turns errors inside
 fan-out branches into recorded results instead of raising them.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class TeadError(Exception):
@@ -101,3 +103,15 @@ class NodeError(TeadError):
 
 class RunError(TeadError):
     """The run could not go on for a reason other than a node's exception."""
+
+
+class FanOutError(RunError):
+    """A fan-out with `fail_fast` lost a branch: the others were cancelled, the run fails."""
+
+    def __init__(self, source: str, result: Any) -> None:
+        self.source = source
+        self.result = result
+        super().__init__(
+            f"fan-out at {source!r} failed fast: branch {result.branch!r} failed: "
+            f"{result.error_type}: {result.error}"
+        )

@@ -8,10 +8,12 @@ YAML files and Python code build graphs the same way: `add_node`, `add_edge`,
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tead.breaker import BreakerRegistry
 from tead.errors import Location, Problem, RunError, ScopeError, WorkflowError
 from tead.nodes import Expr, NodeFn, compile_expr
 from tead.reliability import ParallelConfig
@@ -297,6 +299,8 @@ class Workflow:
     source: WorkflowSource | None = None
     spec: WorkflowSpec | None = None
     fan_in_nodes: frozenset[str] = frozenset()
+    #: circuit breakers kept across this object's runs (in memory unless replaced)
+    breakers: BreakerRegistry = field(default_factory=BreakerRegistry, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         joins = frozenset(f.fan_in for group in self.fanouts.values() for f in group)
@@ -329,20 +333,24 @@ class Workflow:
         index = self.order.index(current) + 1
         return self.order[index] if index < len(self.order) else END
 
-    def successors(self, name: str) -> Iterator[str]:
-        """Every node that may follow `name` (fan-outs lead to branches and fan-ins)."""
+    def successors(self, name: str, *, main_path: bool = False) -> Iterator[str]:
+        """Every node that may follow `name`: a fan-out leads to its branches and fan-ins,
+        or, on the `main_path` (the walk that waits for fan-outs), only to its fan-ins."""
         if name == END:
             return
         if name in self.fanouts:
             for fanout in self.fanouts[name]:
-                yield from fanout.targets
+                if not main_path:
+                    yield from fanout.targets
                 yield fanout.fan_in
         elif name in self.edges:
             yield from (edge.target for edge in self.edges[name])
         else:
             yield self._implicit_next(name)
 
-    def reachable(self, start: str, *, stop: str | None = None) -> set[str]:
+    def reachable(
+        self, start: str, *, stop: str | None = None, main_path: bool = False
+    ) -> set[str]:
         """Nodes reachable from `start`, not walking past `stop`."""
         seen: set[str] = set()
         todo = [start]
@@ -352,7 +360,7 @@ class Workflow:
                 continue
             seen.add(name)
             if name != stop:
-                todo.extend(self.successors(name))
+                todo.extend(self.successors(name, main_path=main_path))
         return seen
 
     # --- checks ---------------------------------------------------------------------------
@@ -361,9 +369,31 @@ class Workflow:
         """Branches that never reach their fan-in, run into a sibling, or cycles with no exit."""
         problems: list[Problem] = []
         for group in self.fanouts.values():
+            for first, later in itertools.pairwise(group):
+                if later.fan_in not in self.reachable(first.fan_in, main_path=True):
+                    problems.append(
+                        Problem(
+                            f"the fan-outs at {first.source!r} meet at {first.fan_in!r} "
+                            f"and {later.fan_in!r}: the run continues at {first.fan_in!r}, "
+                            f"so {later.fan_in!r} must be reachable from it",
+                            later.where,
+                        )
+                    )
             for fanout in group:
                 for target in fanout.targets:
                     seen = self.reachable(target, stop=fanout.fan_in)
+                    for inner in (
+                        f for n in seen - {fanout.fan_in} for f in self.fanouts.get(n, ())
+                    ):
+                        if inner.fan_in == fanout.fan_in:
+                            problems.append(
+                                Problem(
+                                    f"the fan-out at {inner.source!r} inside a branch of the "
+                                    f"fan-out at {fanout.source!r} cannot share its fan-in "
+                                    f"{fanout.fan_in!r}; give it a fan-in of its own",
+                                    inner.where,
+                                )
+                            )
                     if fanout.fan_in not in seen:
                         problems.append(
                             Problem(
@@ -413,14 +443,24 @@ class Workflow:
             raise ScopeError(f"--exit-point: unknown node {exit!r}{self._hint(exit)}")
         if entry == exit:
             raise ScopeError(f"--entry-point and --exit-point are the same node {entry!r}")
-        if exit not in self.reachable(entry):
-            raise ScopeError(f"no path from {entry!r} to {exit!r}")
+        if exit not in self.reachable(entry, main_path=True):
+            inside = exit in self.reachable(entry)
+            detail = " (it is inside a fan-out branch; stop at its fan-in)" if inside else ""
+            raise ScopeError(f"no path from {entry!r} to {exit!r}{detail}")
 
     def _hint(self, name: str) -> str:
         hint = difflib.get_close_matches(name, list(self.nodes), n=1)
         return f" (did you mean {hint[0]!r}?)" if hint else ""
 
     # --- running (see tead.engine) --------------------------------------------------------
+
+    def get_circuit_states(self) -> dict[str, str]:
+        """Every circuit breaker this workflow has used: name -> closed / half_open / open."""
+        return {name: str(snap.state) for name, snap in self.breakers.states().items()}
+
+    def reset_circuit(self, name: str) -> None:
+        """Close the breaker `name` (`<workflow>:<branch>`); KeyError if unknown."""
+        self.breakers.reset(name)
 
     def invoke(
         self,

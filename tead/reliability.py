@@ -30,6 +30,23 @@ class RetryPolicy:
             values["retry_on"] = tuple(spec.retry_on)
         return cls(**values)
 
+    def delay_s(self, attempt: int, rand: float) -> float:
+        """The wait before retry number `attempt` (1-based); `rand` is uniform in [0, 1).
+
+        base_delay * backoff_multiplier ** (attempt - 1), capped at max_delay, then spread
+        by ±jitter (a fraction). tenacity has the same maths, but its retry loop sleeps in
+        the calling thread; here retries are scheduled by the fan-out's coordinator so that
+        a wait never holds a worker, which leaves only this one line of maths to share.
+        """
+        delay = min(self.base_delay * self.backoff_multiplier ** (attempt - 1), self.max_delay)
+        return max(0.0, delay * (1 + self.jitter * (2 * rand - 1)))
+
+    def retries(self, attempts_made: int, error_mro: tuple[str, ...]) -> bool:
+        """Whether a branch that failed `attempts_made` times with this error runs again."""
+        if attempts_made > self.max_retries:
+            return False
+        return self.retry_on is None or any(name in self.retry_on for name in error_mro)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CircuitBreakerConfig:
@@ -59,6 +76,8 @@ class ParallelConfig:
     circuit_breaker: CircuitBreakerConfig | None = None
     include_traceback: bool = False
     remote: RemoteConfig | None = None
+    callbacks: tuple[object, ...] = ()  # objects with on_flow_* hooks (see tead.callbacks)
+    callback_timeout_s: float = 5.0
 
     @property
     def workers(self) -> int:
@@ -106,6 +125,9 @@ class ParallelFlowResult(Mapping[str, Any]):
     retry_count: int = 0
     attempt_errors: tuple[str, ...] = field(default_factory=tuple)
     circuit_state: str | None = None
+    # The names of the error's classes, most derived first, so that `retry_on` can match
+    # a base class by name even when the error came from another process.
+    error_mro: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def __getitem__(self, key: str) -> Any:
         if key not in _RESULT_FIELDS:
@@ -124,4 +146,6 @@ class ParallelFlowResult(Mapping[str, Any]):
         return data
 
 
-_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(ParallelFlowResult))
+_RESULT_FIELDS = tuple(
+    f.name for f in dataclasses.fields(ParallelFlowResult) if f.name != "error_mro"
+)

@@ -129,3 +129,43 @@ def test_parallel_and_plain_edges_from_one_node_are_an_error() -> None:
     graph.add_edge("s", "m")
     with pytest.raises(WorkflowError, match="both parallel and plain edges"):
         graph.compile()
+
+
+def test_a_second_fan_in_that_the_first_cannot_reach_is_an_error() -> None:
+    """Otherwise the second set of branches would run and its results be dropped."""
+    graph = Graph()
+    for name in ("s", "a", "b", "j1", "j2"):
+        graph.add_node(name)
+    graph.add_parallel_edge("s", "a", fan_in="j1")
+    graph.add_parallel_edge("s", "b", fan_in="j2")
+    graph.add_edge("a", "j1")
+    graph.add_edge("b", "j2")
+    graph.add_edge("j1", "__end__")
+    with pytest.raises(WorkflowError, match="so 'j2' must be reachable from it"):
+        graph.compile()
+
+
+def test_a_nested_fan_out_cannot_share_the_enclosing_fan_in() -> None:
+    graph = Graph()
+    for name in ("s", "x", "x1", "y", "j"):
+        graph.add_node(name)
+    graph.add_parallel_edge("s", ["x", "y"], fan_in="j")
+    graph.add_parallel_edge("x", "x1", fan_in="j")
+    graph.add_edge("x1", "j")
+    graph.add_edge("y", "j")
+    with pytest.raises(WorkflowError, match="cannot share its fan-in 'j'"):
+        graph.compile()
+
+
+def test_an_exit_point_inside_a_branch_is_rejected() -> None:
+    from tead import ScopeError
+
+    graph = Graph()
+    for name in ("s", "a", "j", "after"):
+        graph.add_node(name)
+    graph.add_parallel_edge("s", "a", fan_in="j")
+    graph.add_edge("a", "j")
+    workflow = graph.compile()
+    with pytest.raises(ScopeError, match="inside a fan-out branch"):
+        workflow.invoke(exit_point="a")
+    assert workflow.invoke(entry_point="a", exit_point="j") == {}

@@ -1,6 +1,7 @@
 """Parallel executors: the protocol, the registry and the built-in strategies."""
 
 from tead.executors.base import (
+    FanOutHooks,
     ParallelExecutor,
     ResultCallback,
     available_strategies,
@@ -9,6 +10,7 @@ from tead.executors.base import (
 )
 
 __all__ = [
+    "FanOutHooks",
     "ParallelExecutor",
     "ResultCallback",
     "available_strategies",

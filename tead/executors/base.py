@@ -5,30 +5,43 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tead.errors import UnknownStrategyError
 from tead.reliability import ParallelConfig, ParallelFlowResult
 
 if TYPE_CHECKING:
+    from tead.breaker import BreakerRegistry, Transition
     from tead.engine import BranchTask
 
 ResultCallback = Callable[[int, ParallelFlowResult], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FanOutHooks:
+    """What the engine gives an executor besides the tasks: where breakers live and whom
+    to tell about progress (all called in the calling process)."""
+
+    breakers: BreakerRegistry | None = None
+    on_result: ResultCallback | None = None  # (task index, final result)
+    on_retry: Callable[[int, int, float, str], None] | None = None  # (index, attempt, delay, error)
+    on_transition: Callable[[Transition], None] | None = None  # a circuit breaker moved
 
 
 @runtime_checkable
 class ParallelExecutor(Protocol):
     """Runs the branches of one fan-out; returns one result per task, in task order.
 
-    `on_result(index, result)` is called in the calling process as each branch
-    finishes (completion order). A branch's own failure is a result, never an exception.
+    A branch's own failure is a result, never an exception. `hooks.on_result(index,
+    result)` is called in the calling process as each branch finishes.
     """
 
     def execute(
         self,
         tasks: Sequence[BranchTask],
         config: ParallelConfig,
-        on_result: ResultCallback | None = None,
+        hooks: FanOutHooks | None = None,
     ) -> list[ParallelFlowResult]: ...
 
     def close(self) -> None: ...

@@ -1,45 +1,127 @@
-"""The thread strategy: branches run in a thread pool of the calling process."""
+"""The thread strategy: branches run on threads of the calling process.
+
+Threads cannot be killed: a branch that times out (or is cancelled by `fail_fast`) is
+abandoned. Its thread runs on until the node returns, its result is ignored, and a fresh
+thread takes its place so the fan-out keeps its `max_workers`. Branch threads are daemon
+threads, so an abandoned one never keeps the process from exiting.
+"""
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+import queue
+import threading
+from collections.abc import Collection, Sequence
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
-from tead.executors.base import ResultCallback
+from tead.executors.base import FanOutHooks
 from tead.reliability import ParallelConfig, ParallelFlowResult
+from tead.supervisor import Attempt, Gate, Supervisor
 
 if TYPE_CHECKING:
     from tead.engine import BranchTask
 
+_Job = tuple[Attempt, contextvars.Context, "BranchTask", Gate | None]
+
 
 class ThreadExecutor:
-    """One pool per fan-out, so a branch that fans out again never waits on its own pool."""
+    """Runs each fan-out on threads of its own (so nested fan-outs never wait on a pool)."""
 
     def execute(
         self,
         tasks: Sequence[BranchTask],
         config: ParallelConfig,
-        on_result: ResultCallback | None = None,
+        hooks: FanOutHooks | None = None,
     ) -> list[ParallelFlowResult]:
-        from tead.engine import run_branch
-
         if not tasks:
             return []
-        results: list[ParallelFlowResult | None] = [None] * len(tasks)
-        workers = min(config.workers, len(tasks))
-        with ThreadPoolExecutor(workers, thread_name_prefix="tead-branch") as pool:
-            futures: dict[Future[ParallelFlowResult], int] = {
-                pool.submit(contextvars.copy_context().run, run_branch, task): index
-                for index, task in enumerate(tasks)
-            }
-            for future in as_completed(futures):
-                index = futures[future]
-                results[index] = result = future.result()
-                if on_result is not None:
-                    on_result(index, result)
-        return [r for r in results if r is not None]
+        launcher = ThreadLauncher(min(config.workers, len(tasks)))
+        try:
+            return Supervisor(tasks, config, launcher, hooks).run()
+        finally:
+            launcher.close()
 
     def close(self) -> None:
-        """Nothing to release: pools live for one fan-out."""
+        """Nothing to release: threads live for one fan-out."""
+
+
+class ThreadLauncher:
+    """Queues attempts for up to `workers` threads (abandoned threads are replaced)."""
+
+    copies_state = False
+    runs_gate = True
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._busy = 0  # attempts launched and neither finished nor abandoned
+        self._live = 0  # threads not abandoned
+        self._owners: dict[Attempt, threading.Thread] = {}
+        self._abandoned: set[Attempt] = set()
+
+    def launch(
+        self, task: BranchTask, *, isolated: bool = False, gate: Gate | None = None
+    ) -> Attempt:
+        attempt: Attempt = Future()
+        self._jobs.put((attempt, contextvars.copy_context(), task, gate))
+        with self._lock:
+            self._busy += 1
+            spawn = self._live < min(self._busy, self._workers)
+            if spawn:
+                self._live += 1
+        if spawn:
+            threading.Thread(target=self._work, name="tead-branch", daemon=True).start()
+        return attempt
+
+    def stop(self, attempts: Collection[Attempt], running: Collection[Attempt]) -> set[Attempt]:
+        """Abandon running attempts (their threads are replaced), cancel queued ones."""
+        for attempt in attempts:
+            with self._lock:
+                if attempt in self._owners:
+                    self._abandoned.add(attempt)
+                    self._busy -= 1
+                    self._live -= 1
+                    continue
+            attempt.cancel()
+        return set()
+
+    def close(self) -> None:
+        """Let idle threads end; abandoned ones end when their branch returns."""
+        with self._lock:
+            live, self._live = self._live, 0
+        for _ in range(live):
+            self._jobs.put(None)
+
+    def _work(self) -> None:
+        from tead.engine import run_branch
+
+        me = threading.current_thread()
+        while (job := self._jobs.get()) is not None:
+            attempt, context, task, gate = job
+            if not attempt.set_running_or_notify_cancel():
+                with self._lock:
+                    self._busy -= 1
+                continue
+            with self._lock:
+                self._owners[attempt] = me
+            try:
+                denied = gate() if gate is not None else None
+                result = denied if denied is not None else context.run(run_branch, task)
+            except BaseException as exc:  # run_branch records branch errors; this is ours
+                outcome: ParallelFlowResult | BaseException = exc
+            else:
+                outcome = result
+            with self._lock:
+                del self._owners[attempt]
+                abandoned = attempt in self._abandoned
+                self._abandoned.discard(attempt)
+                if not abandoned:
+                    self._busy -= 1
+            if isinstance(outcome, BaseException):
+                attempt.set_exception(outcome)
+            else:
+                attempt.set_result(outcome)
+            if abandoned:
+                return  # a replacement thread has taken this one's place

@@ -1,0 +1,215 @@
+"""Circuit breakers: a thread-safe state machine with an injected clock, and a registry
+with a storage seam so that states can outlive a process.
+
+    closed --(failure_threshold failures in a row)--> open
+    open --(reset_timeout elapsed, on the next request)--> half_open
+    half_open --(a probe succeeds)--> closed
+    half_open --(a probe fails)--> open
+
+Breakers are named `<workflow>:<branch start node>` (CONTRACT §1).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from tead.reliability import CircuitBreakerConfig
+
+Clock = Callable[[], float]  # wall-clock seconds (time.time): opened_at must survive restarts
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"
+    HALF_OPEN = "half_open"
+    OPEN = "open"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerSnapshot:
+    """What a store keeps of one breaker."""
+
+    name: str
+    state: CircuitState
+    failure_count: int
+    opened_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    name: str
+    old: CircuitState
+    new: CircuitState
+
+
+class BreakerStore(Protocol):
+    """Where breaker states live between runs (the daemon plugs SQLite in here)."""
+
+    def load_all(self) -> list[BreakerSnapshot]: ...
+
+    def save(self, snapshot: BreakerSnapshot) -> None: ...
+
+
+class MemoryBreakerStore:
+    """Keeps states in this process only (the default for `tead run` and the Python API)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, BreakerSnapshot] = {}
+
+    def load_all(self) -> list[BreakerSnapshot]:
+        return list(self._items.values())
+
+    def save(self, snapshot: BreakerSnapshot) -> None:
+        self._items[snapshot.name] = snapshot
+
+
+class CircuitBreaker:
+    """One breaker. `allow()` before a call, then `record_success()` or `record_failure()`."""
+
+    def __init__(
+        self,
+        name: str,
+        config: CircuitBreakerConfig,
+        *,
+        clock: Clock = time.time,
+        snapshot: BreakerSnapshot | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = snapshot.state if snapshot else CircuitState.CLOSED
+        self._failures = snapshot.failure_count if snapshot else 0
+        self._opened_at = snapshot.opened_at if snapshot else None
+        self._probes = 0
+
+    @property
+    def state(self) -> CircuitState:
+        """The state now (an open breaker past its reset timeout reads as half-open)."""
+        with self._lock:
+            if self._state is CircuitState.OPEN and self._reset_due():
+                return CircuitState.HALF_OPEN
+            return self._state
+
+    def snapshot(self) -> BreakerSnapshot:
+        with self._lock:
+            return self._snapshot()
+
+    def _snapshot(self) -> BreakerSnapshot:
+        return BreakerSnapshot(
+            name=self.name,
+            state=self._state,
+            failure_count=self._failures,
+            opened_at=self._opened_at,
+        )
+
+    def _reset_due(self) -> bool:
+        opened = self._opened_at or 0.0
+        return self._clock() - opened >= self.config.reset_timeout
+
+    def _move(self, new: CircuitState) -> Transition | None:
+        old, self._state = self._state, new
+        return Transition(self.name, old, new) if old is not new else None
+
+    def allow(self) -> tuple[bool, Transition | None]:
+        """Whether a call may go ahead now, and the transition that deciding caused."""
+        with self._lock:
+            if self._state is CircuitState.CLOSED:
+                return True, None
+            change = None
+            if self._state is CircuitState.OPEN:
+                if not self._reset_due():
+                    return False, None
+                change = self._move(CircuitState.HALF_OPEN)
+                self._probes = 0
+            if self._probes >= self.config.half_open_max_calls:
+                return False, change
+            self._probes += 1
+            return True, change
+
+    def record_success(self) -> Transition | None:
+        with self._lock:
+            self._failures = 0
+            if self._state is CircuitState.HALF_OPEN:
+                self._opened_at = None
+                return self._move(CircuitState.CLOSED)
+            return None
+
+    def record_failure(self) -> Transition | None:
+        with self._lock:
+            self._failures += 1
+            if self._state is CircuitState.HALF_OPEN or (
+                self._state is CircuitState.CLOSED
+                and self._failures >= self.config.failure_threshold
+            ):
+                self._opened_at = self._clock()
+                return self._move(CircuitState.OPEN)
+            return None
+
+    def reset(self) -> Transition | None:
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+            self._probes = 0
+            return self._move(CircuitState.CLOSED)
+
+
+class BreakerRegistry:
+    """All breakers of a process, created on first use and saved on every change."""
+
+    def __init__(self, store: BreakerStore | None = None, *, clock: Clock = time.time) -> None:
+        self._store = store or MemoryBreakerStore()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._saved = {s.name: s for s in self._store.load_all()}
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def get(self, name: str, config: CircuitBreakerConfig) -> CircuitBreaker:
+        """The breaker `name`, created with `config` (and its stored state) if new."""
+        with self._lock:
+            breaker = self._breakers.get(name)
+            if breaker is None or breaker.config != config:
+                snapshot = breaker.snapshot() if breaker else self._saved.get(name)
+                breaker = CircuitBreaker(name, config, clock=self._clock, snapshot=snapshot)
+                self._breakers[name] = breaker
+            return breaker
+
+    def save(self, name: str) -> None:
+        """Persist one breaker's state (call after a recorded outcome)."""
+        with self._lock:
+            breaker = self._breakers.get(name)
+        if breaker is not None:
+            self._store.save(breaker.snapshot())
+
+    def states(self) -> dict[str, BreakerSnapshot]:
+        """Every known breaker's state, including stored ones not used yet in this process."""
+        with self._lock:
+            known = dict(self._saved)
+            breakers = list(self._breakers.values())
+        for breaker in breakers:
+            snap = breaker.snapshot()
+            known[snap.name] = BreakerSnapshot(
+                name=snap.name,
+                state=breaker.state,
+                failure_count=snap.failure_count,
+                opened_at=snap.opened_at,
+            )
+        return dict(sorted(known.items()))
+
+    def reset(self, name: str) -> Transition | None:
+        """Close the breaker `name`; KeyError if there is no such breaker."""
+        with self._lock:
+            breaker = self._breakers.get(name)
+            if breaker is None:
+                snapshot = self._saved[name]  # KeyError: unknown breaker
+                breaker = CircuitBreaker(
+                    name, CircuitBreakerConfig(), clock=self._clock, snapshot=snapshot
+                )
+                self._breakers[name] = breaker
+        change = breaker.reset()
+        self._store.save(breaker.snapshot())
+        return change

@@ -1,0 +1,381 @@
+"""One fan-out's coordinator: the failure policy shared by every built-in executor.
+
+The supervisor starts at most `max_workers` branch attempts at a time through a
+`Launcher` (threads, processes), so an attempt's clock starts when it starts. It then
+waits for whichever comes first: an attempt finishing, an attempt's timeout, or a retry
+falling due. Timed-out attempts are given up at once (threads abandoned, processes killed)
+and never waited for; retries are scheduled here, so a backoff wait holds no worker;
+circuit breakers are asked before each attempt and told its outcome; with `fail_fast` the
+first failure cancels everything else. Results come back in task order.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import heapq
+import logging
+import queue
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tead.breaker import BreakerRegistry, CircuitBreaker, CircuitState, Transition
+from tead.callbacks import CallbackDispatcher
+from tead.reliability import ParallelConfig, ParallelFlowResult
+
+if TYPE_CHECKING:
+    from tead.engine import BranchTask
+    from tead.executors.base import FanOutHooks
+
+log = logging.getLogger(__name__)
+
+Attempt = Future[ParallelFlowResult]
+Gate = Callable[[], ParallelFlowResult | None]
+
+
+class Launcher(Protocol):
+    """How an executor starts branch attempts and gives up on them."""
+
+    #: whether launching copies the task's state (pickling does); if not, the supervisor
+    #: hands each attempt its own deep copy when a retry may need the original
+    copies_state: bool
+    #: whether the launcher queues attempts itself and calls `gate()` as each one really
+    #: starts (threads); if not, the supervisor starts at most max_workers at a time
+    runs_gate: bool
+
+    def launch(
+        self, task: BranchTask, *, isolated: bool = False, gate: Gate | None = None
+    ) -> Attempt:
+        """Start `task`; with a gate, call it at the real start and, if it returns a
+        result, finish with that result instead of running the task."""
+        ...
+
+    def stop(self, attempts: Collection[Attempt], running: Collection[Attempt]) -> set[Attempt]:
+        """Give up `attempts`; return the other `running` attempts that die with them."""
+        ...
+
+
+class CircuitOpenError(Exception):
+    """A branch was not run because its circuit breaker is open."""
+
+
+class WorkerCrashedError(Exception):
+    """The process running a branch died (killed, segfault, os._exit, out of memory)."""
+
+
+class FanOutCancelledError(Exception):
+    """A branch cancelled because another branch failed under `fail_fast`."""
+
+
+@dataclass(slots=True)
+class _Branch:
+    index: int
+    task: BranchTask
+    breaker: CircuitBreaker | None
+    attempts: int = 0  # attempts started
+    errors: list[str] = field(default_factory=list)
+    first_started: float | None = None
+    started: float | None = None  # the running attempt's start; None until it starts
+    isolated: bool = False
+    denied: ParallelFlowResult | None = None
+    result: ParallelFlowResult | None = None
+
+
+class Supervisor:
+    """Runs one fan-out's tasks through a launcher under one ParallelConfig."""
+
+    def __init__(
+        self,
+        tasks: Sequence[BranchTask],
+        config: ParallelConfig,
+        launcher: Launcher,
+        hooks: FanOutHooks | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        from tead.executors.base import FanOutHooks
+
+        self.config = config
+        self.launcher = launcher
+        self.hooks = hooks or FanOutHooks()
+        self.rng = rng or random.Random()
+        self.callbacks = CallbackDispatcher(config.callbacks, timeout_s=config.callback_timeout_s)
+        breakers = self.hooks.breakers if config.circuit_breaker else None
+        self.branches = [
+            _Branch(index=i, task=task, breaker=_breaker_for(task, config, breakers))
+            for i, task in enumerate(tasks)
+        ]
+        self.ready: deque[_Branch] = deque(self.branches)
+        self.waiting: list[tuple[float, int]] = []  # (due time, branch index) for retries
+        self.running: dict[Attempt, _Branch] = {}
+        self.inbox: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
+        self.unfinished = len(self.branches)
+        self.copy_state = config.retry is not None and not launcher.copies_state
+
+    def run(self) -> list[ParallelFlowResult]:
+        try:
+            while self.unfinished:
+                self._launch_ready()
+                if not self.unfinished:
+                    break
+                try:
+                    done = self.inbox.get(timeout=self._next_wake())
+                except queue.Empty:
+                    done = None
+                if done is not None and done in self.running:
+                    self._finished(done)
+                self._expire_timeouts()
+                self._release_due_retries()
+        finally:
+            self.callbacks.close()
+        return [b.result for b in self.branches if b.result is not None]
+
+    # --- launching --------------------------------------------------------------------------
+
+    def _launch_ready(self) -> None:
+        eager = self.launcher.runs_gate  # the launcher queues and gates at the real start
+        while self.ready and (eager or len(self.running) < self.config.workers):
+            branch = self.ready.popleft()
+            task = branch.task
+            if self.copy_state:
+                task = replace(task, state=copy.deepcopy(task.state))
+            branch.attempts += 1
+            branch.started = None
+            if eager:
+                gate = functools.partial(self._gate, branch)
+                attempt = self.launcher.launch(task, isolated=branch.isolated, gate=gate)
+            else:
+                denied = self._gate(branch)
+                if denied is not None:
+                    self._finish(branch, denied)
+                    continue
+                attempt = self.launcher.launch(task, isolated=branch.isolated)
+            self.running[attempt] = branch
+            attempt.add_done_callback(self.inbox.put)
+
+    def _gate(self, branch: _Branch) -> ParallelFlowResult | None:
+        """At an attempt's start: ask the breaker, start the clock, tell the callbacks.
+
+        Returns the result of a branch the breaker turns away, else None. With threads this
+        runs on the worker thread, right before the branch.
+        """
+        if branch.breaker is not None:
+            allowed, change = branch.breaker.allow()
+            self._transition(change)
+            if not allowed:
+                error = CircuitOpenError(f"circuit {branch.breaker.name!r} is open")
+                branch.denied = self._failure(branch, error)
+                return branch.denied
+        now = time.monotonic()
+        branch.first_started = branch.first_started or now
+        branch.started = now
+        if self.callbacks:
+            self.callbacks.fire(
+                "on_flow_start", branch.task.branch, copy.deepcopy(branch.task.state)
+            )
+        if self.config.timeout_seconds is not None:
+            self.inbox.put(None)  # wake the coordinator to set this attempt's deadline
+        return None
+
+    def _next_wake(self) -> float | None:
+        times = [due for due, _ in self.waiting[:1]]
+        timeout = self.config.timeout_seconds
+        if timeout is not None:
+            times += [b.started + timeout for b in self.running.values() if b.started is not None]
+        if not times:
+            return None
+        return max(0.0, min(times) - time.monotonic())
+
+    # --- outcomes ---------------------------------------------------------------------------
+
+    def _finished(self, attempt: Attempt) -> None:
+        branch = self.running.pop(attempt)
+        error = attempt.exception()
+        if isinstance(error, BrokenProcessPool):
+            self._crashed(branch)
+            return
+        if error is not None:  # the launcher failed (e.g. the state could not be sent)
+            self._attempt_failed(branch, self._failure(branch, error))
+            return
+        result = attempt.result()
+        if result is branch.denied:  # turned away by its breaker: not a failure of its own
+            self._finish(branch, result)
+        elif result.success:
+            self._record_breaker(branch, success=True)
+            self._finish(branch, replace(result, **self._totals(branch)))
+        else:
+            self._attempt_failed(branch, replace(result, **self._totals(branch)))
+
+    def _crashed(self, branch: _Branch) -> None:
+        """A broken pool: an isolated branch crashed for real; others are run again alone."""
+        if branch.isolated:
+            crash = WorkerCrashedError("the worker process running this branch died")
+            self._attempt_failed(branch, self._failure(branch, crash))
+        else:
+            branch.isolated = True
+            branch.attempts -= 1  # caught in a sibling's crash: not an attempt of its own
+            self.ready.appendleft(branch)
+
+    def _expire_timeouts(self) -> None:
+        timeout = self.config.timeout_seconds
+        if timeout is None or not self.running:
+            return
+        now = time.monotonic()
+        expired = [
+            a
+            for a, b in self.running.items()
+            if b.started is not None and now - b.started >= timeout
+        ]
+        if not expired:
+            return
+        for attempt in self._stop(expired):
+            branch = self.running.pop(attempt)
+            branch.attempts -= 1  # killed with a timed-out sibling: run it again
+            self.ready.appendleft(branch)
+        for attempt in expired:
+            if attempt not in self.running:  # cancelled by fail_fast earlier in this loop
+                continue
+            branch = self.running.pop(attempt)
+            if self.callbacks:
+                self.callbacks.fire("on_flow_timeout", branch.task.branch, timeout, branch.attempts)
+            error = TimeoutError(f"branch timed out after {timeout:g} s")
+            self._attempt_failed(branch, self._failure(branch, error, timeout=True))
+
+    def _stop(self, attempts: list[Attempt]) -> set[Attempt]:
+        collateral = self.launcher.stop(attempts, list(self.running))
+        return {a for a in collateral if a in self.running and a not in attempts}
+
+    def _attempt_failed(self, branch: _Branch, result: ParallelFlowResult) -> None:
+        self._record_breaker(branch, success=False)
+        if self.callbacks and not result.timeout:
+            self.callbacks.fire(
+                "on_flow_error",
+                branch.task.branch,
+                result.error,
+                result.error_type,
+                branch.attempts,
+            )
+        retry = self.config.retry
+        if retry is not None and retry.retries(branch.attempts, result.error_mro):
+            message = f"{result.error_type}: {result.error}"
+            branch.errors.append(message)
+            delay = retry.delay_s(branch.attempts, self.rng.random())
+            log.info(
+                "branch %s: attempt %d failed (%s); retrying in %.3f s",
+                branch.task.branch,
+                branch.attempts,
+                message,
+                delay,
+            )
+            if self.callbacks:
+                self.callbacks.fire(
+                    "on_flow_retry", branch.task.branch, branch.attempts + 1, delay, message
+                )
+            if self.hooks.on_retry is not None:
+                self.hooks.on_retry(branch.index, branch.attempts + 1, delay, message)
+            heapq.heappush(self.waiting, (time.monotonic() + delay, branch.index))
+            return
+        self._finish(branch, result)
+        if self.config.fail_fast:
+            self._cancel_all(branch)
+
+    def _release_due_retries(self) -> None:
+        now = time.monotonic()
+        while self.waiting and self.waiting[0][0] <= now:
+            _, index = heapq.heappop(self.waiting)
+            self.ready.append(self.branches[index])
+
+    def _cancel_all(self, cause: _Branch) -> None:
+        """fail_fast: stop every other branch (abandon threads, kill processes)."""
+        reason = FanOutCancelledError(f"cancelled: branch {cause.task.branch!r} failed")
+        running = list(self.running)
+        if running:
+            self.launcher.stop(running, running)
+        leftover = [*self.running.values(), *self.ready]
+        leftover += [self.branches[i] for _, i in self.waiting]
+        self.running.clear()
+        self.ready.clear()
+        self.waiting.clear()
+        for branch in leftover:
+            if branch.result is None:
+                self._finish(branch, self._failure(branch, reason))
+
+    def _finish(self, branch: _Branch, result: ParallelFlowResult) -> None:
+        if branch.result is not None:
+            return
+        branch.result = result
+        self.unfinished -= 1
+        if self.callbacks:
+            self.callbacks.fire("on_flow_complete", branch.task.branch, result)
+        if self.hooks.on_result is not None:
+            self.hooks.on_result(branch.index, result)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _failure(
+        self, branch: _Branch, error: BaseException, *, timeout: bool = False
+    ) -> ParallelFlowResult:
+        from tead.engine import failure_result
+
+        elapsed = time.monotonic() - (branch.first_started or time.monotonic())
+        return failure_result(
+            branch.task,
+            error,
+            timing_ms=round(elapsed * 1000, 3),
+            timeout=timeout,
+            **self._totals(branch),
+        )
+
+    def _totals(self, branch: _Branch) -> dict[str, Any]:
+        return {
+            "retry_count": max(branch.attempts - 1, 0),
+            "attempt_errors": tuple(branch.errors),
+            "circuit_state": _state(branch),
+        }
+
+    def _record_breaker(self, branch: _Branch, *, success: bool) -> None:
+        breaker = branch.breaker
+        if breaker is None or self.hooks.breakers is None:
+            return
+        change = breaker.record_success() if success else breaker.record_failure()
+        self.hooks.breakers.save(breaker.name)
+        self._transition(change)
+
+    def _transition(self, change: Transition | None) -> None:
+        if change is None:
+            return
+        log.info("circuit %s: %s -> %s", change.name, change.old, change.new)
+        if self.callbacks:
+            self.callbacks.fire(
+                "on_circuit_state_change", change.name, str(change.old), str(change.new)
+            )
+        if self.hooks.on_transition is not None:
+            self.hooks.on_transition(change)
+
+
+def _state(branch: _Branch) -> str | None:
+    return str(branch.breaker.state) if branch.breaker is not None else None
+
+
+def _breaker_for(
+    task: BranchTask, config: ParallelConfig, breakers: BreakerRegistry | None
+) -> CircuitBreaker | None:
+    if config.circuit_breaker is None or breakers is None:
+        return None
+    return breakers.get(f"{task.workflow.name}:{task.entry}", config.circuit_breaker)
+
+
+__all__ = [
+    "CircuitOpenError",
+    "CircuitState",
+    "FanOutCancelledError",
+    "Launcher",
+    "Supervisor",
+    "WorkerCrashedError",
+]
