@@ -330,7 +330,8 @@ def _branches(fanout: FanOut, state: dict[str, Any]) -> Iterator[tuple[str, str,
 def run_branch(task: BranchTask) -> ParallelFlowResult:
     """Run one branch and record its outcome; never raises for the branch's own errors."""
     ctx = _context.get()
-    if ctx is None:  # in a worker process: no events, executors of its own
+    own = ctx is None  # in a worker process: no events, breakers and executors of its own
+    if ctx is None:
         ctx = _RunContext(emit=None)
     started = time.perf_counter()
     try:
@@ -338,6 +339,9 @@ def run_branch(task: BranchTask) -> ParallelFlowResult:
     except (Exception, SystemExit) as exc:
         original = exc.error if isinstance(exc, NodeError) else exc
         return failure_result(task, original, timing_ms=_ms_since(started))
+    finally:
+        if own:
+            ctx.close()
     return ParallelFlowResult(
         branch=task.branch, success=True, state=state, timing_ms=_ms_since(started)
     )

@@ -8,7 +8,8 @@
     ├── UnknownStrategyError       exit 2: no executor registered under that name
     ├── NodeError                  exit 1: a node raised outside a fan-out
     └── RunError                   exit 1: the run could not go on (no edge matched, ...)
-        └── FanOutError            a branch failed under `fail_fast`
+        ├── FanOutError            a branch failed under `fail_fast`
+        └── PickleValidationError  process strategy: a state value cannot be sent
 
 The CLI maps these to one line on stderr and an exit code; the engine turns errors inside
 fan-out branches into recorded results instead of raising them.
@@ -114,4 +115,19 @@ class FanOutError(RunError):
         super().__init__(
             f"fan-out at {source!r} failed fast: branch {result.branch!r} failed: "
             f"{result.error_type}: {result.error}"
+        )
+
+
+class PickleValidationError(RunError):
+    """The process strategy cannot send a branch's state: names the key and the branch."""
+
+    def __init__(self, branch: str, key: str | None, error: BaseException) -> None:
+        self.branch = branch
+        self.key = key
+        self.error = error
+        what = f"state key {key!r}" if key is not None else "the branch's work"
+        super().__init__(
+            f"branch {branch!r}: {what} cannot be sent to a worker process "
+            f"({type(error).__name__}: {error}); keep such values out of the state "
+            "or use the thread strategy"
         )

@@ -306,6 +306,14 @@ class Workflow:
         joins = frozenset(f.fan_in for group in self.fanouts.values() for f in group)
         object.__setattr__(self, "fan_in_nodes", joins)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the source text and path when there is one (a worker process loads it
+        again, once); a graph built in code pickles its parts, breakers left out."""
+        if self.source is not None:
+            return (_load_source, (self.source.text, self.source.path))
+        fields = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "breakers"}
+        return (_rebuild, (fields,))
+
     # --- walking --------------------------------------------------------------------------
 
     def next_node(self, current: str, state: dict[str, Any]) -> str:
@@ -492,3 +500,13 @@ class Workflow:
         from tead.engine import stream_workflow
 
         return stream_workflow(self, state, entry_point=entry_point, exit_point=exit_point)
+
+
+def _load_source(text: str, path: str) -> Workflow:
+    from tead.loader import load_cached
+
+    return load_cached(text, path)
+
+
+def _rebuild(fields: dict[str, Any]) -> Workflow:
+    return Workflow(**fields)

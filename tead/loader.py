@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,12 @@ def load_workflow_text(text: str, path: str) -> Workflow:
     except ValidationError as exc:
         raise WorkflowError(_problems(exc, doc)) from None
     return build_workflow(spec, doc, path, text)
+
+
+@functools.lru_cache(maxsize=32)
+def load_cached(text: str, path: str) -> Workflow:
+    """`load_workflow_text`, once per source (worker processes load a workflow once)."""
+    return load_workflow_text(text, path)
 
 
 def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) -> Workflow:

@@ -140,7 +140,15 @@ class Supervisor:
 
     def _launch_ready(self) -> None:
         eager = self.launcher.runs_gate  # the launcher queues and gates at the real start
-        while self.ready and (eager or len(self.running) < self.config.workers):
+        # Without a gate, start no more than max_workers at once when clocks matter, so
+        # that an attempt's clock starts when it does.
+        capped = not eager and self.config.timeout_seconds is not None
+        workers = self.config.workers
+        while self.ready:
+            if capped and len(self.running) >= workers:
+                break
+            if self.ready[0].isolated and self._isolated_running() >= workers:
+                break
             branch = self.ready.popleft()
             task = branch.task
             if self.copy_state:
@@ -158,6 +166,9 @@ class Supervisor:
                 attempt = self.launcher.launch(task, isolated=branch.isolated)
             self.running[attempt] = branch
             attempt.add_done_callback(self.inbox.put)
+
+    def _isolated_running(self) -> int:
+        return sum(1 for b in self.running.values() if b.isolated)
 
     def _gate(self, branch: _Branch) -> ParallelFlowResult | None:
         """At an attempt's start: ask the breaker, start the clock, tell the callbacks.

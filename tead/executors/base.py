@@ -51,6 +51,7 @@ ExecutorFactory = Callable[[], ParallelExecutor]
 
 _BUILTIN: dict[str, str] = {
     "thread": "tead.executors.thread:ThreadExecutor",
+    "process": "tead.executors.process:ProcessExecutor",
 }
 _registry: dict[str, ExecutorFactory] = {}
 _lock = threading.Lock()
