@@ -76,8 +76,10 @@ def main() -> None:
     args = parser.parse_args()
     noop = measure(args.branches, args.workers, 0.0, args.rounds)
     slept = measure(args.branches, args.workers, 0.001, max(args.rounds // 2, 5))
-    print(f"goal: no-op ratio <= 3.0 ({'met' if noop <= 3 else 'NOT met'}); "
-          f"1 ms ratio <= 1.10 ({'met' if slept <= 1.10 else 'NOT met'})")
+    print(
+        f"goal: no-op ratio <= 3.0 ({'met' if noop <= 3 else 'NOT met'}); "
+        f"1 ms ratio <= 1.10 ({'met' if slept <= 1.10 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

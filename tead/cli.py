@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tead import __version__
-from tead.errors import InputError, NodeError, TeadError, UsageError, WorkflowError
+from tead.errors import InputError, NodeError, RunError, TeadError, UsageError, WorkflowError
 from tead.graph import END, START
 from tead.loader import load_workflow
 from tead.yamlfile import parse_yaml
@@ -35,9 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tead", description="Run YAML workflows with parallel fan-outs.")
     parser.add_argument("--version", action="version", version=f"tead {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = commands.add_parser("run", help="run one workflow file in the foreground")
+    run = commands.add_parser("run", parents=[common], help="run one workflow file")
     run.add_argument("workflow", help="the workflow file")
     run.add_argument("--input", "-i", help="initial state: inline JSON, or @file (.json, .yaml)")
     run.add_argument("--output", "-o", help="write the final state as JSON to this file")
@@ -47,11 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     run.set_defaults(handler=_cmd_run)
 
-    validate = commands.add_parser("validate", help="check workflow files")
+    validate = commands.add_parser("validate", parents=[common], help="check workflow files")
     validate.add_argument("workflows", nargs="+", help="workflow files")
     validate.set_defaults(handler=_cmd_validate)
 
-    schema = commands.add_parser("schema", help="print the workflow JSON Schema")
+    schema = commands.add_parser("schema", parents=[common], help="print the JSON Schema")
     schema.set_defaults(handler=_cmd_schema)
     return parser
 
@@ -128,7 +132,8 @@ def read_input(value: str) -> dict[str, Any]:
     else:
         data = _parse_json(value, "--input")
     if not isinstance(data, dict):
-        raise InputError(f"--input must be a JSON object, got {type(data).__name__}")
+        kind = "a mapping" if value.endswith((".yaml", ".yml")) else "a JSON object"
+        raise InputError(f"--input must be {kind}, got {type(data).__name__}")
     return data
 
 
@@ -151,11 +156,19 @@ def _check_writable(path: str) -> None:
 
 
 def _write_atomically(path: str, text: str) -> None:
+    """Write via a temp file and rename, keeping an existing file's permissions."""
     target = Path(path)
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, temp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(temp, mode)
         os.replace(temp, target)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -178,7 +191,11 @@ def _json_default(value: Any) -> Any:
 
 
 def to_json(value: Any, *, indent: int | None = None) -> str:
-    return json.dumps(value, default=_json_default, indent=indent, ensure_ascii=False)
+    """JSON text of a state or event; a value that has none (a cycle) is a RunError."""
+    try:
+        return json.dumps(value, default=_json_default, indent=indent, ensure_ascii=False)
+    except (ValueError, RecursionError) as exc:
+        raise RunError(f"the state cannot be written as JSON: {exc}") from None
 
 
 def _ndjson_printer() -> Callable[[dict[str, Any]], None]:
@@ -208,7 +225,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
         else:
-            print(f"{path}: ok ({workflow.name}, {len(workflow.nodes)} nodes)")
+            count = len(workflow.nodes)
+            print(f"{path}: ok ({workflow.name}, {count} node{'s' * (count != 1)})")
     return 2 if failed else 0
 
 

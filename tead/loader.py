@@ -13,8 +13,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from tead.errors import Location, Problem, WorkflowError
+from tead.executors import available_strategies
 from tead.graph import Graph, Workflow, WorkflowSource
-from tead.nodes import NodeFn, compile_run, ensure_importable, resolve_uses
+from tead.nodes import Expr, NodeFn, compile_expr, compile_run, ensure_importable, resolve_uses
 from tead.reliability import ParallelConfig
 from tead.spec import WorkflowSpec
 from tead.yamlfile import YamlDocument, parse_yaml
@@ -75,6 +76,7 @@ def load_cached(text: str, path: str) -> Workflow:
 def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) -> Workflow:
     """Turn a validated spec into a checked Workflow (every problem reported at once)."""
     folder = str(Path(path).resolve().parent)
+    ensure_importable(folder)  # modules beside the file, for `uses:` and `run:` imports
     problems: list[Problem] = []
     name = spec.name or Path(path).stem
     graph = Graph(name, initial_state=spec.initial_state)
@@ -88,11 +90,33 @@ def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) 
                 first = line + 1 if code_at in doc.block_scalars else line
                 fn = compile_run(node.run, node=node.name, where=where, first_line=first)
             elif node.uses is not None:
-                ensure_importable(folder)
                 fn = resolve_uses(node.uses, node.with_, where=doc.where(("nodes", i, "uses")))
         except WorkflowError as exc:
             problems.extend(exc.problems)
         graph.add_node(node.name, fn, where=where)
+    _add_edges(graph, spec, doc, problems)
+    try:
+        workflow = graph.compile(
+            parallel_config=ParallelConfig.from_spec(spec.settings.parallel),
+            source=WorkflowSource(text=text, path=path),
+            spec=spec,
+            config_where=doc.where(("settings", "parallel", "strategy")),
+        )
+    except WorkflowError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        file = Location(path)
+        located = [Problem(p.message, p.where or file) for p in problems]
+        located.sort(key=lambda p: (p.where.line or 0) if p.where else 0)
+        raise WorkflowError(located)
+    return workflow
+
+
+def _add_edges(
+    graph: Graph, spec: WorkflowSpec, doc: YamlDocument, problems: list[Problem]
+) -> None:
+    """Add the file's edges to `graph`, collecting what is wrong with them."""
+    strategies = available_strategies()
     for i, edge in enumerate(spec.edges):
         where = doc.where(("edges", i))
         if edge.is_parallel:
@@ -102,11 +126,20 @@ def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) 
             if edge.when is not None:
                 problems.append(Problem("`when:` is not allowed on a parallel edge", where))
                 continue
+            if edge.parallel_strategy is not None and edge.parallel_strategy not in strategies:
+                problems.append(
+                    Problem(
+                        f"unknown parallel strategy {edge.parallel_strategy!r} "
+                        f"(available: {', '.join(strategies)})",
+                        doc.where(("edges", i, "parallel_strategy")),
+                    )
+                )
+                continue
             graph.add_parallel_edge(
                 edge.from_,
                 edge.targets,
                 fan_in=edge.fan_in,
-                for_each=edge.for_each,
+                for_each=_expr(edge.for_each, "for_each", doc, ("edges", i, "for_each"), problems),
                 item_var=edge.item_var or "item",
                 config=edge.overrides(),
                 where=where,
@@ -126,22 +159,25 @@ def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) 
                 Problem("an edge to several nodes needs `parallel: true` and `fan_in:`", where)
             )
             continue
-        graph.add_edge(edge.from_, edge.targets[0], when=edge.when, where=where)
+        when = _expr(edge.when, "when", doc, ("edges", i, "when"), problems)
+        graph.add_edge(edge.from_, edge.targets[0], when=when, where=where)
+
+
+def _expr(
+    source: str | None,
+    what: str,
+    doc: YamlDocument,
+    path: tuple[str | int, ...],
+    problems: list[Problem],
+) -> Expr | None:
+    """Compile an expression with the location of its own key (problems collected)."""
+    if source is None:
+        return None
     try:
-        workflow = graph.compile(
-            parallel_config=ParallelConfig.from_spec(spec.settings.parallel),
-            source=WorkflowSource(text=text, path=path),
-            spec=spec,
-            config_where=doc.where(("settings", "parallel", "strategy")),
-        )
+        return compile_expr(source, what=what, where=doc.where(path))
     except WorkflowError as exc:
         problems.extend(exc.problems)
-    if problems:
-        file = Location(path)
-        located = [Problem(p.message, p.where or file) for p in problems]
-        located.sort(key=lambda p: (p.where.line or 0) if p.where else 0)
-        raise WorkflowError(located)
-    return workflow
+        return None
 
 
 def _problems(exc: ValidationError, doc: YamlDocument) -> list[Problem]:

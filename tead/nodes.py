@@ -7,10 +7,10 @@ is passed through a template engine.
 
 from __future__ import annotations
 
-import ast
 import builtins
 import functools
 import importlib
+import inspect
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,25 +25,25 @@ def _fail(message: str, where: Location | None) -> WorkflowError:
     return WorkflowError([Problem(message, where)])
 
 
-def _shift(error: SyntaxError, first_line: int, header_lines: int) -> int | None:
-    return None if error.lineno is None else first_line + error.lineno - 1 - header_lines
-
-
 def compile_run(code: str, *, node: str, where: Location, first_line: int) -> NodeFn:
-    """Compile a `run:` body; `first_line` is the file line of its first line of code."""
-    header = "def __tead_node__(state, parallel_results=()):\n"
+    """Compile a `run:` body; `first_line` is the file line of its first line of code.
+
+    Blank lines in front put every line of code at its line in the file, so tracebacks
+    and syntax errors (including the lines they quote) point into the YAML.
+    """
+    header = "\n" * max(first_line - 2, 0) + "def __tead_node__(state, parallel_results=()):\n"
     body = "".join(f"    {line}\n" for line in code.splitlines()) or "    pass\n"
     try:
-        tree = ast.parse(header + body, filename=where.file)
+        compiled = compile(header + body, where.file, "exec")
     except SyntaxError as exc:
-        line = _shift(exc, first_line, 1)
         raise _fail(
-            f"node {node!r}: invalid Python in run: {exc.msg}", Location(where.file, line)
+            f"node {node!r}: invalid Python in run: {exc.msg}", Location(where.file, exc.lineno)
         ) from None
-    ast.increment_lineno(tree, max(first_line - 2, 0))
     namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": f"tead.node.{node}"}
-    exec(compile(tree, where.file, "exec"), namespace)
+    exec(compiled, namespace)
     fn: NodeFn = namespace["__tead_node__"]
+    if fn.__code__.co_flags & inspect.CO_GENERATOR:
+        raise _fail(f"node {node!r}: run: code cannot use `yield`; return a dict", where)
     fn.__qualname__ = fn.__name__ = node
     return fn
 

@@ -153,14 +153,18 @@ class DispatchTrigger(Model):
     inputs: dict[str, DispatchInput] = {}
 
 
+# Tags show up in error locations; they must not look like keys of the data.
+_CRON_TAG, _EVERY_TAG = "<cron schedule>", "<interval schedule>"
+
+
 def _schedule_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        return "cron" if "cron" in value else "every" if "every" in value else None
-    return "cron" if isinstance(value, CronSchedule) else "every"
+        return _CRON_TAG if "cron" in value else _EVERY_TAG if "every" in value else None
+    return _CRON_TAG if isinstance(value, CronSchedule) else _EVERY_TAG
 
 
 Schedule = Annotated[
-    Annotated[CronSchedule, Tag("cron")] | Annotated[IntervalSchedule, Tag("every")],
+    Annotated[CronSchedule, Tag(_CRON_TAG)] | Annotated[IntervalSchedule, Tag(_EVERY_TAG)],
     Discriminator(
         _schedule_kind,
         custom_error_type="schedule",
