@@ -11,7 +11,13 @@ from tead.errors import (
     UsageError,
     WorkflowError,
 )
-from tead.executors import ParallelExecutor, available_strategies, get_executor, register_executor
+from tead.executors import (
+    Executors,
+    ParallelExecutor,
+    available_strategies,
+    get_executor,
+    register_executor,
+)
 from tead.graph import END, START, Graph, Workflow
 from tead.loader import load_workflow, load_workflow_text
 from tead.reliability import CircuitBreakerConfig, ParallelConfig, ParallelFlowResult, RetryPolicy
@@ -23,6 +29,7 @@ __all__ = [
     "START",
     "BranchTask",
     "CircuitBreakerConfig",
+    "Executors",
     "Graph",
     "InputError",
     "NodeError",

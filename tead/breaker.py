@@ -86,14 +86,17 @@ class CircuitBreaker:
         self._failures = snapshot.failure_count if snapshot else 0
         self._opened_at = snapshot.opened_at if snapshot else None
         self._probes = 0
+        self.dirty = False  # changed since the registry last saved it
 
     @property
     def state(self) -> CircuitState:
-        """The state now (an open breaker past its reset timeout reads as half-open)."""
-        with self._lock:
-            if self._state is CircuitState.OPEN and self._reset_due():
-                return CircuitState.HALF_OPEN
-            return self._state
+        """The state now (an open breaker past its reset timeout reads as half-open).
+
+        Read without the lock: one reference read, on every branch's hot path."""
+        state = self._state
+        if state is CircuitState.OPEN and self._reset_due():
+            return CircuitState.HALF_OPEN
+        return state
 
     def snapshot(self) -> BreakerSnapshot:
         with self._lock:
@@ -117,22 +120,30 @@ class CircuitBreaker:
 
     def allow(self) -> tuple[bool, Transition | None]:
         """Whether a call may go ahead now, and the transition that deciding caused."""
+        if self._state is CircuitState.CLOSED:  # the common case, without the lock
+            return True, None
         with self._lock:
-            if self._state is CircuitState.CLOSED:
-                return True, None
-            change = None
-            if self._state is CircuitState.OPEN:
-                if not self._reset_due():
-                    return False, None
-                change = self._move(CircuitState.HALF_OPEN)
-                self._probes = 0
-            if self._probes >= self.config.half_open_max_calls:
-                return False, change
-            self._probes += 1
-            return True, change
+            return self._allow_locked()
+
+    def _allow_locked(self) -> tuple[bool, Transition | None]:
+        change = None
+        if self._state is CircuitState.OPEN:
+            if not self._reset_due():
+                return False, None
+            change = self._move(CircuitState.HALF_OPEN)
+            self._probes = 0
+        elif self._state is CircuitState.CLOSED:  # closed by another thread meanwhile
+            return True, None
+        if self._probes >= self.config.half_open_max_calls:
+            return False, change
+        self._probes += 1
+        return True, change
 
     def record_success(self) -> Transition | None:
+        if not self._failures and self._state is CircuitState.CLOSED:
+            return None  # nothing to change: the common case, without the lock
         with self._lock:
+            self.dirty = True
             self._failures = 0
             if self._state is CircuitState.HALF_OPEN:
                 self._opened_at = None
@@ -141,6 +152,7 @@ class CircuitBreaker:
 
     def record_failure(self) -> Transition | None:
         with self._lock:
+            self.dirty = True
             self._failures += 1
             if self._state is CircuitState.HALF_OPEN or (
                 self._state is CircuitState.CLOSED
@@ -178,11 +190,10 @@ class BreakerRegistry:
                 self._breakers[name] = breaker
             return breaker
 
-    def save(self, name: str) -> None:
-        """Persist one breaker's state (call after a recorded outcome)."""
-        with self._lock:
-            breaker = self._breakers.get(name)
-        if breaker is not None:
+    def save(self, breaker: CircuitBreaker) -> None:
+        """Persist a breaker's state if it changed (call after a recorded outcome)."""
+        if breaker.dirty:
+            breaker.dirty = False
             self._store.save(breaker.snapshot())
 
     def states(self) -> dict[str, BreakerSnapshot]:

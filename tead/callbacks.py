@@ -47,6 +47,10 @@ class CallbackDispatcher:
     def __bool__(self) -> bool:
         return bool(self.callbacks)
 
+    def has(self, hook: str) -> bool:
+        """Whether any callback defines `hook` (so that its arguments are worth making)."""
+        return any(hasattr(callback, hook) for callback in self.callbacks)
+
     def fire(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
             method = getattr(callback, hook, None)

@@ -21,7 +21,7 @@ from typing import Any
 
 from tead.breaker import BreakerRegistry
 from tead.errors import FanOutError, NodeError, RunError
-from tead.executors import FanOutHooks, ParallelExecutor, get_executor
+from tead.executors import Executors, FanOutHooks, ParallelExecutor
 from tead.graph import END, START, FanOut, Workflow
 from tead.reliability import ParallelFlowResult
 
@@ -41,6 +41,17 @@ class BranchTask:
     path: str = ""
     include_traceback: bool = False
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as a plain tuple (faster than the dataclass default)."""
+        return (_task_from_values, (tuple(getattr(self, name) for name in _TASK_FIELDS),))
+
+
+_TASK_FIELDS = ("workflow", "entry", "exit", "state", "branch", "path", "include_traceback")
+
+
+def _task_from_values(values: tuple[Any, ...]) -> BranchTask:
+    return BranchTask(**dict(zip(_TASK_FIELDS, values, strict=True)))
+
 
 @dataclass(slots=True)
 class _RunContext:
@@ -48,18 +59,15 @@ class _RunContext:
 
     emit: EventSink | None
     breakers: BreakerRegistry = field(default_factory=BreakerRegistry)
-    executors: dict[str, ParallelExecutor] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    executors: Executors = field(default_factory=Executors)
+    owns_executors: bool = True  # close them when the run ends
 
     def executor(self, strategy: str) -> ParallelExecutor:
-        with self.lock:
-            if strategy not in self.executors:
-                self.executors[strategy] = get_executor(strategy)
-            return self.executors[strategy]
+        return self.executors.get(strategy)
 
     def close(self) -> None:
-        for executor in self.executors.values():
-            executor.close()
+        if self.owns_executors:
+            self.executors.close()
 
 
 _context: contextvars.ContextVar[_RunContext | None] = contextvars.ContextVar(
@@ -84,12 +92,19 @@ def run_workflow(
     exit_point: str = END,
     on_event: EventSink | None = None,
     breakers: BreakerRegistry | None = None,
+    executors: Executors | None = None,
 ) -> dict[str, Any]:
-    """Run `workflow` on its initial state updated with `state`; return the final state."""
+    """Run `workflow` on its initial state updated with `state`; return the final state.
+
+    `executors` lets runs share executors (and so warm process pools); the caller closes
+    them. Without it, the run starts its own and closes them when it ends.
+    """
     workflow.check_scope(entry_point, exit_point)
     current = copy.deepcopy(workflow.initial_state)
     current.update(copy.deepcopy(dict(state or {})))
     ctx = _RunContext(emit=on_event, breakers=breakers or workflow.breakers)
+    if executors is not None:
+        ctx.executors, ctx.owns_executors = executors, False
     token = _context.set(ctx)
     started = time.perf_counter()
     _emit(ctx, "run_started", workflow=workflow.name, entry=entry_point, exit=exit_point)
@@ -247,19 +262,24 @@ def _run_group(
     workflow: Workflow, fanout: FanOut, state: dict[str, Any], *, ctx: _RunContext, path: str
 ) -> list[ParallelFlowResult]:
     config = fanout.config
+    specs = _branch_specs(fanout, state)
     tasks = [
         BranchTask(
             workflow=workflow,
             entry=target,
             exit=fanout.fan_in,
-            state=branch_state,
+            state=_branch_state(fanout, state, item),
             branch=branch,
             path=f"{path}/{branch}" if path else branch,
             include_traceback=config.include_traceback,
         )
-        for branch, target, branch_state in _branches(fanout, state)
+        for branch, target, item in specs
     ]
-    hooks = FanOutHooks(breakers=ctx.breakers)
+
+    def fresh_state(index: int) -> dict[str, Any]:  # for retries: the branch's input again
+        return _branch_state(fanout, state, specs[index][2])
+
+    hooks = FanOutHooks(breakers=ctx.breakers, fresh_state=fresh_state)
     if ctx.emit is not None:
         _emit(
             ctx,
@@ -298,7 +318,9 @@ def _run_group(
                 error=error,
             )
 
-        hooks = FanOutHooks(breakers=ctx.breakers, on_result=on_result, on_retry=on_retry)
+        hooks = FanOutHooks(
+            breakers=ctx.breakers, fresh_state=fresh_state, on_result=on_result, on_retry=on_retry
+        )
     results = ctx.executor(config.strategy).execute(tasks, config, hooks)
     if config.fail_fast:
         failed = [r for r in results if not r.success]
@@ -308,12 +330,13 @@ def _run_group(
     return results
 
 
-def _branches(fanout: FanOut, state: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(branch name, start node, deep copy of the state) for each branch, in order."""
+_NO_ITEM = object()
+
+
+def _branch_specs(fanout: FanOut, state: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(branch name, start node, for_each item or _NO_ITEM) for each branch, in order."""
     if fanout.for_each is None:
-        for target in fanout.targets:
-            yield target, target, copy.deepcopy(state)
-        return
+        return [(target, target, _NO_ITEM) for target in fanout.targets]
     try:
         items = list(fanout.for_each(state))
     except Exception as exc:
@@ -321,10 +344,15 @@ def _branches(fanout: FanOut, state: dict[str, Any]) -> Iterator[tuple[str, str,
             f"fan-out at {fanout.source!r}: for_each raised {type(exc).__name__}: {exc}"
         ) from exc
     target = fanout.targets[0]
-    for index, item in enumerate(items):
-        branch_state = copy.deepcopy(state)
+    return [(f"{target}[{index}]", target, item) for index, item in enumerate(items)]
+
+
+def _branch_state(fanout: FanOut, state: dict[str, Any], item: Any) -> dict[str, Any]:
+    """A branch's own deep copy of the fan-out state (with its item, for for_each)."""
+    branch_state = copy.deepcopy(state)
+    if item is not _NO_ITEM:
         branch_state[fanout.item_var] = copy.deepcopy(item)
-        yield f"{target}[{index}]", target, branch_state
+    return branch_state
 
 
 def run_branch(task: BranchTask) -> ParallelFlowResult:

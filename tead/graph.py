@@ -20,6 +20,7 @@ from tead.reliability import ParallelConfig
 
 if TYPE_CHECKING:
     from tead.engine import Event
+    from tead.executors import Executors
     from tead.spec import WorkflowSpec
 
 START = "__start__"
@@ -477,6 +478,7 @@ class Workflow:
         entry_point: str = START,
         exit_point: str = END,
         on_event: Callable[[Event], None] | None = None,
+        executors: Executors | None = None,
     ) -> dict[str, Any]:
         """Run the workflow on `initial_state` updated with `state`; return the final state.
 
@@ -486,7 +488,12 @@ class Workflow:
         from tead.engine import run_workflow
 
         return run_workflow(
-            self, state, entry_point=entry_point, exit_point=exit_point, on_event=on_event
+            self,
+            state,
+            entry_point=entry_point,
+            exit_point=exit_point,
+            on_event=on_event,
+            executors=executors,
         )
 
     def stream(

@@ -140,12 +140,25 @@ class ParallelFlowResult(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(_RESULT_FIELDS)
 
+    def evolve(self, **changes: Any) -> ParallelFlowResult:
+        """A copy with some fields changed (dataclasses.replace, without its overhead)."""
+        values = {name: getattr(self, name) for name in _ALL_FIELDS}
+        values.update(changes)
+        return ParallelFlowResult(**values)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as a plain tuple: results cross process boundaries by the thousand."""
+        return (_result_from_values, tuple(getattr(self, f) for f in _ALL_FIELDS))
+
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in _RESULT_FIELDS}
         data["attempt_errors"] = list(self.attempt_errors)
         return data
 
 
-_RESULT_FIELDS = tuple(
-    f.name for f in dataclasses.fields(ParallelFlowResult) if f.name != "error_mro"
-)
+_ALL_FIELDS = tuple(f.name for f in dataclasses.fields(ParallelFlowResult))
+_RESULT_FIELDS = tuple(name for name in _ALL_FIELDS if name != "error_mro")
+
+
+def _result_from_values(*values: Any) -> ParallelFlowResult:
+    return ParallelFlowResult(**dict(zip(_ALL_FIELDS, values, strict=True)))

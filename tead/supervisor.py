@@ -83,6 +83,8 @@ class _Branch:
     first_started: float | None = None
     started: float | None = None  # the running attempt's start; None until it starts
     isolated: bool = False
+    attempt: Attempt | None = None  # the latest attempt
+    pristine: dict[str, Any] | None = None  # the state before the first attempt, if kept
     denied: ParallelFlowResult | None = None
     result: ParallelFlowResult | None = None
 
@@ -107,16 +109,27 @@ class Supervisor:
         self.rng = rng or random.Random()
         self.callbacks = CallbackDispatcher(config.callbacks, timeout_s=config.callback_timeout_s)
         breakers = self.hooks.breakers if config.circuit_breaker else None
+        by_entry: dict[str, CircuitBreaker | None] = {}
+        for task in tasks:
+            if task.entry not in by_entry:
+                by_entry[task.entry] = _breaker_for(task, config, breakers)
         self.branches = [
-            _Branch(index=i, task=task, breaker=_breaker_for(task, config, breakers))
+            _Branch(index=i, task=task, breaker=by_entry[task.entry])
             for i, task in enumerate(tasks)
         ]
         self.ready: deque[_Branch] = deque(self.branches)
         self.waiting: list[tuple[float, int]] = []  # (due time, branch index) for retries
         self.running: dict[Attempt, _Branch] = {}
-        self.inbox: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
         self.unfinished = len(self.branches)
-        self.copy_state = config.retry is not None and not launcher.copies_state
+        # (start time, branch, attempt number) of started attempts, appended by the gates
+        # (on worker threads) as they start, so in deadline order: one timeout for all.
+        self.started: deque[tuple[float, _Branch, int]] = deque()
+        # A retry runs on a fresh copy of the fan-out state: from the engine if it can make
+        # one, else from a copy kept before the first attempt could change the state.
+        self.keep_pristine = (
+            config.retry is not None and not launcher.copies_state and not self.hooks.fresh_state
+        )
 
     def run(self) -> list[ParallelFlowResult]:
         try:
@@ -150,9 +163,7 @@ class Supervisor:
             if self.ready[0].isolated and self._isolated_running() >= workers:
                 break
             branch = self.ready.popleft()
-            task = branch.task
-            if self.copy_state:
-                task = replace(task, state=copy.deepcopy(task.state))
+            task = self._task_for(branch)
             branch.attempts += 1
             branch.started = None
             if eager:
@@ -165,7 +176,21 @@ class Supervisor:
                     continue
                 attempt = self.launcher.launch(task, isolated=branch.isolated)
             self.running[attempt] = branch
+            branch.attempt = attempt
             attempt.add_done_callback(self.inbox.put)
+
+    def _task_for(self, branch: _Branch) -> BranchTask:
+        """The task of the next attempt: the original first, then fresh copies."""
+        task = branch.task
+        if self.launcher.copies_state or self.config.retry is None:
+            return task
+        if branch.attempts == 0:
+            if self.keep_pristine:
+                branch.pristine = copy.deepcopy(task.state)
+            return task
+        if self.hooks.fresh_state is not None:
+            return replace(task, state=self.hooks.fresh_state(branch.index))
+        return replace(task, state=copy.deepcopy(branch.pristine or {}))
 
     def _isolated_running(self) -> int:
         return sum(1 for b in self.running.values() if b.isolated)
@@ -186,19 +211,33 @@ class Supervisor:
         now = time.monotonic()
         branch.first_started = branch.first_started or now
         branch.started = now
-        if self.callbacks:
-            self.callbacks.fire(
-                "on_flow_start", branch.task.branch, copy.deepcopy(branch.task.state)
-            )
         if self.config.timeout_seconds is not None:
-            self.inbox.put(None)  # wake the coordinator to set this attempt's deadline
+            self.started.append((now, branch, branch.attempts))
+        if self.callbacks.has("on_flow_start"):
+            state = branch.pristine if branch.pristine is not None else branch.task.state
+            self.callbacks.fire("on_flow_start", branch.task.branch, copy.deepcopy(state))
+        return None
+
+    def _live_deadline(self) -> float | None:
+        """The first deadline of an attempt still running (forgetting finished ones)."""
+        timeout = self.config.timeout_seconds or 0.0
+        while self.started:
+            started, branch, attempt_no = self.started[0]
+            if branch.attempts == attempt_no and branch.attempt in self.running:
+                return started + timeout
+            self.started.popleft()
         return None
 
     def _next_wake(self) -> float | None:
+        """Seconds until the next deadline or retry. With a timeout, never sleep longer
+        than it: an attempt that starts after this look has a deadline at least one
+        timeout away, so seeing it at the next look is never late."""
         times = [due for due, _ in self.waiting[:1]]
         timeout = self.config.timeout_seconds
-        if timeout is not None:
-            times += [b.started + timeout for b in self.running.values() if b.started is not None]
+        if timeout is not None and self.running:
+            times.append(time.monotonic() + timeout)
+            if (deadline := self._live_deadline()) is not None:
+                times.append(deadline)
         if not times:
             return None
         return max(0.0, min(times) - time.monotonic())
@@ -219,9 +258,9 @@ class Supervisor:
             self._finish(branch, result)
         elif result.success:
             self._record_breaker(branch, success=True)
-            self._finish(branch, replace(result, **self._totals(branch)))
+            self._finish(branch, result.evolve(**self._totals(branch)))
         else:
-            self._attempt_failed(branch, replace(result, **self._totals(branch)))
+            self._attempt_failed(branch, result.evolve(**self._totals(branch)))
 
     def _crashed(self, branch: _Branch) -> None:
         """A broken pool: an isolated branch crashed for real; others are run again alone."""
@@ -235,14 +274,14 @@ class Supervisor:
 
     def _expire_timeouts(self) -> None:
         timeout = self.config.timeout_seconds
-        if timeout is None or not self.running:
+        if timeout is None:
             return
         now = time.monotonic()
-        expired = [
-            a
-            for a, b in self.running.items()
-            if b.started is not None and now - b.started >= timeout
-        ]
+        expired: list[Attempt] = []
+        while (deadline := self._live_deadline()) is not None and deadline <= now:
+            _, branch, _ = self.started.popleft()
+            assert branch.attempt is not None
+            expired.append(branch.attempt)
         if not expired:
             return
         for attempt in self._stop(expired):
@@ -355,7 +394,7 @@ class Supervisor:
         if breaker is None or self.hooks.breakers is None:
             return
         change = breaker.record_success() if success else breaker.record_failure()
-        self.hooks.breakers.save(breaker.name)
+        self.hooks.breakers.save(breaker)
         self._transition(change)
 
     def _transition(self, change: Transition | None) -> None:

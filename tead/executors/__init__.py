@@ -1,6 +1,7 @@
 """Parallel executors: the protocol, the registry and the built-in strategies."""
 
 from tead.executors.base import (
+    Executors,
     FanOutHooks,
     ParallelExecutor,
     ResultCallback,
@@ -10,6 +11,7 @@ from tead.executors.base import (
 )
 
 __all__ = [
+    "Executors",
     "FanOutHooks",
     "ParallelExecutor",
     "ResultCallback",

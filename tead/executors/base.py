@@ -6,7 +6,7 @@ import importlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tead.errors import UnknownStrategyError
 from tead.reliability import ParallelConfig, ParallelFlowResult
@@ -27,6 +27,7 @@ class FanOutHooks:
     on_result: ResultCallback | None = None  # (task index, final result)
     on_retry: Callable[[int, int, float, str], None] | None = None  # (index, attempt, delay, error)
     on_transition: Callable[[Transition], None] | None = None  # a circuit breaker moved
+    fresh_state: Callable[[int], dict[str, Any]] | None = None  # a new copy of task i's state
 
 
 @runtime_checkable
@@ -79,3 +80,34 @@ def get_executor(name: str) -> ParallelExecutor:
         module, _, attr = _BUILTIN[name].partition(":")
         factory = getattr(importlib.import_module(module), attr)
     return factory()
+
+
+class Executors:
+    """Executors by strategy, created on first use and closed together.
+
+    A run makes its own; a caller that runs many workflows (the daemon, a benchmark) keeps
+    one and passes it to every run, so process pools stay warm across runs.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executors: dict[str, ParallelExecutor] = {}
+
+    def get(self, strategy: str) -> ParallelExecutor:
+        with self._lock:
+            executor = self._executors.get(strategy)
+            if executor is None:
+                executor = self._executors[strategy] = get_executor(strategy)
+            return executor
+
+    def close(self) -> None:
+        with self._lock:
+            executors, self._executors = list(self._executors.values()), {}
+        for executor in executors:
+            executor.close()
+
+    def __enter__(self) -> Executors:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
