@@ -77,7 +77,7 @@ def test_100_process_runs_with_timeouts_leak_no_processes(tmp_path: Path) -> Non
     """Each run's timeout kills its worker; at the end no worker process is left."""
     path = tmp_path / "wf.yaml"
     path.write_text(
-        "settings: {parallel: {strategy: process, timeout_seconds: 0.05, max_workers: 2}}\n"
+        "settings: {parallel: {strategy: process, timeout_seconds: 0.25, max_workers: 2}}\n"
         "nodes:\n"
         "  - name: s\n"
         "  - {name: quick, run: 'return {\"ok\": True}'}\n"

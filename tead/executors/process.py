@@ -78,8 +78,7 @@ class ProcessExecutor:
         with self._lock:
             pool = self._pools.get(workers)
             if pool is None or getattr(pool, "_broken", False):
-                pool = ProcessPoolExecutor(workers, mp_context=_context())
-                self._pools[workers] = pool
+                pool = self._pools[workers] = started_pool(workers)
             return pool
 
     def discard(self, pool: ProcessPoolExecutor) -> None:
@@ -107,6 +106,18 @@ class ProcessExecutor:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ready() -> None:
+    """A task that does nothing: answering it shows that a worker is up."""
+
+
+def started_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool whose workers are all up, so that no branch's clock pays for their start."""
+    pool = ProcessPoolExecutor(workers, mp_context=_context())
+    for future in [pool.submit(_ready) for _ in range(workers)]:
+        future.result()
+    return pool
 
 
 def kill_pool(pool: ProcessPoolExecutor) -> None:
@@ -141,7 +152,7 @@ class ProcessLauncher:
     ) -> Attempt:
         payload = self._payloads.get(id(task)) or pickle_tasks([task])[0]
         if isolated:
-            pool = ProcessPoolExecutor(1, mp_context=_context())
+            pool = started_pool(1)
             self._own.add(pool)
         else:
             pool = self._executor.pool(self._workers)
