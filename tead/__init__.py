@@ -4,6 +4,7 @@ from tead.engine import BranchTask, run_branch
 from tead.errors import (
     InputError,
     NodeError,
+    RunCancelled,
     RunError,
     ScopeError,
     TeadError,
@@ -37,6 +38,7 @@ __all__ = [
     "ParallelExecutor",
     "ParallelFlowResult",
     "RetryPolicy",
+    "RunCancelled",
     "RunError",
     "ScopeError",
     "TeadError",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import dataclasses
 import queue
 import threading
 import time
@@ -19,14 +20,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tead.breaker import BreakerRegistry
-from tead.errors import FanOutError, NodeError, RunError
+from tead.breaker import BreakerRegistry, Transition
+from tead.cancel import CancelToken
+from tead.errors import FanOutError, NodeError, RunCancelled, RunError
 from tead.executors import Executors, FanOutHooks, ParallelExecutor
 from tead.graph import END, START, FanOut, Workflow
 from tead.reliability import ParallelFlowResult
 
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]
+# (path of the fan-out, its source node, its fan-in node, the results in branch order)
+ResultsSink = Callable[[str, str, str, list[ParallelFlowResult]], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +63,8 @@ class _RunContext:
 
     emit: EventSink | None
     breakers: BreakerRegistry = field(default_factory=BreakerRegistry)
+    cancel: CancelToken | None = None
+    on_results: ResultsSink | None = None
     executors: Executors = field(default_factory=Executors)
     owns_executors: bool = True  # close them when the run ends
 
@@ -93,16 +99,22 @@ def run_workflow(
     on_event: EventSink | None = None,
     breakers: BreakerRegistry | None = None,
     executors: Executors | None = None,
+    cancel: CancelToken | None = None,
+    on_results: ResultsSink | None = None,
 ) -> dict[str, Any]:
     """Run `workflow` on its initial state updated with `state`; return the final state.
 
     `executors` lets runs share executors (and so warm process pools); the caller closes
-    them. Without it, the run starts its own and closes them when it ends.
+    them. Without it, the run starts its own and closes them when it ends. Setting
+    `cancel` stops the run (RunCancelled) at the next node, or at once inside a fan-out;
+    `on_results` receives every fan-out's results.
     """
     workflow.check_scope(entry_point, exit_point)
     current = copy.deepcopy(workflow.initial_state)
     current.update(copy.deepcopy(dict(state or {})))
-    ctx = _RunContext(emit=on_event, breakers=breakers or workflow.breakers)
+    ctx = _RunContext(
+        emit=on_event, breakers=breakers or workflow.breakers, cancel=cancel, on_results=on_results
+    )
     if executors is not None:
         ctx.executors, ctx.owns_executors = executors, False
     token = _context.set(ctx)
@@ -167,6 +179,8 @@ def run_scope(
     pending: dict[str, list[ParallelFlowResult]] = {}
     current = entry
     while current not in (exit, END):
+        if ctx.cancel is not None and ctx.cancel.reason is not None:
+            raise RunCancelled(ctx.cancel.reason)
         if current != START:
             _run_node(workflow, current, state, pending.pop(current, None), ctx=ctx, path=path)
         groups = workflow.fanouts.get(current)
@@ -279,55 +293,79 @@ def _run_group(
     def fresh_state(index: int) -> dict[str, Any]:  # for retries: the branch's input again
         return _branch_state(fanout, state, specs[index][2])
 
-    hooks = FanOutHooks(breakers=ctx.breakers, fresh_state=fresh_state)
+    hooks = FanOutHooks(breakers=ctx.breakers, fresh_state=fresh_state, cancel=ctx.cancel)
     if ctx.emit is not None:
-        _emit(
-            ctx,
-            "fanout_started",
-            node=fanout.source,
-            fan_in=fanout.fan_in,
-            path=path,
-            strategy=config.strategy,
-            branches=[t.branch for t in tasks],
-        )
-
-        def on_result(index: int, result: ParallelFlowResult) -> None:
-            _emit(
-                ctx,
-                "branch_finished",
-                node=fanout.source,
-                fan_in=fanout.fan_in,
-                path=tasks[index].path,
-                branch=result.branch,
-                success=result.success,
-                error=result.error,
-                error_type=result.error_type,
-                timeout=result.timeout,
-                retry_count=result.retry_count,
-                timing_ms=result.timing_ms,
-            )
-
-        def on_retry(index: int, attempt: int, delay_s: float, error: str) -> None:
-            _emit(
-                ctx,
-                "branch_retry",
-                path=tasks[index].path,
-                branch=tasks[index].branch,
-                attempt=attempt,
-                delay_s=round(delay_s, 3),
-                error=error,
-            )
-
-        hooks = FanOutHooks(
-            breakers=ctx.breakers, fresh_state=fresh_state, on_result=on_result, on_retry=on_retry
-        )
+        hooks = _event_hooks(ctx, fanout, tasks, hooks, path)
     results = ctx.executor(config.strategy).execute(tasks, config, hooks)
+    if ctx.cancel is not None and ctx.cancel.reason is not None:
+        raise RunCancelled(ctx.cancel.reason)
+    if ctx.on_results is not None:
+        ctx.on_results(path, fanout.source, fanout.fan_in, results)
     if config.fail_fast:
         failed = [r for r in results if not r.success]
         cause = next((r for r in failed if r.error_type != "FanOutCancelledError"), None)
         if cause is not None:
             raise FanOutError(fanout.source, cause)
     return results
+
+
+def _event_hooks(
+    ctx: _RunContext, fanout: FanOut, tasks: list[BranchTask], hooks: FanOutHooks, path: str
+) -> FanOutHooks:
+    """`hooks` plus the fan-out's events: started, branch started / retried / finished,
+    circuit changed."""
+    strategy = fanout.config.strategy
+    where = {"node": fanout.source, "fan_in": fanout.fan_in}
+    _emit(
+        ctx,
+        "fanout_started",
+        **where,
+        path=path,
+        strategy=strategy,
+        branches=[t.branch for t in tasks],
+    )
+
+    def on_start(index: int) -> None:
+        task = tasks[index]
+        _emit(ctx, "branch_started", **where, path=task.path, branch=task.branch, strategy=strategy)
+
+    def on_result(index: int, result: ParallelFlowResult) -> None:
+        _emit(
+            ctx,
+            "branch_finished",
+            **where,
+            path=tasks[index].path,
+            branch=result.branch,
+            strategy=strategy,
+            success=result.success,
+            error=result.error,
+            error_type=result.error_type,
+            timeout=result.timeout,
+            retry_count=result.retry_count,
+            timing_ms=result.timing_ms,
+        )
+
+    def on_retry(index: int, attempt: int, delay_s: float, error: str) -> None:
+        _emit(
+            ctx,
+            "branch_retry",
+            path=tasks[index].path,
+            branch=tasks[index].branch,
+            attempt=attempt,
+            delay_s=round(delay_s, 3),
+            error=error,
+        )
+
+    def on_transition(change: Transition) -> None:
+        _emit(ctx, "circuit_changed", name=change.name, old=str(change.old), new=str(change.new))
+
+    return dataclasses.replace(
+        hooks,
+        on_start=on_start,
+        on_result=on_result,
+        on_retry=on_retry,
+        on_transition=on_transition,
+    )
 
 
 _NO_ITEM = object()

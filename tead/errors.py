@@ -7,6 +7,7 @@
     ├── WorkflowError              exit 2: a workflow file that does not load
     ├── UnknownStrategyError       exit 2: no executor registered under that name
     ├── NodeError                  exit 1: a node raised outside a fan-out
+    ├── RunCancelled               exit 1: the run was cancelled (or timed out) from outside
     └── RunError                   exit 1: the run could not go on (no edge matched, ...)
         ├── FanOutError            a branch failed under `fail_fast`
         └── PickleValidationError  process strategy: a state value cannot be sent
@@ -131,3 +132,11 @@ class PickleValidationError(RunError):
             f"({type(error).__name__}: {error}); keep such values out of the state "
             "or use the thread strategy"
         )
+
+
+class RunCancelled(TeadError):
+    """A run stopped because its CancelToken was set; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"run {reason.replace('_', ' ')}")

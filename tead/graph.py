@@ -19,7 +19,8 @@ from tead.nodes import Expr, NodeFn, compile_expr
 from tead.reliability import ParallelConfig
 
 if TYPE_CHECKING:
-    from tead.engine import Event
+    from tead.cancel import CancelToken
+    from tead.engine import Event, ResultsSink
     from tead.executors import Executors
     from tead.spec import WorkflowSpec
 
@@ -479,6 +480,8 @@ class Workflow:
         exit_point: str = END,
         on_event: Callable[[Event], None] | None = None,
         executors: Executors | None = None,
+        cancel: CancelToken | None = None,
+        on_results: ResultsSink | None = None,
     ) -> dict[str, Any]:
         """Run the workflow on `initial_state` updated with `state`; return the final state.
 
@@ -494,6 +497,8 @@ class Workflow:
             exit_point=exit_point,
             on_event=on_event,
             executors=executors,
+            cancel=cancel,
+            on_results=on_results,
         )
 
     def stream(

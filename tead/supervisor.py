@@ -120,7 +120,7 @@ class Supervisor:
         self.ready: deque[_Branch] = deque(self.branches)
         self.waiting: list[tuple[float, int]] = []  # (due time, branch index) for retries
         self.running: dict[Attempt, _Branch] = {}
-        self.inbox: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()  # None: wake up
         self.unfinished = len(self.branches)
         # (start time, branch, attempt number) of started attempts, appended by the gates
         # (on worker threads) as they start, so in deadline order: one timeout for all.
@@ -132,8 +132,13 @@ class Supervisor:
         )
 
     def run(self) -> list[ParallelFlowResult]:
+        cancel = self.hooks.cancel
+        stop_listening = cancel.subscribe(lambda: self.inbox.put(None)) if cancel else None
         try:
             while self.unfinished:
+                if cancel is not None and cancel.reason is not None:
+                    self._cancel_all(f"cancelled: the run was {cancel.reason.replace('_', ' ')}")
+                    break
                 self._launch_ready()
                 if not self.unfinished:
                     break
@@ -146,6 +151,8 @@ class Supervisor:
                 self._expire_timeouts()
                 self._release_due_retries()
         finally:
+            if stop_listening is not None:
+                stop_listening()
             self.callbacks.close()
         return [b.result for b in self.branches if b.result is not None]
 
@@ -213,6 +220,8 @@ class Supervisor:
         branch.started = now
         if self.config.timeout_seconds is not None:
             self.started.append((now, branch, branch.attempts))
+        if self.hooks.on_start is not None:
+            self.hooks.on_start(branch.index)
         if self.callbacks.has("on_flow_start"):
             state = branch.pristine if branch.pristine is not None else branch.task.state
             self.callbacks.fire("on_flow_start", branch.task.branch, copy.deepcopy(state))
@@ -333,7 +342,7 @@ class Supervisor:
             return
         self._finish(branch, result)
         if self.config.fail_fast:
-            self._cancel_all(branch)
+            self._cancel_all(f"cancelled: branch {branch.task.branch!r} failed")
 
     def _release_due_retries(self) -> None:
         now = time.monotonic()
@@ -341,9 +350,9 @@ class Supervisor:
             _, index = heapq.heappop(self.waiting)
             self.ready.append(self.branches[index])
 
-    def _cancel_all(self, cause: _Branch) -> None:
-        """fail_fast: stop every other branch (abandon threads, kill processes)."""
-        reason = FanOutCancelledError(f"cancelled: branch {cause.task.branch!r} failed")
+    def _cancel_all(self, message: str) -> None:
+        """Stop every unfinished branch (abandon threads, kill processes)."""
+        reason = FanOutCancelledError(message)
         running = list(self.running)
         if running:
             self.launcher.stop(running, running)

@@ -350,3 +350,45 @@ def test_parallel_flow_result_reads_as_a_mapping() -> None:
     assert result.to_dict()["attempt_errors"] == []
     with pytest.raises(KeyError):
         result["nope"]
+
+
+def test_cancel_token_stops_a_run_inside_a_fan_out_at_once() -> None:
+    """Cancelling abandons the stuck branch and raises RunCancelled with the reason."""
+    from tead import RunCancelled
+    from tead.cancel import CancelToken
+
+    token = CancelToken()
+    graph = Graph()
+    graph.add_node("s")
+    graph.add_node("stuck", lambda s: time.sleep(30))
+    graph.add_node("quick", lambda s: token.cancel("timed_out"))
+    graph.add_node("m")
+    graph.add_parallel_edge("s", ["stuck", "quick"], fan_in="m")
+    graph.add_edge("stuck", "m")
+    graph.add_edge("quick", "m")
+    started = time.monotonic()
+    with pytest.raises(RunCancelled, match="run timed out") as info:
+        graph.compile().invoke(cancel=token)
+    assert info.value.reason == "timed_out"
+    assert time.monotonic() - started < 10
+
+
+def test_cancel_token_stops_between_nodes_and_results_hook_sees_fan_outs() -> None:
+    from tead import RunCancelled
+    from tead.cancel import CancelToken
+
+    token = CancelToken()
+    seen: list[tuple[str, str, list[str]]] = []
+    graph = Graph()
+    graph.add_node("s")
+    graph.add_node("a", lambda s: {"out": 1})
+    graph.add_node("m", lambda s, parallel_results: token.cancel() and None)
+    graph.add_node("never", lambda s: {"ran": True})
+    graph.add_parallel_edge("s", "a", fan_in="m")
+    graph.add_edge("a", "m")
+    with pytest.raises(RunCancelled, match="run cancelled"):
+        graph.compile().invoke(
+            cancel=token,
+            on_results=lambda path, src, join, rs: seen.append((src, join, [r.branch for r in rs])),
+        )
+    assert seen == [("s", "m", ["a"])]

@@ -13,6 +13,7 @@ from tead.reliability import ParallelConfig, ParallelFlowResult
 
 if TYPE_CHECKING:
     from tead.breaker import BreakerRegistry, Transition
+    from tead.cancel import CancelToken
     from tead.engine import BranchTask
 
 ResultCallback = Callable[[int, ParallelFlowResult], None]
@@ -28,6 +29,8 @@ class FanOutHooks:
     on_retry: Callable[[int, int, float, str], None] | None = None  # (index, attempt, delay, error)
     on_transition: Callable[[Transition], None] | None = None  # a circuit breaker moved
     fresh_state: Callable[[int], dict[str, Any]] | None = None  # a new copy of task i's state
+    on_start: Callable[[int], None] | None = None  # task i's attempt starts (any thread)
+    cancel: CancelToken | None = None  # when set, stop every branch and return
 
 
 @runtime_checkable
