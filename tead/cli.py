@@ -6,20 +6,19 @@ Exit codes: 0 success, 1 the run or operation failed, 2 bad usage or invalid wor
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tead import __version__
-from tead.errors import InputError, NodeError, RunError, TeadError, UsageError, WorkflowError
+from tead.errors import InputError, NodeError, TeadError, UsageError, WorkflowError
 from tead.graph import END, START
+from tead.jsonable import dumps
 from tead.loader import load_workflow
 from tead.yamlfile import parse_yaml
 
@@ -57,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", parents=[common], help="print the JSON Schema")
     schema.set_defaults(handler=_cmd_schema)
+
+    from tead.cli_daemon import add_commands
+
+    add_commands(commands, common)
     return parser
 
 
@@ -106,9 +109,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()
     if args.output is not None:
-        _write_atomically(args.output, to_json(final, indent=2) + "\n")
+        _write_atomically(args.output, dumps(final, indent=2) + "\n")
     elif not args.stream:
-        print(to_json(final, indent=2))
+        print(dumps(final, indent=2))
     return 0
 
 
@@ -175,36 +178,13 @@ def _write_atomically(path: str, text: str) -> None:
         raise
 
 
-def _json_default(value: Any) -> Any:
-    """JSON for values the json module does not know (results, sets, dates, paths...)."""
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return repr(value) if not isinstance(value, os.PathLike) else os.fspath(value)
-
-
-def to_json(value: Any, *, indent: int | None = None) -> str:
-    """JSON text of a state or event; a value that has none (a cycle) is a RunError."""
-    try:
-        return json.dumps(value, default=_json_default, indent=indent, ensure_ascii=False)
-    except (ValueError, RecursionError) as exc:
-        raise RunError(f"the state cannot be written as JSON: {exc}") from None
-
-
 def _ndjson_printer() -> Callable[[dict[str, Any]], None]:
     import threading
 
     lock = threading.Lock()
 
     def emit(event: dict[str, Any]) -> None:
-        line = to_json(event)
+        line = dumps(event)
         with lock:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()

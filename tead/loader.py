@@ -63,7 +63,7 @@ def load_workflow_text(text: str, path: str) -> Workflow:
     try:
         spec = WorkflowSpec.model_validate(doc.data)
     except ValidationError as exc:
-        raise WorkflowError(_problems(exc, doc)) from None
+        raise WorkflowError(validation_problems(exc, doc)) from None
     return build_workflow(spec, doc, path, text)
 
 
@@ -180,7 +180,7 @@ def _expr(
         return None
 
 
-def _problems(exc: ValidationError, doc: YamlDocument) -> list[Problem]:
+def validation_problems(exc: ValidationError, doc: YamlDocument) -> list[Problem]:
     """Pydantic errors → problems at the YAML positions they refer to (one per place)."""
     found: dict[tuple[Any, ...], Problem] = {}
     for error in exc.errors(include_url=False):

@@ -81,16 +81,10 @@ class Model(BaseModel):
 
 # --- triggers (used by the daemon; parsed and checked here) -------------------------------
 
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
-
-
 def _check_cron(expr: str) -> str:
-    fields = expr.split()
-    if len(fields) not in (5, 6):
-        raise ValueError(f"cron {expr!r} needs 5 fields (or 6 with seconds first)")
-    for part in fields:
-        if not _CRON_FIELD.match(part):
-            raise ValueError(f"cron {expr!r}: invalid field {part!r}")
+    from tead.schedule import check_cron
+
+    check_cron(expr)
     return expr
 
 

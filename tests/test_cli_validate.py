@@ -170,10 +170,10 @@ def test_shape_problems(tead_cli, tmp_path):
             "typo.yaml:6:1: unknown key 'edgse'",
             "dur.yaml:1:10: timeout: invalid duration '5x': use a number of seconds or 500ms, "
             "30s, 10m, 2h",
-            "cron.yaml:3:13: on.schedule.0.cron: cron '* * *' needs 5 fields "
-            "(or 6 with seconds first)",
-            "cron.yaml:4:13: on.schedule.1.cron: cron '0 0 0 * * * *' needs 5 fields "
-            "(or 6 with seconds first)",
+            "cron.yaml:3:13: on.schedule.0.cron: cron '* * *' has 3 fields; expected 5 "
+            "(minute hour day-of-month month day-of-week) or 6 (with second first)",
+            "cron.yaml:4:13: on.schedule.1.cron: cron '0 0 0 * * * *' has 7 fields; expected 5 "
+            "(minute hour day-of-month month day-of-week) or 6 (with second first)",
             re.compile(
                 r"tz\.yaml:4:17: (on\.schedule\.0\.timezone: )?unknown time zone "
                 r"'Mars/Olympus' \(use an IANA name such as Europe/Berlin\)"

@@ -1,0 +1,235 @@
+"""`tead serve` and the commands that talk to a running daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from tead.client import Client, print_json, print_table, trigger_summary
+from tead.config import DaemonConfig, load_config
+
+
+def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    serve = commands.add_parser("serve", parents=[common], help="run the daemon")
+    serve.add_argument("--config", help="config file (YAML); default $TEAD_CONFIG")
+    serve.add_argument("--workflows", help="workflow folder (default ./workflows)")
+    serve.add_argument("--state-dir", help="state folder (default ./.tead)")
+    serve.add_argument("--listen", help="HOST:PORT for the HTTP API (default 127.0.0.1:8421)")
+    serve.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON")
+    serve.set_defaults(handler=_cmd_serve)
+
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument("--url", help="the daemon's URL (default from the config)")
+    client.add_argument("--config", help="config file to take the URL and token from")
+    client.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    workflows = commands.add_parser(
+        "workflows", parents=[common, client], help="list the daemon's workflows"
+    )
+    workflows.set_defaults(handler=_cmd_workflows)
+
+    runs = commands.add_parser("runs", parents=[common, client], help="list runs (newest first)")
+    runs.add_argument("--workflow", help="only runs of this workflow")
+    runs.add_argument("--status", help="only runs with this status")
+    runs.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    runs.set_defaults(handler=_cmd_runs)
+    actions = runs.add_subparsers(dest="action", parser_class=type(commands._parser_class()))
+    show = actions.add_parser("show", parents=[common, client], help="one run in full")
+    show.add_argument("id")
+    show.set_defaults(handler=_cmd_run_show)
+    cancel = actions.add_parser("cancel", parents=[common, client], help="cancel a run")
+    cancel.add_argument("id")
+    cancel.set_defaults(handler=_cmd_run_cancel)
+
+    dispatch = commands.add_parser(
+        "dispatch", parents=[common, client], help="start a run of a workflow"
+    )
+    dispatch.add_argument("workflow")
+    dispatch.add_argument("--input", "-i", help="inputs: inline JSON, or @file (.json, .yaml)")
+    dispatch.add_argument("--wait", action="store_true", help="wait for the run to finish")
+    dispatch.set_defaults(handler=_cmd_dispatch)
+
+    breakers = commands.add_parser(
+        "breakers", parents=[common, client], help="list circuit breakers"
+    )
+    breakers.set_defaults(handler=_cmd_breakers)
+    breaker_actions = breakers.add_subparsers(
+        dest="action", parser_class=type(commands._parser_class())
+    )
+    reset = breaker_actions.add_parser("reset", parents=[common, client], help="close a breaker")
+    reset.add_argument("name")
+    reset.set_defaults(handler=_cmd_breaker_reset)
+
+
+# --- serve -----------------------------------------------------------------------------------
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def configure_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from tead.daemon import Daemon
+
+    overrides = {
+        "workflows": args.workflows,
+        "state_dir": args.state_dir,
+        "listen": args.listen,
+        "log_format": args.log_format,
+    }
+    config = load_config(args.config, overrides=overrides)
+    configure_logging(config.log_format, config.log_level)
+    daemon = Daemon(config, config_file=args.config, overrides=overrides)
+    return asyncio.run(daemon.run())
+
+
+# --- clients ---------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Client:
+    config: DaemonConfig = load_config(args.config)
+    return Client(args.url or config.client_url, token=config.token or os.environ.get("TEAD_TOKEN"))
+
+
+def _cmd_workflows(args: argparse.Namespace) -> int:
+    found = _client(args).call("GET", "/api/v1/workflows")["workflows"]
+    if args.json:
+        print_json(found)
+        return 0
+    rows = [
+        {
+            "name": w["name"],
+            "file": os.path.basename(w["path"]),
+            "triggers": trigger_summary(w["triggers"]),
+            "status": "ok" if w["valid"] else (w["error"] or "").splitlines()[0],
+        }
+        for w in found
+    ]
+    print_table(rows, ["name", "file", "triggers", "status"], empty="no workflows")
+    return 0
+
+
+def _run_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r["id"],
+            "workflow": r["workflow"],
+            "trigger": r["trigger"].get("kind"),
+            "status": r["status"],
+            "created": r["created_at"],
+            "finished": r["finished_at"],
+            "error": r["error"],
+        }
+        for r in runs
+    ]
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    params = {"limit": args.limit}
+    if args.workflow:
+        params["workflow"] = args.workflow
+    if args.status:
+        params["status"] = args.status
+    found = _client(args).call("GET", "/api/v1/runs", params=params)["runs"]
+    if args.json:
+        print_json(found)
+        return 0
+    columns = ["id", "workflow", "trigger", "status", "created", "finished", "error"]
+    print_table(_run_rows(found), columns, empty="no runs")
+    return 0
+
+
+def _show(run: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(run)
+        return
+    for key in ("id", "workflow", "status", "created_at", "started_at", "finished_at", "error"):
+        print(f"{key:12} {run.get(key) if run.get(key) is not None else '-'}")
+    print(f"{'trigger':12} {json.dumps(run['trigger'])}")
+    if run.get("branches"):
+        print("branches:")
+        for b in run["branches"]:
+            outcome = "ok" if b["success"] else f"{b['error_type']}: {b['error']}"
+            print(f"  {b['path']:30} {outcome} ({b['timing_ms']:.1f} ms)")
+    if run.get("final_state") is not None:
+        print("final state:")
+        print(json.dumps(run["final_state"], indent=2))
+
+
+def _cmd_run_show(args: argparse.Namespace) -> int:
+    _show(_client(args).call("GET", f"/api/v1/runs/{args.id}"), args.json)
+    return 0
+
+
+def _cmd_run_cancel(args: argparse.Namespace) -> int:
+    run = _client(args).call("POST", f"/api/v1/runs/{args.id}/cancel")
+    if args.json:
+        print_json(run)
+    else:
+        print(f"run {run['id']} {run['status']}")
+    return 0
+
+
+def _cmd_dispatch(args: argparse.Namespace) -> int:
+    from tead.cli import read_input
+
+    inputs = read_input(args.input) if args.input is not None else {}
+    client = _client(args)
+    run = client.call(
+        "POST", f"/api/v1/workflows/{args.workflow}/dispatch", json={"inputs": inputs}
+    )
+    while args.wait and run["status"] in ("queued", "running"):
+        time.sleep(0.2)
+        run = client.call("GET", f"/api/v1/runs/{run['id']}")
+    if args.json:
+        print_json(run)
+    elif args.wait:
+        _show(run, as_json=False)
+    else:
+        print(f"run {run['id']} {run['status']}")
+    return 0 if run["status"] in ("queued", "running", "succeeded") else 1
+
+
+def _cmd_breakers(args: argparse.Namespace) -> int:
+    found = _client(args).call("GET", "/api/v1/breakers")["breakers"]
+    if args.json:
+        print_json(found)
+        return 0
+    print_table(found, ["name", "state", "failure_count", "opened_at"], empty="no breakers")
+    return 0
+
+
+def _cmd_breaker_reset(args: argparse.Namespace) -> int:
+    breaker = _client(args).call("POST", f"/api/v1/breakers/{args.name}/reset")
+    if args.json:
+        print_json(breaker)
+    else:
+        print(f"breaker {breaker['name']} {breaker['state']}")
+    return 0

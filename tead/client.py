@@ -1,0 +1,90 @@
+"""The client commands: talk to a running daemon over HTTP, print tables or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import httpx
+
+from tead.errors import TeadError, UsageError
+
+
+class ClientError(TeadError):
+    """The daemon answered with an error, or could not be reached."""
+
+
+class Client:
+    def __init__(self, url: str, *, token: str | None = None, timeout_s: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the daemon at {self.url}: {exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": response.text.strip() or response.reason_phrase}
+        if response.status_code == 404:
+            raise UsageError(body.get("error", "not found"))
+        if response.status_code >= 400:
+            error = ClientError(
+                f"{body.get('error', response.reason_phrase)} (HTTP {response.status_code})"
+            )
+            error.exit_code = 2 if response.status_code in (400, 401, 422) else 1
+            raise error
+        return body
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str], *, empty: str) -> None:
+    """A table: rich on a terminal, tab-separated with a header line otherwise."""
+    if not rows:
+        print(empty, file=sys.stderr)
+        return
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*columns, box=None, header_style="bold")
+        for line in cells:
+            table.add_row(*line)
+        Console().print(table)
+        return
+    print("\t".join(columns))
+    for line in cells:
+        print("\t".join(line))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value).replace("\t", " ").replace("\n", " ")
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def trigger_summary(triggers: dict[str, Any]) -> str:
+    parts = []
+    for schedule in triggers.get("schedule") or []:
+        parts.append(
+            f"cron {schedule['cron']}"
+            if schedule.get("cron")
+            else f"every {schedule.get('every')}s"
+        )
+    if triggers.get("watch"):
+        parts.append("watch " + ",".join(triggers["watch"]["paths"]))
+    if triggers.get("dispatch") is not None:
+        parts.append("dispatch")
+    return "; ".join(parts) or "-"

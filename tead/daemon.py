@@ -1,0 +1,285 @@
+"""The composition root of `tead serve`: builds everything, owns the task group, signals.
+
+SIGTERM / SIGINT  stop triggers, let running runs finish within `shutdown_grace`,
+                  interrupt the rest, exit 0
+SIGHUP            read the config again (limits, retention, log level) and rescan
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import uvicorn
+
+from tead import systemd
+from tead.api import build_app
+from tead.breaker import BreakerRegistry
+from tead.config import DaemonConfig, load_config
+from tead.errors import UsageError
+from tead.executors import Executors
+from tead.metrics import Metrics
+from tead.registry import Changes, WorkflowEntry, WorkflowRegistry
+from tead.runs import RunManager
+from tead.scheduler import Scheduler
+from tead.store import Store
+from tead.watcher import FileChanges, FolderWatcher, base_folder, matching_changes, trigger_patterns
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside our loop: the daemon, not uvicorn, handles signals."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def instance_lock(state_dir: Path) -> Iterator[None]:
+    """Hold `state_dir/tead.lock`; UsageError if another daemon holds it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "tead.lock"
+    handle: IO[str] = open(path, "a+")  # noqa: SIM115 - held for the daemon's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "?"
+        handle.close()
+        raise UsageError(
+            f"another tead daemon (pid {owner}) is using {state_dir}; stop it or use "
+            "another --state-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        config_file: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        if not config.loopback and not config.token:
+            raise UsageError(
+                f"listening on {config.listen} (not loopback) needs a token: "
+                "set `token` in the config or TEAD_TOKEN"
+            )
+        self.config = config
+        self.config_file = config_file
+        self.overrides = overrides or {}
+        self.metrics = Metrics()
+        self.registry = WorkflowRegistry(config.workflows.resolve())
+        self.ready = False
+        self._stop = asyncio.Event()
+        self._tasks: asyncio.TaskGroup | None = None
+
+    # --- wiring --------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        config = self.config
+        config.workflows.mkdir(parents=True, exist_ok=True)
+        with instance_lock(config.state_dir):
+            self.store = Store(config.state_dir / "tead.db")
+            try:
+                return await self._serve()
+            finally:
+                self.store.close()
+
+    async def _serve(self) -> int:
+        config = self.config
+        self.breakers = BreakerRegistry(self.store)
+        for snapshot in self.breakers.states().values():
+            self.metrics.breaker(snapshot.name, snapshot.state, moved=False)
+        self.executors = Executors()
+        server = _Server(
+            uvicorn.Config(
+                build_app(self),
+                host=config.host,
+                port=config.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+        )
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                self.runs = RunManager(
+                    store=self.store,
+                    metrics=self.metrics,
+                    breakers=self.breakers,
+                    executors=self.executors,
+                    max_concurrent=config.max_concurrent_runs,
+                    retention=config.retention_runs,
+                    spawn=tasks.create_task,
+                )
+                self.scheduler = Scheduler(
+                    store=self.store,
+                    metrics=self.metrics,
+                    fire=self._fire,
+                    lookup=self.registry.get,
+                    catchup_limit=config.catchup_limit,
+                )
+                self.watcher = FolderWatcher(
+                    self.registry.folder,
+                    extra_roots=self._trigger_roots,
+                    on_changes=self._on_file_changes,
+                    on_rescan=self.rescan,
+                    rescan_interval_s=config.rescan_interval,
+                )
+                serving = tasks.create_task(server.serve())
+                self._install_signals()
+                changes = self.registry.scan()
+                self.runs.recover(self.registry.get)  # before any trigger can queue a run
+                self._apply(changes, initial=True)
+                loops = [
+                    tasks.create_task(c)
+                    for c in (
+                        self.scheduler.run(),
+                        self.watcher.run(),
+                        self.watcher.guard(),
+                        systemd.watchdog(),
+                    )
+                ]
+                self.ready = True
+                systemd.notify("READY=1")
+                log.info(
+                    "tead serving on %s, workflows in %s, state in %s",
+                    config.listen,
+                    self.registry.folder,
+                    config.state_dir,
+                )
+                await self._stop.wait()
+                systemd.notify("STOPPING=1")
+                log.info(
+                    "stopping: triggers off, %d run(s) get %.0f s to finish",
+                    self.runs.running,
+                    config.shutdown_grace,
+                )
+                for loop in loops:
+                    loop.cancel()
+                await self.runs.shutdown(config.shutdown_grace)
+                server.should_exit = True
+                await serving
+        finally:
+            self.executors.close()
+        log.info("stopped")
+        return 0
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    # --- workflows and triggers ------------------------------------------------------------
+
+    def rescan(self) -> None:
+        self._apply(self.registry.scan())
+
+    def _apply(self, changes: Changes, *, initial: bool = False) -> None:
+        if changes.errors:
+            self.metrics.workflow_load_errors.inc(changes.errors)
+        for name in changes.removed:
+            self.scheduler.unload(name)
+            log.info("workflow %s removed", name)
+        for name in sorted(changes.loaded):
+            entry = self.registry.get(name)
+            if entry is not None:
+                self.scheduler.load(entry)
+                log.info(
+                    "workflow %s %s from %s",
+                    name,
+                    "loaded" if initial else "reloaded",
+                    entry.path.name,
+                )
+        for entry in self.registry.entries():
+            if entry.error and (initial or entry.name in changes.loaded or changes.errors):
+                log.warning(
+                    "workflow file %s does not load: %s",
+                    entry.path.name,
+                    entry.error.splitlines()[0],
+                )
+        self.metrics.workflows_loaded.set(len(self.registry.workflows()))
+        if changes and not initial:
+            self.watcher.restart()
+
+    def _trigger_roots(self) -> list[Path]:
+        return [base_folder(p) for e in self.registry.workflows() for p in trigger_patterns(e)]
+
+    def _on_file_changes(self, changes: FileChanges, seen_at: float) -> None:
+        folder = self.registry.folder
+        dirty = [Path(p) for p, _ in changes if Path(p).parent == folder]
+        if dirty:
+            self._apply(self.registry.refresh(dirty))
+        if not self.runs.accepting:
+            return
+        for entry in self.registry.workflows():
+            matched = matching_changes(entry, changes)
+            if matched:
+                self.runs.submit(entry, {"kind": "watch", "changes": matched}, seen_at=seen_at)
+
+    def _fire(self, entry: WorkflowEntry, trigger: dict[str, Any]) -> None:
+        if self.runs.accepting:
+            self.runs.submit(entry, trigger)
+
+    def describe(self, entry: WorkflowEntry) -> dict[str, Any]:
+        """A workflow file as the API lists it."""
+        spec = entry.workflow.spec if entry.workflow else None
+        triggers = (
+            spec.on.model_dump(mode="json", exclude_defaults=False) if spec and spec.on else {}
+        )
+        return {
+            "name": entry.name,
+            "path": str(entry.path),
+            "valid": entry.valid,
+            "error": entry.error,
+            "description": spec.description if spec else None,
+            "triggers": triggers,
+            "content_hash": entry.content_hash,
+        }
+
+    def reset_breaker(self, name: str) -> None:
+        self.breakers.reset(name)
+        self.metrics.breaker(name, self.breakers.states()[name].state)
+
+    def reload(self) -> None:
+        """SIGHUP: read the config again and rescan the folder."""
+        try:
+            fresh = load_config(self.config_file, overrides=self.overrides)
+        except UsageError as exc:
+            log.error("reload: %s; keeping the old config", exc)
+        else:
+            self.runs.max_concurrent = fresh.max_concurrent_runs
+            self.runs.retention = fresh.retention_runs
+            self.scheduler.catchup_limit = fresh.catchup_limit
+            logging.getLogger().setLevel(fresh.log_level.upper())
+            self.config = self.config.model_copy(
+                update={
+                    "max_concurrent_runs": fresh.max_concurrent_runs,
+                    "retention_runs": fresh.retention_runs,
+                    "catchup_limit": fresh.catchup_limit,
+                    "log_level": fresh.log_level,
+                    "token": fresh.token,
+                }
+            )
+            log.info("config reloaded")
+        self.rescan()
+        self.runs._pump()

@@ -1,0 +1,190 @@
+"""Prometheus metrics (CONTRACT §4), recorded in the daemon process only.
+
+Branch timings travel back with the results, so worker processes need no multiprocess
+mode. Buckets fit jobs, not web requests. Labels never carry run ids or paths.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+
+from tead import __version__
+from tead.breaker import CircuitState
+
+RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+WAIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800)
+LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 30, 60, 300)
+BRANCH_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600)
+WIDTH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+STATE_VALUE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+
+
+class Metrics:
+    """Every tead metric, on a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.runs = Counter(
+            "tead_runs_total", "Finished runs", ["workflow", "trigger", "status"], registry=r
+        )
+        self.run_duration = Histogram(
+            "tead_run_duration_seconds",
+            "Run duration, start to end",
+            ["workflow", "status"],
+            buckets=RUN_BUCKETS,
+            registry=r,
+        )
+        self.runs_in_progress = Gauge(
+            "tead_runs_in_progress", "Runs running now", ["workflow"], registry=r
+        )
+        self.queue_wait = Histogram(
+            "tead_run_queue_wait_seconds",
+            "Time from queued to started",
+            ["workflow"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.schedule_delay = Histogram(
+            "tead_schedule_delay_seconds",
+            "How late a scheduled run started",
+            ["workflow"],
+            buckets=LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.trigger_latency = Histogram(
+            "tead_trigger_latency_seconds",
+            "File event seen to run started",
+            ["kind"],
+            buckets=LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.flows = Counter(
+            "tead_parallel_flows_total",
+            "Finished fan-out branches",
+            ["workflow", "strategy", "outcome"],
+            registry=r,
+        )
+        self.flow_duration = Histogram(
+            "tead_parallel_flow_duration_seconds",
+            "Branch duration",
+            ["workflow", "strategy"],
+            buckets=BRANCH_BUCKETS,
+            registry=r,
+        )
+        self.flow_retries = Counter(
+            "tead_parallel_flow_retries_total",
+            "Branch retries",
+            ["workflow", "strategy"],
+            registry=r,
+        )
+        self.flows_in_flight = Gauge(
+            "tead_parallel_flows_in_flight", "Branches running now", ["strategy"], registry=r
+        )
+        self.fanout_width = Histogram(
+            "tead_parallel_fanout_width",
+            "Branches per fan-out",
+            ["workflow"],
+            buckets=WIDTH_BUCKETS,
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "tead_circuit_breaker_state",
+            "Circuit breaker state (0 closed, 1 half-open, 2 open)",
+            ["breaker"],
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "tead_circuit_breaker_transitions_total",
+            "Circuit breaker state changes",
+            ["breaker", "to"],
+            registry=r,
+        )
+        self.missed_schedules = Counter(
+            "tead_missed_schedules_total",
+            "Scheduled fires skipped after downtime",
+            ["workflow", "policy"],
+            registry=r,
+        )
+        self.workflows_loaded = Gauge("tead_workflows_loaded", "Workflows loaded", registry=r)
+        self.workflow_load_errors = Counter(
+            "tead_workflow_load_errors_total", "Workflow files that failed to load", registry=r
+        )
+        self.remote_host_up = Gauge(
+            "tead_remote_host_up", "Remote host reachable", ["host"], registry=r
+        )
+        self.remote_commands = Counter(
+            "tead_remote_commands_total", "Remote commands run", ["host"], registry=r
+        )
+        Info("tead_build", "tead build", registry=r).info({"version": __version__})
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def breaker(self, name: str, state: CircuitState, *, moved: bool = True) -> None:
+        self.breaker_state.labels(name).set(STATE_VALUE[state])
+        if moved:
+            self.breaker_transitions.labels(name, str(state)).inc()
+
+    def run_observer(self, workflow: str) -> RunEventMetrics:
+        return RunEventMetrics(self, workflow)
+
+
+def _outcome(event: dict[str, Any]) -> str:
+    if event["success"]:
+        return "success"
+    if event.get("timeout"):
+        return "timeout"
+    return {"CircuitOpenError": "circuit_open", "FanOutCancelledError": "cancelled"}.get(
+        event.get("error_type") or "", "error"
+    )
+
+
+class RunEventMetrics:
+    """Turns one run's engine events into metrics (called from the run's threads)."""
+
+    def __init__(self, metrics: Metrics, workflow: str) -> None:
+        self.metrics = metrics
+        self.workflow = workflow
+        self._lock = threading.Lock()
+        self._active: dict[str, str] = {}  # branch path -> strategy, while it runs
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        m = self.metrics
+        if kind == "branch_started":
+            with self._lock:
+                first = event["path"] not in self._active
+                self._active[event["path"]] = event["strategy"]
+            if first:
+                m.flows_in_flight.labels(event["strategy"]).inc()
+        elif kind == "branch_finished":
+            strategy = event["strategy"]
+            with self._lock:
+                was_running = self._active.pop(event["path"], None) is not None
+            if was_running:
+                m.flows_in_flight.labels(strategy).dec()
+            m.flows.labels(self.workflow, strategy, _outcome(event)).inc()
+            m.flow_duration.labels(self.workflow, strategy).observe(event["timing_ms"] / 1000)
+            if event["retry_count"]:
+                m.flow_retries.labels(self.workflow, strategy).inc(event["retry_count"])
+        elif kind == "fanout_started":
+            m.fanout_width.labels(self.workflow).observe(len(event["branches"]))
+        elif kind == "circuit_changed":
+            m.breaker(event["name"], CircuitState(event["new"]))
+
+    def close(self) -> None:
+        """The run ended: branches still counted as running (abandoned) stop counting."""
+        with self._lock:
+            active, self._active = list(self._active.values()), {}
+        for strategy in active:
+            self.metrics.flows_in_flight.labels(strategy).dec()

@@ -1,0 +1,146 @@
+"""The workflow folder's files, loaded and kept by content hash.
+
+Every file change is treated the same way: "this path is dirty". The registry then reads
+and hashes the file again, so atomic saves (temp + rename), editors that delete and
+recreate, and half-written files all end in the file's real state. A file that fails to
+load keeps its error (`file:line:col: message`) and takes nothing else down; two files
+with the same `name` make the later one (in path order) an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tead.errors import WorkflowError
+from tead.graph import Workflow
+from tead.loader import load_workflow_text, read_workflow_text
+
+SUFFIXES = (".yml", ".yaml")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowEntry:
+    path: Path
+    name: str
+    content_hash: str
+    workflow: Workflow | None = None
+    error: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.workflow is not None
+
+
+@dataclass(slots=True)
+class Changes:
+    """What a refresh changed: workflow names loaded anew and names that went away."""
+
+    loaded: set[str] = field(default_factory=set)
+    removed: set[str] = field(default_factory=set)
+    errors: int = 0  # files that failed to load in this refresh
+
+    def __bool__(self) -> bool:
+        return bool(self.loaded or self.removed)
+
+
+def is_workflow_file(path: Path) -> bool:
+    return path.suffix in SUFFIXES and not path.name.startswith(".")
+
+
+class WorkflowRegistry:
+    """The workflow files directly inside `folder`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._files: dict[Path, WorkflowEntry] = {}  # every file as it loaded
+        self._names: dict[str, WorkflowEntry] = {}  # valid workflows by name
+        self._shadowed: dict[Path, WorkflowEntry] = {}  # files whose name was taken
+
+    def entries(self) -> list[WorkflowEntry]:
+        """Every file, in path order, with its error if it has one."""
+        return [self._shadowed.get(p, self._files[p]) for p in sorted(self._files)]
+
+    def get(self, name: str) -> WorkflowEntry | None:
+        """The valid workflow `name`, or the file named so that failed to load."""
+        if name in self._names:
+            return self._names[name]
+        return next((e for e in self.entries() if e.name == name), None)
+
+    def workflows(self) -> list[WorkflowEntry]:
+        return [self._names[n] for n in sorted(self._names)]
+
+    def scan(self) -> Changes:
+        """Look at every file again (new, changed, gone)."""
+        found = set(self._listing())
+        return self.refresh(found | set(self._files))
+
+    def refresh(self, paths: Iterable[Path]) -> Changes:
+        """Re-read these paths (files that are gone are dropped)."""
+        before = {name: entry.content_hash for name, entry in self._names.items()}
+        errors = 0
+        for path in paths:
+            if path.parent != self.folder or not is_workflow_file(path):
+                continue
+            entry = self._read(path)
+            if entry is None:
+                self._files.pop(path, None)
+            elif path not in self._files or self._files[path].content_hash != entry.content_hash:
+                self._files[path] = entry
+                errors += entry.error is not None
+        self._rebuild_names()
+        after = {name: entry.content_hash for name, entry in self._names.items()}
+        changes = Changes(errors=errors)
+        changes.loaded = {n for n, digest in after.items() if before.get(n) != digest}
+        changes.removed = set(before) - set(after)
+        return changes
+
+    def _listing(self) -> list[Path]:
+        try:
+            return [p for p in self.folder.iterdir() if is_workflow_file(p) and p.is_file()]
+        except OSError:
+            return []
+
+    def _read(self, path: Path) -> WorkflowEntry | None:
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        except OSError as exc:
+            return WorkflowEntry(
+                path=path,
+                name=path.stem,
+                content_hash="",
+                error=f"{path}: cannot read: {exc.strerror}",
+            )
+        digest = hashlib.sha256(data).hexdigest()
+        known = self._files.get(path)
+        if known is not None and known.content_hash == digest:
+            return known
+        try:
+            workflow = load_workflow_text(read_workflow_text(path), str(path))
+        except WorkflowError as exc:
+            return WorkflowEntry(path=path, name=path.stem, content_hash=digest, error=str(exc))
+        return WorkflowEntry(path=path, name=workflow.name, content_hash=digest, workflow=workflow)
+
+    def _rebuild_names(self) -> None:
+        names: dict[str, WorkflowEntry] = {}
+        shadowed: dict[Path, WorkflowEntry] = {}
+        for path in sorted(self._files):
+            entry = self._files[path]
+            if entry.workflow is None:
+                continue
+            if entry.name in names:
+                first = names[entry.name].path.name
+                shadowed[path] = WorkflowEntry(
+                    path=path,
+                    name=entry.name,
+                    content_hash=entry.content_hash,
+                    error=f"{path}: workflow name {entry.name!r} is already used by {first}",
+                )
+                continue
+            names[entry.name] = entry
+        self._names = names
+        self._shadowed = shadowed

@@ -1,0 +1,365 @@
+"""The run queue: concurrency groups, a global limit, whole-run timeouts, cancellation.
+
+Runs are queued in arrival order. A run starts when its concurrency group has nothing
+running and fewer than `max_concurrent_runs` runs are running; `cancel_in_progress`
+cancels the group's running and queued runs instead of waiting for them. Each run
+executes on a daemon thread of its own (a stuck node cannot hold a shared pool), under
+a CancelToken that a cancel, a timeout or shutdown sets. All bookkeeping happens on the
+event loop; the store records every state change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tead.breaker import BreakerRegistry
+from tead.cancel import CancelToken
+from tead.engine import run_workflow
+from tead.errors import RunCancelled, TeadError
+from tead.executors import Executors
+from tead.graph import Workflow
+from tead.jsonable import dumps
+from tead.metrics import Metrics
+from tead.records import RunRecord, RunStatus, new_run_id, now_utc
+from tead.registry import WorkflowEntry
+from tead.store import Store
+
+log = logging.getLogger(__name__)
+
+Spawn = Callable[[Coroutine[Any, Any, None]], object]
+PRUNE_EVERY = 100  # finished runs between retention passes
+
+
+class NotFound(TeadError):
+    """No run with that id."""
+
+
+class Conflict(TeadError):
+    """The run cannot do that in its state (cancel a finished run, ...)."""
+
+
+@dataclass(slots=True)
+class _Run:
+    record: RunRecord
+    workflow: Workflow
+    group: str
+    token: CancelToken = field(default_factory=CancelToken)
+    queued_at: float = field(default_factory=time.monotonic)
+    seen_at: float | None = None  # when the trigger's file event was seen (monotonic)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_reason: RunStatus | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    branches: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RunManager:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        metrics: Metrics,
+        breakers: BreakerRegistry,
+        executors: Executors,
+        max_concurrent: int,
+        retention: int,
+        spawn: Spawn,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.breakers = breakers
+        self.executors = executors
+        self.max_concurrent = max_concurrent
+        self.retention = retention
+        self.spawn = spawn
+        self.accepting = True
+        self._queue: list[_Run] = []
+        self._running: dict[str, _Run] = {}
+        self._busy_groups: set[str] = set()
+        self._finished = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # --- submitting ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        entry: WorkflowEntry,
+        trigger: dict[str, Any],
+        inputs: dict[str, Any] | None = None,
+        *,
+        seen_at: float | None = None,
+        record: RunRecord | None = None,
+    ) -> RunRecord:
+        """Queue a run of a valid workflow (or re-queue `record` after a restart)."""
+        workflow = entry.workflow
+        assert workflow is not None, "only valid workflows run"
+        if record is None:
+            record = RunRecord(
+                id=new_run_id(),
+                workflow=workflow.name,
+                workflow_hash=entry.content_hash,
+                trigger=trigger,
+                status=RunStatus.QUEUED,
+                created_at=now_utc(),
+                inputs=dict(inputs or {}),
+            )
+            self.store.insert_run(record)
+        spec = workflow.spec
+        group = (spec.concurrency.group if spec and spec.concurrency else None) or workflow.name
+        if spec and spec.concurrency and spec.concurrency.cancel_in_progress:
+            self._cancel_group(group)
+        run = _Run(record=record, workflow=workflow, group=group, seen_at=seen_at)
+        self._queue.append(run)
+        self._idle.clear()
+        log.info(
+            "run %s queued workflow=%s trigger=%s", record.id, record.workflow, trigger.get("kind")
+        )
+        self._pump()
+        return record
+
+    def _cancel_group(self, group: str) -> None:
+        for run in [r for r in self._queue if r.group == group]:
+            self._drop_queued(
+                run, RunStatus.CANCELLED, "cancelled by a newer run (cancel_in_progress)"
+            )
+        for run in [r for r in self._running.values() if r.group == group]:
+            self._stop(run, RunStatus.CANCELLED)
+
+    # --- cancelling ------------------------------------------------------------------------
+
+    async def cancel(self, run_id: str) -> RunRecord:
+        """Cancel a queued or running run; NotFound / Conflict otherwise."""
+        for run in self._queue:
+            if run.record.id == run_id:
+                return self._drop_queued(run, RunStatus.CANCELLED, "cancelled")
+        running = self._running.get(run_id)
+        if running is not None:
+            self._stop(running, RunStatus.CANCELLED)
+            await running.finished.wait()
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise NotFound(f"no run {run_id!r}")
+        if running is None:
+            raise Conflict(f"run {run_id} already {record.status}")
+        return record
+
+    def _drop_queued(self, run: _Run, status: RunStatus, error: str) -> RunRecord:
+        self._queue.remove(run)
+        finished = now_utc()
+        self.store.finish_run(run.record.id, status, finished_at=finished, error=error)
+        self.metrics.runs.labels(
+            run.record.workflow, run.record.trigger.get("kind", ""), str(status)
+        ).inc()
+        log.info("run %s %s (was queued) workflow=%s", run.record.id, status, run.record.workflow)
+        self._check_idle()
+        return replace(run.record, status=status, finished_at=finished, error=error)
+
+    def _stop(self, run: _Run, reason: RunStatus) -> None:
+        if run.stop_reason is None:
+            run.stop_reason = reason
+            run.token.cancel(str(reason))
+            run.stop.set()
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop taking runs; let running ones finish for `grace_s`; interrupt the rest."""
+        self.accepting = False
+        for run in list(self._queue):
+            self._drop_queued(run, RunStatus.INTERRUPTED, "the daemon stopped before it started")
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        except TimeoutError:
+            for run in list(self._running.values()):
+                self._stop(run, RunStatus.INTERRUPTED)
+            await self._idle.wait()
+
+    def recover(self, lookup: Callable[[str], WorkflowEntry | None]) -> None:
+        """After a restart: running runs were interrupted; queued ones are queued again."""
+        for record in self.store.runs_with_status(RunStatus.RUNNING):
+            self.store.finish_run(
+                record.id,
+                RunStatus.INTERRUPTED,
+                finished_at=now_utc(),
+                error="the daemon stopped while the run was running",
+            )
+            log.info("run %s interrupted (found running at start-up)", record.id)
+        for record in self.store.runs_with_status(RunStatus.QUEUED):
+            entry = lookup(record.workflow)
+            if entry is None or entry.workflow is None:
+                self.store.finish_run(
+                    record.id,
+                    RunStatus.INTERRUPTED,
+                    finished_at=now_utc(),
+                    error="its workflow is gone or does not load",
+                )
+                continue
+            self.submit(entry, record.trigger, record.inputs, record=record)
+
+    # --- running -----------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        for run in list(self._queue):
+            if len(self._running) >= self.max_concurrent:
+                return
+            if run.group in self._busy_groups:
+                continue
+            self._queue.remove(run)
+            self._start(run)
+
+    def _start(self, run: _Run) -> None:
+        record = run.record
+        started = now_utc()
+        self._running[record.id] = run
+        self._busy_groups.add(run.group)
+        self.store.mark_started(record.id, started)
+        run.record = replace(record, status=RunStatus.RUNNING, started_at=started)
+        m = self.metrics
+        m.queue_wait.labels(record.workflow).observe(time.monotonic() - run.queued_at)
+        m.runs_in_progress.labels(record.workflow).inc()
+        if (scheduled := record.trigger.get("scheduled_time")) is not None:
+            lateness = started.timestamp() - _timestamp(scheduled)
+            m.schedule_delay.labels(record.workflow).observe(max(lateness, 0.0))
+        if run.seen_at is not None:
+            kind = record.trigger.get("kind", "watch")
+            m.trigger_latency.labels(kind).observe(time.monotonic() - run.seen_at)
+        log.info("run %s running workflow=%s", record.id, record.workflow)
+        self.spawn(self._execute(run))
+
+    async def _execute(self, run: _Run) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[dict[str, Any] | None, BaseException | None]]
+        done = loop.create_future()
+
+        def work() -> None:
+            outcome: tuple[dict[str, Any] | None, BaseException | None]
+            try:
+                outcome = (self._run_sync(run), None)
+            except BaseException as exc:
+                outcome = (None, exc)
+            loop.call_soon_threadsafe(_settle, done, outcome)
+
+        threading.Thread(target=work, name=f"tead-run-{run.record.id}", daemon=True).start()
+        spec = run.workflow.spec
+        timeout = spec.timeout if spec else None
+        stopped = asyncio.ensure_future(run.stop.wait())
+        waiters: set[asyncio.Future[Any]] = {done, stopped}
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if done.done():
+            final, error = done.result()
+            status, message = _status_of(error, run)
+        else:
+            status = run.stop_reason or RunStatus.TIMED_OUT
+            message = (
+                f"run timed out after {timeout:g} s"
+                if status is RunStatus.TIMED_OUT
+                else f"run {status}"
+            )
+            run.token.cancel(str(status))
+            final = None
+        self._finish(run, status, message, final)
+
+    def _run_sync(self, run: _Run) -> dict[str, Any]:
+        record = run.record
+        observer = self.metrics.run_observer(record.workflow)
+
+        def keep(path: str, source: str, fan_in: str, results: list[Any]) -> None:
+            run.branches.extend(
+                {"fan_out": source, "fan_in": fan_in, "path": path, **r.to_dict()} for r in results
+            )
+
+        state = {**record.inputs, "trigger": record.trigger}
+        try:
+            return run_workflow(
+                run.workflow,
+                state,
+                on_event=observer,
+                breakers=self.breakers,
+                executors=self.executors,
+                cancel=run.token,
+                on_results=keep,
+            )
+        finally:
+            observer.close()
+
+    def _finish(
+        self, run: _Run, status: RunStatus, error: str | None, final: dict[str, Any] | None
+    ) -> None:
+        record = run.record
+        finished = now_utc()
+        try:
+            dumps(final)
+        except TeadError as exc:  # a state with no JSON form: keep the run, lose the state
+            final, status, error = None, RunStatus.FAILED, str(exc)
+        self.store.finish_run(
+            record.id,
+            status,
+            finished_at=finished,
+            error=error,
+            final_state=final,
+            branches=run.branches,
+        )
+        del self._running[record.id]
+        self._busy_groups.discard(run.group)
+        run.finished.set()
+        m = self.metrics
+        kind = record.trigger.get("kind", "")
+        m.runs.labels(record.workflow, kind, str(status)).inc()
+        m.runs_in_progress.labels(record.workflow).dec()
+        if record.started_at is not None:
+            duration = (finished - record.started_at).total_seconds()
+            m.run_duration.labels(record.workflow, str(status)).observe(duration)
+        log.info(
+            "run %s %s workflow=%s%s",
+            record.id,
+            status,
+            record.workflow,
+            f" error={error}" if error else "",
+        )
+        self._finished += 1
+        if self._finished % PRUNE_EVERY == 0:
+            self.store.prune(self.retention)
+        if self.accepting:
+            self._pump()
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self._running and not self._queue:
+            self._idle.set()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+
+def _settle(
+    future: asyncio.Future[tuple[dict[str, Any] | None, BaseException | None]],
+    outcome: tuple[dict[str, Any] | None, BaseException | None],
+) -> None:
+    if not future.done():
+        future.set_result(outcome)
+
+
+def _status_of(error: BaseException | None, run: _Run) -> tuple[RunStatus, str | None]:
+    if error is None:
+        return RunStatus.SUCCEEDED, None
+    if isinstance(error, RunCancelled):
+        status = run.stop_reason or RunStatus(error.reason)
+        return status, str(error)
+    if isinstance(error, TeadError):
+        return RunStatus.FAILED, str(error)
+    log.error("run %s: unexpected %s", run.record.id, type(error).__name__, exc_info=error)
+    return RunStatus.FAILED, f"{type(error).__name__}: {error}"
+
+
+def _timestamp(value: Any) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
