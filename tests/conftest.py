@@ -49,3 +49,6 @@ def write_workflow(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+pytest_plugins = ["tests.daemon_fixture"]
