@@ -57,7 +57,9 @@ class CallbackDispatcher:
             if method is None:
                 continue
             done = threading.Event()
-            self._worker().put((method, args, done))
+            with self._lock:  # fire() is called from several branch threads at once
+                calls = self._worker()
+                calls.put((method, args, done))
             if not done.wait(self.timeout_s):
                 log.warning(
                     "callback %s.%s still running after %.1f s; not waiting for it",
@@ -65,11 +67,13 @@ class CallbackDispatcher:
                     hook,
                     self.timeout_s,
                 )
-                stuck, self._queue = self._queue, None  # later calls get a fresh thread
-                if stuck is not None:
-                    stuck.put(None)  # the stuck thread ends once its call returns
+                with self._lock:
+                    if self._queue is calls:  # later calls get a fresh thread
+                        self._queue = None
+                        calls.put(None)  # the stuck thread ends once its call returns
 
     def _worker(self) -> queue.SimpleQueue[_Call | None]:
+        """The helper thread's queue (call with the lock held)."""
         if self._queue is None:
             calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
             threading.Thread(

@@ -30,6 +30,11 @@ def describe(event: Event) -> str | None:
     if kind == "branch_finished":
         outcome = "ok" if event["success"] else f"failed: {event['error_type']}: {event['error']}"
         return f"branch {event['path']} {outcome} ({event['timing_ms']:.1f} ms)"
+    if kind == "branch_retry":
+        return (
+            f"branch {event['path']} failed ({event['error']}); attempt {event['attempt']} "
+            f"in {event['delay_s']:.3f} s"
+        )
     if kind == "fan_in":
         return (
             f"fan-in {event['node']}{where}: {event['branches']} results, {event['failed']} failed"

@@ -81,6 +81,7 @@ class Model(BaseModel):
 
 # --- triggers (used by the daemon; parsed and checked here) -------------------------------
 
+
 def _check_cron(expr: str) -> str:
     from tead.schedule import check_cron
 

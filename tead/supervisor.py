@@ -312,6 +312,8 @@ class Supervisor:
 
     def _attempt_failed(self, branch: _Branch, result: ParallelFlowResult) -> None:
         self._record_breaker(branch, success=False)
+        if branch.breaker is not None:  # the state this failure left it in
+            result = result.evolve(circuit_state=_state(branch))
         if self.callbacks and not result.timeout:
             self.callbacks.fire(
                 "on_flow_error",
@@ -392,11 +394,14 @@ class Supervisor:
         )
 
     def _totals(self, branch: _Branch) -> dict[str, Any]:
-        return {
+        totals: dict[str, Any] = {
             "retry_count": max(branch.attempts - 1, 0),
             "attempt_errors": tuple(branch.errors),
             "circuit_state": _state(branch),
         }
+        if branch.attempts > 1 and branch.first_started is not None:  # all attempts' time
+            totals["timing_ms"] = round((time.monotonic() - branch.first_started) * 1000, 3)
+        return totals
 
     def _record_breaker(self, branch: _Branch, *, success: bool) -> None:
         breaker = branch.breaker

@@ -85,7 +85,16 @@ class ThreadLauncher:
                     self._live -= 1
                     continue
             attempt.cancel()
+        self._spawn_for_waiting()
         return set()
+
+    def _spawn_for_waiting(self) -> None:
+        """Start threads for queued attempts that lost theirs (one per missing thread)."""
+        with self._lock:
+            missing = min(self._busy, self._workers) - self._live
+            self._live += max(missing, 0)
+        for _ in range(missing):
+            threading.Thread(target=self._work, name="tead-branch", daemon=True).start()
 
     def close(self) -> None:
         """Let idle threads end; abandoned ones end when their branch returns."""
