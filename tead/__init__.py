@@ -19,9 +19,10 @@ from tead.executors import (
     get_executor,
     register_executor,
 )
-from tead.graph import END, START, Graph, Workflow
+from tead.graph import Graph
 from tead.loader import load_workflow, load_workflow_text
 from tead.reliability import CircuitBreakerConfig, ParallelConfig, ParallelFlowResult, RetryPolicy
+from tead.workflow import END, START, Workflow
 
 __version__ = "0.1.0"
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from tead import __version__
 from tead.errors import InputError, NodeError, TeadError, UsageError, WorkflowError
-from tead.graph import END, START
 from tead.jsonable import dumps
 from tead.loader import load_workflow
+from tead.workflow import END, START
 from tead.yamlfile import parse_yaml
 
 

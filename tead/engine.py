@@ -24,8 +24,8 @@ from tead.breaker import BreakerRegistry, Transition
 from tead.cancel import CancelToken
 from tead.errors import FanOutError, NodeError, RunCancelled, RunError
 from tead.executors import Executors, FanOutHooks, ParallelExecutor
-from tead.graph import END, START, FanOut, Workflow
 from tead.reliability import ParallelFlowResult
+from tead.workflow import END, START, FanOut, Workflow
 
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]

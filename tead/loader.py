@@ -14,10 +14,11 @@ from pydantic import ValidationError
 
 from tead.errors import Location, Problem, WorkflowError
 from tead.executors import available_strategies
-from tead.graph import Graph, Workflow, WorkflowSource
+from tead.graph import Graph
 from tead.nodes import Expr, NodeFn, compile_expr, compile_run, ensure_importable, resolve_uses
 from tead.reliability import ParallelConfig
 from tead.spec import WorkflowSpec
+from tead.workflow import Workflow, WorkflowSource
 from tead.yamlfile import YamlDocument, parse_yaml
 
 MAX_FILE_BYTES = 5 * 1024 * 1024

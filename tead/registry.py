@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tead.errors import WorkflowError
-from tead.graph import Workflow
 from tead.loader import load_workflow_text, read_workflow_text
+from tead.workflow import Workflow
 
 SUFFIXES = (".yml", ".yaml")
 

@@ -23,12 +23,12 @@ from tead.cancel import CancelToken
 from tead.engine import run_workflow
 from tead.errors import RunCancelled, TeadError
 from tead.executors import Executors
-from tead.graph import Workflow
 from tead.jsonable import dumps
 from tead.metrics import Metrics
 from tead.records import RunRecord, RunStatus, new_run_id, now_utc
 from tead.registry import WorkflowEntry
 from tead.store import Store
+from tead.workflow import Workflow
 
 log = logging.getLogger(__name__)
 

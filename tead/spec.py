@@ -83,7 +83,7 @@ class Model(BaseModel):
 
 
 def _check_cron(expr: str) -> str:
-    from tead.schedule import check_cron
+    from tead.cron import check_cron
 
     check_cron(expr)
     return expr
