@@ -57,7 +57,7 @@ def build_app(daemon: Daemon) -> FastAPI:
         message = f"{where}: {first['msg']}" if where else str(first["msg"])
         return JSONResponse({"error": message}, status_code=status)
 
-    def authorized(request: Request) -> None:
+    async def authorized(request: Request) -> None:  # async: no thread hop per request
         token = daemon.config.token
         if daemon.config.loopback and not token:
             return

@@ -19,8 +19,12 @@ from tead.errors import Location, Problem, WorkflowError
 Path = tuple[str | int, ...]
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader whose booleans are only true/false (YAML 1.2), not on/off/yes/no."""
+# libyaml's parser when PyYAML has it (15x faster to compose; same marks), else PyYAML's.
+_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
+    """A safe loader whose booleans are only true/false (YAML 1.2), not on/off/yes/no."""
 
 
 _Loader.yaml_implicit_resolvers = {
