@@ -188,6 +188,7 @@ class BreakerRegistry:
                 snapshot = breaker.snapshot() if breaker else self._saved.get(name)
                 breaker = CircuitBreaker(name, config, clock=self._clock, snapshot=snapshot)
                 self._breakers[name] = breaker
+                breaker.dirty = snapshot is None  # a new breaker is stored at its first use
             return breaker
 
     def save(self, breaker: CircuitBreaker) -> None:

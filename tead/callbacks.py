@@ -41,8 +41,9 @@ class CallbackDispatcher:
     def __init__(self, callbacks: Sequence[object], *, timeout_s: float = 5.0) -> None:
         self.callbacks = tuple(callbacks)
         self.timeout_s = timeout_s
-        self._lock = threading.Lock()  # fire() may be called from several branch threads
-        self._queue: queue.SimpleQueue[_Call | None] | None = None
+        self._lock = threading.Lock()  # fire() is called from several branch threads
+        # One helper thread per callback object, so that one that hangs delays no other.
+        self._queues: dict[int, queue.SimpleQueue[_Call | None]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.callbacks)
@@ -52,13 +53,13 @@ class CallbackDispatcher:
         return any(hasattr(callback, hook) for callback in self.callbacks)
 
     def fire(self, hook: str, *args: Any) -> None:
-        for callback in self.callbacks:
+        for index, callback in enumerate(self.callbacks):
             method = getattr(callback, hook, None)
             if method is None:
                 continue
             done = threading.Event()
-            with self._lock:  # fire() is called from several branch threads at once
-                calls = self._worker()
+            with self._lock:
+                calls = self._worker(index)
                 calls.put((method, args, done))
             if not done.wait(self.timeout_s):
                 log.warning(
@@ -68,25 +69,25 @@ class CallbackDispatcher:
                     self.timeout_s,
                 )
                 with self._lock:
-                    if self._queue is calls:  # later calls get a fresh thread
-                        self._queue = None
+                    if self._queues.get(index) is calls:  # later calls get a fresh thread
+                        del self._queues[index]
                         calls.put(None)  # the stuck thread ends once its call returns
 
-    def _worker(self) -> queue.SimpleQueue[_Call | None]:
-        """The helper thread's queue (call with the lock held)."""
-        if self._queue is None:
-            calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+    def _worker(self, index: int) -> queue.SimpleQueue[_Call | None]:
+        """The helper thread's queue of callback `index` (call with the lock held)."""
+        calls = self._queues.get(index)
+        if calls is None:
+            calls = self._queues[index] = queue.SimpleQueue()
             threading.Thread(
                 target=_serve, args=(calls,), name="tead-callbacks", daemon=True
             ).start()
-            self._queue = calls
-        return self._queue
+        return calls
 
     def close(self) -> None:
         with self._lock:
-            if self._queue is not None:
-                self._queue.put(None)
-                self._queue = None
+            queues, self._queues = list(self._queues.values()), {}
+        for calls in queues:
+            calls.put(None)
 
 
 def _serve(calls: queue.SimpleQueue[_Call | None]) -> None:

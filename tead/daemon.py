@@ -148,6 +148,7 @@ class Daemon:
                 self._install_signals()
                 changes = self.registry.scan()
                 self.runs.recover(self.registry.get)  # before any trigger can queue a run
+                self.store.prune(config.retention_runs)
                 self._apply(changes, initial=True)
                 loops = [
                     tasks.create_task(c)

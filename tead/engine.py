@@ -22,7 +22,7 @@ from typing import Any
 
 from tead.breaker import BreakerRegistry, Transition
 from tead.cancel import CancelToken
-from tead.errors import FanOutError, NodeError, RunCancelled, RunError
+from tead.errors import FanOutError, NodeError, PickleValidationError, RunCancelled, RunError
 from tead.executors import Executors, FanOutHooks, ParallelExecutor
 from tead.reliability import ParallelFlowResult
 from tead.workflow import END, START, FanOut, Workflow
@@ -282,7 +282,7 @@ def _run_group(
             workflow=workflow,
             entry=target,
             exit=fanout.fan_in,
-            state=_branch_state(fanout, state, item),
+            state=_branch_state(fanout, state, item, branch),
             branch=branch,
             path=f"{path}/{branch}" if path else branch,
             include_traceback=config.include_traceback,
@@ -291,7 +291,7 @@ def _run_group(
     ]
 
     def fresh_state(index: int) -> dict[str, Any]:  # for retries: the branch's input again
-        return _branch_state(fanout, state, specs[index][2])
+        return _branch_state(fanout, state, specs[index][2], specs[index][0])
 
     hooks = FanOutHooks(breakers=ctx.breakers, fresh_state=fresh_state, cancel=ctx.cancel)
     if ctx.emit is not None:
@@ -385,12 +385,20 @@ def _branch_specs(fanout: FanOut, state: dict[str, Any]) -> list[tuple[str, str,
     return [(f"{target}[{index}]", target, item) for index, item in enumerate(items)]
 
 
-def _branch_state(fanout: FanOut, state: dict[str, Any], item: Any) -> dict[str, Any]:
+def _branch_state(fanout: FanOut, state: dict[str, Any], item: Any, branch: str) -> dict[str, Any]:
     """A branch's own deep copy of the fan-out state (with its item, for for_each)."""
-    branch_state = copy.deepcopy(state)
+    values = dict(state)
     if item is not _NO_ITEM:
-        branch_state[fanout.item_var] = copy.deepcopy(item)
-    return branch_state
+        values[fanout.item_var] = item
+    try:
+        return copy.deepcopy(values)
+    except Exception as exc:
+        for key, value in values.items():
+            try:
+                copy.deepcopy(value)
+            except Exception as key_exc:
+                raise PickleValidationError(branch, key, key_exc, copying=True) from None
+        raise PickleValidationError(branch, None, exc, copying=True) from None
 
 
 def run_branch(task: BranchTask) -> ParallelFlowResult:

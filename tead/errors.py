@@ -120,18 +120,28 @@ class FanOutError(RunError):
 
 
 class PickleValidationError(RunError):
-    """The process strategy cannot send a branch's state: names the key and the branch."""
+    """A branch's state cannot be deep-copied (every strategy) or pickled (process):
+    names the key and the branch."""
 
-    def __init__(self, branch: str, key: str | None, error: BaseException) -> None:
+    def __init__(
+        self, branch: str, key: str | None, error: BaseException, *, copying: bool = False
+    ) -> None:
         self.branch = branch
         self.key = key
         self.error = error
         what = f"state key {key!r}" if key is not None else "the branch's work"
-        super().__init__(
-            f"branch {branch!r}: {what} cannot be sent to a worker process "
-            f"({type(error).__name__}: {error}); keep such values out of the state "
-            "or use the thread strategy"
-        )
+        cause = f"{type(error).__name__}: {error}"
+        if copying:  # every strategy gives each branch a deep copy of the state
+            message = (
+                f"{what} cannot be copied for the branch ({cause}); keep such "
+                "values (locks, open files, connections) out of the state"
+            )
+        else:
+            message = (
+                f"{what} cannot be sent to a worker process ({cause}); keep such "
+                "values out of the state or use the thread strategy"
+            )
+        super().__init__(f"branch {branch!r}: {message}")
 
 
 class RunCancelled(TeadError):

@@ -31,5 +31,5 @@ def dumps(value: Any, *, indent: int | None = None) -> str:
     """JSON text of a state or event; a value that has none (a cycle) is a RunError."""
     try:
         return json.dumps(value, default=_json_default, indent=indent, ensure_ascii=False)
-    except (ValueError, RecursionError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise RunError(f"the state cannot be written as JSON: {exc}") from None

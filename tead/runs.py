@@ -231,6 +231,15 @@ class RunManager:
         self.spawn(self._execute(run))
 
     async def _execute(self, run: _Run) -> None:
+        """Run one run to its end; whatever goes wrong ends this run only."""
+        try:
+            await self._execute_run(run)
+        except Exception as exc:
+            log.exception("run %s: internal error", run.record.id)
+            if run.record.id in self._running:
+                self._finish(run, RunStatus.FAILED, f"internal error: {exc}", None)
+
+    async def _execute_run(self, run: _Run) -> None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[tuple[dict[str, Any] | None, BaseException | None]]
         done = loop.create_future()
@@ -298,6 +307,10 @@ class RunManager:
             dumps(final)
         except TeadError as exc:  # a state with no JSON form: keep the run, lose the state
             final, status, error = None, RunStatus.FAILED, str(exc)
+        try:
+            dumps(run.branches)
+        except TeadError:  # keep the branch results, without states that have no JSON form
+            run.branches = [{**b, "state": _jsonable_or_none(b.get("state"))} for b in run.branches]
         self.store.finish_run(
             record.id,
             status,
@@ -357,6 +370,14 @@ def _status_of(error: BaseException | None, run: _Run) -> tuple[RunStatus, str |
         return RunStatus.FAILED, str(error)
     log.error("run %s: unexpected %s", run.record.id, type(error).__name__, exc_info=error)
     return RunStatus.FAILED, f"{type(error).__name__}: {error}"
+
+
+def _jsonable_or_none(value: Any) -> Any:
+    try:
+        dumps(value)
+    except TeadError:
+        return None
+    return value
 
 
 def _timestamp(value: Any) -> float:

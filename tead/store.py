@@ -192,8 +192,9 @@ class Store:
         with self._tx() as db:
             cursor = db.execute(
                 f"DELETE FROM runs WHERE status IN ({marks}) AND id NOT IN"
-                " (SELECT id FROM runs ORDER BY created_at DESC, id DESC LIMIT ?)",
-                (*finished, keep),
+                f" (SELECT id FROM runs WHERE status IN ({marks})"
+                " ORDER BY created_at DESC, id DESC LIMIT ?)",
+                (*finished, *finished, keep),
             )
             return cursor.rowcount
 

@@ -17,6 +17,7 @@ import heapq
 import logging
 import queue
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 Attempt = Future[ParallelFlowResult]
 Gate = Callable[[], ParallelFlowResult | None]
+Settle = Callable[[ParallelFlowResult], None]
 
 
 class Launcher(Protocol):
@@ -50,10 +52,20 @@ class Launcher(Protocol):
     runs_gate: bool
 
     def launch(
-        self, task: BranchTask, *, isolated: bool = False, gate: Gate | None = None
+        self,
+        task: BranchTask,
+        *,
+        isolated: bool = False,
+        gate: Gate | None = None,
+        settle: Settle | None = None,
     ) -> Attempt:
-        """Start `task`; with a gate, call it at the real start and, if it returns a
-        result, finish with that result instead of running the task."""
+        """Start `task`. With a gate, call it at the real start and, if it returns a
+        result, finish with that result instead of running the task; call `settle` with
+        the result on the same thread as soon as the attempt returns."""
+        ...
+
+    def prepare(self, *, isolated: bool = False) -> None:
+        """Get ready to launch at once (start worker processes) before a clock starts."""
         ...
 
     def stop(self, attempts: Collection[Attempt], running: Collection[Attempt]) -> set[Attempt]:
@@ -86,6 +98,7 @@ class _Branch:
     attempt: Attempt | None = None  # the latest attempt
     pristine: dict[str, Any] | None = None  # the state before the first attempt, if kept
     denied: ParallelFlowResult | None = None
+    settled: int = 0  # the last attempt whose outcome the breaker was told
     result: ParallelFlowResult | None = None
 
 
@@ -122,6 +135,7 @@ class Supervisor:
         self.running: dict[Attempt, _Branch] = {}
         self.inbox: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()  # None: wake up
         self.unfinished = len(self.branches)
+        self._settle_lock = threading.Lock()
         # (start time, branch, attempt number) of started attempts, appended by the gates
         # (on worker threads) as they start, so in deadline order: one timeout for all.
         self.started: deque[tuple[float, _Branch, int]] = deque()
@@ -174,10 +188,14 @@ class Supervisor:
             branch.attempts += 1
             branch.started = None
             if eager:
-                gate = functools.partial(self._gate, branch)
-                attempt = self.launcher.launch(task, isolated=branch.isolated, gate=gate)
+                gate = functools.partial(self._gate, branch, task)
+                settle = functools.partial(self._settle, branch, branch.attempts)
+                attempt = self.launcher.launch(
+                    task, isolated=branch.isolated, gate=gate, settle=settle
+                )
             else:
-                denied = self._gate(branch)
+                self.launcher.prepare(isolated=branch.isolated)  # no clock for pool start-up
+                denied = self._gate(branch, task)
                 if denied is not None:
                     self._finish(branch, denied)
                     continue
@@ -202,8 +220,8 @@ class Supervisor:
     def _isolated_running(self) -> int:
         return sum(1 for b in self.running.values() if b.isolated)
 
-    def _gate(self, branch: _Branch) -> ParallelFlowResult | None:
-        """At an attempt's start: ask the breaker, start the clock, tell the callbacks.
+    def _gate(self, branch: _Branch, task: BranchTask) -> ParallelFlowResult | None:
+        """At an attempt's start: ask the breaker, tell the callbacks, start the clock.
 
         Returns the result of a branch the breaker turns away, else None. With threads this
         runs on the worker thread, right before the branch.
@@ -215,6 +233,8 @@ class Supervisor:
                 error = CircuitOpenError(f"circuit {branch.breaker.name!r} is open")
                 branch.denied = self._failure(branch, error)
                 return branch.denied
+        if self.callbacks.has("on_flow_start"):  # before the clock: a slow callback costs
+            self.callbacks.fire("on_flow_start", task.branch, copy.deepcopy(task.state))
         now = time.monotonic()
         branch.first_started = branch.first_started or now
         branch.started = now
@@ -222,10 +242,13 @@ class Supervisor:
             self.started.append((now, branch, branch.attempts))
         if self.hooks.on_start is not None:
             self.hooks.on_start(branch.index)
-        if self.callbacks.has("on_flow_start"):
-            state = branch.pristine if branch.pristine is not None else branch.task.state
-            self.callbacks.fire("on_flow_start", branch.task.branch, copy.deepcopy(state))
         return None
+
+    def _settle(self, branch: _Branch, attempt_no: int, result: ParallelFlowResult) -> None:
+        """On the worker thread, as an attempt returns: tell the breaker at once, so that
+        the next branch's gate (maybe on this very thread) already sees the outcome."""
+        if result is not branch.denied:
+            self._record_breaker(branch, attempt_no, success=result.success)
 
     def _live_deadline(self) -> float | None:
         """The first deadline of an attempt still running (forgetting finished ones)."""
@@ -266,7 +289,7 @@ class Supervisor:
         if result is branch.denied:  # turned away by its breaker: not a failure of its own
             self._finish(branch, result)
         elif result.success:
-            self._record_breaker(branch, success=True)
+            self._record_breaker(branch, branch.attempts, success=True)
             self._finish(branch, result.evolve(**self._totals(branch)))
         else:
             self._attempt_failed(branch, result.evolve(**self._totals(branch)))
@@ -311,9 +334,11 @@ class Supervisor:
         return {a for a in collateral if a in self.running and a not in attempts}
 
     def _attempt_failed(self, branch: _Branch, result: ParallelFlowResult) -> None:
-        self._record_breaker(branch, success=False)
-        if branch.breaker is not None:  # the state this failure left it in
-            result = result.evolve(circuit_state=_state(branch))
+        self._record_breaker(branch, branch.attempts, success=False)
+        message = f"{result.error_type}: {result.error}"
+        branch.errors.append(message)
+        # the breaker state this failure left, and every failed attempt's error
+        result = result.evolve(circuit_state=_state(branch), attempt_errors=tuple(branch.errors))
         if self.callbacks and not result.timeout:
             self.callbacks.fire(
                 "on_flow_error",
@@ -324,8 +349,6 @@ class Supervisor:
             )
         retry = self.config.retry
         if retry is not None and retry.retries(branch.attempts, result.error_mro):
-            message = f"{result.error_type}: {result.error}"
-            branch.errors.append(message)
             delay = retry.delay_s(branch.attempts, self.rng.random())
             log.info(
                 "branch %s: attempt %d failed (%s); retrying in %.3f s",
@@ -385,13 +408,8 @@ class Supervisor:
         from tead.engine import failure_result
 
         elapsed = time.monotonic() - (branch.first_started or time.monotonic())
-        return failure_result(
-            branch.task,
-            error,
-            timing_ms=round(elapsed * 1000, 3),
-            timeout=timeout,
-            **self._totals(branch),
-        )
+        totals = {**self._totals(branch), "timing_ms": round(elapsed * 1000, 3)}
+        return failure_result(branch.task, error, timeout=timeout, **totals)
 
     def _totals(self, branch: _Branch) -> dict[str, Any]:
         totals: dict[str, Any] = {
@@ -403,10 +421,16 @@ class Supervisor:
             totals["timing_ms"] = round((time.monotonic() - branch.first_started) * 1000, 3)
         return totals
 
-    def _record_breaker(self, branch: _Branch, *, success: bool) -> None:
+    def _record_breaker(self, branch: _Branch, attempt_no: int, *, success: bool) -> None:
+        """Tell the breaker an attempt's outcome, once per attempt (the worker thread's
+        settle, a timeout or the coordinator may each be first)."""
         breaker = branch.breaker
         if breaker is None or self.hooks.breakers is None:
             return
+        with self._settle_lock:
+            if branch.settled >= attempt_no:
+                return
+            branch.settled = attempt_no
         change = breaker.record_success() if success else breaker.record_failure()
         self.hooks.breakers.save(breaker)
         self._transition(change)

@@ -3,6 +3,7 @@ and how to run it (through tead.engine). Built by `tead.graph.Graph.compile()`."
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -88,6 +89,15 @@ class Workflow:
         if self.source is not None:
             return (_load_source, (self.source.text, self.source.path))
         fields = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "breakers"}
+        # Callbacks are called in the coordinating process only: never ship them.
+        fields["parallel_config"] = dataclasses.replace(self.parallel_config, callbacks=())
+        fields["fanouts"] = {
+            source: tuple(
+                dataclasses.replace(f, config=dataclasses.replace(f.config, callbacks=()))
+                for f in group
+            )
+            for source, group in self.fanouts.items()
+        }
         return (_rebuild, (fields,))
 
     # --- walking --------------------------------------------------------------------------

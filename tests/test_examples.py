@@ -195,7 +195,7 @@ EXPECTED: dict[str, Any] = {
                 "branch": "bad_input",
                 "success": False,
                 "retry_count": 0,
-                "attempt_errors": [],
+                "attempt_errors": ["ValueError: malformed record"],
                 "error": "ValueError: malformed record",
                 "download": None,
             },
@@ -207,6 +207,7 @@ EXPECTED: dict[str, Any] = {
                     "ConnectionError: host unreachable (attempt 1)",
                     "ConnectionError: host unreachable (attempt 2)",
                     "ConnectionError: host unreachable (attempt 3)",
+                    "ConnectionError: host unreachable (attempt 4)",
                 ],
                 "error": "ConnectionError: host unreachable (attempt 4)",
                 "download": None,
@@ -583,9 +584,13 @@ CALLBACKS_RESULTS = """\
   {'branch': 'flaky', 'success': True, 'error_type': None, 'timeout': False, \
 'retry_count': 1, 'attempt_errors': ['ConnectionError: connection reset']}
   {'branch': 'slow', 'success': False, 'error_type': '%s', 'timeout': %s, \
-'retry_count': 0, 'attempt_errors': []}
+'retry_count': 0, 'attempt_errors': %s}
 """
-TIMED_OUT = CALLBACKS_RESULTS % ("TimeoutError", "True")
+TIMED_OUT = CALLBACKS_RESULTS % (
+    "TimeoutError",
+    "True",
+    "['TimeoutError: branch timed out after 0.2 s']",
+)
 STATES = (
     "{'callbacks_demo:fetch': 'closed', 'callbacks_demo:flaky': 'closed', "
     "'callbacks_demo:slow': '%s'}"
@@ -606,7 +611,7 @@ CALLBACKS_API_OUTPUT = (
     + CALLBACKS_RUN_EVENTS
     + "  slow: complete: failed (CircuitOpenError)\n"
     + "run 3: results\n"
-    + CALLBACKS_RESULTS % ("CircuitOpenError", "False")
+    + CALLBACKS_RESULTS % ("CircuitOpenError", "False", "[]")
     + "circuit states: "
     + STATES % "open"
     + "\n"

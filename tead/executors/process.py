@@ -16,8 +16,10 @@ it runs again alone, in a pool of its own, so the one that crashes fails by itse
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import threading
+import time
 from collections.abc import Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from tead.errors import PickleValidationError
 from tead.executors.base import FanOutHooks
 from tead.reliability import ParallelConfig, ParallelFlowResult
-from tead.supervisor import Attempt, Gate, Supervisor
+from tead.supervisor import Attempt, Gate, Settle, Supervisor
 
 if TYPE_CHECKING:
     from tead.engine import BranchTask
@@ -99,7 +101,10 @@ class ProcessExecutor:
             return []
         payloads = pickle_tasks(tasks)
         launcher = ProcessLauncher(self, min(config.workers, len(tasks)), tasks, payloads)
-        return Supervisor(tasks, config, launcher, hooks).run()
+        try:
+            return Supervisor(tasks, config, launcher, hooks).run()
+        finally:
+            launcher.close()
 
     def close(self) -> None:
         with self._lock:
@@ -112,9 +117,28 @@ def _ready() -> None:
     """A task that does nothing: answering it shows that a worker is up."""
 
 
+def _watch_parent(pid: int) -> None:
+    """Worker initializer: exit when the process that started the pool is gone (killed
+    with -9, say), instead of waiting forever on a pipe nobody will close."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # the pid was reused by another user's process
+                os._exit(0)
+
+    threading.Thread(target=watch, name="tead-parent-watch", daemon=True).start()
+
+
 def started_pool(workers: int) -> ProcessPoolExecutor:
     """A pool whose workers are all up, so that no branch's clock pays for their start."""
-    pool = ProcessPoolExecutor(workers, mp_context=_context())
+    pool = ProcessPoolExecutor(
+        workers, mp_context=_context(), initializer=_watch_parent, initargs=(os.getpid(),)
+    )
     for future in [pool.submit(_ready) for _ in range(workers)]:
         future.result()
     return pool
@@ -146,13 +170,26 @@ class ProcessLauncher:
         self._payloads = {id(task): payload for task, payload in zip(tasks, payloads, strict=True)}
         self._pools: dict[Attempt, ProcessPoolExecutor] = {}
         self._own: set[ProcessPoolExecutor] = set()  # single-process pools of isolated attempts
+        self._next_own: ProcessPoolExecutor | None = None  # started by prepare()
+
+    def prepare(self, *, isolated: bool = False) -> None:
+        """Start the pool the next launch uses, so that no branch's clock pays for it."""
+        if isolated:
+            self._next_own = self._next_own or started_pool(1)
+        else:
+            self._executor.pool(self._workers)
 
     def launch(
-        self, task: BranchTask, *, isolated: bool = False, gate: Gate | None = None
+        self,
+        task: BranchTask,
+        *,
+        isolated: bool = False,
+        gate: Gate | None = None,
+        settle: Settle | None = None,
     ) -> Attempt:
         payload = self._payloads.get(id(task)) or pickle_tasks([task])[0]
         if isolated:
-            pool = started_pool(1)
+            pool, self._next_own = self._next_own or started_pool(1), None
             self._own.add(pool)
         else:
             pool = self._executor.pool(self._workers)
@@ -160,6 +197,12 @@ class ProcessLauncher:
         self._pools[attempt] = pool
         attempt.add_done_callback(self._forget)
         return attempt
+
+    def close(self) -> None:
+        """Drop a pool that prepare() started but no launch used."""
+        if self._next_own is not None:
+            self._next_own.shutdown(wait=False)
+            self._next_own = None
 
     def _forget(self, attempt: Attempt) -> None:
         pool = self._pools.pop(attempt, None)

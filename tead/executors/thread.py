@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 from tead.executors.base import FanOutHooks
 from tead.reliability import ParallelConfig, ParallelFlowResult
-from tead.supervisor import Attempt, Gate, Supervisor
+from tead.supervisor import Attempt, Gate, Settle, Supervisor
 
 if TYPE_CHECKING:
     from tead.engine import BranchTask
 
-_Job = tuple[Attempt, contextvars.Context, "BranchTask", Gate | None]
+_Job = tuple[Attempt, contextvars.Context, "BranchTask", Gate | None, Settle | None]
 
 
 class ThreadExecutor:
@@ -62,10 +62,15 @@ class ThreadLauncher:
         self._abandoned: set[Attempt] = set()
 
     def launch(
-        self, task: BranchTask, *, isolated: bool = False, gate: Gate | None = None
+        self,
+        task: BranchTask,
+        *,
+        isolated: bool = False,
+        gate: Gate | None = None,
+        settle: Settle | None = None,
     ) -> Attempt:
         attempt: Attempt = Future()
-        self._jobs.put((attempt, contextvars.copy_context(), task, gate))
+        self._jobs.put((attempt, contextvars.copy_context(), task, gate, settle))
         with self._lock:
             self._busy += 1
             spawn = self._live < min(self._busy, self._workers)
@@ -74,6 +79,9 @@ class ThreadLauncher:
         if spawn:
             threading.Thread(target=self._work, name="tead-branch", daemon=True).start()
         return attempt
+
+    def prepare(self, *, isolated: bool = False) -> None:
+        """Nothing to prepare: threads start in microseconds."""
 
     def stop(self, attempts: Collection[Attempt], running: Collection[Attempt]) -> set[Attempt]:
         """Abandon running attempts (their threads are replaced), cancel queued ones."""
@@ -108,7 +116,7 @@ class ThreadLauncher:
 
         me = threading.current_thread()
         while (job := self._jobs.get()) is not None:
-            attempt, context, task, gate = job
+            attempt, context, task, gate, settle = job
             if not attempt.set_running_or_notify_cancel():
                 with self._lock:
                     self._busy -= 1
@@ -118,6 +126,8 @@ class ThreadLauncher:
             try:
                 denied = gate() if gate is not None else None
                 result = denied if denied is not None else context.run(run_branch, task)
+                if settle is not None:
+                    settle(result)
             except BaseException as exc:  # run_branch records branch errors; this is ours
                 outcome: ParallelFlowResult | BaseException = exc
             else:
