@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from tead import __version__
-from tead.records import RunStatus
+from tead.records import RunStatus, iso_utc
 from tead.runs import Conflict, NotFound
 from tead.spec import input_matches
 
@@ -52,9 +52,14 @@ def build_app(daemon: Daemon) -> FastAPI:
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {"msg": "invalid request", "loc": ()}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        status = 400 if first.get("type") == "json_invalid" else 422
+        loc = tuple(first.get("loc", ()))
+        if first.get("type") == "json_invalid":
+            ctx = first.get("ctx")
+            detail = ctx.get("error", "not JSON") if isinstance(ctx, dict) else "not JSON"
+            return JSONResponse({"error": f"malformed JSON body: {detail}"}, status_code=400)
+        where = ".".join(str(p) for p in loc[1:] if p != "body")
         message = f"{where}: {first['msg']}" if where else str(first["msg"])
+        status = 422 if loc[:1] == ("body",) else 400  # bad inputs vs bad query parameters
         return JSONResponse({"error": message}, status_code=status)
 
     async def authorized(request: Request) -> None:  # async: no thread hop per request
@@ -154,7 +159,7 @@ def _breaker(snapshot: Any) -> dict[str, Any]:
         "name": snapshot.name,
         "state": str(snapshot.state),
         "failure_count": snapshot.failure_count,
-        "opened_at": datetime.fromtimestamp(opened, UTC).isoformat() if opened else None,
+        "opened_at": iso_utc(datetime.fromtimestamp(opened, UTC)) if opened else None,
     }
 
 

@@ -24,10 +24,10 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON")
     serve.set_defaults(handler=_cmd_serve)
 
-    client = argparse.ArgumentParser(add_help=False)
-    client.add_argument("--url", help="the daemon's URL (default from the config)")
-    client.add_argument("--config", help="config file to take the URL and token from")
-    client.add_argument("--json", action="store_true", help="print JSON for scripts")
+    client = _client_options(None)
+    # Actions (`runs show`, ...) take the same options, but must not reset what was given
+    # before the action's name (`tead runs --url U show ID`): their defaults are SUPPRESS.
+    action_client = _client_options(argparse.SUPPRESS)
 
     workflows = commands.add_parser(
         "workflows", parents=[common, client], help="list the daemon's workflows"
@@ -40,10 +40,10 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     runs.add_argument("--limit", type=int, default=20, help="how many (default 20)")
     runs.set_defaults(handler=_cmd_runs)
     actions = runs.add_subparsers(dest="action", parser_class=type(commands._parser_class()))
-    show = actions.add_parser("show", parents=[common, client], help="one run in full")
+    show = actions.add_parser("show", parents=[common, action_client], help="one run in full")
     show.add_argument("id")
     show.set_defaults(handler=_cmd_run_show)
-    cancel = actions.add_parser("cancel", parents=[common, client], help="cancel a run")
+    cancel = actions.add_parser("cancel", parents=[common, action_client], help="cancel a run")
     cancel.add_argument("id")
     cancel.set_defaults(handler=_cmd_run_cancel)
 
@@ -62,9 +62,20 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     breaker_actions = breakers.add_subparsers(
         dest="action", parser_class=type(commands._parser_class())
     )
-    reset = breaker_actions.add_parser("reset", parents=[common, client], help="close a breaker")
+    reset = breaker_actions.add_parser(
+        "reset", parents=[common, action_client], help="close a breaker"
+    )
     reset.add_argument("name")
     reset.set_defaults(handler=_cmd_breaker_reset)
+
+
+def _client_options(default: Any) -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--url", default=default, help="the daemon's URL (default: config)")
+    options.add_argument("--config", default=default, help="config file for the URL and token")
+    flag = {} if default is None else {"default": default}
+    options.add_argument("--json", action="store_true", help="print JSON for scripts", **flag)
+    return options
 
 
 # --- serve -----------------------------------------------------------------------------------

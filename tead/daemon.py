@@ -223,9 +223,11 @@ class Daemon:
             self.watcher.restart()
 
     def _trigger_roots(self) -> list[Path]:
-        return [base_folder(p) for e in self.registry.workflows() for p in trigger_patterns(e)]
+        folders = (base_folder(p) for e in self.registry.workflows() for p in trigger_patterns(e))
+        return [f for f in folders if f is not None]
 
     def _on_file_changes(self, changes: FileChanges, seen_at: float) -> None:
+        changes = _with_new_folders_contents(changes)
         folder = self.registry.folder
         dirty = [Path(p) for p, _ in changes if Path(p).parent == folder]
         if dirty:
@@ -258,8 +260,8 @@ class Daemon:
         }
 
     def reset_breaker(self, name: str) -> None:
-        self.breakers.reset(name)
-        self.metrics.breaker(name, self.breakers.states()[name].state)
+        change = self.breakers.reset(name)
+        self.metrics.breaker(name, self.breakers.states()[name].state, moved=change is not None)
 
     def reload(self) -> None:
         """SIGHUP: read the config again and rescan the folder."""
@@ -284,3 +286,16 @@ class Daemon:
             log.info("config reloaded")
         self.rescan()
         self.runs._pump()
+
+
+def _with_new_folders_contents(changes: FileChanges, *, limit: int = 10_000) -> FileChanges:
+    """Add the files of folders that were just created: inotify cannot watch a new folder
+    before it exists, so files written into it at once would go unseen."""
+    found: FileChanges = []
+    for path, event in changes:
+        if event == "added" and os.path.isdir(path):
+            for root, _, names in os.walk(path):
+                found += [(os.path.join(root, n), "added") for n in names]
+                if len(found) >= limit:
+                    break
+    return sorted(set(changes) | set(found)) if found else changes

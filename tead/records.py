@@ -56,9 +56,9 @@ class RunRecord:
             "workflow_hash": self.workflow_hash,
             "trigger": self.trigger,
             "status": str(self.status),
-            "created_at": _iso(self.created_at),
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
+            "created_at": iso_utc(self.created_at),
+            "started_at": iso_utc(self.started_at),
+            "finished_at": iso_utc(self.finished_at),
             "error": self.error,
         }
         if full:
@@ -68,5 +68,6 @@ class RunRecord:
         return data
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso_utc(moment: datetime | None) -> str | None:
+    """`2026-01-02T03:04:05.678Z`, the one timestamp format of the API."""
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None

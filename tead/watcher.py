@@ -11,8 +11,10 @@ mounts, network file systems).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
@@ -34,12 +36,42 @@ FileChanges = list[tuple[str, str]]  # (absolute path, added | modified | delete
 
 
 def trigger_patterns(entry: WorkflowEntry) -> list[str]:
-    """A workflow's watch globs as absolute patterns."""
+    """A workflow's watch globs as absolute, normalised patterns."""
     spec = entry.workflow.spec if entry.workflow else None
     if spec is None or spec.on is None or spec.on.watch is None:
         return []
     base = entry.path.resolve().parent
-    return [p if os.path.isabs(p) else str(base / p) for p in spec.on.watch.paths]
+    return [os.path.normpath(base / p) for p in spec.on.watch.paths]
+
+
+@functools.lru_cache(maxsize=1024)
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob as a regex over whole paths: `*` and `?` stay within one folder, `**`
+    crosses folders (`a/**/b` also matches `a/b`), `[...]` is a character class."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1 : end]
+            negate = body[0] in "!^"
+            chars = "".join("\\" + c if c in "\\^[]" else c for c in body[negate:])
+            out.append(("[^" if negate else "[") + chars + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
 
 
 def matching_changes(entry: WorkflowEntry, changes: FileChanges) -> list[dict[str, str]]:
@@ -52,21 +84,23 @@ def matching_changes(entry: WorkflowEntry, changes: FileChanges) -> list[dict[st
     return [
         {"path": path, "event": event}
         for path, event in changes
-        if event in events and any(PurePath(path).match(p) for p in patterns)
+        if event in events and any(glob_regex(p).match(path) for p in patterns)
     ]
 
 
-def base_folder(pattern: str) -> Path:
-    """The deepest existing folder of a glob pattern, to watch."""
+def base_folder(pattern: str) -> Path | None:
+    """The folder a glob pattern lives in (up to its first wildcard), if it exists yet.
+
+    A missing one is not watched (never a far-up ancestor such as `/`); the guard looks
+    for it every second and starts watching once it exists.
+    """
     parts = []
-    for part in PurePath(pattern).parts:
+    for part in PurePath(pattern).parts[:-1]:
         if any(ch in part for ch in "*?["):
             break
         parts.append(part)
-    folder = Path(*parts) if parts else Path("/")
-    while not folder.is_dir() and folder != folder.parent:
-        folder = folder.parent
-    return folder
+    folder = Path(*parts) if parts else None
+    return folder if folder is not None and folder.is_dir() else None
 
 
 class FolderWatcher:
@@ -87,6 +121,7 @@ class FolderWatcher:
         self.on_rescan = on_rescan
         self.rescan_interval_s = rescan_interval_s
         self._restart = asyncio.Event()
+        self._watched: list[Path] = []
 
     def restart(self) -> None:
         """Watch again with the current set of folders (after triggers changed)."""
@@ -110,7 +145,7 @@ class FolderWatcher:
                 log.info("workflow folder %s is back", self.folder)
                 self.on_rescan()
             self._restart.clear()
-            roots = self._roots()
+            roots = self._watched = self._roots()
             try:
                 async for batch in watchfiles.awatch(
                     *roots,
@@ -123,8 +158,9 @@ class FolderWatcher:
                     seen = time.monotonic()
                     changes = [(path, EVENT_NAMES[change]) for change, path in batch]
                     self.on_changes(sorted(changes), seen)
-            except FileNotFoundError:
-                await asyncio.sleep(0.2)  # a root went away: look again
+            except OSError as exc:  # a root went away or cannot be read: look again
+                log.warning("watching %s: %s", ", ".join(map(str, roots)), exc)
+                await asyncio.sleep(0.5)
 
     async def guard(self) -> None:
         """Restart the watch when the folder is replaced; rescan every so often."""
@@ -133,6 +169,8 @@ class FolderWatcher:
         while True:
             await asyncio.sleep(1.0)
             now_inode = _inode(self.folder)
+            if self._roots() != self._watched:  # a trigger's folder appeared or went away
+                self.restart()
             if now_inode != inode:
                 inode = now_inode
                 self.restart()
