@@ -14,6 +14,9 @@
 
 The CLI maps these to one line on stderr and an exit code; the engine turns errors inside
 fan-out branches into recorded results instead of raising them.
+
+Outcomes of branches (never raised to the caller; their names are a result's error_type):
+CircuitOpenError, WorkerCrashedError, FanOutCancelledError, and TimeoutError.
 """
 
 from __future__ import annotations
@@ -150,3 +153,16 @@ class RunCancelled(TeadError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"run {reason.replace('_', ' ')}")
+
+
+class CircuitOpenError(Exception):
+    """A branch was not run because its circuit breaker is open."""
+
+
+class WorkerCrashedError(Exception):
+    """The process running a branch died (killed, segfault, os._exit, out of memory)."""
+
+
+class FanOutCancelledError(Exception):
+    """A branch cancelled because another branch failed under `fail_fast`, or its run was
+    cancelled."""

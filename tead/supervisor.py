@@ -20,14 +20,15 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from tead.breaker import BreakerRegistry, CircuitBreaker, CircuitState, Transition
+from tead.breaker import BreakerRegistry, CircuitBreaker, Transition
 from tead.callbacks import CallbackDispatcher
+from tead.errors import CircuitOpenError, FanOutCancelledError, WorkerCrashedError
+from tead.launcher import Attempt, Launcher
 from tead.reliability import ParallelConfig, ParallelFlowResult
 
 if TYPE_CHECKING:
@@ -35,54 +36,6 @@ if TYPE_CHECKING:
     from tead.executors.base import FanOutHooks
 
 log = logging.getLogger(__name__)
-
-Attempt = Future[ParallelFlowResult]
-Gate = Callable[[], ParallelFlowResult | None]
-Settle = Callable[[ParallelFlowResult], None]
-
-
-class Launcher(Protocol):
-    """How an executor starts branch attempts and gives up on them."""
-
-    #: whether launching copies the task's state (pickling does); if not, the supervisor
-    #: hands each attempt its own deep copy when a retry may need the original
-    copies_state: bool
-    #: whether the launcher queues attempts itself and calls `gate()` as each one really
-    #: starts (threads); if not, the supervisor starts at most max_workers at a time
-    runs_gate: bool
-
-    def launch(
-        self,
-        task: BranchTask,
-        *,
-        isolated: bool = False,
-        gate: Gate | None = None,
-        settle: Settle | None = None,
-    ) -> Attempt:
-        """Start `task`. With a gate, call it at the real start and, if it returns a
-        result, finish with that result instead of running the task; call `settle` with
-        the result on the same thread as soon as the attempt returns."""
-        ...
-
-    def prepare(self, *, isolated: bool = False) -> None:
-        """Get ready to launch at once (start worker processes) before a clock starts."""
-        ...
-
-    def stop(self, attempts: Collection[Attempt], running: Collection[Attempt]) -> set[Attempt]:
-        """Give up `attempts`; return the other `running` attempts that die with them."""
-        ...
-
-
-class CircuitOpenError(Exception):
-    """A branch was not run because its circuit breaker is open."""
-
-
-class WorkerCrashedError(Exception):
-    """The process running a branch died (killed, segfault, os._exit, out of memory)."""
-
-
-class FanOutCancelledError(Exception):
-    """A branch cancelled because another branch failed under `fail_fast`."""
 
 
 @dataclass(slots=True)
@@ -459,11 +412,16 @@ def _breaker_for(
     return breakers.get(f"{task.workflow.name}:{task.entry}", config.circuit_breaker)
 
 
-__all__ = [
-    "CircuitOpenError",
-    "CircuitState",
-    "FanOutCancelledError",
-    "Launcher",
-    "Supervisor",
-    "WorkerCrashedError",
-]
+def supervise(
+    tasks: Sequence[BranchTask],
+    config: ParallelConfig,
+    launcher: Launcher,
+    hooks: FanOutHooks | None = None,
+) -> list[ParallelFlowResult]:
+    """Run a fan-out's tasks through `launcher` under `config`, then close the launcher."""
+    if not tasks:
+        return []
+    try:
+        return Supervisor(tasks, config, launcher, hooks).run()
+    finally:
+        launcher.close()

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from tead.errors import PickleValidationError
 from tead.executors.base import FanOutHooks
+from tead.launcher import Attempt, Gate, Settle
 from tead.reliability import ParallelConfig, ParallelFlowResult
-from tead.supervisor import Attempt, Gate, Settle, Supervisor
+from tead.supervisor import supervise
 
 if TYPE_CHECKING:
     from tead.engine import BranchTask
@@ -101,10 +102,7 @@ class ProcessExecutor:
             return []
         payloads = pickle_tasks(tasks)
         launcher = ProcessLauncher(self, min(config.workers, len(tasks)), tasks, payloads)
-        try:
-            return Supervisor(tasks, config, launcher, hooks).run()
-        finally:
-            launcher.close()
+        return supervise(tasks, config, launcher, hooks)
 
     def close(self) -> None:
         with self._lock:

@@ -16,8 +16,9 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from tead.executors.base import FanOutHooks
+from tead.launcher import Attempt, Gate, Settle
 from tead.reliability import ParallelConfig, ParallelFlowResult
-from tead.supervisor import Attempt, Gate, Settle, Supervisor
+from tead.supervisor import supervise
 
 if TYPE_CHECKING:
     from tead.engine import BranchTask
@@ -34,13 +35,7 @@ class ThreadExecutor:
         config: ParallelConfig,
         hooks: FanOutHooks | None = None,
     ) -> list[ParallelFlowResult]:
-        if not tasks:
-            return []
-        launcher = ThreadLauncher(min(config.workers, len(tasks)))
-        try:
-            return Supervisor(tasks, config, launcher, hooks).run()
-        finally:
-            launcher.close()
+        return supervise(tasks, config, ThreadLauncher(min(config.workers, len(tasks))), hooks)
 
     def close(self) -> None:
         """Nothing to release: threads live for one fan-out."""
