@@ -67,7 +67,8 @@ def build_app(daemon: Daemon) -> FastAPI:
         if daemon.config.loopback and not token:
             return
         given = request.headers.get("authorization", "")
-        if not token or not secrets.compare_digest(given, f"Bearer {token}"):
+        expected = f"Bearer {token}".encode()
+        if not token or not secrets.compare_digest(given.encode("utf-8", "replace"), expected):
             raise ApiError(401, "a bearer token is needed (Authorization: Bearer <token>)")
 
     guarded = [Depends(authorized)]

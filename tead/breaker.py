@@ -139,6 +139,13 @@ class CircuitBreaker:
         self._probes += 1
         return True, change
 
+    def release_probe(self) -> None:
+        """An attempt let through while half-open ended without an outcome (cancelled):
+        its probe slot is free again."""
+        with self._lock:
+            if self._state is CircuitState.HALF_OPEN and self._probes > 0:
+                self._probes -= 1
+
     def record_success(self) -> Transition | None:
         if not self._failures and self._state is CircuitState.CLOSED:
             return None  # nothing to change: the common case, without the lock

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import signal
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ParamSpec
 
 import uvicorn
 
@@ -33,6 +35,7 @@ from tead.store import Store
 from tead.watcher import FileChanges, FolderWatcher, base_folder, matching_changes, trigger_patterns
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 
 class _Server(uvicorn.Server):
@@ -68,6 +71,19 @@ def instance_lock(state_dir: Path) -> Iterator[None]:
         handle.close()
 
 
+@contextlib.contextmanager
+def listening_socket(host: str, port: int) -> Iterator[socket.socket]:
+    """The API's socket, bound before anything starts: a port in use is a clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=1024)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise UsageError(f"cannot listen on {host}:{port}: {reason}") from None
+    with sock:
+        yield sock
+
+
 class Daemon:
     def __init__(
         self,
@@ -95,14 +111,14 @@ class Daemon:
     async def run(self) -> int:
         config = self.config
         config.workflows.mkdir(parents=True, exist_ok=True)
-        with instance_lock(config.state_dir):
+        with instance_lock(config.state_dir), listening_socket(config.host, config.port) as sock:
             self.store = Store(config.state_dir / "tead.db")
             try:
-                return await self._serve()
+                return await self._serve(sock)
             finally:
                 self.store.close()
 
-    async def _serve(self) -> int:
+    async def _serve(self, sock: socket.socket) -> int:
         config = self.config
         self.breakers = BreakerRegistry(self.store)
         for snapshot in self.breakers.states().values():
@@ -133,18 +149,18 @@ class Daemon:
                 self.scheduler = Scheduler(
                     store=self.store,
                     metrics=self.metrics,
-                    fire=self._fire,
+                    fire=_logged(self._fire),
                     lookup=self.registry.get,
                     catchup_limit=config.catchup_limit,
                 )
                 self.watcher = FolderWatcher(
                     self.registry.folder,
                     extra_roots=self._trigger_roots,
-                    on_changes=self._on_file_changes,
-                    on_rescan=self.rescan,
+                    on_changes=_logged(self._on_file_changes),
+                    on_rescan=_logged(self.rescan),
                     rescan_interval_s=config.rescan_interval,
                 )
-                serving = tasks.create_task(server.serve())
+                serving = tasks.create_task(server.serve(sockets=[sock]))
                 self._install_signals()
                 changes = self.registry.scan()
                 self.runs.recover(self.registry.get)  # before any trigger can queue a run
@@ -286,6 +302,20 @@ class Daemon:
             log.info("config reloaded")
         self.rescan()
         self.runs._pump()
+
+
+def _logged(fn: Callable[P, None]) -> Callable[P, None]:
+    """`fn`, but an exception is logged instead of ending the daemon's task group: one bad
+    file event or schedule fire must not stop the daemon."""
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception:
+            log.exception("%s failed; the daemon goes on", fn.__name__)
+
+    return call
 
 
 def _with_new_folders_contents(changes: FileChanges, *, limit: int = 10_000) -> FileChanges:

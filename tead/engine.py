@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -254,7 +254,17 @@ def _fan_out(
     """Run every fan-out leaving one node (all at once); results keyed by fan-in node."""
     if len(groups) == 1:
         return {groups[0].fan_in: _run_group(workflow, groups[0], state, ctx=ctx, path=path)}
-    with ThreadPoolExecutor(len(groups), thread_name_prefix="tead-fanout") as pool:
+    # The groups share a token of their own: when one fails (fail_fast), the others stop.
+    token = CancelToken()
+    parent = ctx.cancel
+
+    def relay() -> None:
+        token.cancel(parent.reason if parent is not None and parent.reason else "cancelled")
+
+    unsubscribe = parent.subscribe(relay) if parent is not None else None
+    group_ctx = dataclasses.replace(ctx, cancel=token)
+    pool = ThreadPoolExecutor(len(groups), thread_name_prefix="tead-fanout")
+    try:
         futures = [
             pool.submit(
                 contextvars.copy_context().run,
@@ -262,14 +272,22 @@ def _fan_out(
                 workflow,
                 group,
                 state,
-                ctx=ctx,
+                ctx=group_ctx,
                 path=path,
             )
             for group in groups
         ]
-        return {
-            group.fan_in: future.result() for group, future in zip(groups, futures, strict=True)
-        }
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in futures if f in done and f.exception() is not None), None)
+        if failed is not None:
+            token.cancel("cancelled")
+            wait(futures)  # the others stop at once now
+            raise failed.exception()  # type: ignore[misc]
+        return {group.fan_in: f.result() for group, f in zip(groups, futures, strict=True)}
+    finally:
+        pool.shutdown(wait=False)
+        if unsubscribe is not None:
+            unsubscribe()
 
 
 def _run_group(

@@ -27,9 +27,9 @@ def _json_default(value: Any) -> Any:
     return repr(value) if not isinstance(value, os.PathLike) else os.fspath(value)
 
 
-def dumps(value: Any, *, indent: int | None = None) -> str:
+def dumps(value: Any, *, indent: int | None = None, ascii_only: bool = False) -> str:
     """JSON text of a state or event; a value that has none (a cycle) is a RunError."""
     try:
-        return json.dumps(value, default=_json_default, indent=indent, ensure_ascii=False)
+        return json.dumps(value, default=_json_default, indent=indent, ensure_ascii=ascii_only)
     except (ValueError, TypeError, RecursionError) as exc:
         raise RunError(f"the state cannot be written as JSON: {exc}") from None

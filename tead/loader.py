@@ -54,6 +54,13 @@ def load_workflow(path: str | os.PathLike[str]) -> Workflow:
 
 def load_workflow_text(text: str, path: str) -> Workflow:
     """Load and check workflow source; `path` names it in errors and locates `uses:` modules."""
+    try:
+        return _load(text, path)
+    except (RecursionError, MemoryError):  # hostile nesting in YAML or in an expression
+        raise WorkflowError([Problem("too deeply nested or too large", Location(path))]) from None
+
+
+def _load(text: str, path: str) -> Workflow:
     doc = parse_yaml(text, path)
     if doc.data is None:
         raise WorkflowError([Problem("empty workflow file", Location(path))])

@@ -65,7 +65,7 @@ def compile_expr(source: str, *, what: str, where: Location) -> Expr:
 def ensure_importable(folder: str) -> None:
     """Make modules beside a workflow file importable (like a local action)."""
     if folder not in sys.path:
-        sys.path.insert(0, folder)
+        sys.path.append(folder)  # after the standard library: a local random.py shadows nothing
 
 
 def resolve_uses(ref: str, params: Mapping[str, Any] | None, *, where: Location) -> NodeFn:

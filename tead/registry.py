@@ -123,6 +123,13 @@ class WorkflowRegistry:
             workflow = load_workflow_text(read_workflow_text(path), str(path))
         except WorkflowError as exc:
             return WorkflowEntry(path=path, name=path.stem, content_hash=digest, error=str(exc))
+        except Exception as exc:  # a file must never take the daemon down
+            return WorkflowEntry(
+                path=path,
+                name=path.stem,
+                content_hash=digest,
+                error=f"{path}: cannot load: {type(exc).__name__}: {exc}",
+            )
         return WorkflowEntry(path=path, name=workflow.name, content_hash=digest, workflow=workflow)
 
     def _rebuild_names(self) -> None:

@@ -237,7 +237,11 @@ class RunManager:
         except Exception as exc:
             log.exception("run %s: internal error", run.record.id)
             if run.record.id in self._running:
-                self._finish(run, RunStatus.FAILED, f"internal error: {exc}", None)
+                try:
+                    run.branches = []
+                    self._finish(run, RunStatus.FAILED, f"internal error: {exc}", None)
+                except Exception:
+                    log.exception("run %s: cannot record its end", run.record.id)
 
     async def _execute_run(self, run: _Run) -> None:
         loop = asyncio.get_running_loop()

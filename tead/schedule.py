@@ -92,7 +92,7 @@ __all__ = [
     "make_trigger",
 ]
 
-CRON_COUNT_CAP = 100_000
+CRON_COUNT_CAP = 10_000
 """`fires_between` stops counting cron fire times here: a count equal to it is a lower
 bound (a year of an every-second schedule is 31.5 million steps of APScheduler)."""
 

@@ -108,8 +108,14 @@ class IntervalSchedule(Model):
     every: Duration
 
 
+def _check_glob(pattern: str) -> str:
+    from tead.globs import check_glob
+
+    return check_glob(pattern)
+
+
 class WatchTrigger(Model):
-    paths: list[str] = Field(min_length=1)
+    paths: list[Annotated[str, AfterValidator(_check_glob)]] = Field(min_length=1)
     events: list[Literal["added", "modified", "deleted"]] = ["added", "modified"]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tead.breaker import BreakerSnapshot, CircuitState
-from tead.jsonable import dumps
+from tead.jsonable import dumps as _dumps
 from tead.records import RunRecord, RunStatus
 
 MIGRATIONS: Sequence[str] = (
@@ -56,6 +56,12 @@ MIGRATIONS: Sequence[str] = (
     );
     """,
 )
+
+
+def dumps(value: Any) -> str:
+    """JSON for a column: ASCII only, so that any string (even a lone surrogate from a
+    non-UTF-8 file name) can be stored."""
+    return _dumps(value, ascii_only=True)
 
 
 def _ts(moment: datetime | None) -> float | None:
@@ -137,12 +143,16 @@ class Store:
         rows = [(run_id, seq, dumps(result)) for seq, result in enumerate(branches)]
         with self._tx() as db:
             db.execute("BEGIN")
-            db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, error = ?, final_state = ?"
-                " WHERE id = ?",
-                (str(status), _ts(finished_at), error, state, run_id),
-            )
-            db.executemany("INSERT OR REPLACE INTO branch_results VALUES (?, ?, ?)", rows)
+            try:
+                db.execute(
+                    "UPDATE runs SET status = ?, finished_at = ?, error = ?, final_state = ?"
+                    " WHERE id = ?",
+                    (str(status), _ts(finished_at), error, state, run_id),
+                )
+                db.executemany("INSERT OR REPLACE INTO branch_results VALUES (?, ?, ?)", rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
             db.execute("COMMIT")
 
     def get_run(self, run_id: str) -> RunRecord | None:

@@ -231,6 +231,9 @@ class Supervisor:
 
     def _finished(self, attempt: Attempt) -> None:
         branch = self.running.pop(attempt)
+        if attempt.cancelled():  # its shared pool was killed by another fan-out: run again
+            self._run_again(branch)
+            return
         error = attempt.exception()
         if isinstance(error, BrokenProcessPool):
             self._crashed(branch)
@@ -254,8 +257,15 @@ class Supervisor:
             self._attempt_failed(branch, self._failure(branch, crash))
         else:
             branch.isolated = True
-            branch.attempts -= 1  # caught in a sibling's crash: not an attempt of its own
-            self.ready.appendleft(branch)
+            self._run_again(branch)  # caught in a sibling's crash: not an attempt of its own
+
+    def _run_again(self, branch: _Branch) -> None:
+        """Put back an attempt that ended through no fault of its own (its pool was killed
+        or broke under it): it does not count, and its half-open probe is handed back."""
+        if branch.breaker is not None and branch.settled < branch.attempts:
+            branch.breaker.release_probe()
+        branch.attempts -= 1
+        self.ready.appendleft(branch)
 
     def _expire_timeouts(self) -> None:
         timeout = self.config.timeout_seconds
@@ -270,9 +280,7 @@ class Supervisor:
         if not expired:
             return
         for attempt in self._stop(expired):
-            branch = self.running.pop(attempt)
-            branch.attempts -= 1  # killed with a timed-out sibling: run it again
-            self.ready.appendleft(branch)
+            self._run_again(self.running.pop(attempt))  # killed with a timed-out sibling
         for attempt in expired:
             if attempt not in self.running:  # cancelled by fail_fast earlier in this loop
                 continue
@@ -334,6 +342,9 @@ class Supervisor:
         running = list(self.running)
         if running:
             self.launcher.stop(running, running)
+        for branch in self.running.values():  # stopped mid-attempt: no outcome to record
+            if branch.breaker is not None and branch.settled < branch.attempts:
+                branch.breaker.release_probe()
         leftover = [*self.running.values(), *self.ready]
         leftover += [self.branches[i] for _, i in self.waiting]
         self.running.clear()

@@ -11,16 +11,15 @@ mounts, network file systems).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
 
 import watchfiles
 
+from tead.globs import glob_regex
 from tead.registry import WorkflowEntry
 
 log = logging.getLogger(__name__)
@@ -42,36 +41,6 @@ def trigger_patterns(entry: WorkflowEntry) -> list[str]:
         return []
     base = entry.path.resolve().parent
     return [os.path.normpath(base / p) for p in spec.on.watch.paths]
-
-
-@functools.lru_cache(maxsize=1024)
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A glob as a regex over whole paths: `*` and `?` stay within one folder, `**`
-    crosses folders (`a/**/b` also matches `a/b`), `[...]` is a character class."""
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1 : end]
-            negate = body[0] in "!^"
-            chars = "".join("\\" + c if c in "\\^[]" else c for c in body[negate:])
-            out.append(("[^" if negate else "[") + chars + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
 
 
 def matching_changes(entry: WorkflowEntry, changes: FileChanges) -> list[dict[str, str]]:
@@ -158,8 +127,10 @@ class FolderWatcher:
                     seen = time.monotonic()
                     changes = [(path, EVENT_NAMES[change]) for change, path in batch]
                     self.on_changes(sorted(changes), seen)
-            except OSError as exc:  # a root went away or cannot be read: look again
-                log.warning("watching %s: %s", ", ".join(map(str, roots)), exc)
+            except Exception as exc:  # a root went away, an odd file name...: look again
+                log.warning(
+                    "watching %s: %s: %s", ", ".join(map(str, roots)), type(exc).__name__, exc
+                )
                 await asyncio.sleep(0.5)
 
     async def guard(self) -> None:

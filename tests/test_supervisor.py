@@ -6,6 +6,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from tead import CircuitBreakerConfig, Graph, ParallelConfig
 
 
@@ -76,3 +78,45 @@ def test_a_failed_result_shows_the_breaker_state_its_failure_left() -> None:
     workflow = graph.compile()
     assert workflow.invoke()["state"] == "open"
     assert workflow.get_circuit_states() == {"cs:boom": "open"}
+
+
+def test_fail_fast_in_one_of_two_sibling_fan_outs_stops_the_other_at_once() -> None:
+    """A node fanning out to two fan-ins: a fail-fast failure in one cancels the other."""
+    from tead.errors import FanOutError
+
+    graph = Graph()
+    graph.add_node("s")
+
+    def bad(state: dict[str, Any]) -> None:
+        raise ValueError("no")
+
+    graph.add_node("a", bad)
+    graph.add_node("b", lambda s: time.sleep(5))
+    graph.add_node("fa")
+    graph.add_node("fb")
+    graph.add_parallel_edge("s", "a", fan_in="fa", config={"fail_fast": True})
+    graph.add_parallel_edge("s", "b", fan_in="fb")
+    graph.add_edge("a", "fa")
+    graph.add_edge("b", "fb")
+    graph.add_edge("fa", "fb")
+    started = time.monotonic()
+    with pytest.raises(FanOutError, match="branch 'a' failed: ValueError: no"):
+        graph.compile().invoke()
+    assert time.monotonic() - started < 4  # did not wait for b's 5 s
+
+
+def test_a_cancelled_half_open_probe_frees_its_slot() -> None:
+    from tead.breaker import CircuitBreaker, CircuitState
+    from tests.fakes import FakeClock
+
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "w:a", CircuitBreakerConfig(failure_threshold=1, reset_timeout=1), clock=clock
+    )
+    breaker.record_failure()
+    clock.advance(1)
+    assert breaker.allow()[0] is True  # the probe
+    assert breaker.allow()[0] is False
+    breaker.release_probe()  # the probe was cancelled
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert breaker.allow()[0] is True

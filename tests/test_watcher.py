@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tead.watcher import base_folder, glob_regex
+from tead.globs import glob_regex
+from tead.watcher import base_folder
 
 
 @pytest.mark.parametrize(

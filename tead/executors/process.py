@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from tead.errors import PickleValidationError
@@ -191,7 +192,12 @@ class ProcessLauncher:
             self._own.add(pool)
         else:
             pool = self._executor.pool(self._workers)
-        attempt = pool.submit(run_pickled, payload)
+        try:
+            attempt = pool.submit(run_pickled, payload)
+        except (RuntimeError, BrokenProcessPool):  # killed by another fan-out just now
+            self._executor.discard(pool)
+            pool = self._executor.pool(self._workers)
+            attempt = pool.submit(run_pickled, payload)
         self._pools[attempt] = pool
         attempt.add_done_callback(self._forget)
         return attempt
