@@ -3,6 +3,7 @@ in one place."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,14 @@ class DispatchBody(BaseModel):
     inputs: dict[str, Any] = {}
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON escaped to ASCII: a state may hold lone surrogates (from non-UTF-8 file
+    names), which cannot be encoded as UTF-8."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         self.status = status
@@ -34,15 +43,21 @@ class ApiError(Exception):
 
 
 def build_app(daemon: Daemon) -> FastAPI:
-    app = FastAPI(title="tead", version=__version__, docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="tead",
+        version=__version__,
+        docs_url="/docs",
+        redoc_url=None,
+        default_response_class=AsciiJSONResponse,
+    )
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return AsciiJSONResponse({"error": exc.message}, status_code=exc.status)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(
+        return AsciiJSONResponse(
             {"error": str(exc.detail)},
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
@@ -56,11 +71,11 @@ def build_app(daemon: Daemon) -> FastAPI:
         if first.get("type") == "json_invalid":
             ctx = first.get("ctx")
             detail = ctx.get("error", "not JSON") if isinstance(ctx, dict) else "not JSON"
-            return JSONResponse({"error": f"malformed JSON body: {detail}"}, status_code=400)
+            return AsciiJSONResponse({"error": f"malformed JSON body: {detail}"}, status_code=400)
         where = ".".join(str(p) for p in loc[1:] if p != "body")
         message = f"{where}: {first['msg']}" if where else str(first["msg"])
         status = 422 if loc[:1] == ("body",) else 400  # bad inputs vs bad query parameters
-        return JSONResponse({"error": message}, status_code=status)
+        return AsciiJSONResponse({"error": message}, status_code=status)
 
     async def authorized(request: Request) -> None:  # async: no thread hop per request
         token = daemon.config.token
@@ -84,7 +99,7 @@ def _add_routes(app: FastAPI, daemon: Daemon, guarded: list[Any]) -> None:
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         ready = daemon.ready
-        return JSONResponse(
+        return AsciiJSONResponse(
             {"status": "ready" if ready else "starting"}, status_code=200 if ready else 503
         )
 

@@ -169,3 +169,15 @@ def test_an_exit_point_inside_a_branch_is_rejected() -> None:
     with pytest.raises(ScopeError, match="inside a fan-out branch"):
         workflow.invoke(exit_point="a")
     assert workflow.invoke(entry_point="a", exit_point="j") == {}
+
+
+def test_deeply_nested_yaml_is_a_load_error_not_a_crash() -> None:
+    text = "nodes: [{name: a}]\ninitial_state: {x: " + "[" * 5000 + "]" * 5000 + "}\n"
+    with pytest.raises(WorkflowError, match="too deeply nested or too large"):
+        load_workflow_text(text, "deep.yaml")
+
+
+def test_an_invalid_watch_glob_is_a_validation_error() -> None:
+    text = "on: {watch: {paths: ['inbox/[z-a].txt']}}\nnodes: [{name: a}]\n"
+    with pytest.raises(WorkflowError, match=r"g.yaml:1:22: .*invalid glob 'inbox/\[z-a\].txt'"):
+        load_workflow_text(text, "g.yaml")
