@@ -246,7 +246,9 @@ class Supervisor:
             self._finish(branch, result)
         elif result.success:
             self._record_breaker(branch, branch.attempts, success=True)
-            self._finish(branch, result.evolve(**self._totals(branch)))
+            if branch.attempts > 1 or branch.breaker is not None:  # else nothing to add
+                result = result.evolve(**self._totals(branch))
+            self._finish(branch, result)
         else:
             self._attempt_failed(branch, result.evolve(**self._totals(branch)))
 
