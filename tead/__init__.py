@@ -1,6 +1,6 @@
 """tead: a workflow daemon for YAML pipelines, with parallel fan-outs on pluggable executors."""
 
-from tead.engine import BranchTask, run_branch
+from tead.engine import run_branch
 from tead.errors import (
     InputError,
     NodeError,
@@ -22,6 +22,7 @@ from tead.executors import (
 from tead.graph import Graph
 from tead.loader import load_workflow, load_workflow_text
 from tead.reliability import CircuitBreakerConfig, ParallelConfig, ParallelFlowResult, RetryPolicy
+from tead.task import BranchTask
 from tead.workflow import END, START, Workflow
 
 __version__ = "0.1.0"

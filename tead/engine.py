@@ -13,7 +13,6 @@ import dataclasses
 import queue
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -25,36 +24,13 @@ from tead.cancel import CancelToken
 from tead.errors import FanOutError, NodeError, PickleValidationError, RunCancelled, RunError
 from tead.executors import Executors, FanOutHooks, ParallelExecutor
 from tead.reliability import ParallelFlowResult
+from tead.task import BranchTask, failure_result
 from tead.workflow import END, START, FanOut, Workflow
 
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]
 # (path of the fan-out, its source node, its fan-in node, the results in branch order)
 ResultsSink = Callable[[str, str, str, list[ParallelFlowResult]], None]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BranchTask:
-    """One branch of a fan-out, as plain data that can be shipped anywhere."""
-
-    workflow: Workflow
-    entry: str
-    exit: str
-    state: dict[str, Any]
-    branch: str
-    path: str = ""
-    include_traceback: bool = False
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Pickle as a plain tuple (faster than the dataclass default)."""
-        return (_task_from_values, (tuple(getattr(self, name) for name in _TASK_FIELDS),))
-
-
-_TASK_FIELDS = ("workflow", "entry", "exit", "state", "branch", "path", "include_traceback")
-
-
-def _task_from_values(values: tuple[Any, ...]) -> BranchTask:
-    return BranchTask(**dict(zip(_TASK_FIELDS, values, strict=True)))
 
 
 @dataclass(slots=True)
@@ -436,20 +412,4 @@ def run_branch(task: BranchTask) -> ParallelFlowResult:
             ctx.close()
     return ParallelFlowResult(
         branch=task.branch, success=True, state=state, timing_ms=_ms_since(started)
-    )
-
-
-def failure_result(
-    task: BranchTask, error: BaseException, *, timing_ms: float, **extra: Any
-) -> ParallelFlowResult:
-    """The result of a branch that failed with `error` (its original type kept)."""
-    return ParallelFlowResult(
-        branch=task.branch,
-        success=False,
-        error=str(error) or type(error).__name__,
-        error_type=type(error).__name__,
-        error_mro=tuple(cls.__name__ for cls in type(error).__mro__),
-        traceback="".join(traceback.format_exception(error)) if task.include_traceback else None,
-        timing_ms=timing_ms,
-        **extra,
     )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from tead.reliability import ParallelFlowResult
 
 if TYPE_CHECKING:
-    from tead.engine import BranchTask
+    from tead.task import BranchTask
 
 Attempt = Future[ParallelFlowResult]
 Gate = Callable[[], ParallelFlowResult | None]

@@ -32,8 +32,8 @@ from tead.launcher import Attempt, Launcher
 from tead.reliability import ParallelConfig, ParallelFlowResult
 
 if TYPE_CHECKING:
-    from tead.engine import BranchTask
     from tead.executors.base import FanOutHooks
+    from tead.task import BranchTask
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +371,7 @@ class Supervisor:
     def _failure(
         self, branch: _Branch, error: BaseException, *, timeout: bool = False
     ) -> ParallelFlowResult:
-        from tead.engine import failure_result
+        from tead.task import failure_result
 
         elapsed = time.monotonic() - (branch.first_started or time.monotonic())
         totals = {**self._totals(branch), "timing_ms": round(elapsed * 1000, 3)}

@@ -14,7 +14,7 @@ from tead.reliability import ParallelConfig, ParallelFlowResult
 if TYPE_CHECKING:
     from tead.breaker import BreakerRegistry, Transition
     from tead.cancel import CancelToken
-    from tead.engine import BranchTask
+    from tead.task import BranchTask
 
 ResultCallback = Callable[[int, ParallelFlowResult], None]
 

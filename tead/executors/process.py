@@ -32,7 +32,7 @@ from tead.reliability import ParallelConfig, ParallelFlowResult
 from tead.supervisor import supervise
 
 if TYPE_CHECKING:
-    from tead.engine import BranchTask
+    from tead.task import BranchTask
 
 _PRELOAD = ["tead.engine", "tead.loader", "tead.executors.thread"]
 

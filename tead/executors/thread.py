@@ -21,7 +21,7 @@ from tead.reliability import ParallelConfig, ParallelFlowResult
 from tead.supervisor import supervise
 
 if TYPE_CHECKING:
-    from tead.engine import BranchTask
+    from tead.task import BranchTask
 
 _Job = tuple[Attempt, contextvars.Context, "BranchTask", Gate | None, Settle | None]
 
