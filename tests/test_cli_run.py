@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tead import __version__
+from tests.helpers import final_state
 
 SIMPLE = """
     initial_state: {x: 1, keep: kept}
@@ -78,14 +79,6 @@ def check_error(proc: subprocess.CompletedProcess[str], code: int, message: str)
     assert "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == [message]
     assert proc.stdout == ""
-
-
-def final_state(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    state = json.loads(proc.stdout)
-    assert isinstance(state, dict)
-    return state
 
 
 def events(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:

@@ -15,24 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.daemon_fixture import DaemonProcess
+from tests.helpers import sleeper
 
 Factory = Callable[..., DaemonProcess]
-
-
-def sleeper(name: str, *, seconds: float = 1.0, header: str = "") -> str:
-    """A workflow whose one node sleeps `state["sleep"]` s and records when it ran."""
-    return f"""\
-name: {name}
-{header}
-initial_state: {{sleep: {seconds}}}
-nodes:
-  - name: work
-    run: |
-      import time
-      t0 = time.time()
-      time.sleep(state["sleep"])
-      return {{"t0": t0, "t1": time.time()}}
-"""
 
 
 BREAKY = """

@@ -6,44 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import string
-import subprocess
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tead import Graph, ParallelConfig, ParallelFlowResult, load_workflow
 from tead.errors import PickleValidationError
+from tests.helpers import fill, final_state, timed_run
 
 HANG_BOUND_S = 10.0
-
-
-def fill(template: str, **values: object) -> str:
-    """`template` with `$name` placeholders replaced."""
-    return string.Template(template).substitute({k: str(v) for k, v in values.items()})
-
-
-def run_tead(
-    tead_cli: Callable[..., subprocess.CompletedProcess[str]], *args: str, limit: float = 20.0
-) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Run `tead ARGS`; the process and its run time. Fails the test if it hangs."""
-    started = time.monotonic()
-    try:
-        proc = tead_cli(*args, timeout=limit)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"`tead {' '.join(args)}` hung: still running after {limit:g} s")
-    return proc, time.monotonic() - started
-
-
-def final_state(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    state = json.loads(proc.stdout)
-    assert isinstance(state, dict)
-    return state
 
 
 # --- branches run in worker processes ------------------------------------------------------
@@ -347,7 +319,7 @@ def test_unpicklable_state_fails_before_any_branch_runs(
     """One line naming the key and the first branch, exit 1, and nothing ran. A lock
     cannot even be deep-copied (any strategy); a lambda copies but cannot be pickled."""
     write_workflow(fill(UNPICKLABLE, key=key, value=value))
-    proc, elapsed = run_tead(tead_cli, "run", "wf.yaml", "-q")
+    proc, elapsed = timed_run(tead_cli, "run", "wf.yaml", "-q")
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.splitlines()
@@ -418,7 +390,7 @@ def test_a_crashing_worker_fails_only_its_branch_and_the_pool_recovers(tead_cli,
     """os._exit(1) in one branch and SIGKILL of itself in another: each is a
     WorkerCrashedError, the siblings succeed, and the next fan-out gets working workers."""
     write_workflow(CRASH)
-    proc, elapsed = run_tead(tead_cli, "run", "wf.yaml", "-q")
+    proc, elapsed = timed_run(tead_cli, "run", "wf.yaml", "-q")
     state = final_state(proc)
     assert state["first"] == [
         ["ok1", True, None, {"ok": 1}],
@@ -476,7 +448,7 @@ def test_a_process_branch_can_fan_out_again(tead_cli, write_workflow, inner):
             inner=inner,
         )
     )
-    proc, elapsed = run_tead(tead_cli, "run", "wf.yaml", "-q")
+    proc, elapsed = timed_run(tead_cli, "run", "wf.yaml", "-q")
     state = final_state(proc)
     assert state["results"] == [["outer[0]", True, [11, 12]], ["outer[1]", True, [21, 22]]]
     parent = state["parent"]
@@ -513,7 +485,7 @@ def test_stream_shows_a_timed_out_process_branch(tead_cli, write_workflow):
           - {from: stuck, to: join}
         """
     )
-    proc, elapsed = run_tead(tead_cli, "run", "wf.yaml", "--stream")
+    proc, elapsed = timed_run(tead_cli, "run", "wf.yaml", "--stream")
     assert proc.returncode == 0, proc.stderr
     assert elapsed < HANG_BOUND_S
     events = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -8,8 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import string
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +26,7 @@ from tead import (
     load_workflow,
 )
 from tead.errors import FanOutError
+from tests.helpers import fill, final_state, timed_run
 
 STRATEGIES = ["thread", "process"]
 HANG_BOUND_S = 10.0  # a stuck branch sleeps 30 s; anything under this did not wait for it
@@ -42,31 +41,6 @@ def count(name):
     with open(f"{name}.attempts") as f:
         return len(f.read())
 '''
-
-
-def fill(template: str, **values: object) -> str:
-    """`template` with `$name` placeholders replaced."""
-    return string.Template(template).substitute({k: str(v) for k, v in values.items()})
-
-
-def timed_run(
-    tead_cli: Callable[..., subprocess.CompletedProcess[str]], *args: str, limit: float = 20.0
-) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Run `tead ARGS`; the process and its run time. Fails the test if it hangs."""
-    started = time.monotonic()
-    try:
-        proc = tead_cli(*args, timeout=limit)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"`tead {' '.join(args)}` hung: still running after {limit:g} s")
-    return proc, time.monotonic() - started
-
-
-def final_state(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    state = json.loads(proc.stdout)
-    assert isinstance(state, dict)
-    return state
 
 
 def alive(pid: int) -> bool:

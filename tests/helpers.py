@@ -1,0 +1,54 @@
+"""Small helpers that several test files share."""
+
+from __future__ import annotations
+
+import json
+import string
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+
+def fill(template: str, **values: object) -> str:
+    """`template` with `$name` placeholders replaced."""
+    return string.Template(template).substitute({k: str(v) for k, v in values.items()})
+
+
+def timed_run(
+    tead_cli: Callable[..., subprocess.CompletedProcess[str]], *args: str, limit: float = 20.0
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run `tead ARGS`; the process and its run time. Fails the test if it hangs."""
+    started = time.monotonic()
+    try:
+        proc = tead_cli(*args, timeout=limit)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`tead {' '.join(args)}` hung: still running after {limit:g} s")
+    return proc, time.monotonic() - started
+
+
+def final_state(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The JSON final state a successful `tead run` printed."""
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    state = json.loads(proc.stdout)
+    assert isinstance(state, dict)
+    return state
+
+
+def sleeper(name: str, *, seconds: float = 1.0, header: str = "") -> str:
+    """A workflow whose one node sleeps `state["sleep"]` s and records when it ran."""
+    return f"""\
+name: {name}
+{header}
+initial_state: {{sleep: {seconds}}}
+nodes:
+  - name: work
+    run: |
+      import time
+      t0 = time.time()
+      time.sleep(state["sleep"])
+      return {{"t0": t0, "t1": time.time()}}
+"""
