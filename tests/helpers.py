@@ -7,9 +7,13 @@ import string
 import subprocess
 import time
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.daemon_fixture import DaemonProcess
 
 
 def fill(template: str, **values: object) -> str:
@@ -52,3 +56,21 @@ nodes:
       time.sleep(state["sleep"])
       return {{"t0": t0, "t1": time.time()}}
 """
+
+
+def when(value: str | None) -> datetime:
+    """An API timestamp (`...Z`) as an aware datetime."""
+    assert value is not None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def status_of(daemon: DaemonProcess, run_id: str) -> str:
+    return str(daemon.get(f"/api/v1/runs/{run_id}").json()["status"])
+
+
+def wait_status(daemon: DaemonProcess, run_id: str, status: str, timeout_s: float = 20) -> None:
+    daemon.wait_for(
+        lambda: status_of(daemon, run_id) == status,
+        timeout_s=timeout_s,
+        what=f"run {run_id} to be {status}",
+    )

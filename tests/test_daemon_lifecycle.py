@@ -10,12 +10,11 @@ import re
 import signal
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tests.daemon_fixture import DaemonProcess
-from tests.helpers import sleeper
+from tests.helpers import sleeper, status_of, wait_status, when
 
 Factory = Callable[..., DaemonProcess]
 
@@ -76,23 +75,6 @@ edges:
 def simple(name: str, code: str) -> str:
     """A workflow of one node running `code` (one line)."""
     return f"name: {name}\nnodes:\n  - name: only\n    run: |\n      {code}\n"
-
-
-def when(value: str | None) -> datetime:
-    assert value is not None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def status_of(daemon: DaemonProcess, run_id: str) -> str:
-    return str(daemon.get(f"/api/v1/runs/{run_id}").json()["status"])
-
-
-def wait_status(daemon: DaemonProcess, run_id: str, status: str, timeout_s: float = 20) -> None:
-    daemon.wait_for(
-        lambda: status_of(daemon, run_id) == status,
-        timeout_s=timeout_s,
-        what=f"run {run_id} to be {status}",
-    )
 
 
 def restart(factory: Factory, old: DaemonProcess, **kwargs: Any) -> DaemonProcess:

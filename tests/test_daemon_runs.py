@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from tests.daemon_fixture import DaemonProcess
-from tests.helpers import sleeper
+from tests.helpers import sleeper, status_of, wait_status, when
 
 Factory = Callable[..., DaemonProcess]
 
@@ -46,23 +45,6 @@ edges:
   - {{from: branch, to: join}}
   - {{from: join, to: __end__}}
 """
-
-
-def when(value: str | None) -> datetime:
-    assert value is not None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def status_of(daemon: DaemonProcess, run_id: str) -> str:
-    return str(daemon.get(f"/api/v1/runs/{run_id}").json()["status"])
-
-
-def wait_status(daemon: DaemonProcess, run_id: str, status: str, timeout_s: float = 20) -> None:
-    daemon.wait_for(
-        lambda: status_of(daemon, run_id) == status,
-        timeout_s=timeout_s,
-        what=f"run {run_id} to be {status}",
-    )
 
 
 def end_of(daemon: DaemonProcess, run_id: str, timeout_s: float = 15) -> str:
