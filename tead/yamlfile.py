@@ -36,6 +36,7 @@ _Loader.add_implicit_resolver(
 )
 
 MAX_NODES = 200_000  # a guard against alias bombs ("billion laughs")
+MAX_DEPTH = 100  # deeper nesting is refused with its location, before anything recurses on it
 
 
 @dataclass(slots=True)
@@ -100,6 +101,10 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.doc.values.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if len(path) > MAX_DEPTH:
+            raise WorkflowError(
+                [Problem(f"nested deeper than {MAX_DEPTH} levels", self._loc(node))]
+            )
         if id(node) in self.seen:  # an alias: share the value, as PyYAML does
             return self.seen[id(node)]
         self.count += 1

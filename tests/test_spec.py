@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -171,10 +172,20 @@ def test_an_exit_point_inside_a_branch_is_rejected() -> None:
     assert workflow.invoke(entry_point="a", exit_point="j") == {}
 
 
-def test_deeply_nested_yaml_is_a_load_error_not_a_crash() -> None:
-    text = "nodes: [{name: a}]\ninitial_state: {x: " + "[" * 5000 + "]" * 5000 + "}\n"
-    with pytest.raises(WorkflowError, match="too deeply nested or too large"):
+@pytest.mark.parametrize("depth", [150, 900, 5000])
+@pytest.mark.parametrize("style", ["flow", "block"])
+def test_deeply_nested_yaml_is_a_located_one_line_error(depth: int, style: str) -> None:
+    """However deep (past tead's limit, Python's recursion limit or the parser's own), nesting
+    is one `file:line:col` line, whatever wording the YAML library uses."""
+    if style == "flow":
+        text = "nodes: [{name: a}]\ninitial_state: {x: " + "[" * depth + "]" * depth + "}\n"
+    else:
+        levels = "".join("  " * i + "k:\n" for i in range(1, depth))
+        text = "nodes: [{name: a}]\ninitial_state:\n" + levels + "  " * depth + "v: 1\n"
+    with pytest.raises(WorkflowError) as caught:
         load_workflow_text(text, "deep.yaml")
+    message = str(caught.value)
+    assert re.fullmatch(r"deep\.yaml:\d+:\d+: [^\n]+", message), message
 
 
 def test_an_invalid_watch_glob_is_a_validation_error() -> None:
