@@ -151,6 +151,9 @@ def test_shipped_config_writes_only_where_the_unit_allows(tmp_path: Path) -> Non
         )
         assert any(real.is_relative_to(a) for a in allowed), f"{key}: {real} is read-only"
     assert any(PurePosixPath(unit_value("WorkingDirectory")).is_relative_to(a) for a in allowed)
+    # The process strategy's forkserver makes its socket in a temporary folder: /tmp must be
+    # writable, which ProtectSystem=strict leaves it only as the private /tmp.
+    assert unit_value("PrivateTmp") == "yes"
 
 
 def expand_syscall_group(name: str, seen: dict[str, set[str]]) -> set[str]:
