@@ -68,6 +68,12 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     reset.add_argument("name")
     reset.set_defaults(handler=_cmd_breaker_reset)
 
+    health = commands.add_parser(
+        "healthcheck", parents=[common, client], help="exit 0 if the daemon answers /healthz"
+    )
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    health.set_defaults(handler=_cmd_healthcheck)
+
 
 def _client_options(default: Any) -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
@@ -243,4 +249,16 @@ def _cmd_breaker_reset(args: argparse.Namespace) -> int:
         print_json(breaker)
     else:
         print(f"breaker {breaker['name']} {breaker['state']}")
+    return 0
+
+
+def _cmd_healthcheck(args: argparse.Namespace) -> int:
+    """For container health checks: the daemon found as the client commands find it."""
+    config: DaemonConfig = load_config(args.config)
+    client = Client(args.url or config.client_url, timeout_s=args.timeout)
+    body = client.call("GET", "/healthz")
+    if args.json:
+        print_json(body)
+    else:
+        print(f"{client.url}/healthz: {body.get('status')}")
     return 0
