@@ -1,6 +1,6 @@
 """Schedules → run requests: wake-ups on the event loop, last fire times in the store.
 
-Cron and interval maths come from `tead.schedule` (APScheduler's triggers, crontab's
+Cron and interval maths come from `tead.schedule` (cronsim for cron, with crontab(5)
 weekday numbering). This module keeps one heap of next fire times for every schedule of
 every loaded workflow, sleeps until the earliest, and records each fire's time in the
 store *before* asking for the run, so a restart never fires the same moment twice.
