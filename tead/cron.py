@@ -19,10 +19,11 @@ it skips the gap and runs in both passes of a repeated hour.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 from cronsim import CronSim, CronSimError
 
@@ -81,6 +82,8 @@ _FIELDS = (
 )
 _RANGE_WITH_STEP = re.compile(r"([0-9A-Za-z]+)-([0-9A-Za-z]+)/([0-9]+)")
 _PROBE = datetime(2000, 1, 1, tzinfo=UTC)
+_DAY = timedelta(days=1)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ class CronExpression:
     text: str  # as written, whitespace-normalised
     crontab: str  # `minute hour day-of-month month day-of-week`, as cronsim reads it
     seconds: tuple[int, ...]  # (0,) for 5 fields
+    fixed_time: bool  # neither minute nor hour starts with `*` (cron's DST rules)
 
 
 def parse_cron(expr: str) -> CronExpression:
@@ -112,7 +116,12 @@ def parse_cron(expr: str) -> CronExpression:
             f"cron {expr!r} never fires: no selected month has day {parts[-3]!r} "
             "(the day-of-month field)"
         ) from None
-    return CronExpression(text=text, crontab=" ".join(six[1:]), seconds=_seconds(six[0]))
+    return CronExpression(
+        text=text,
+        crontab=" ".join(six[1:]),
+        seconds=_seconds(six[0]),
+        fixed_time=not six[1].startswith("*") and not six[2].startswith("*"),
+    )
 
 
 def check_cron(expr: str) -> None:
@@ -174,14 +183,66 @@ def fires_after(cron: CronExpression, zone: tzinfo, moment: datetime) -> Iterato
     years without one (cronsim's horizon)."""
     moment = moment.astimezone(UTC)
     # A minute that starts up to 59 s before `moment` may still have seconds after it.
-    start = (moment - timedelta(minutes=1)).astimezone(zone)
+    minutes = _minutes_after(cron, zone, moment - timedelta(minutes=1))
     last = moment
-    for local in CronSim(cron.crontab, start):
-        # In a repeated hour cronsim may answer a fixed-time job's first pass, which can
-        # lie before `moment`: the `> last` test drops it (and keeps the result increasing).
-        minute = local.astimezone(UTC)
+    for minute in minutes:
         for second in cron.seconds:
             fire = minute + timedelta(seconds=second)
             if fire > last:
                 last = fire
                 yield fire
+
+
+def _minutes_after(cron: CronExpression, zone: tzinfo, moment: datetime) -> Iterator[datetime]:
+    """The fire minutes of `cron.crontab` after `moment` (UTC), in UTC (not always
+    strictly after for a fixed-time job: see `fires_after`)."""
+    if cron.fixed_time:
+        # cronsim does a fixed-time job's arithmetic on wall times, then applies the DST
+        # rules: exact. In a repeated hour it may answer the first pass, before `moment`.
+        for local in CronSim(cron.crontab, moment.astimezone(zone)):
+            yield local.astimezone(UTC)
+        return
+    # Other jobs: cronsim 2.8 steps hours and minutes in UTC, which goes wrong across a
+    # change of offset by 30 minutes (Lord Howe: `0 21 * * *` answers 21:30). So it is
+    # only asked within a stretch of constant offset, in that fixed offset.
+    at = moment  # the instant whose offset applies
+    while True:
+        offset = _offset(at, zone)
+        for local in CronSim(cron.crontab, moment.astimezone(timezone(offset))):
+            fire = local.astimezone(UTC)
+            change = _first_change(zone, at, fire, offset)
+            if change is not None:  # search again from the change, in the new offset
+                moment, at = change - _MICROSECOND, change
+                break
+            yield fire
+            at = fire
+        else:
+            return
+
+
+def _offset(moment: datetime, zone: tzinfo) -> timedelta:
+    offset = moment.astimezone(zone).utcoffset()
+    if offset is None:  # pragma: no cover - a ZoneInfo always answers
+        raise ValueError(f"{zone} gives no UTC offset for {moment}")
+    return offset
+
+
+def _first_change(
+    zone: tzinfo, start: datetime, end: datetime, offset: timedelta
+) -> datetime | None:
+    """The first instant in (start, end] whose offset in `zone` is not `offset`, to the
+    second; probes once a day (a zone changes its offset at most once a day)."""
+    low = start
+    while low < end:
+        high = min(low + _DAY, end)
+        if _offset(high, zone) != offset:
+            low_s, high_s = math.floor(low.timestamp()), math.ceil(high.timestamp())
+            while high_s - low_s > 1:
+                middle = (low_s + high_s) // 2
+                if _offset(datetime.fromtimestamp(middle, UTC), zone) == offset:
+                    low_s = middle
+                else:
+                    high_s = middle
+            return max(datetime.fromtimestamp(high_s, UTC), start + _MICROSECOND)
+        low = high
+    return None
