@@ -99,6 +99,10 @@ class CronScheduleTrigger:
     def key(self) -> str:
         return f"cron:{self.expression}@{self.timezone}"
 
+    @property
+    def zone(self) -> tzinfo:
+        return self._zone
+
     def next_after(self, moment: datetime) -> datetime:
         moment = _utc(moment, "moment")
         for fire in self._fires_after(moment):
