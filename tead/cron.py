@@ -9,6 +9,11 @@ tead reads crontab(5) as cronie does, and so does cronsim, with these adaptation
 - `N-N/step` is the single value N, as in cronie (cronsim 2.8 reads it as `N/step`,
   that is `N-max/step`).
 - cronsim's extensions `L`, `LW`, `W`, `#` are refused: they are not crontab(5).
+- a job that is not fixed-time is asked of cronsim only within a stretch of constant UTC
+  offset, in that offset: cronsim 2.8 steps hours and minutes in UTC, which loses fire
+  times across a 30-minute change (Lord Howe).
+
+tests/test_cron_differential.py checks all of this against a brute-force crontab(5) model.
 
 Daylight saving time follows cronsim (which follows Debian's cron): a *fixed-time* job
 (neither minute nor hour starts with `*`) whose wall time falls in a spring-forward gap runs
