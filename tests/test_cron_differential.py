@@ -220,9 +220,9 @@ def starts(segs: tuple[Segment, ...], low: datetime, high: datetime, rng: random
     return found
 
 
-def compare(text: str, zone: str, year: int, seed: int) -> list[str]:
+def compare(expr: Expr, zone: str, year: int, seed: int) -> list[str]:
     """The disagreements between tead and the model for one expression, zone and year."""
-    expr = EXPRS[text]
+    text = expr.text
     rng = random.Random(seed)
     low = datetime(year, 1, 1, tzinfo=UTC) - 2 * DAY
     high = datetime(year + 1, 1, 1, tzinfo=UTC) + 2 * DAY
@@ -256,23 +256,21 @@ def compare(text: str, zone: str, year: int, seed: int) -> list[str]:
     return problems
 
 
-EXPRS: dict[str, Expr] = {}
-
-
-def cases() -> list[tuple[str, str, int, int]]:
+def cases() -> list[tuple[Expr, str, int, int]]:
     """(expression, zone, year, seed) for each comparison: every expression in every zone."""
     rng = random.Random(SEED)
-    found: list[tuple[str, str, int, int]] = []
-    while len(EXPRS) < EXPRESSIONS:
+    exprs: set[str] = set()
+    found: list[tuple[Expr, str, int, int]] = []
+    while len(exprs) < EXPRESSIONS:
         expr = random_expr(rng)
         if never_fires(expr):  # refused by tead (tested in test_schedule.py)
             continue
         days = sum(day_matches(expr, date(2025, 1, 1) + n * DAY) for n in range(365))
-        if expr.text in EXPRS or days * len(expr.hours) * len(expr.minutes) > MOST_FIRES:
+        if expr.text in exprs or days * len(expr.hours) * len(expr.minutes) > MOST_FIRES:
             continue
-        EXPRS[expr.text] = expr
+        exprs.add(expr.text)
         year = rng.choice(YEARS)
-        found += [(expr.text, zone, year, rng.randrange(2**32)) for zone in ZONES]
+        found += [(expr, zone, year, rng.randrange(2**32)) for zone in ZONES]
     return found
 
 
@@ -287,7 +285,7 @@ def test_tead_cron_agrees_with_a_brute_force_crontab_model() -> None:
     problems = [p for found in results for p in found]
     disagreeing = len({p.split("'")[1] for p in problems})
     summary = (
-        f"{disagreeing} of {len(EXPRS)} expressions disagree in some zone "
+        f"{disagreeing} of {EXPRESSIONS} expressions disagree in some zone "
         f"({len(problems)} disagreements in {len(todo)} expression-zone-years)"
     )
     print(summary)
