@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tead import __version__
+from tead.cli_cron import add_cron_command
 from tead.errors import InputError, NodeError, TeadError, UsageError, WorkflowError
 from tead.jsonable import dumps
 from tead.loader import load_workflow
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", parents=[common], help="print the JSON Schema")
     schema.set_defaults(handler=_cmd_schema)
+
+    add_cron_command(commands, common)
 
     from tead.cli_daemon import add_commands
 

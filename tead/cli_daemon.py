@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from tead.client import Client, print_json, print_table, trigger_summary
+from tead.client import Client, next_fire, print_json, print_table, trigger_summary
 from tead.config import DaemonConfig, load_config
 
 
@@ -145,11 +145,13 @@ def _cmd_workflows(args: argparse.Namespace) -> int:
             "name": w["name"],
             "file": os.path.basename(w["path"]),
             "triggers": trigger_summary(w["triggers"]),
+            "next_fire": next_fire(w["triggers"]),
             "status": "ok" if w["valid"] else (w["error"] or "").splitlines()[0],
         }
         for w in found
     ]
-    print_table(rows, ["name", "file", "triggers", "status"], empty="no workflows")
+    columns = ["name", "file", "triggers", "next_fire", "status"]
+    print_table(rows, columns, empty="no workflows")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -88,3 +89,9 @@ def trigger_summary(triggers: dict[str, Any]) -> str:
     if triggers.get("dispatch") is not None:
         parts.append("dispatch")
     return "; ".join(parts) or "-"
+
+
+def next_fire(triggers: dict[str, Any]) -> str | None:
+    """The earliest `next_fire` of a workflow's schedules, as the API wrote it."""
+    found = [s["next_fire"] for s in triggers.get("schedule") or [] if s.get("next_fire")]
+    return min(found, key=datetime.fromisoformat, default=None)

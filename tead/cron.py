@@ -1,167 +1,253 @@
-"""Cron expressions as crontab(5) reads them: parsing and checking (see tead.schedule for
-what they mean in time)."""
+"""Cron expressions (CONTRACT §1) on the `cronsim` library: checking, with errors that name
+the bad field, and fire times in an IANA zone.
+
+tead reads crontab(5) as cronie does, and so does cronsim, with these adaptations here:
+
+- 6 fields put the second first; the fire times of `S M H DOM MON DOW` are those of the
+  5-field `M H DOM MON DOW` (DST rules included) plus each second of `S`. cronsim alone
+  treats 6-field expressions differently in daylight-saving changes.
+- `N-N/step` is the single value N, as in cronie (cronsim 2.8 reads it as `N/step`,
+  that is `N-max/step`).
+- cronsim's extensions `L`, `LW`, `W`, `#` are refused: they are not crontab(5).
+- a job that is not fixed-time is asked of cronsim only within a stretch of constant UTC
+  offset, in that offset: cronsim 2.8 steps hours and minutes in UTC, which loses fire
+  times across a 30-minute change (Lord Howe).
+
+tests/test_cron_differential.py checks all of this against a brute-force crontab(5) model.
+
+Daylight saving time follows cronsim (which follows Debian's cron): a *fixed-time* job
+(neither minute nor hour starts with `*`) whose wall time falls in a spring-forward gap runs
+once, at the first real minute after it (when the clocks jump), and runs only in the first
+pass of a repeated autumn hour; any other job is matched against the real wall clock, so
+it skips the gap and runs in both passes of a repeated hour.
+"""
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from itertools import pairwise
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+
+from cronsim import CronSim, CronSimError
 
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab numbering: sun = 0
-_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February: leap years
-_NUMBER = re.compile(r"[0-9]+")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FieldKind:
+@dataclass(frozen=True, slots=True)
+class _Field:
     name: str
     low: int
     high: int
-    names: Mapping[str, int] = field(default_factory=dict)
+    names: tuple[str, ...] = ()  # names[i] is the value `low_name + i`
+    first_name: int = 0
+    not_crontab: str = ""  # characters of cronsim extensions refused here
+
+    def value(self, token: str) -> int | None:
+        if token.isdecimal():
+            return int(token)
+        if token.lower() in self.names:
+            return self.names.index(token.lower()) + self.first_name
+        return None
+
+    def describe(self) -> str:
+        names = f" or {self.names[0]}..{self.names[-1]}" if self.names else ""
+        sunday = ", 0 and 7 = Sunday" if self.name == "day-of-week" else ""
+        wrap = " (no wrap: 5-7 for fri-sun)" if self.name == "day-of-week" else ""
+        return f"({self.low}-{self.high}{names}{sunday}; `*`, N-M{wrap}, /step, comma lists)"
+
+    def reason(self, item: str) -> str:
+        """Why `item`, which cronsim refused, is not valid (a best guess)."""
+        base, slash, step = item.partition("/")
+        first_text, dash, last_text = base.partition("-")
+        first, last = self.value(first_text), self.value(last_text)
+        if not item:
+            return "empty list item"
+        if slash and not step.isdecimal():
+            return f"step {step!r} is not a number"
+        if slash and int(step) == 0:
+            return "a step must be at least 1"
+        for value in (first, last):
+            if value is not None and not self.low <= value <= self.high:
+                return f"{value} is out of range {self.low}-{self.high}"
+        if dash and first is not None and last is not None and first > last:
+            return f"range {base!r} runs backwards; ranges do not wrap"
+        return f"{item!r} is not valid"
 
 
-SECOND = FieldKind(name="second", low=0, high=59)
-MINUTE = FieldKind(name="minute", low=0, high=59)
-HOUR = FieldKind(name="hour", low=0, high=23)
-DAY = FieldKind(name="day-of-month", low=1, high=31)
-MONTH = FieldKind(name="month", low=1, high=12, names={n: i for i, n in enumerate(MONTHS, start=1)})
-WEEKDAY = FieldKind(name="day-of-week", low=0, high=7, names={n: i for i, n in enumerate(WEEKDAYS)})
+_FIELDS = (
+    _Field("second", 0, 59),
+    _Field("minute", 0, 59),
+    _Field("hour", 0, 23),
+    _Field("day-of-month", 1, 31, not_crontab="LW"),
+    _Field("month", 1, 12, MONTHS, first_name=1),
+    _Field("day-of-week", 0, 7, WEEKDAYS, not_crontab="L#"),
+)
+_RANGE_WITH_STEP = re.compile(r"([0-9A-Za-z]+)-([0-9A-Za-z]+)/([0-9]+)")
+_PROBE = datetime(2000, 1, 1, tzinfo=UTC)
+_DAY = timedelta(days=1)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CronFields:
-    """A parsed expression: the selected values of each field (weekdays 0-6, Sunday 0)."""
+@dataclass(frozen=True, slots=True)
+class CronExpression:
+    """A checked expression: the 5 crontab fields for cronsim, and the seconds it fires at."""
 
-    seconds: frozenset[int]
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]
-    day_star: bool  # the day-of-month field starts with `*`
-    weekday_star: bool
-    fixed_time: bool  # neither minute nor hour starts with `*` (cron's DST rule)
-
-    @property
-    def either_day(self) -> bool:
-        """Both day fields restricted: a day matches if either matches."""
-        return not self.day_star and not self.weekday_star
-
-    @property
-    def day_in_some_month(self) -> bool:
-        """Whether some selected day of month exists in some selected month."""
-        return any(day <= _DAYS_IN_MONTH[month - 1] for day in self.days for month in self.months)
+    text: str  # as written, whitespace-normalised
+    crontab: str  # `minute hour day-of-month month day-of-week`, as cronsim reads it
+    seconds: tuple[int, ...]  # (0,) for 5 fields
+    fixed_time: bool  # neither minute nor hour starts with `*` (cron's DST rules)
 
 
-class _CronError(ValueError):
-    pass
-
-
-def parse_cron(expr: str) -> CronFields:
+def parse_cron(expr: str) -> CronExpression:
+    """Check `expr`; raise ValueError naming the bad field (message starts with `cron `)."""
     parts = expr.split()
     if len(parts) not in (5, 6):
         raise ValueError(
             f"cron {expr!r} has {len(parts)} fields; expected 5 "
             "(minute hour day-of-month month day-of-week) or 6 (with second first)"
         )
-    if len(parts) == 5:
-        parts.insert(0, "0")
-    second, minute, hour, day, month, weekday = parts
+    text = " ".join(parts)
+    six = parts if len(parts) == 6 else ["0", *parts]
+    six = [_crontab_field(part, kind) for part, kind in zip(six, _FIELDS, strict=True)]
+    for index, kind in enumerate(_FIELDS):
+        _check_field(expr, six, index, kind)
     try:
-        fields = CronFields(
-            seconds=_parse_field(second, SECOND),
-            minutes=_parse_field(minute, MINUTE),
-            hours=_parse_field(hour, HOUR),
-            days=_parse_field(day, DAY),
-            months=_parse_field(month, MONTH),
-            weekdays=frozenset(v % 7 for v in _parse_field(weekday, WEEKDAY)),
-            day_star=day.startswith("*"),
-            weekday_star=weekday.startswith("*"),
-            fixed_time=not minute.startswith("*") and not hour.startswith("*"),
-        )
-    except _CronError as exc:
-        raise ValueError(f"cron {expr!r}: {exc}") from None
-    if not fields.either_day and not fields.day_in_some_month:
+        CronSim(" ".join(six), _PROBE)
+    except CronSimError:  # each field is fine alone: cronsim checks one combination
         raise ValueError(
-            f"cron {expr!r} never fires: no selected month has day "
-            f"{compress(fields.days, DAY)} (the day-of-month field)"
-        )
-    return fields
-
-
-def _parse_field(text: str, kind: FieldKind) -> frozenset[int]:
-    def fail(reason: str) -> _CronError:
-        return _CronError(f"bad {kind.name} field {text!r}: {reason}")
-
-    values: set[int] = set()
-    for item in text.split(","):
-        if not item:
-            raise fail("empty list item")
-        base, slash, step_text = item.partition("/")
-        step = 1
-        if slash:
-            if not _NUMBER.fullmatch(step_text):
-                raise fail(f"step {step_text!r} is not a number")
-            step = int(step_text)
-            if step == 0:
-                raise fail("a step must be at least 1")
-        if base == "*":
-            first, last = kind.low, kind.high
-        else:
-            first_text, dash, last_text = base.partition("-")
-            first = _parse_value(first_text, kind, fail)
-            if dash:
-                last = _parse_value(last_text, kind, fail)
-                if first > last:
-                    hint = " (Sunday is also 7: write 5-7 for fri-sun)" if kind is WEEKDAY else ""
-                    raise fail(f"range {base!r} runs backwards; ranges do not wrap{hint}")
-            else:
-                last = kind.high if slash else first
-        values.update(range(first, last + 1, step))
-    return frozenset(values)
-
-
-def _parse_value(token: str, kind: FieldKind, fail: Callable[[str], _CronError]) -> int:
-    if _NUMBER.fullmatch(token):
-        value = int(token)
-        if not kind.low <= value <= kind.high:
-            raise fail(f"{value} is out of range {kind.low}-{kind.high}")
-        return value
-    if token.lower() in kind.names:
-        return kind.names[token.lower()]
-    if not token:
-        raise fail("a number is missing")
-    if kind.names:
-        names = list(kind.names)
-        raise fail(
-            f"{token!r} is neither a number {kind.low}-{kind.high} "
-            f"nor a name {names[0]}..{names[-1]}"
-        )
-    raise fail(f"{token!r} is not a number {kind.low}-{kind.high}")
-
-
-def compress(values: Iterable[int], kind: FieldKind) -> str:
-    """A short APScheduler (and crontab) expression for a set of numbers."""
-    ordered = sorted(values)
-    if ordered == list(range(kind.low, kind.high + 1)):
-        return "*"
-    gaps = {b - a for a, b in pairwise(ordered)}
-    if len(ordered) > 2 and len(gaps) == 1 and (step := gaps.pop()) > 1:
-        return f"{ordered[0]}-{ordered[-1]}/{step}"
-    runs: list[str] = []
-    start = prev = ordered[0]
-    for value in [*ordered[1:], None]:
-        if value is not None and value == prev + 1:
-            prev = value
-            continue
-        runs.append(str(start) if start == prev else f"{start}-{prev}")
-        if value is not None:
-            start = prev = value
-    return ",".join(runs)
+            f"cron {expr!r} never fires: no selected month has day {parts[-3]!r} "
+            "(the day-of-month field)"
+        ) from None
+    return CronExpression(
+        text=text,
+        crontab=" ".join(six[1:]),
+        seconds=_seconds(six[0]),
+        fixed_time=not six[1].startswith("*") and not six[2].startswith("*"),
+    )
 
 
 def check_cron(expr: str) -> None:
     """Raise ValueError, naming the bad field, if `expr` is not a valid cron expression."""
     parse_cron(expr)
+
+
+def _crontab_field(part: str, kind: _Field) -> str:
+    """`part` with each `N-N/step` item (the value N in crontab) written `N-N`."""
+    return ",".join(_crontab_item(item, kind) for item in part.split(","))
+
+
+def _crontab_item(item: str, kind: _Field) -> str:
+    match = _RANGE_WITH_STEP.fullmatch(item)
+    if match is None:
+        return item
+    first, last = kind.value(match[1]), kind.value(match[2])
+    return f"{match[1]}-{match[2]}" if first is not None and first == last else item
+
+
+def _check_field(expr: str, six: list[str], index: int, kind: _Field) -> None:
+    """Raise ValueError if field `index` of `six` is invalid even with every other one `*`."""
+    text = six[index]
+    if refused := sorted({c for c in text.upper() if c in kind.not_crontab}):
+        raise ValueError(
+            f"cron {expr!r}: bad {kind.name} field {text!r}: "
+            f"{' and '.join(refused)} (cronsim extensions) are not crontab(5) " + kind.describe()
+        )
+    if _valid_alone(text, index):
+        return
+    bad = next((item for item in text.split(",") if not _valid_alone(item, index)), text)
+    raise ValueError(
+        f"cron {expr!r}: bad {kind.name} field {text!r}: {kind.reason(bad)} {kind.describe()}"
+    )
+
+
+def _valid_alone(text: str, index: int) -> bool:
+    probe = ["0", "*", "*", "*", "*", "*"]
+    probe[index] = text
+    try:
+        CronSim(" ".join(probe), _PROBE)
+    except CronSimError:
+        return False
+    return bool(text)
+
+
+def _seconds(field: str) -> tuple[int, ...]:
+    """The seconds of a (checked) seconds field, in order, as cronsim reads them."""
+    found: list[int] = []
+    for fire in CronSim(f"{field} * * * * *", _PROBE - timedelta(seconds=1)):
+        if fire >= _PROBE + timedelta(minutes=1):
+            break
+        found.append(fire.second)
+    return tuple(found)
+
+
+def fires_after(cron: CronExpression, zone: tzinfo, moment: datetime) -> Iterator[datetime]:
+    """The fire times strictly after `moment` (aware), in UTC, increasing; ends after 50
+    years without one (cronsim's horizon)."""
+    moment = moment.astimezone(UTC)
+    # A minute that starts up to 59 s before `moment` may still have seconds after it.
+    minutes = _minutes_after(cron, zone, moment - timedelta(minutes=1))
+    last = moment
+    for minute in minutes:
+        for second in cron.seconds:
+            fire = minute + timedelta(seconds=second)
+            if fire > last:
+                last = fire
+                yield fire
+
+
+def _minutes_after(cron: CronExpression, zone: tzinfo, moment: datetime) -> Iterator[datetime]:
+    """The fire minutes of `cron.crontab` after `moment` (UTC), in UTC (not always
+    strictly after for a fixed-time job: see `fires_after`)."""
+    if cron.fixed_time:
+        # cronsim does a fixed-time job's arithmetic on wall times, then applies the DST
+        # rules: exact. In a repeated hour it may answer the first pass, before `moment`.
+        for local in CronSim(cron.crontab, moment.astimezone(zone)):
+            yield local.astimezone(UTC)
+        return
+    # Other jobs: cronsim 2.8 steps hours and minutes in UTC, which goes wrong across a
+    # change of offset by 30 minutes (Lord Howe: `0 21 * * *` answers 21:30). So it is
+    # only asked within a stretch of constant offset, in that fixed offset.
+    at = moment  # the instant whose offset applies
+    while True:
+        offset = _offset(at, zone)
+        for local in CronSim(cron.crontab, moment.astimezone(timezone(offset))):
+            fire = local.astimezone(UTC)
+            change = _first_change(zone, at, fire, offset)
+            if change is not None:  # search again from the change, in the new offset
+                moment, at = change - _MICROSECOND, change
+                break
+            yield fire
+            at = fire
+        else:
+            return
+
+
+def _offset(moment: datetime, zone: tzinfo) -> timedelta:
+    offset = moment.astimezone(zone).utcoffset()
+    if offset is None:  # pragma: no cover - a ZoneInfo always answers
+        raise ValueError(f"{zone} gives no UTC offset for {moment}")
+    return offset
+
+
+def _first_change(
+    zone: tzinfo, start: datetime, end: datetime, offset: timedelta
+) -> datetime | None:
+    """The first instant in (start, end] whose offset in `zone` is not `offset`, to the
+    second; probes once a day (a zone changes its offset at most once a day)."""
+    low = start
+    while low < end:
+        high = min(low + _DAY, end)
+        if _offset(high, zone) != offset:
+            low_s, high_s = math.floor(low.timestamp()), math.ceil(high.timestamp())
+            while high_s - low_s > 1:
+                middle = (low_s + high_s) // 2
+                if _offset(datetime.fromtimestamp(middle, UTC), zone) == offset:
+                    low_s = middle
+                else:
+                    high_s = middle
+            return max(datetime.fromtimestamp(high_s, UTC), start + _MICROSECOND)
+        low = high
+    return None

@@ -271,6 +271,10 @@ class Daemon:
         triggers = (
             spec.on.model_dump(mode="json", exclude_defaults=False) if spec and spec.on else {}
         )
+        if triggers.get("schedule") and entry.workflow is not None:
+            upcoming = self.scheduler.next_fires(entry.workflow)
+            for schedule, when in zip(triggers["schedule"], upcoming, strict=True):
+                schedule["next_fire"] = when
         return {
             "name": entry.name,
             "path": str(entry.path),

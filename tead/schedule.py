@@ -4,54 +4,12 @@ The scheduler asks a trigger `next_after(now)` to know when to wake up, and
 `fires_between(last_fire, now, limit=...)` to apply the catch-up policy after downtime.
 All datetimes in and out are aware; results are in UTC.
 
-Cron expressions follow crontab(5) as Vixie/ISC cron (cronie) reads them:
+Cron expressions and their fire times come from `tead.cron` (the cronsim library, with
+crontab(5) semantics and its daylight-saving rules; see there).
 
-- 5 fields `minute hour day-of-month month day-of-week`, or 6 with `second` first;
-- a field is a comma list of `*`, `N` or `N-M`, each with an optional `/step`; `N/step`
-  means `N-max/step` (an extension that cronie and APScheduler share);
-- month names `jan`..`dec` and weekday names `sun`..`sat`, in any case, also in ranges;
-- day of week: 0 and 7 are Sunday, 1 is Monday ... 6 Saturday, so `*/2` is Sun, Tue, Thu,
-  Sat; ranges never wrap (`5-1` and `fri-sun` are errors: write `5-7`);
-- when both day fields are restricted (neither *starts* with `*`) a day matches if EITHER
-  matches; when one starts with `*` (even `*/2`) a day must match both, as in cron;
-- daylight saving time, as cron handles it, in the schedule's zone: a *fixed-time* job
-  (neither minute nor hour starts with `*`) whose time falls in a spring-forward gap runs
-  once when the clocks jump (02:30 in Europe/Berlin on the last Sunday of March runs at
-  03:00 CEST), and runs once in a repeated autumn hour (its first pass); any other job
-  skips the gap and runs in both passes of a repeated hour. The zone is assumed to change
-  its offset at most once a day.
-
-Interval schedules fire at `anchor + k * every` for k = 1, 2, ..., computed in whole
-microseconds so that far fire times do not drift.
-
-The calendar maths of cron is APScheduler 3.11's `CronTrigger` (and `OrTrigger` for the
-either-day rule), fed with fields that this module has already parsed and expanded, so
-that APScheduler never sees crontab syntax. Its traps, and how they are avoided here:
-
-- `CronTrigger.from_crontab` counts weekday 0 as Monday: not used; weekdays are passed
-  by name;
-- a `CronTrigger` without `timezone=` uses the machine's zone: always passed;
-- fields left out are filled with their minimum when a less significant field is given
-  (`CronTrigger(hour=3)` fires at 03:00:00 only): every field is passed explicitly;
-- long lists (`0,1,2,...,59`) make each step several times slower: sets are passed
-  compressed (`*`, `0-55/5`, runs `1-5,7`);
-- `get_next_fire_time` is inclusive of `now` and rounds it up to a whole second; it is
-  called with `moment + 1 µs` for "strictly after";
-- adding a `timedelta` to a zone-local datetime is wall-clock arithmetic that resets
-  `fold` (in a repeated hour, `local + 1 µs` jumps back an hour): all arithmetic here is
-  in UTC;
-- its handling of a spring-forward gap depends on the path its search takes: a time in
-  the gap is either returned with the offset before the jump (02:30 -> 03:30 CEST; in a
-  30-minute gap, as at Lord Howe, that hides the real times 02:30-03:00) or silently
-  skipped (`40 1-3 * * *` never reaches 02:40); and it runs a fixed time twice in a
-  repeated hour. `_next` applies cron's rules on top (see above);
-- a day-of-month that no selected month has (`30 2`) makes APScheduler scan up to the
-  year 9999: such an expression is rejected, and under the either-day rule that half is
-  left out.
-
-APScheduler's `IntervalTrigger` is not used: it counts the anchor itself as a fire time,
-is inclusive of `now`, and divides in floating point; the arithmetic below is exact and
-also gives the cheap count that `fires_between` needs.
+Interval schedules fire at `anchor + k * every` for k = 1, 2, ..., computed exactly in
+whole microseconds (far fire times do not drift), which also gives the cheap count that
+`fires_between` needs.
 """
 
 from __future__ import annotations
@@ -64,21 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Protocol
 
-from apscheduler.triggers.combining import OrTrigger  # type: ignore[import-untyped]
-from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
-
-from tead.cron import (
-    DAY,
-    HOUR,
-    MINUTE,
-    MONTH,
-    SECOND,
-    WEEKDAYS,
-    CronFields,
-    check_cron,
-    compress,
-    parse_cron,
-)
+from tead.cron import CronExpression, check_cron, fires_after, parse_cron
 
 if TYPE_CHECKING:
     from tead.spec import CronSchedule, IntervalSchedule
@@ -94,10 +38,9 @@ __all__ = [
 
 CRON_COUNT_CAP = 10_000
 """`fires_between` stops counting cron fire times here: a count equal to it is a lower
-bound (a year of an every-second schedule is 31.5 million steps of APScheduler)."""
+bound (a year of an every-second schedule is 31.5 million fire times)."""
 
 _MICROSECOND = timedelta(microseconds=1)
-_ONE_DAY = timedelta(days=1)
 _LONGEST_WINDOW = timedelta(days=366 * 100)  # keeps the backward search clear of datetime.min
 
 
@@ -120,75 +63,6 @@ class ScheduleTrigger(Protocol):
         ...
 
 
-# --- triggers -------------------------------------------------------------------------------
-
-
-class _ApsTrigger(Protocol):
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None: ...
-
-
-def _aps_cron(fields: CronFields, zone: tzinfo, *, day: bool, weekday: bool) -> _ApsTrigger:
-    """An APScheduler CronTrigger; `day`/`weekday` say which day fields restrict it."""
-    weekdays = ",".join(WEEKDAYS[d] for d in sorted(fields.weekdays))
-    trigger: _ApsTrigger = CronTrigger(
-        year="*",
-        month=compress(fields.months, MONTH),
-        week="*",
-        day=compress(fields.days, DAY) if day else "*",
-        day_of_week=weekdays if weekday and len(fields.weekdays) < 7 else "*",
-        hour=compress(fields.hours, HOUR),
-        minute=compress(fields.minutes, MINUTE),
-        second=compress(fields.seconds, SECOND),
-        timezone=zone,
-    )
-    return trigger
-
-
-def _aps_cron_any_day(fields: CronFields, zone: tzinfo) -> _ApsTrigger:
-    """The whole expression as one APScheduler trigger, with cron's either-day rule."""
-    if not fields.either_day:
-        return _aps_cron(fields, zone, day=True, weekday=True)
-    if not fields.day_in_some_month:  # `0 0 30 2 mon`: that half would scan up to 9999
-        return _aps_cron(fields, zone, day=False, weekday=True)
-    trigger: _ApsTrigger = OrTrigger(
-        [
-            _aps_cron(fields, zone, day=True, weekday=False),
-            _aps_cron(fields, zone, day=False, weekday=True),
-        ]
-    )
-    return trigger
-
-
-def _offset(moment: datetime, zone: tzinfo) -> timedelta:
-    offset = moment.astimezone(zone).utcoffset()
-    if offset is None:  # pragma: no cover - a ZoneInfo always answers
-        raise ValueError(f"{zone} gives no UTC offset for {moment}")
-    return offset
-
-
-def _jumps_forward(
-    start: datetime, end: datetime, zone: tzinfo
-) -> Iterator[tuple[datetime, timedelta, timedelta]]:
-    """The instants in (start, end] when the clocks of `zone` jump forward, each with the
-    offsets before and after; assumes at most one change of offset a day."""
-    left, before = start, _offset(start, zone)
-    while left < end:
-        right = min(left + _ONE_DAY, end)
-        after = _offset(right, zone)
-        if after > before:  # bisect on whole seconds: changes of offset fall on them
-            low, high = math.floor(left.timestamp()), math.ceil(right.timestamp())
-            while high - low > 1:
-                middle = (low + high) // 2
-                if _offset(datetime.fromtimestamp(middle, UTC), zone) == after:
-                    high = middle
-                else:
-                    low = middle
-            yield datetime.fromtimestamp(high, UTC), before, after
-        left, before = right, after
-
-
 def _utc(moment: datetime, what: str) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{what} must be an aware datetime, got naive {moment.isoformat()}")
@@ -206,31 +80,34 @@ class CronScheduleTrigger:
 
     expression: str  # stored whitespace-normalised
     timezone: str = "UTC"
+    _cron: CronExpression = field(init=False, repr=False, compare=False)
     _zone: tzinfo = field(init=False, repr=False, compare=False)
-    _aps: _ApsTrigger = field(init=False, repr=False, compare=False)
-    _wall: _ApsTrigger = field(init=False, repr=False, compare=False)  # on wall times
-    _fixed_time: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        fields = parse_cron(self.expression)
+        cron = parse_cron(self.expression)
         try:
             zone = zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(
                 f"unknown time zone {self.timezone!r} (use an IANA name such as Europe/Berlin)"
             ) from None
-        object.__setattr__(self, "expression", " ".join(self.expression.split()))
+        object.__setattr__(self, "expression", cron.text)
+        object.__setattr__(self, "_cron", cron)
         object.__setattr__(self, "_zone", zone)
-        object.__setattr__(self, "_aps", _aps_cron_any_day(fields, zone))
-        object.__setattr__(self, "_wall", _aps_cron_any_day(fields, UTC))
-        object.__setattr__(self, "_fixed_time", fields.fixed_time)
 
     @property
     def key(self) -> str:
         return f"cron:{self.expression}@{self.timezone}"
 
+    @property
+    def zone(self) -> tzinfo:
+        return self._zone
+
     def next_after(self, moment: datetime) -> datetime:
-        return self._next(_utc(moment, "moment"))
+        moment = _utc(moment, "moment")
+        for fire in self._fires_after(moment):
+            return fire
+        raise ValueError(f"cron {self.expression!r} has no fire time within 50 years of {moment}")
 
     def fires_between(
         self, after: datetime, until: datetime, *, limit: int
@@ -244,60 +121,27 @@ class CronScheduleTrigger:
         after, until = _utc(after, "after"), _utc(until, "until")
         last: deque[datetime] = deque(maxlen=limit)
         count = 0
-        moment = after
-        while count < CRON_COUNT_CAP:
-            moment = self._next(moment)
+        for moment in self._fires_after(after):
             if moment > until:
                 return list(last), count
+            if count == CRON_COUNT_CAP:
+                return self._last_before(after, until, limit), count
             last.append(moment)
             count += 1
-        return self._last_before(after, until, limit), count
+        return list(last), count
 
-    def _next(self, moment: datetime) -> datetime:
-        """The first fire time strictly after `moment` (UTC)."""
-        probe = moment
-        while True:
-            found = self._aps.get_next_fire_time(None, probe + _MICROSECOND)
-            if found is None:
-                raise ValueError(f"cron {self.expression!r} has no fire time after {moment}")
-            fire = found.astimezone(UTC)
-            if self._fixed_time:  # a time in a gap runs when the clocks jump
-                for jump, before, after in _jumps_forward(probe, fire, self._zone):
-                    if self._matches_between(jump + before, jump + after):
-                        return jump
-            if fire.astimezone(self._zone).replace(tzinfo=None) != found.replace(tzinfo=None):
-                # A wall time in a gap, read by APScheduler with the offset before the jump
-                # (02:30 -> 03:30 CEST): a wildcard job skips the gap instead.
-                gap = next(_jumps_forward(probe, fire, self._zone), None)
-                if gap is None or gap[0] <= probe + _MICROSECOND:  # pragma: no cover
-                    raise RuntimeError(f"no clock change before {found} in {self.timezone}")
-                probe = gap[0] - _MICROSECOND
-                continue
-            if fire <= probe:  # pragma: no cover - a loop guard against an APScheduler bug
-                raise RuntimeError(f"APScheduler went backwards: {fire} after {probe}")
-            if not (self._fixed_time and self._second_pass(fire)):
-                return fire
-            probe = fire
-
-    def _matches_between(self, wall_start: datetime, wall_end: datetime) -> bool:
-        """Whether a wall time in [wall_start, wall_end) matches (wall times written as UTC)."""
-        found = self._wall.get_next_fire_time(None, wall_start)
-        return found is not None and found < wall_end
-
-    def _second_pass(self, fire: datetime) -> bool:
-        """Whether `fire` is in the second pass of a repeated local hour (autumn)."""
-        local = fire.astimezone(self._zone)
-        return local.fold == 1 and local.replace(fold=0).astimezone(UTC) != fire
+    def _fires_after(self, moment: datetime) -> Iterator[datetime]:
+        return fires_after(self._cron, self._zone, moment)
 
     def _fires_in(self, start: datetime, end: datetime, most: int) -> list[datetime] | None:
         """All fire times in (start, end], or None if there are more than `most`."""
         found: list[datetime] = []
-        moment = self._next(start)
-        while moment <= end:
+        for moment in self._fires_after(start):
+            if moment > end:
+                break
             if len(found) == most:
                 return None
             found.append(moment)
-            moment = self._next(moment)
         return found
 
     def _last_before(self, after: datetime, until: datetime, limit: int) -> list[datetime]:

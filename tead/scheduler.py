@@ -1,6 +1,6 @@
 """Schedules → run requests: wake-ups on the event loop, last fire times in the store.
 
-Cron and interval maths come from `tead.schedule` (APScheduler's triggers, crontab's
+Cron and interval maths come from `tead.schedule` (cronsim for cron, with crontab(5)
 weekday numbering). This module keeps one heap of next fire times for every schedule of
 every loaded workflow, sleeps until the earliest, and records each fire's time in the
 store *before* asking for the run, so a restart never fires the same moment twice.
@@ -24,8 +24,9 @@ from typing import Any
 from tead.metrics import Metrics
 from tead.records import now_utc
 from tead.registry import WorkflowEntry
-from tead.schedule import ScheduleTrigger, make_trigger
+from tead.schedule import CronScheduleTrigger, ScheduleTrigger, make_trigger
 from tead.store import Store
+from tead.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,30 @@ class Scheduler:
             job = _Job(workflow.name, key, trigger, generation)
             self._push(trigger.next_after(now), job)
         self._wake.set()
+
+    def next_fires(self, workflow: Workflow) -> list[str | None]:
+        """When each `on.schedule` entry of a loaded workflow fires next, in ISO-8601 (in a
+        cron schedule's zone, else UTC); None for one that is not scheduled."""
+        if workflow.spec is None or workflow.spec.on is None:
+            return []
+        upcoming: dict[str, datetime] = {}
+        for when, _, job in self._heap:
+            if (
+                job.workflow == workflow.name
+                and self._generation.get(job.workflow) == job.generation
+            ):
+                upcoming[job.key] = min(when, upcoming.get(job.key, when))
+        found: list[str | None] = []
+        for schedule in workflow.spec.on.schedule:
+            trigger = make_trigger(schedule, anchor=now_utc())
+            next_fire = upcoming.get(f"{workflow.name}:{trigger.key}")
+            if next_fire is None:
+                found.append(None)
+            elif isinstance(trigger, CronScheduleTrigger):
+                found.append(next_fire.astimezone(trigger.zone).isoformat(timespec="seconds"))
+            else:
+                found.append(_iso(next_fire))
+        return found
 
     def unload(self, name: str) -> None:
         self._generation[name] = self._generation.get(name, 0) + 1

@@ -600,12 +600,12 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 
 def test_cli_workflows(api: DaemonProcess, tead_cli: RunTead) -> None:
     header, rows = table(ok(tead_cli("workflows", "--url", api.url)))
-    assert header == ["name", "file", "triggers", "status"]
+    assert header == ["name", "file", "triggers", "next_fire", "status"]
     by_name = {row[0]: row for row in rows}
     assert by_name["fan"][1] == "fan.yaml"
     assert "dispatch" in by_name["fan"][2]
-    assert by_name["fan"][3] == "ok"
-    assert re.search(r"broken\.yaml:\d+:\d+: ", by_name["broken"][3])
+    assert by_name["fan"][4] == "ok"
+    assert re.search(r"broken\.yaml:\d+:\d+: ", by_name["broken"][4])
     listed = json.loads(ok(tead_cli("workflows", "--json", "--url", api.url)))
     assert {w["name"]: w["valid"] for w in listed}["broken"] is False
     assert {w["name"] for w in listed} == set(by_name)

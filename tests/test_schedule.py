@@ -1,4 +1,4 @@
-"""Schedule maths: crontab semantics on APScheduler, DST, catch-up windows, intervals."""
+"""Schedule maths: crontab semantics (on cronsim), DST, catch-up windows, intervals."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def test_a_fixed_time_in_the_spring_gap_runs_when_the_clocks_jump() -> None:
     nightly = fires("30 2 * * *", utc(2024, 3, 29, 12), utc(2024, 4, 1, 12), "Europe/Berlin")
     assert nightly == [utc(2024, 3, 30, 1, 30), utc(2024, 3, 31, 1), utc(2024, 4, 1, 0, 30)]
     assert nightly[1].astimezone(BERLIN).strftime("%H:%M %Z") == "03:00 CEST"
-    # the same from any moment of that night (APScheduler alone skips it from 01:50 CET)
+    # the same from any moment of that night
     assert cron("30 2 * * *", "Europe/Berlin").next_after(utc(2024, 3, 31, 0, 50)) == nightly[1]
 
 
@@ -177,12 +177,59 @@ def test_wildcard_jobs_skip_the_gap_and_run_in_both_passes() -> None:
 
 
 def test_a_half_hour_gap_keeps_the_real_times_after_it() -> None:
-    """Lord Howe jumps 02:00 -> 02:30: 02:12 runs at the jump, and 02:39 still runs (APScheduler
-    alone reads 02:12 as 02:42 and so loses 02:39)."""
+    """Lord Howe jumps 02:00 -> 02:30: 02:12 runs at the jump, and 02:39 still runs."""
     found = fires(
         "12,39 2 * * *", utc(2024, 10, 5, 12), utc(2024, 10, 6, 12), "Australia/Lord_Howe"
     )
     assert found == [utc(2024, 10, 5, 15, 30), utc(2024, 10, 5, 15, 39)]
+
+
+def test_berlin_midnight_fires_every_day_of_2025() -> None:
+    """Issue 7: `0 0 * * *` in Berlin fired 364 times in 2025, losing the day after the
+    spring-forward change."""
+    found = fires("0 0 * * *", utc(2024, 12, 31, 12), utc(2025, 12, 31, 12), "Europe/Berlin")
+    assert len(found) == 365
+    assert [m.astimezone(BERLIN).strftime("%H:%M") for m in found] == ["00:00"] * 365
+
+
+def test_next_midnight_after_the_spring_forward_day_is_the_next_day() -> None:
+    """Next after 2025-03-30T00:00+01:00 is 2025-03-31T00:00+02:00 (not 1 April)."""
+    moment = datetime.fromisoformat("2025-03-30T00:00+01:00")
+    found = cron("0 0 * * *", "Europe/Berlin").next_after(moment)
+    assert found == datetime.fromisoformat("2025-03-31T00:00+02:00")
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
+def test_monthly_job_keeps_the_first_of_april(zone: str) -> None:
+    """`0 0 1 * *` skipped 1 April 2025 in Berlin and New York (after a DST change)."""
+    tz = ZoneInfo(zone)
+    start = datetime(2025, 1, 1, tzinfo=tz) - timedelta(minutes=1)
+    found = fires("0 0 1 * *", start, datetime(2025, 12, 31, tzinfo=tz), zone)
+    assert [m.astimezone(tz).replace(tzinfo=None) for m in found] == [
+        datetime(2025, month, 1) for month in range(1, 13)
+    ]
+
+
+def test_a_range_of_one_with_a_step_is_that_one_value() -> None:
+    """crontab(5): `12-12/5` is hour 12 only (cronsim alone reads it as 12, 17, 22)."""
+    day = (utc(2024, 6, 7), utc(2024, 6, 8))
+    assert fires("0 12-12/5 * * *", *day) == [utc(2024, 6, 7, 12)]
+    assert fires("0 0 * jun-jun/3 *", *day) == [utc(2024, 6, 8)]
+
+
+def test_six_fields_keep_the_five_field_dst_rules() -> None:
+    """A seconds field does not change the DST rules: `15 30 2 * * *` runs at 03:00:15 on
+    the spring-forward day and once on the autumn one (cronsim alone skips and repeats)."""
+    spring = fires("15 30 2 * * *", utc(2024, 3, 30, 12), utc(2024, 3, 31, 12), "Europe/Berlin")
+    assert spring == [utc(2024, 3, 31, 1, 0, 15)]
+    autumn = fires("15 30 2 * * *", utc(2024, 10, 26, 12), utc(2024, 10, 27, 12), "Europe/Berlin")
+    assert autumn == [utc(2024, 10, 27, 0, 30, 15)]
+
+
+def test_a_fixed_time_job_asked_in_the_second_pass_does_not_go_back() -> None:
+    """From 02:45 of the second pass of a repeated hour, the next `30 2` is the next day's."""
+    second_pass = utc(2024, 10, 27, 1, 45)  # 02:45 CET, after 02:45 CEST
+    assert cron("30 2 * * *", "Europe/Berlin").next_after(second_pass) == utc(2024, 10, 28, 1, 30)
 
 
 # --- next_after and fires_between -----------------------------------------------------------
@@ -321,17 +368,26 @@ INVALID = [
     ("* * * * 8", "bad day-of-week field '8': 8 is out of range 0-7"),
     ("60 * * * * *", "bad second field '60'"),
     ("* * * * 5-1", "bad day-of-week field '5-1': range '5-1' runs backwards; ranges do not wrap"),
-    ("* * * * fri-sun", "Sunday is also 7: write 5-7"),
+    (
+        "* * * * fri-sun",
+        "range 'fri-sun' runs backwards; ranges do not wrap (0-7 or sun..sat, 0 "
+        "and 7 = Sunday; `*`, N-M (no wrap: 5-7 for fri-sun)",
+    ),
     ("30-10 * * * *", "bad minute field '30-10': range '30-10' runs backwards"),
-    ("* * * * funday", "'funday' is neither a number 0-7 nor a name sun..sat"),
-    ("* * * foo *", "bad month field 'foo': 'foo' is neither a number 1-12 nor a name jan..dec"),
-    ("mon * * * *", "bad minute field 'mon': 'mon' is not a number 0-59"),
+    ("* * * * funday", "'funday' is not valid (0-7 or sun..sat, 0 and 7 = Sunday"),
+    ("* * * foo *", "bad month field 'foo': 'foo' is not valid (1-12 or jan..dec"),
+    ("mon * * * *", "bad minute field 'mon': 'mon' is not valid (0-59"),
     ("*/0 * * * *", "a step must be at least 1"),
     ("*/x * * * *", "step 'x' is not a number"),
     ("1,,2 * * * *", "empty list item"),
-    ("-5 * * * *", "a number is missing"),
-    ("? * * * *", "'?' is not a number 0-59"),
+    ("-5 * * * *", "bad minute field '-5': '-5' is not valid"),
+    ("? * * * *", "'?' is not valid (0-59"),
+    ("1,2,99 * * * *", "bad minute field '1,2,99': 99 is out of range 0-59"),
     ("0 0 30 2 *", "never fires"),
+    ("0 0 L * *", "bad day-of-month field 'L': L (cronsim extensions) are not crontab(5)"),
+    ("0 0 LW * *", "L and W (cronsim extensions) are not crontab(5)"),
+    ("0 0 * * 5L", "bad day-of-week field '5L': L (cronsim extensions)"),
+    ("0 0 * * mon#2", "bad day-of-week field 'mon#2': # (cronsim extensions)"),
 ]
 
 
