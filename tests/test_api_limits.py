@@ -1,0 +1,204 @@
+"""The HTTP API under bad input and load (issue 7 §5), against real daemons: body size
+limits, inputs that cannot be stored, JSON for every error, slow clients."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.daemon_fixture import DaemonProcess
+
+HELLO = "name: hello\nnodes:\n  - name: a\n    run: |\n      return {'hi': 1}\n"
+DISPATCH = "/api/v1/workflows/hello/dispatch"
+MIB = 1024 * 1024
+
+
+def nested(depth: int) -> Any:
+    """A value with `depth` levels of objects."""
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def started(daemon: DaemonProcess) -> DaemonProcess:
+    daemon.write("hello.yaml", HELLO)
+    daemon.wait_for(lambda: daemon.get("/api/v1/workflows").json()["workflows"], what="load")
+    return daemon
+
+
+def raw(daemon: DaemonProcess, data: bytes, *, timeout_s: float = 10) -> bytes:
+    """Send `data` on a fresh connection; everything the daemon answers until it closes."""
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=timeout_s) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+def head_and_json(answer: bytes) -> tuple[str, dict[str, Any]]:
+    """The status line and the JSON body of a raw HTTP answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), answer[:500]
+    return head.decode().splitlines()[0], json.loads(body)
+
+
+def request_head(path: str, *headers: str) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: tead", *headers, "", ""]
+    return "\r\n".join(lines).encode()
+
+
+# --- bodies over max_request_bytes ----------------------------------------------------------
+
+
+def test_a_body_over_the_limit_is_413_json_and_creates_no_run(daemon: DaemonProcess) -> None:
+    """A body over 1 MiB is refused: whether Content-Length says so (answered before any
+    body byte is sent), or the body is chunked (stopped long before its 50 MB arrive)."""
+    started(daemon)
+    too_big = {"inputs": {"blob": "x" * (MIB + 10)}}
+    response = daemon.post(DISPATCH, json=too_big)
+    assert response.status_code == 413, response.text[:200]
+    assert "larger than 1048576 bytes" in response.json()["error"]
+
+    announced = raw(
+        daemon,
+        request_head(DISPATCH, "Content-Type: application/json", "Content-Length: 50000000"),
+    )
+    status, body = head_and_json(announced)
+    assert status.startswith("HTTP/1.1 413"), announced[:300]
+    assert "larger than" in body["error"]
+
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as sock:
+        sock.sendall(
+            request_head(DISPATCH, "Content-Type: application/json", "Transfer-Encoding: chunked")
+        )
+        chunk = b'{"inputs": {"blob": "' + b"x" * 65536
+        sent, answer = 0, b""
+        while sent < 50_000_000 and not answer:
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except OSError:
+                break  # closed by the daemon: read its answer
+            sent += len(chunk)
+            if select.select([sock], [], [], 0)[0]:
+                answer = sock.recv(65536)
+        answer = answer or sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert sent < 20 * MIB, sent  # the daemon stopped reading near the limit
+    assert daemon.runs() == []
+    assert daemon.get("/healthz").status_code == 200
+    assert daemon.post(DISPATCH, json={"inputs": {"small": "x" * 1000}}).status_code == 202
+
+
+def test_max_request_bytes_is_configurable(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """`max_request_bytes` (TEAD_MAX_REQUEST_BYTES) moves the limit."""
+    daemon = started(daemon_factory(env={"TEAD_MAX_REQUEST_BYTES": "2000"}).start())
+    assert daemon.post(DISPATCH, json={"inputs": {"s": "x" * 2100}}).status_code == 413
+    assert daemon.post(DISPATCH, json={"inputs": {"s": "x" * 1000}}).status_code == 202
+
+
+# --- inputs that cannot be stored -----------------------------------------------------------
+
+
+def test_inputs_that_cannot_be_stored_are_refused_before_a_run_exists(
+    daemon: DaemonProcess,
+) -> None:
+    """Inputs nested 900 deep (or holding NaN) are a 422 naming the problem, every time a
+    client retries, and create no run; 64 levels are fine."""
+    started(daemon)
+    for _ in range(3):  # a retrying client
+        deep = daemon.post(DISPATCH, json={"inputs": {"x": nested(900)}})
+        assert deep.status_code == 422, deep.text[:300]
+        assert deep.json()["error"] == "inputs: nested more than 64 levels deep"
+    boundary = daemon.post(DISPATCH, json={"inputs": {"x": nested(64)}})
+    assert boundary.status_code == 422, boundary.text[:300]
+    not_json = daemon.post(
+        DISPATCH, content=b'{"inputs": {"x": NaN}}', headers={"Content-Type": "application/json"}
+    )
+    assert not_json.status_code == 422, not_json.text
+    assert "not encodable as JSON" in not_json.json()["error"]
+    time.sleep(0.5)  # a run created anyway would be listed by now
+    assert daemon.runs() == []
+    fine = daemon.post(DISPATCH, json={"inputs": {"x": nested(63)}})
+    assert fine.status_code == 202, fine.text[:300]
+    run = daemon.wait_run(fine.json()["id"])
+    assert run["status"] == "succeeded", run["error"]
+    assert run["inputs"]["x"] == nested(63)
+    assert len(daemon.runs()) == 1
+
+
+def test_a_deep_final_state_reads_back(daemon: DaemonProcess) -> None:
+    """A run whose final state nests 400 deep (built by the workflow) is answered, not
+    500 for ever."""
+    daemon.write(
+        "deep.yaml",
+        """
+        name: deep
+        nodes:
+          - name: a
+            run: |
+              value = 1
+              for _ in range(400):
+                  value = {"a": value}
+              return {"deep": value}
+        """,
+    )
+    daemon.wait_for(lambda: daemon.get("/api/v1/workflows").json()["workflows"], what="load")
+    run = daemon.wait_run(daemon.dispatch("deep")["id"])
+    assert run["status"] == "succeeded", run["error"]
+    assert run["final_state"]["deep"] == nested(400)
+    assert daemon.get("/api/v1/runs").status_code == 200
+
+
+# --- every error is JSON --------------------------------------------------------------------
+
+
+def test_router_and_body_errors_are_json(daemon: DaemonProcess) -> None:
+    """404 / 405 from the router, malformed JSON, a body that is not JSON (415), a body
+    that is not an object: all answer `{"error": ...}`."""
+    started(daemon)
+    for response, status in (
+        (daemon.get("/no/such/route"), 404),
+        (httpx.delete(f"{daemon.url}/api/v1/runs", timeout=10), 405),
+        (
+            daemon.post(
+                DISPATCH, content=b'{"inputs":', headers={"Content-Type": "application/json"}
+            ),
+            400,
+        ),
+        (daemon.post(DISPATCH, content=b"inputs=1", headers={"Content-Type": "text/plain"}), 415),
+        (daemon.post(DISPATCH, data={"inputs": "1"}), 415),
+        (daemon.post(DISPATCH, json=[1, 2]), 422),
+    ):
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/json", response.text
+        assert response.json()["error"], response.text
+
+
+def test_a_non_http_request_and_an_unhandled_exception_are_json(daemon: DaemonProcess) -> None:
+    """A request that is not HTTP gets a JSON 400; an unhandled exception (a run row
+    corrupted on disk) a JSON 500 and a traceback in the log; the daemon lives."""
+    started(daemon)
+    status, body = head_and_json(raw(daemon, b"NOT HTTP AT ALL\r\n\r\n"))
+    assert status.startswith("HTTP/1.1 400"), status
+    assert body == {"error": "invalid HTTP request"}
+
+    run_id = daemon.wait_run(daemon.dispatch("hello")["id"])["id"]
+    with sqlite3.connect(daemon.state_dir / "tead.db") as db:
+        db.execute("UPDATE runs SET final_state = '{not json' WHERE id = ?", (run_id,))
+    broken = daemon.get(f"/api/v1/runs/{run_id}")
+    assert broken.status_code == 500
+    assert broken.headers["content-type"] == "application/json"
+    assert broken.json() == {"error": "internal error"}
+    daemon.wait_for(lambda: "Traceback" in daemon.logs(), what="the traceback in the log")
+    assert daemon.get("/healthz").status_code == 200
