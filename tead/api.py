@@ -57,7 +57,7 @@ def run_response(data: dict[str, Any], status_code: int = 200) -> Response:
 
 
 def _encode(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode()
 
 
 class ApiError(Exception):

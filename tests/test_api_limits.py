@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from tead.api import run_response
 from tests.daemon_fixture import DaemonProcess
 
 HELLO = "name: hello\nnodes:\n  - name: a\n    run: |\n      return {'hi': 1}\n"
@@ -160,6 +161,19 @@ def test_a_deep_final_state_reads_back(daemon: DaemonProcess) -> None:
     assert daemon.get("/api/v1/runs").status_code == 200
 
 
+def test_a_run_part_that_cannot_be_encoded_is_named_not_a_500() -> None:
+    """The run encoder's fallback: a part nested deeper than any encoder goes is left out
+    and named under `omitted`; the rest of the run is shown."""
+    answer = run_response({"id": "r1", "inputs": {"a": 1}, "final_state": nested(5000)})
+    assert answer.status_code == 200
+    assert json.loads(bytes(answer.body)) == {
+        "id": "r1",
+        "inputs": {"a": 1},
+        "final_state": None,
+        "omitted": {"final_state": "cannot be shown as JSON: nested too deeply"},
+    }
+
+
 # --- every error is JSON --------------------------------------------------------------------
 
 
@@ -202,3 +216,85 @@ def test_a_non_http_request_and_an_unhandled_exception_are_json(daemon: DaemonPr
     assert broken.json() == {"error": "internal error"}
     daemon.wait_for(lambda: "Traceback" in daemon.logs(), what="the traceback in the log")
     assert daemon.get("/healthz").status_code == 200
+
+
+# --- slow clients ---------------------------------------------------------------------------
+
+
+def test_slow_clients_are_closed_and_health_answers_meanwhile(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """300 slow connections (100 send nothing, 100 send their head a byte at a time, 100 a
+    partial body) are all answered 408 and closed within `request_timeout` (2 s here) plus
+    slack, while /healthz keeps answering; before, none was closed in 20 s."""
+    daemon = started(daemon_factory(env={"TEAD_REQUEST_TIMEOUT": "2"}).start())
+    head = b"GET /api/v1/runs HTTP/1.1\r\nHost: tead\r\nX-Pad: " + b"p" * 2000 + b"\r\n\r\n"
+    partial = request_head(DISPATCH, "Content-Type: application/json", "Content-Length: 100")
+    kinds = ["silent", "dribble", "partial"]
+    conns: list[tuple[str, socket.socket, float]] = []
+    for index in range(300):
+        kind = kinds[index % 3]
+        sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+        sock.setblocking(False)
+        if kind == "partial":
+            sock.send(partial + b'{"inputs": {')
+        conns.append((kind, sock, time.monotonic()))
+    open_ = {sock.fileno(): (kind, sock, opened, 0) for kind, sock, opened in conns}
+    closed_after: dict[str, list[float]] = {kind: [] for kind in kinds}
+    answers: list[bytes] = []
+    health_s: list[float] = []
+    deadline = time.monotonic() + 20
+    try:
+        while open_ and time.monotonic() < deadline:
+            for fd, (kind, sock, opened, sent) in list(open_.items()):
+                if kind == "dribble" and sent < len(head):
+                    try:
+                        sock.send(head[sent : sent + 1])
+                        open_[fd] = (kind, sock, opened, sent + 1)
+                    except OSError:
+                        pass  # closed: seen by the read below
+            readable, _, _ = select.select([s for _, s, _, _ in open_.values()], [], [], 0.1)
+            for sock in readable:
+                kind, _, opened, _ = open_[sock.fileno()]
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if data:
+                    answers.append(data)
+                    continue
+                closed_after[kind].append(time.monotonic() - opened)
+                del open_[sock.fileno()]
+                sock.close()
+            started_at = time.monotonic()
+            assert httpx.get(f"{daemon.url}/healthz", timeout=2).status_code == 200
+            health_s.append(time.monotonic() - started_at)
+    finally:
+        for _, sock, _, _ in open_.values():
+            sock.close()
+    assert not open_, f"{len(open_)} slow connections still open after 20 s"
+    for kind, times in closed_after.items():
+        assert len(times) == 100, (kind, len(times))
+        assert min(times) >= 1.5 and max(times) < 10, (kind, min(times), max(times))
+    assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers[:3]
+    assert len(answers) >= 200, len(answers)
+    assert max(health_s) < 1.0, max(health_s)
+    assert daemon.runs() == []
+    assert daemon.logs().count("Traceback") == 0
+
+
+def test_a_slow_but_timely_request_and_keep_alive_still_work(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """A head sent over 1 s is answered within a 3 s deadline; on a kept-alive connection
+    each request gets its own deadline."""
+    daemon = started(daemon_factory(env={"TEAD_REQUEST_TIMEOUT": "3"}).start())
+    request = b"GET /healthz HTTP/1.1\r\nHost: tead\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        for _ in range(2):
+            for index in range(0, len(request), 4):
+                sock.sendall(request[index : index + 4])
+                time.sleep(0.1)
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            time.sleep(2)  # longer than half the deadline: the clock restarts per request
