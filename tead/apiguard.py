@@ -76,11 +76,11 @@ def nesting_depth(value: Any, limit: int) -> int:
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        children = item.values() if isinstance(item, dict) else item
         if isinstance(item, dict | list | tuple):
             deepest = max(deepest, depth)
             if deepest > limit:
                 return deepest
+            children = item.values() if isinstance(item, dict) else item
             pending.extend((child, depth + 1) for child in children)
     return deepest
 
@@ -109,25 +109,27 @@ class Guard:
             return
         config = self.config()
         headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        has_body = b"transfer-encoding" in headers or declared not in (None, b"0")
+        # Refused before its body is read: the connection is closed, not drained.
+        close = [(b"connection", b"close")] if has_body else []
         if needs_token(config, scope["method"], scope["path"]):
             refusal = token_refusal(config.token, headers.get(b"authorization"))
             if refusal is not None:
                 challenge = (
                     b"Bearer" if refusal == MISSING_TOKEN else b'Bearer error="invalid_token"'
                 )
-                await _answer(send, 401, refusal, [(b"www-authenticate", challenge)])
+                await _answer(send, 401, refusal, [(b"www-authenticate", challenge), *close])
                 return
         limit = config.max_request_bytes
-        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _answer(send, 413, str(too_large(limit).detail), [(b"connection", b"close")])
+            await _answer(send, 413, str(too_large(limit).detail), close)
             return
         kind = headers.get(b"content-type", b"").partition(b";")[0].strip().lower()
-        has_body = b"transfer-encoding" in headers or declared not in (None, b"0")
         if has_body and kind and not (kind == b"application/json" or kind.endswith(b"+json")):
             shown = kind.decode("latin-1")
             message = f"the body must be JSON (Content-Type: application/json), not {shown}"
-            await _answer(send, 415, message, [])
+            await _answer(send, 415, message, close)
             return
         await self.app(scope, _limited(receive, limit), send)
 
