@@ -4,7 +4,8 @@ uvicorn closes idle keep-alive connections but has no timeout for reading a requ
 client that sends its head a byte at a time, or a partial body, or nothing at all, holds a
 connection (and its memory) for ever. Here each connection gets `timeout_s` from its start,
 or from the end of the previous response, to deliver one complete request (head and
-body); then it is answered 408 and closed. The time the app takes is not counted.
+body); then it is answered 408 and closed. The time the app takes is not counted. A client
+that stops reading its response for `timeout_s` (the write buffer stays full) is cut off.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class DeadlineProtocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._write_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -48,7 +50,21 @@ class DeadlineProtocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._write_deadline = self.loop.call_later(self.timeout_s, self._stalled)
+
+    def resume_writing(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+        super().resume_writing()
 
     def handle_events(self) -> None:
         super().handle_events()
@@ -89,6 +105,13 @@ class DeadlineProtocol(H11Protocol):
             message = f"no complete request within {self.timeout_s:g} s"
             self.transport.write(raw_response(408, "Request Timeout", message))
         self.transport.close()
+
+    def _stalled(self) -> None:
+        self._write_deadline = None
+        log.debug(
+            "cutting off %s: it read none of its response for %.1f s", self.client, self.timeout_s
+        )
+        self.transport.abort()  # close() would wait for the buffer to drain: it never will
 
 
 def deadline_protocol(timeout_s: float) -> type[DeadlineProtocol]:

@@ -298,3 +298,34 @@ def test_a_slow_but_timely_request_and_keep_alive_still_work(
             answer = sock.recv(65536)
             assert answer.startswith(b"HTTP/1.1 200"), answer
             time.sleep(2)  # longer than half the deadline: the clock restarts per request
+
+
+def test_a_client_that_stops_reading_its_response_is_cut_off(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """A client that asks for a 12 MB run and reads none of it is cut off once its
+    response has stalled for `request_timeout` (2 s here); the daemon does not hold the
+    rest for ever."""
+    daemon = daemon_factory(env={"TEAD_REQUEST_TIMEOUT": "2"}).start()
+    daemon.write(
+        "big.yaml",
+        "name: big\nnodes:\n  - name: a\n    run: |\n      return {'blob': 'x' * 12_000_000}\n",
+    )
+    daemon.wait_for(lambda: daemon.get("/api/v1/workflows").json()["workflows"], what="load")
+    run_id = daemon.wait_run(daemon.dispatch("big")["id"], timeout_s=60)["id"]
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", daemon.port))
+        sock.sendall(f"GET /api/v1/runs/{run_id} HTTP/1.1\r\nHost: tead\r\n\r\n".encode())
+        time.sleep(6)  # reads nothing for three times the timeout
+        assert httpx.get(f"{daemon.url}/healthz", timeout=2).status_code == 200
+        received = 0
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        except (ConnectionResetError, TimeoutError):
+            pass
+    assert received < 12_000_000, received
+    full = daemon.get(f"/api/v1/runs/{run_id}")
+    assert len(full.json()["final_state"]["blob"]) == 12_000_000
