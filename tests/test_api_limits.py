@@ -329,3 +329,20 @@ def test_a_client_that_stops_reading_its_response_is_cut_off(
     assert received < 12_000_000, received
     full = daemon.get(f"/api/v1/runs/{run_id}")
     assert len(full.json()["final_state"]["blob"]) == 12_000_000
+
+
+def test_sigterm_is_not_held_up_by_a_client_that_never_finishes_its_body(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """A connection with a half-sent body does not keep the daemon from exiting on SIGTERM
+    (uvicorn waits for every request in progress): the request deadline ends it."""
+    daemon = started(daemon_factory(env={"TEAD_REQUEST_TIMEOUT": "2"}).start())
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        sock.sendall(
+            request_head(DISPATCH, "Content-Type: application/json", "Content-Length: 100")
+            + b'{"inputs": {'
+        )
+        time.sleep(0.5)
+        started_at = time.monotonic()
+        assert daemon.stop(timeout_s=30) == 0
+        assert time.monotonic() - started_at < 15
