@@ -6,6 +6,10 @@ connection (and its memory) for ever. Here each connection gets `timeout_s` from
 or from the end of the previous response, to deliver one complete request (head and
 body); then it is answered 408 and closed. The time the app takes is not counted. A client
 that stops reading its response for `timeout_s` (the write buffer stays full) is cut off.
+This also bounds how long a half-sent request can hold up the daemon's exit.
+
+It hooks into H11Protocol's methods (uvicorn is pinned in constraints.txt);
+tests/test_api_limits.py checks the behaviour against a real daemon.
 """
 
 from __future__ import annotations
