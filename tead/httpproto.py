@@ -2,9 +2,10 @@
 
 uvicorn closes idle keep-alive connections but has no timeout for reading a request: a
 client that sends its head a byte at a time, or a partial body, or nothing at all, holds a
-connection (and its memory) for ever. Here each connection gets `timeout_s` from its start,
-or from the end of the previous response, to deliver one complete request (head and
-body); then it is answered 408 and closed. The time the app takes is not counted. A client
+connection (and its memory) for ever. Here a request must arrive whole (head and body)
+within `timeout_s` of the connection's start, or on a kept-alive connection of the
+request's first byte (until then uvicorn's keep-alive timeout applies); else it is answered
+408 and the connection closed. The time the app takes is not counted. A client
 that stops reading its response for `timeout_s` (the write buffer stays full) is cut off.
 This also bounds how long a half-sent request can hold up the daemon's exit.
 
@@ -70,6 +71,11 @@ class DeadlineProtocol(H11Protocol):
             self._write_deadline = None
         super().resume_writing()
 
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None and self.conn.their_state is h11.IDLE:
+            self._arm()  # the first byte of a later request on a kept-alive connection
+        super().data_received(data)
+
     def handle_events(self) -> None:
         super().handle_events()
         if self.conn.their_state not in WAITING:
@@ -77,9 +83,10 @@ class DeadlineProtocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        waiting = self.conn.their_state in WAITING and not self.transport.is_closing()
-        if waiting and self._deadline is None:
-            self._arm()  # the next request's clock (or the rest of an unread body)
+        state = self.conn.their_state
+        begun = state is h11.SEND_BODY or (state is h11.IDLE and self.conn.trailing_data[0])
+        if begun and self._deadline is None and not self.transport.is_closing():
+            self._arm()  # a pipelined request that has begun, or the rest of an unread body
 
     def send_400_response(self, msg: str) -> None:
         self._disarm()
