@@ -3,11 +3,11 @@ in one place."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import secrets
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from tead import __version__
+from tead.apiguard import Guard, storable_problem
 from tead.records import RunStatus, iso_utc
 from tead.runs import Conflict, NotFound
 from tead.spec import input_matches
@@ -34,6 +35,29 @@ class AsciiJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def run_response(data: dict[str, Any], status_code: int = 200) -> Response:
+    """A run as JSON, encoded without pydantic (whose depth limit is lower than what a run
+    may hold); a part that cannot be encoded is left out and named under `omitted`, so
+    that a stored run can always be read back."""
+    try:
+        body = _encode(data)
+    except (ValueError, TypeError, RecursionError):
+        omitted = {}
+        for key in ("trigger", "inputs", "final_state", "branches"):
+            try:
+                _encode(data.get(key))
+            except (ValueError, TypeError, RecursionError) as exc:
+                reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+                data = {**data, key: None}
+                omitted[key] = f"cannot be shown as JSON: {reason}"
+        body = _encode({**data, "omitted": omitted})
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode()
 
 
 class ApiError(Exception):
@@ -77,21 +101,17 @@ def build_app(daemon: Daemon) -> FastAPI:
         status = 422 if loc[:1] == ("body",) else 400  # bad inputs vs bad query parameters
         return AsciiJSONResponse({"error": message}, status_code=status)
 
-    async def authorized(request: Request) -> None:  # async: no thread hop per request
-        token = daemon.config.token
-        if daemon.config.loopback and not token:
-            return
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {token}".encode()
-        if not token or not secrets.compare_digest(given.encode("utf-8", "replace"), expected):
-            raise ApiError(401, "a bearer token is needed (Authorization: Bearer <token>)")
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # uvicorn logs the traceback: the exception is raised on once this has answered.
+        return AsciiJSONResponse({"error": "internal error"}, status_code=500)
 
-    guarded = [Depends(authorized)]
-    _add_routes(app, daemon, guarded)
+    app.add_middleware(Guard, config=lambda: daemon.config)
+    _add_routes(app, daemon)
     return app
 
 
-def _add_routes(app: FastAPI, daemon: Daemon, guarded: list[Any]) -> None:
+def _add_routes(app: FastAPI, daemon: Daemon) -> None:
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -111,8 +131,8 @@ def _add_routes(app: FastAPI, daemon: Daemon, guarded: list[Any]) -> None:
     async def workflows() -> dict[str, Any]:
         return {"workflows": [daemon.describe(e) for e in daemon.registry.entries()]}
 
-    @app.post("/api/v1/workflows/{name}/dispatch", status_code=202, dependencies=guarded)
-    async def dispatch(name: str, body: DispatchBody | None = None) -> dict[str, Any]:
+    @app.post("/api/v1/workflows/{name}/dispatch", status_code=202)
+    async def dispatch(name: str, body: DispatchBody | None = None) -> Response:
         entry = daemon.registry.get(name)
         if entry is None:
             raise ApiError(404, f"no workflow {name!r}")
@@ -121,8 +141,11 @@ def _add_routes(app: FastAPI, daemon: Daemon, guarded: list[Any]) -> None:
         if not daemon.runs.accepting:
             raise ApiError(503, "the daemon is shutting down")
         inputs = check_inputs(entry.workflow.spec, (body or DispatchBody()).inputs)
+        problem = storable_problem(inputs, max_bytes=daemon.config.max_request_bytes)
+        if problem is not None:
+            raise ApiError(problem.status, f"inputs: {problem.message}")
         record = daemon.runs.submit(entry, {"kind": "dispatch"}, inputs)
-        return record.to_dict()
+        return run_response(record.to_dict(), status_code=202)
 
     @app.get("/api/v1/runs")
     async def runs(
@@ -138,27 +161,29 @@ def _add_routes(app: FastAPI, daemon: Daemon, guarded: list[Any]) -> None:
         return {"runs": [r.to_dict(full=False) for r in found]}
 
     @app.get("/api/v1/runs/{run_id}")
-    async def run(run_id: str) -> dict[str, Any]:
-        record = daemon.store.get_run(run_id)
+    async def run(run_id: str) -> Response:
+        # In a thread: decoding and encoding a big or deep run needs a fresh stack and must
+        # not hold up the event loop.
+        record = await asyncio.to_thread(daemon.store.get_run, run_id)
         if record is None:
             raise ApiError(404, f"no run {run_id!r}")
-        return record.to_dict()
+        return await asyncio.to_thread(run_response, record.to_dict())
 
-    @app.post("/api/v1/runs/{run_id}/cancel", dependencies=guarded)
-    async def cancel(run_id: str) -> dict[str, Any]:
+    @app.post("/api/v1/runs/{run_id}/cancel")
+    async def cancel(run_id: str) -> Response:
         try:
             record = await daemon.runs.cancel(run_id)
         except NotFound as exc:
             raise ApiError(404, str(exc)) from None
         except Conflict as exc:
             raise ApiError(409, str(exc)) from None
-        return record.to_dict()
+        return run_response(record.to_dict())
 
     @app.get("/api/v1/breakers")
     async def breakers() -> dict[str, Any]:
         return {"breakers": [_breaker(s) for s in daemon.breakers.states().values()]}
 
-    @app.post("/api/v1/breakers/{name}/reset", dependencies=guarded)
+    @app.post("/api/v1/breakers/{name}/reset")
     async def reset(name: str) -> dict[str, Any]:
         try:
             daemon.reset_breaker(name)

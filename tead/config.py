@@ -42,6 +42,9 @@ class DaemonConfig(BaseModel):
     catchup_limit: PositiveInt = 100
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_public: bool = False
+    max_request_bytes: PositiveInt = 1024 * 1024
+    request_timeout: Duration = 10.0
 
     @property
     def host(self) -> str:

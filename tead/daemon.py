@@ -27,6 +27,7 @@ from tead.breaker import BreakerRegistry
 from tead.config import DaemonConfig, load_config
 from tead.errors import UsageError
 from tead.executors import Executors
+from tead.httpproto import deadline_protocol
 from tead.metrics import Metrics
 from tead.registry import Changes, WorkflowEntry, WorkflowRegistry
 from tead.runs import RunManager
@@ -138,6 +139,7 @@ class Daemon:
                 log_config=None,
                 access_log=False,
                 lifespan="off",
+                http=deadline_protocol(config.request_timeout),
             )
         )
         try:

@@ -35,6 +35,7 @@ class DaemonProcess:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[str] | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # sent by get/post unless given
     log_path: Path | None = None
 
     @property
@@ -101,9 +102,11 @@ class DaemonProcess:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("headers", self.headers)
         return httpx.get(f"{self.url}{path}", timeout=10, **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("headers", self.headers)
         return httpx.post(f"{self.url}{path}", timeout=30, **kwargs)
 
     def dispatch(self, workflow: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -521,6 +521,7 @@ def test_non_loopback_needs_the_bearer_token_for_changes(
         port=port, extra_args=["--listen", f"0.0.0.0:{port}"], env={"TEAD_TOKEN": "secret"}
     )
     daemon.write("hello.yaml", HELLO)
+    daemon.headers = {"Authorization": "Bearer secret"}  # every route but the health checks
     daemon.start()
     wait_loaded(daemon, {"hello"})
     path = "/api/v1/workflows/hello/dispatch"
@@ -532,12 +533,12 @@ def test_non_loopback_needs_the_bearer_token_for_changes(
     good = {"Authorization": "Bearer secret"}
     accepted = daemon.post(path, json={"inputs": {}}, headers=good)
     assert accepted.status_code == 202, accepted.text
-    run = daemon.wait_run(accepted.json()["id"])  # GETs need no token
+    run = daemon.wait_run(accepted.json()["id"])
     assert run["status"] == "succeeded"
     assert daemon.get("/api/v1/workflows").status_code == 200
     assert daemon.get("/api/v1/breakers").status_code == 200
-    assert daemon.post(f"/api/v1/runs/{run['id']}/cancel").status_code == 401
-    assert daemon.post("/api/v1/breakers/x:y/reset").status_code == 401
+    assert daemon.post(f"/api/v1/runs/{run['id']}/cancel", headers={}).status_code == 401
+    assert daemon.post("/api/v1/breakers/x:y/reset", headers={}).status_code == 401
     assert daemon.post(f"/api/v1/runs/{run['id']}/cancel", headers=good).status_code == 409
 
     refused_cli = tead_cli("dispatch", "hello", "--url", daemon.url)
