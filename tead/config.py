@@ -42,6 +42,7 @@ class DaemonConfig(BaseModel):
     catchup_limit: PositiveInt = 100
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_state_bytes: PositiveInt = 16 * 1024 * 1024
 
     @property
     def host(self) -> str:

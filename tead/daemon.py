@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, ParamSpec
@@ -31,7 +32,7 @@ from tead.metrics import Metrics
 from tead.registry import Changes, WorkflowEntry, WorkflowRegistry
 from tead.runs import RunManager
 from tead.scheduler import Scheduler
-from tead.store import Store
+from tead.store import Store, private_file
 from tead.watcher import FileChanges, FolderWatcher, base_folder, matching_changes, trigger_patterns
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,9 @@ class _Server(uvicorn.Server):
 @contextlib.contextmanager
 def instance_lock(state_dir: Path) -> Iterator[None]:
     """Hold `state_dir/tead.lock`; UsageError if another daemon holds it."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     path = state_dir / "tead.lock"
+    private_file(path)
     handle: IO[str] = open(path, "a+")  # noqa: SIM115 - held for the daemon's life
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -69,6 +71,26 @@ def instance_lock(state_dir: Path) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+def private_dir(state_dir: Path) -> None:
+    """Create `state_dir` 0700; an existing one that others may enter is tightened to its
+    owner's bits, with a warning (the run history holds inputs and states)."""
+    created = not state_dir.exists()
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = stat.S_IMODE(state_dir.stat().st_mode)
+    wanted = 0o700 if created else mode & 0o700
+    if mode == wanted:
+        return
+    try:
+        os.chmod(state_dir, wanted)
+    except OSError as exc:
+        log.warning(
+            "state folder %s is mode %04o and cannot be made private: %s", state_dir, mode, exc
+        )
+        return
+    if not created:
+        log.warning("state folder %s was mode %04o; made it %04o", state_dir, mode, wanted)
 
 
 @contextlib.contextmanager
@@ -151,6 +173,7 @@ class Daemon:
                     max_concurrent=config.max_concurrent_runs,
                     retention=config.retention_runs,
                     spawn=tasks.create_task,
+                    max_state_bytes=config.max_state_bytes,
                 )
                 self.scheduler = Scheduler(
                     store=self.store,
@@ -179,6 +202,7 @@ class Daemon:
                         self.watcher.run(),
                         self.watcher.guard(),
                         systemd.watchdog(),
+                        self.runs.record_unrecorded(),
                     )
                 ]
                 self.ready = True
