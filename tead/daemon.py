@@ -26,7 +26,7 @@ from tead import systemd
 from tead.api import build_app
 from tead.breaker import BreakerRegistry
 from tead.config import DaemonConfig, load_config
-from tead.errors import UsageError
+from tead.errors import StorageFullError, UsageError
 from tead.executors import Executors
 from tead.metrics import Metrics
 from tead.registry import Changes, WorkflowEntry, WorkflowRegistry
@@ -65,8 +65,10 @@ def instance_lock(state_dir: Path) -> Iterator[None]:
         ) from None
     handle.seek(0)
     handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
+    try:
+        os.write(handle.fileno(), str(os.getpid()).encode())
+    except OSError as exc:  # a full disk: the lock holds all the same
+        log.warning("cannot write the pid into %s: %s", path, exc)
     try:
         yield
     finally:
@@ -193,7 +195,8 @@ class Daemon:
                 self._install_signals()
                 changes = self.registry.scan()
                 self.runs.recover(self.registry.get)  # before any trigger can queue a run
-                self.store.prune(config.retention_runs)
+                with contextlib.suppress(StorageFullError):  # a full disk: prune later
+                    self.store.prune(config.retention_runs)
                 self._apply(changes, initial=True)
                 loops = [
                     tasks.create_task(c)

@@ -162,10 +162,7 @@ class StorageFullError(TeadError):
     def __init__(self, path: str, cause: str) -> None:
         self.path = path
         self.cause = cause
-        super().__init__(
-            f"the state folder's disk is full ({path}: {cause}); nothing was stored, "
-            "try again once space is freed"
-        )
+        super().__init__(f"the state folder's disk is full ({path}: {cause}); nothing was written")
 
 
 class CircuitOpenError(Exception):

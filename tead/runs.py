@@ -235,7 +235,7 @@ class RunManager:
     # --- running -----------------------------------------------------------------------------
 
     def _pump(self) -> None:
-        self._start_deferred = False
+        already_deferred, self._start_deferred = self._start_deferred, False
         for run in list(self._queue):
             if len(self._running) >= self.max_concurrent:
                 return
@@ -245,7 +245,8 @@ class RunManager:
             try:  # a run starts only once its start is recorded
                 self.store.mark_started(run.record.id, started)
             except StorageFullError as exc:
-                log.warning("run %s stays queued: %s", run.record.id, exc)
+                if not already_deferred:
+                    log.warning("run %s stays queued: %s", run.record.id, exc)
                 self._start_deferred = True
                 return
             self._queue.remove(run)

@@ -127,7 +127,8 @@ def test_a_full_disk_answers_503_and_records_finished_runs_truthfully_later(
 ) -> None:
     """With the state folder's file system full: runs that succeed are never recorded as
     failed (the API shows them succeeded), dispatch answers 503 JSON and creates nothing,
-    /healthz answers; once space returns the runs' ends and final states are written."""
+    a queued run waits, /healthz answers; once space returns the runs' ends and final
+    states are written and the queued run runs."""
     daemon = small_state_fs
     pad = "x" * 300_000
     for name in ("slow_a", "slow_b"):
@@ -148,6 +149,7 @@ def test_a_full_disk_answers_503_and_records_finished_runs_truthfully_later(
     runs = [daemon.dispatch(name)["id"] for name in ("slow_a", "slow_b")]
     for run_id in runs:
         wait_status(daemon, run_id, "running")
+    behind = daemon.dispatch("slow_a")["id"]  # queued: slow_a's group is busy
     filler = fill_up(daemon.state_dir)
 
     refused = daemon.post("/api/v1/workflows/quick/dispatch", json={"inputs": {"big": pad}})
@@ -158,9 +160,12 @@ def test_a_full_disk_answers_503_and_records_finished_runs_truthfully_later(
         assert shown["status"] == "succeeded", shown["error"]
         assert len(shown["final_state"]["pad"]) == 300_000
     assert daemon.get("/healthz").status_code == 200
+    time.sleep(1.5)  # a few retries while the disk stays full
+    assert daemon.get(f"/api/v1/runs/{behind}").json()["status"] == "queued"
     on_disk = stored_runs(daemon.state_dir / "tead.db")
     assert [on_disk[r][0] for r in runs] == ["running", "running"]  # not written: no space
-    assert len(on_disk) == 2  # the refused dispatch created nothing
+    assert on_disk[behind][0] == "queued"  # it starts only once its start can be written
+    assert len(on_disk) == 3  # the refused dispatch created nothing
 
     filler.unlink()
     daemon.wait_for(
@@ -172,8 +177,10 @@ def test_a_full_disk_answers_503_and_records_finished_runs_truthfully_later(
         status, state = on_disk[run_id]
         assert status == "succeeded"
         assert state is not None and len(state) > 300_000
+    assert daemon.wait_run(behind)["status"] == "succeeded"
     later = daemon.dispatch("quick")
     assert daemon.wait_run(later["id"])["status"] == "succeeded"
+    assert stored_runs(daemon.state_dir / "tead.db")[behind][0] == "succeeded"
     assert daemon.stop() == 0
     assert "Traceback" not in daemon.logs()
 
@@ -330,3 +337,17 @@ def test_a_wide_for_each_that_finishes_is_stored_off_the_loop(daemon_factory: Fa
     assert max(latencies) < 1.0, summary(latencies)
     size = sum(f.stat().st_size for f in daemon.state_dir.glob("tead.db*"))
     assert size < 60_000_000
+
+
+def test_max_state_bytes_comes_from_the_environment(daemon_factory: Factory) -> None:
+    """TEAD_MAX_STATE_BYTES=1000: a 5 000-byte final state fails the run naming the limit;
+    a small one is stored as it is."""
+    daemon = daemon_factory(env={"TEAD_MAX_STATE_BYTES": "1000"})
+    daemon.write("big.yaml", 'name: big\nnodes: [{name: a, run: \'return {"p": "p" * 5000}\'}]\n')
+    daemon.write("small.yaml", 'name: small\nnodes: [{name: a, run: \'return {"p": "p"}\'}]\n')
+    daemon.start()
+    big = daemon.wait_run(daemon.dispatch("big")["id"])
+    assert big["status"] == "failed" and big["final_state"] is None
+    assert "over max_state_bytes (1000 bytes)" in big["error"]
+    small = daemon.wait_run(daemon.dispatch("small")["id"])
+    assert small["status"] == "succeeded" and small["final_state"]["p"] == "p"
