@@ -251,6 +251,7 @@ def test_a_200_mb_final_state_is_a_recorded_error_and_never_stalls_the_daemon(
     assert "max_state_bytes" in str(run["error"]) and run["final_state"] is None
     assert max(latencies) < 0.5, summary(latencies)
     size = sum(f.stat().st_size for f in daemon.state_dir.glob("tead.db*"))
+    print(f"database after a 200 MB state: {size / 1e6:.1f} MB")
     assert size < 20_000_000
 
 
