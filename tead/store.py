@@ -134,14 +134,15 @@ class Store:
             raise
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._migrate()
+        with self._full_is_an_error():
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
 
     def _migrate(self) -> None:
-        with self._tx() as db, self._full_is_an_error():
+        with self._tx() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for step in range(version, len(MIGRATIONS)):
                 db.executescript(

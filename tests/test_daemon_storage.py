@@ -185,6 +185,20 @@ def test_a_full_disk_answers_503_and_records_finished_runs_truthfully_later(
     assert "Traceback" not in daemon.logs()
 
 
+def test_a_daemon_started_on_a_full_disk_says_so_in_one_line(
+    small_state_fs: DaemonProcess,
+) -> None:
+    """A new state folder on a full file system: `tead serve` exits 1 with one line naming
+    the full disk, no traceback."""
+    daemon = small_state_fs
+    fill_up(daemon.state_dir)
+    daemon.start(wait=False)
+    assert daemon.proc is not None
+    assert daemon.proc.wait(timeout=30) == 1
+    assert "tead: the state folder's disk is full" in daemon.logs()
+    assert "Traceback" not in daemon.logs()
+
+
 # --- big states and big fan-outs -----------------------------------------------------------
 
 
