@@ -347,7 +347,8 @@ class Store:
             rows = db.execute(sql, (*args, limit)).fetchall()
             ends = dict(self._ends)
         records = [self._record(row, []) for row in rows]
-        return [self._waiting(r, ends[r.id], full=False) if r.id in ends else r for r in records]
+        shown = [self._waiting(r, ends[r.id], full=False) if r.id in ends else r for r in records]
+        return [r for r in shown if status is None or r.status == status]
 
     def runs_with_status(self, *statuses: RunStatus) -> list[RunRecord]:
         """Oldest first (for recovery after a restart)."""

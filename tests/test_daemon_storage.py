@@ -160,6 +160,8 @@ def test_a_full_disk_answers_503_and_records_finished_runs_truthfully_later(
         assert shown["status"] == "succeeded", shown["error"]
         assert len(shown["final_state"]["pad"]) == 300_000
     assert daemon.get("/healthz").status_code == 200
+    assert daemon.runs(workflow="slow_b")[0]["status"] == "succeeded"
+    assert not {r["id"] for r in daemon.runs(status="running")} & set(runs)
     time.sleep(1.5)  # a few retries while the disk stays full
     assert daemon.get(f"/api/v1/runs/{behind}").json()["status"] == "queued"
     on_disk = stored_runs(daemon.state_dir / "tead.db")
