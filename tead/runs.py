@@ -217,7 +217,7 @@ class RunManager:
                 record.id,
                 RunStatus.INTERRUPTED,
                 finished_at=now_utc(),
-                error="the daemon stopped while the run was running",
+                error="the daemon stopped before the run's end was recorded",
             )
             log.info("run %s interrupted (found running at start-up)", record.id)
         for record in self.store.runs_with_status(RunStatus.QUEUED):

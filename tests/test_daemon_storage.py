@@ -187,6 +187,30 @@ def test_a_full_disk_answers_503_and_records_finished_runs_truthfully_later(
     assert "Traceback" not in daemon.logs()
 
 
+def test_an_end_still_unwritten_at_shutdown_is_logged_and_never_reads_as_a_lie(
+    small_state_fs: DaemonProcess,
+) -> None:
+    """SIGTERM while a finished run's end still waits for space: the log names the run and
+    its outcome, and after a restart the run reads `interrupted` with an error saying its
+    end was not recorded (not `failed`, not a made-up success)."""
+    daemon = small_state_fs
+    daemon.write(
+        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
+    )
+    daemon.start()
+    run_id = daemon.dispatch("slow")["id"]
+    wait_status(daemon, run_id, "running")
+    filler = fill_up(daemon.state_dir)
+    assert daemon.wait_run(run_id)["status"] == "succeeded"
+    assert daemon.stop() == 0
+    assert f"run {run_id} succeeded, but the disk is still full: not recorded" in daemon.logs()
+    filler.unlink()
+    daemon.start()
+    run = daemon.get(f"/api/v1/runs/{run_id}").json()
+    assert run["status"] == "interrupted"
+    assert run["error"] == "the daemon stopped before the run's end was recorded"
+
+
 def test_a_daemon_started_on_a_full_disk_says_so_in_one_line(
     small_state_fs: DaemonProcess,
 ) -> None:
@@ -293,7 +317,6 @@ def test_a_for_each_over_100_000_items_leaves_the_daemon_serving_and_cancellable
           - {from: done, to: __end__}
         """,
     )
-    daemon.write("quick.yaml", "name: quick\nnodes: [{name: a, run: 'return {\"x\": 1}'}]\n")
     daemon.start()
     with healthz_probe(daemon) as latencies:
         wide = daemon.dispatch("wide")["id"]
