@@ -317,6 +317,7 @@ def test_a_for_each_over_100_000_items_leaves_the_daemon_serving_and_cancellable
           - {from: done, to: __end__}
         """,
     )
+    daemon.write("quick.yaml", "name: quick\nnodes: [{name: a, run: 'return {\"x\": 1}'}]\n")
     daemon.start()
     with healthz_probe(daemon) as latencies:
         wide = daemon.dispatch("wide")["id"]
