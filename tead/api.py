@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 
 from tead import __version__
 from tead.apiguard import Guard, storable_problem
+from tead.errors import StorageFullError
 from tead.records import RunStatus, iso_utc
 from tead.runs import Conflict, NotFound
 from tead.spec import input_matches
@@ -78,6 +79,10 @@ def build_app(daemon: Daemon) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return AsciiJSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(StorageFullError)
+    async def storage_full(request: Request, exc: StorageFullError) -> JSONResponse:
+        return AsciiJSONResponse({"error": str(exc)}, status_code=503)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -45,6 +45,7 @@ class DaemonConfig(BaseModel):
     metrics_public: bool = False
     max_request_bytes: PositiveInt = 1024 * 1024
     request_timeout: Duration = 10.0
+    max_state_bytes: PositiveInt = 16 * 1024 * 1024
 
     @property
     def host(self) -> str:

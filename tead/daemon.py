@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, ParamSpec
@@ -25,14 +26,14 @@ from tead import systemd
 from tead.api import build_app
 from tead.breaker import BreakerRegistry
 from tead.config import DaemonConfig, load_config
-from tead.errors import UsageError
+from tead.errors import StorageFullError, UsageError
 from tead.executors import Executors
 from tead.httpproto import deadline_protocol
 from tead.metrics import Metrics
 from tead.registry import Changes, WorkflowEntry, WorkflowRegistry
 from tead.runs import RunManager
 from tead.scheduler import Scheduler
-from tead.store import Store
+from tead.store import Store, private_file
 from tead.watcher import FileChanges, FolderWatcher, base_folder, matching_changes, trigger_patterns
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,9 @@ class _Server(uvicorn.Server):
 @contextlib.contextmanager
 def instance_lock(state_dir: Path) -> Iterator[None]:
     """Hold `state_dir/tead.lock`; UsageError if another daemon holds it."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     path = state_dir / "tead.lock"
+    private_file(path)
     handle: IO[str] = open(path, "a+")  # noqa: SIM115 - held for the daemon's life
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -64,12 +66,34 @@ def instance_lock(state_dir: Path) -> Iterator[None]:
         ) from None
     handle.seek(0)
     handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
+    try:
+        os.write(handle.fileno(), str(os.getpid()).encode())
+    except OSError as exc:  # a full disk: the lock holds all the same
+        log.warning("cannot write the pid into %s: %s", path, exc)
     try:
         yield
     finally:
         handle.close()
+
+
+def private_dir(state_dir: Path) -> None:
+    """Create `state_dir` 0700; an existing one that others may enter is tightened to its
+    owner's bits, with a warning (the run history holds inputs and states)."""
+    created = not state_dir.exists()
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = stat.S_IMODE(state_dir.stat().st_mode)
+    wanted = 0o700 if created else mode & 0o700
+    if mode == wanted:
+        return
+    try:
+        os.chmod(state_dir, wanted)
+    except OSError as exc:
+        log.warning(
+            "state folder %s is mode %04o and cannot be made private: %s", state_dir, mode, exc
+        )
+        return
+    if not created:
+        log.warning("state folder %s was mode %04o; made it %04o", state_dir, mode, wanted)
 
 
 @contextlib.contextmanager
@@ -153,6 +177,7 @@ class Daemon:
                     max_concurrent=config.max_concurrent_runs,
                     retention=config.retention_runs,
                     spawn=tasks.create_task,
+                    max_state_bytes=config.max_state_bytes,
                 )
                 self.scheduler = Scheduler(
                     store=self.store,
@@ -172,7 +197,8 @@ class Daemon:
                 self._install_signals()
                 changes = self.registry.scan()
                 self.runs.recover(self.registry.get)  # before any trigger can queue a run
-                self.store.prune(config.retention_runs)
+                with contextlib.suppress(StorageFullError):  # a full disk: prune later
+                    self.store.prune(config.retention_runs)
                 self._apply(changes, initial=True)
                 loops = [
                     tasks.create_task(c)
@@ -181,6 +207,7 @@ class Daemon:
                         self.watcher.run(),
                         self.watcher.guard(),
                         systemd.watchdog(),
+                        self.runs.record_unrecorded(),
                     )
                 ]
                 self.ready = True

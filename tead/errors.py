@@ -8,6 +8,7 @@
     ├── UnknownStrategyError       exit 2: no executor registered under that name
     ├── NodeError                  exit 1: a node raised outside a fan-out
     ├── RunCancelled               exit 1: the run was cancelled (or timed out) from outside
+    ├── StorageFullError           the state folder's file system is full (the API: 503)
     └── RunError                   exit 1: the run could not go on (no edge matched, ...)
         ├── FanOutError            a branch failed under `fail_fast`
         └── PickleValidationError  process strategy: a state value cannot be sent
@@ -153,6 +154,15 @@ class RunCancelled(TeadError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"run {reason.replace('_', ' ')}")
+
+
+class StorageFullError(TeadError):
+    """A write to the daemon's database failed for lack of space; nothing of it was stored."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(f"the state folder's disk is full ({path}: {cause}); nothing was written")
 
 
 class CircuitOpenError(Exception):

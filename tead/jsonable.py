@@ -12,7 +12,7 @@ from typing import Any
 from tead.errors import RunError
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     """JSON for values the json module does not know (results, sets, dates, paths...)."""
     if hasattr(value, "to_dict"):
         return value.to_dict()
@@ -30,6 +30,6 @@ def _json_default(value: Any) -> Any:
 def dumps(value: Any, *, indent: int | None = None, ascii_only: bool = False) -> str:
     """JSON text of a state or event; a value that has none (a cycle) is a RunError."""
     try:
-        return json.dumps(value, default=_json_default, indent=indent, ensure_ascii=ascii_only)
+        return json.dumps(value, default=json_default, indent=indent, ensure_ascii=ascii_only)
     except (ValueError, TypeError, RecursionError) as exc:
         raise RunError(f"the state cannot be written as JSON: {exc}") from None

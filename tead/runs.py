@@ -11,22 +11,24 @@ event loop; the store records every state change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from tead.breaker import BreakerRegistry
 from tead.cancel import CancelToken
 from tead.engine import run_workflow
-from tead.errors import RunCancelled, TeadError
+from tead.errors import RunCancelled, StorageFullError, TeadError
 from tead.executors import Executors
-from tead.jsonable import dumps
 from tead.metrics import Metrics
 from tead.records import RunRecord, RunStatus, new_run_id, now_utc
 from tead.registry import WorkflowEntry
+from tead.storable import MIB, encode_end
 from tead.store import Store
 from tead.workflow import Workflow
 
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
 PRUNE_EVERY = 100  # finished runs between retention passes
+RECORD_RETRY_S = 1.0  # how often writes that waited for space are tried again
 
 
 class NotFound(TeadError):
@@ -69,6 +72,7 @@ class RunManager:
         max_concurrent: int,
         retention: int,
         spawn: Spawn,
+        max_state_bytes: int = 16 * MIB,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -77,11 +81,13 @@ class RunManager:
         self.max_concurrent = max_concurrent
         self.retention = retention
         self.spawn = spawn
+        self.max_state_bytes = max_state_bytes
         self.accepting = True
         self._queue: list[_Run] = []
         self._running: dict[str, _Run] = {}
         self._busy_groups: set[str] = set()
         self._finished = 0
+        self._start_deferred = False  # a start could not be recorded (disk full)
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -152,7 +158,7 @@ class RunManager:
     def _drop_queued(self, run: _Run, status: RunStatus, error: str) -> RunRecord:
         self._queue.remove(run)
         finished = now_utc()
-        self.store.finish_run(run.record.id, status, finished_at=finished, error=error)
+        self._record_end(run.record.id, status, finished_at=finished, error=error)
         self.metrics.runs.labels(
             run.record.workflow, run.record.trigger.get("kind", ""), str(status)
         ).inc()
@@ -177,21 +183,47 @@ class RunManager:
             for run in list(self._running.values()):
                 self._stop(run, RunStatus.INTERRUPTED)
             await self._idle.wait()
+        if await asyncio.to_thread(self.store.record_unrecorded):
+            for run_id, status in self.store.unrecorded_ends().items():
+                log.error(
+                    "run %s %s, but the disk is still full: not recorded (it will read as "
+                    "interrupted after a restart)",
+                    run_id,
+                    status,
+                )
+
+    async def record_unrecorded(self, interval_s: float = RECORD_RETRY_S) -> None:
+        """Forever: write what waited for space (runs' ends, ...), then start the runs
+        whose start could not be recorded."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if self.store.unrecorded or self._start_deferred:
+                await asyncio.to_thread(self.store.record_unrecorded)
+                self._pump()
+
+    def _record_end(
+        self, run_id: str, status: RunStatus, *, finished_at: datetime, error: str | None
+    ) -> None:
+        """A run's end without state; kept for later when the disk is full."""
+        try:
+            self.store.finish_run(run_id, status, finished_at=finished_at, error=error)
+        except StorageFullError as exc:
+            log.warning("run %s %s: %s; kept in memory until then", run_id, status, exc)
 
     def recover(self, lookup: Callable[[str], WorkflowEntry | None]) -> None:
         """After a restart: running runs were interrupted; queued ones are queued again."""
         for record in self.store.runs_with_status(RunStatus.RUNNING):
-            self.store.finish_run(
+            self._record_end(
                 record.id,
                 RunStatus.INTERRUPTED,
                 finished_at=now_utc(),
-                error="the daemon stopped while the run was running",
+                error="the daemon stopped before the run's end was recorded",
             )
             log.info("run %s interrupted (found running at start-up)", record.id)
         for record in self.store.runs_with_status(RunStatus.QUEUED):
             entry = lookup(record.workflow)
             if entry is None or entry.workflow is None:
-                self.store.finish_run(
+                self._record_end(
                     record.id,
                     RunStatus.INTERRUPTED,
                     finished_at=now_utc(),
@@ -203,20 +235,27 @@ class RunManager:
     # --- running -----------------------------------------------------------------------------
 
     def _pump(self) -> None:
+        already_deferred, self._start_deferred = self._start_deferred, False
         for run in list(self._queue):
             if len(self._running) >= self.max_concurrent:
                 return
             if run.group in self._busy_groups:
                 continue
+            started = now_utc()
+            try:  # a run starts only once its start is recorded
+                self.store.mark_started(run.record.id, started)
+            except StorageFullError as exc:
+                if not already_deferred:
+                    log.warning("run %s stays queued: %s", run.record.id, exc)
+                self._start_deferred = True
+                return
             self._queue.remove(run)
-            self._start(run)
+            self._start(run, started)
 
-    def _start(self, run: _Run) -> None:
+    def _start(self, run: _Run, started: datetime) -> None:
         record = run.record
-        started = now_utc()
         self._running[record.id] = run
         self._busy_groups.add(run.group)
-        self.store.mark_started(record.id, started)
         run.record = replace(record, status=RunStatus.RUNNING, started_at=started)
         m = self.metrics
         m.queue_wait.labels(record.workflow).observe(time.monotonic() - run.queued_at)
@@ -239,7 +278,7 @@ class RunManager:
             if run.record.id in self._running:
                 try:
                     run.branches = []
-                    self._finish(run, RunStatus.FAILED, f"internal error: {exc}", None)
+                    await self._finish(run, RunStatus.FAILED, f"internal error: {exc}", None)
                 except Exception:
                     log.exception("run %s: cannot record its end", run.record.id)
 
@@ -277,7 +316,7 @@ class RunManager:
             )
             run.token.cancel(str(status))
             final = None
-        self._finish(run, status, message, final)
+        await self._finish(run, status, message, final)
 
     def _run_sync(self, run: _Run) -> dict[str, Any]:
         record = run.record
@@ -302,27 +341,21 @@ class RunManager:
         finally:
             observer.close()
 
-    def _finish(
+    async def _finish(
         self, run: _Run, status: RunStatus, error: str | None, final: dict[str, Any] | None
     ) -> None:
         record = run.record
         finished = now_utc()
+        # Encoding and writing states take a worker thread: the event loop keeps serving.
+        end = await asyncio.to_thread(encode_end, final, run.branches, self.max_state_bytes)
+        if end.problem is not None:  # a state too big or with no JSON form: a recorded error
+            status, error = RunStatus.FAILED, end.problem
         try:
-            dumps(final)
-        except TeadError as exc:  # a state with no JSON form: keep the run, lose the state
-            final, status, error = None, RunStatus.FAILED, str(exc)
-        try:
-            dumps(run.branches)
-        except TeadError:  # keep the branch results, without states that have no JSON form
-            run.branches = [{**b, "state": _jsonable_or_none(b.get("state"))} for b in run.branches]
-        self.store.finish_run(
-            record.id,
-            status,
-            finished_at=finished,
-            error=error,
-            final_state=final,
-            branches=run.branches,
-        )
+            await asyncio.to_thread(
+                self.store.record_end, record.id, status, finished_at=finished, error=error, end=end
+            )
+        except StorageFullError as exc:
+            log.warning("run %s %s: %s; kept in memory until then", record.id, status, exc)
         del self._running[record.id]
         self._busy_groups.discard(run.group)
         run.finished.set()
@@ -342,7 +375,8 @@ class RunManager:
         )
         self._finished += 1
         if self._finished % PRUNE_EVERY == 0:
-            self.store.prune(self.retention)
+            with contextlib.suppress(StorageFullError):  # the next pass prunes
+                self.store.prune(self.retention)
         if self.accepting:
             self._pump()
         self._check_idle()
@@ -376,15 +410,5 @@ def _status_of(error: BaseException | None, run: _Run) -> tuple[RunStatus, str |
     return RunStatus.FAILED, f"{type(error).__name__}: {error}"
 
 
-def _jsonable_or_none(value: Any) -> Any:
-    try:
-        dumps(value)
-    except TeadError:
-        return None
-    return value
-
-
 def _timestamp(value: Any) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()

@@ -3,22 +3,39 @@
 The only module with SQL. One connection (WAL, synchronous=NORMAL) guarded by a lock, so
 the event loop and run threads can both use it; every write is one short transaction.
 The schema version is SQLite's `user_version`; `MIGRATIONS[n]` takes version n to n + 1.
+
+The database and its -wal / -shm / -journal files are private to the daemon's user
+(0600, whatever the umask). A write that fails for lack of space raises StorageFullError
+and leaves nothing half-written; a run's end, a breaker's state or a schedule mark that
+could not be written is kept here in memory (and shown by reads) until
+`record_unrecorded` writes it. A run's end is written once: a finished run is never
+rewritten.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tead.breaker import BreakerSnapshot, CircuitState
+from tead.errors import StorageFullError
 from tead.jsonable import dumps as _dumps
 from tead.records import RunRecord, RunStatus
+from tead.storable import StorableEnd
+
+log = logging.getLogger(__name__)
+PRIVATE_FILE = 0o600
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 MIGRATIONS: Sequence[str] = (
     """
@@ -64,6 +81,30 @@ def dumps(value: Any) -> str:
     return _dumps(value, ascii_only=True)
 
 
+def private_file(path: Path) -> None:
+    """Create `path` if missing, and make it readable and writable by its owner only."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)
+
+
+def _is_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", 0) or 0
+        return code & 0xFF == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _UnrecordedEnd:
+    status: RunStatus
+    finished_at: datetime
+    error: str | None
+    end: StorableEnd
+
+
 def _ts(moment: datetime | None) -> float | None:
     return moment.timestamp() if moment else None
 
@@ -78,13 +119,27 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._ends: dict[str, _UnrecordedEnd] = {}  # run id -> an end not written yet
+        self._breakers: dict[str, BreakerSnapshot] = {}  # not written yet
+        self._marks: dict[str, datetime] = {}  # schedule marks not written yet
+        try:
+            private_file(self.path)  # SQLite gives -wal, -shm and -journal files its mode
+            for suffix in ("-wal", "-shm", "-journal"):
+                sibling = self.path.with_name(self.path.name + suffix)
+                if sibling.exists():
+                    os.chmod(sibling, PRIVATE_FILE)
+        except OSError as exc:
+            if _is_full(exc):
+                raise StorageFullError(str(self.path), os.strerror(exc.errno or 0)) from None
+            raise
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._migrate()
+        with self._full_is_an_error():
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
 
     def _migrate(self) -> None:
         with self._tx() as db:
@@ -99,6 +154,30 @@ class Store:
         with self._lock:
             yield self._db
 
+    @contextmanager
+    def _full_is_an_error(self) -> Iterator[None]:
+        """Lack of space becomes StorageFullError (hold the lock)."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            if _is_full(exc):
+                raise StorageFullError(str(self.path), str(exc)) from None
+            raise
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed whole, or rolled back whole (even when COMMIT fails
+        for lack of space) with StorageFullError raised."""
+        with self._tx() as db, self._full_is_an_error():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -106,7 +185,7 @@ class Store:
     # --- runs -------------------------------------------------------------------------------
 
     def insert_run(self, run: RunRecord) -> None:
-        with self._tx() as db:
+        with self._write() as db:
             db.execute(
                 "INSERT INTO runs (id, workflow, workflow_hash, trigger, status, created_at,"
                 " inputs) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -122,7 +201,7 @@ class Store:
             )
 
     def mark_started(self, run_id: str, started_at: datetime) -> None:
-        with self._tx() as db:
+        with self._write() as db:
             db.execute(
                 "UPDATE runs SET status = ?, started_at = ? WHERE id = ?",
                 (str(RunStatus.RUNNING), _ts(started_at), run_id),
@@ -139,21 +218,88 @@ class Store:
         branches: Sequence[dict[str, Any]] = (),
     ) -> None:
         """Record a run's end and its branch results, in one transaction."""
-        state = dumps(final_state) if final_state is not None else None
-        rows = [(run_id, seq, dumps(result)) for seq, result in enumerate(branches)]
-        with self._tx() as db:
-            db.execute("BEGIN")
-            try:
-                db.execute(
-                    "UPDATE runs SET status = ?, finished_at = ?, error = ?, final_state = ?"
-                    " WHERE id = ?",
-                    (str(status), _ts(finished_at), error, state, run_id),
-                )
+        end = StorableEnd(
+            final_state=dumps(final_state) if final_state is not None else None,
+            branches=tuple(dumps(result) for result in branches),
+        )
+        self.record_end(run_id, status, finished_at=finished_at, error=error, end=end)
+
+    def record_end(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        finished_at: datetime,
+        error: str | None,
+        end: StorableEnd,
+    ) -> None:
+        """Record a run's end (already encoded), once: a run already finished is left as
+        it is. On StorageFullError the end is kept (and shown by reads) until
+        `record_unrecorded` writes it."""
+        unrecorded = _UnrecordedEnd(status=status, finished_at=finished_at, error=error, end=end)
+        with self._tx():
+            if run_id in self._ends:  # the first end is the true one; it waits its turn
+                return
+        try:
+            self._write_end(run_id, unrecorded)
+        except StorageFullError:
+            with self._tx():
+                self._ends.setdefault(run_id, unrecorded)
+            raise
+
+    def _write_end(self, run_id: str, end: _UnrecordedEnd) -> None:
+        rows = [(run_id, seq, text) for seq, text in enumerate(end.end.branches)]
+        unfinished = [str(s) for s in RunStatus if not s.finished]
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, error = ?, final_state = ?"
+                " WHERE id = ? AND status IN (?, ?)",
+                (
+                    str(end.status),
+                    _ts(end.finished_at),
+                    end.error,
+                    end.end.final_state,
+                    run_id,
+                    *unfinished,
+                ),
+            )
+            if cursor.rowcount:
                 db.executemany("INSERT OR REPLACE INTO branch_results VALUES (?, ?, ?)", rows)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+
+    @property
+    def unrecorded(self) -> int:
+        """How many writes wait for space (run ends, breaker states, schedule marks)."""
+        with self._tx():
+            return len(self._ends) + len(self._breakers) + len(self._marks)
+
+    def record_unrecorded(self) -> int:
+        """Write what waits for space, oldest first; returns how many still wait."""
+        with self._tx():
+            ends, breakers, marks = dict(self._ends), dict(self._breakers), dict(self._marks)
+        try:
+            for run_id, end in ends.items():
+                self._write_end(run_id, end)
+                with self._tx():
+                    del self._ends[run_id]
+                log.info("run %s %s: recorded now that there is space", run_id, end.status)
+            for name, snapshot in breakers.items():
+                self._save(snapshot)
+                with self._tx():
+                    if self._breakers.get(name) == snapshot:
+                        del self._breakers[name]
+            for key, moment in marks.items():
+                self._set_last_fire(key, moment)
+                with self._tx():
+                    if self._marks.get(key) == moment:
+                        del self._marks[key]
+        except StorageFullError:
+            pass
+        return self.unrecorded
+
+    def unrecorded_ends(self) -> dict[str, RunStatus]:
+        """Run id -> the status of each run end still waiting for space."""
+        with self._tx():
+            return {run_id: end.status for run_id, end in self._ends.items()}
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._tx() as db:
@@ -163,7 +309,23 @@ class Store:
             branches = db.execute(
                 "SELECT result FROM branch_results WHERE run_id = ? ORDER BY seq", (run_id,)
             ).fetchall()
+            waiting = self._ends.get(run_id)
+        if waiting is not None:
+            return self._waiting(self._record(row, []), waiting, full=True)
         return self._record(row, [json.loads(b["result"]) for b in branches])
+
+    @staticmethod
+    def _waiting(record: RunRecord, end: _UnrecordedEnd, *, full: bool) -> RunRecord:
+        """`record` as it will be once its end is written."""
+        state = end.end.final_state
+        return replace(
+            record,
+            status=end.status,
+            finished_at=end.finished_at,
+            error=end.error,
+            final_state=json.loads(state) if full and state else None,
+            branches=[json.loads(text) for text in end.end.branches] if full else [],
+        )
 
     def list_runs(
         self, *, workflow: str | None = None, status: str | None = None, limit: int = 50
@@ -183,7 +345,10 @@ class Store:
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         with self._tx() as db:
             rows = db.execute(sql, (*args, limit)).fetchall()
-        return [self._record(row, []) for row in rows]
+            ends = dict(self._ends)
+        records = [self._record(row, []) for row in rows]
+        shown = [self._waiting(r, ends[r.id], full=False) if r.id in ends else r for r in records]
+        return [r for r in shown if status is None or r.status == status]
 
     def runs_with_status(self, *statuses: RunStatus) -> list[RunRecord]:
         """Oldest first (for recovery after a restart)."""
@@ -199,7 +364,7 @@ class Store:
         """Delete all but the newest `keep` finished runs; returns how many went."""
         finished = [str(s) for s in RunStatus if s.finished]
         marks = ", ".join("?" for _ in finished)
-        with self._tx() as db:
+        with self._write() as db:
             cursor = db.execute(
                 f"DELETE FROM runs WHERE status IN ({marks}) AND id NOT IN"
                 f" (SELECT id FROM runs WHERE status IN ({marks})"
@@ -243,7 +408,16 @@ class Store:
         ]
 
     def save(self, snapshot: BreakerSnapshot) -> None:
-        with self._tx() as db:
+        """Store a breaker's state; without space, keep it until there is some."""
+        try:
+            self._save(snapshot)
+        except StorageFullError as exc:
+            log.warning("breaker %s: %s; kept in memory until then", snapshot.name, exc)
+            with self._tx():
+                self._breakers[snapshot.name] = snapshot
+
+    def _save(self, snapshot: BreakerSnapshot) -> None:
+        with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO breakers VALUES (?, ?, ?, ?)",
                 (snapshot.name, str(snapshot.state), snapshot.failure_count, snapshot.opened_at),
@@ -256,8 +430,19 @@ class Store:
             row = db.execute(
                 "SELECT last_fire FROM schedule_marks WHERE key = ?", (key,)
             ).fetchone()
+            if key in self._marks:
+                return self._marks[key]
         return _dt(row["last_fire"]) if row else None
 
     def set_last_fire(self, key: str, moment: datetime) -> None:
-        with self._tx() as db:
+        """Store a schedule's last fire; without space, keep it until there is some."""
+        try:
+            self._set_last_fire(key, moment)
+        except StorageFullError as exc:
+            log.warning("schedule %s: %s; its last fire is kept in memory until then", key, exc)
+            with self._tx():
+                self._marks[key] = moment
+
+    def _set_last_fire(self, key: str, moment: datetime) -> None:
+        with self._write() as db:
             db.execute("INSERT OR REPLACE INTO schedule_marks VALUES (?, ?)", (key, _ts(moment)))

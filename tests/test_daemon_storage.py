@@ -1,0 +1,394 @@
+"""The state folder through a real daemon: private modes, a full disk, big states."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.daemon_fixture import DaemonProcess
+from tests.helpers import wait_status
+
+Factory = Callable[..., DaemonProcess]
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@contextlib.contextmanager
+def umask(value: int) -> Iterator[None]:
+    old = os.umask(value)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_state_folder_and_database_are_private_whatever_the_umask(
+    daemon_factory: Factory,
+) -> None:
+    """Under umask 022 the state folder is 0700 and the database, its -wal / -shm files
+    and the lock file are 0600: other local users cannot read the run history."""
+    daemon = daemon_factory()
+    daemon.write("quick.yaml", "name: quick\nnodes: [{name: a, run: 'return {\"x\": 1}'}]\n")
+    with umask(0o022):
+        daemon.start()
+    run = daemon.dispatch("quick")
+    assert daemon.wait_run(run["id"])["status"] == "succeeded"
+    state = daemon.state_dir
+    assert mode(state) == 0o700
+    files = [state / n for n in ("tead.db", "tead.db-wal", "tead.db-shm", "tead.lock")]
+    assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
+
+
+def test_a_loose_existing_state_folder_is_tightened_with_a_warning(
+    daemon_factory: Factory,
+) -> None:
+    """An existing 0755 state folder with a 0644 database (and a WAL left by a crash)
+    becomes 0700 / 0600 at start-up, and the log says so."""
+    daemon = daemon_factory()
+    daemon.state_dir.mkdir(mode=0o755)
+    os.chmod(daemon.state_dir, 0o755)
+    for name in ("tead.db", "tead.db-wal"):
+        (daemon.state_dir / name).touch()
+        os.chmod(daemon.state_dir / name, 0o644)
+    daemon.start()
+    assert mode(daemon.state_dir) == 0o700
+    assert mode(daemon.state_dir / "tead.db") == 0o600
+    assert "was mode 0755; made it 0700" in daemon.logs()
+
+
+# --- a full disk -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_state_fs(daemon_factory: Factory) -> Iterator[DaemonProcess]:
+    """A daemon (not started) whose state folder is a fresh 16 MiB tmpfs."""
+    daemon = daemon_factory()
+    daemon.state_dir.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(daemon.state_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:  # CI runs as root; this needs CAP_SYS_ADMIN
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+    try:
+        yield daemon
+    finally:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(timeout=10)
+        subprocess.run(["umount", "-l", str(daemon.state_dir)], check=False)
+
+
+def fill_up(folder: Path) -> Path:
+    """Write a file into `folder` until its file system has no space left."""
+    filler = folder / "filler"
+    chunk = b"\0" * (64 * 1024)
+    with filler.open("wb", buffering=0) as handle:
+        while True:
+            try:
+                handle.write(chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+    with filler.open("ab", buffering=0) as handle:  # the last few bytes too
+        for _ in range(4096):
+            try:
+                handle.write(b"\0" * 512)
+            except OSError:
+                break
+    return filler
+
+
+def stored_runs(db: Path) -> dict[str, tuple[str, str | None]]:
+    """Run id -> (status, final state JSON) as SQLite itself has them on disk."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT id, status, final_state FROM runs").fetchall()
+    return {row[0]: (row[1], row[2]) for row in rows}
+
+
+def test_a_full_disk_answers_503_and_records_finished_runs_truthfully_later(
+    small_state_fs: DaemonProcess,
+) -> None:
+    """With the state folder's file system full: runs that succeed are never recorded as
+    failed (the API shows them succeeded), dispatch answers 503 JSON and creates nothing,
+    a queued run waits, /healthz answers; once space returns the runs' ends and final
+    states are written and the queued run runs."""
+    daemon = small_state_fs
+    pad = "x" * 300_000
+    for name in ("slow_a", "slow_b"):
+        daemon.write(
+            f"{name}.yaml",
+            f"""\
+            name: {name}
+            nodes:
+              - name: work
+                run: |
+                  import time
+                  time.sleep(2)
+                  return {{"pad": "p" * 300_000}}
+            """,
+        )
+    daemon.write("quick.yaml", "name: quick\nnodes: [{name: a, run: 'return {\"x\": 1}'}]\n")
+    daemon.start()
+    runs = [daemon.dispatch(name)["id"] for name in ("slow_a", "slow_b")]
+    for run_id in runs:
+        wait_status(daemon, run_id, "running")
+    behind = daemon.dispatch("slow_a")["id"]  # queued: slow_a's group is busy
+    filler = fill_up(daemon.state_dir)
+
+    refused = daemon.post("/api/v1/workflows/quick/dispatch", json={"inputs": {"big": pad}})
+    assert refused.status_code == 503, refused.text
+    assert "disk is full" in refused.json()["error"]
+    for run_id in runs:
+        shown = daemon.wait_run(run_id)
+        assert shown["status"] == "succeeded", shown["error"]
+        assert len(shown["final_state"]["pad"]) == 300_000
+    assert daemon.get("/healthz").status_code == 200
+    assert daemon.runs(workflow="slow_b")[0]["status"] == "succeeded"
+    assert not {r["id"] for r in daemon.runs(status="running")} & set(runs)
+    time.sleep(1.5)  # a few retries while the disk stays full
+    assert daemon.get(f"/api/v1/runs/{behind}").json()["status"] == "queued"
+    on_disk = stored_runs(daemon.state_dir / "tead.db")
+    assert [on_disk[r][0] for r in runs] == ["running", "running"]  # not written: no space
+    assert on_disk[behind][0] == "queued"  # it starts only once its start can be written
+    assert len(on_disk) == 3  # the refused dispatch created nothing
+
+    filler.unlink()
+    daemon.wait_for(
+        lambda: all(stored_runs(daemon.state_dir / "tead.db")[r][0] != "running" for r in runs),
+        what="the runs' ends to be written",
+    )
+    on_disk = stored_runs(daemon.state_dir / "tead.db")
+    for run_id in runs:
+        status, state = on_disk[run_id]
+        assert status == "succeeded"
+        assert state is not None and len(state) > 300_000
+    assert daemon.wait_run(behind)["status"] == "succeeded"
+    later = daemon.dispatch("quick")
+    assert daemon.wait_run(later["id"])["status"] == "succeeded"
+    assert stored_runs(daemon.state_dir / "tead.db")[behind][0] == "succeeded"
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.logs()
+
+
+def test_an_end_still_unwritten_at_shutdown_is_logged_and_never_reads_as_a_lie(
+    small_state_fs: DaemonProcess,
+) -> None:
+    """SIGTERM while a finished run's end still waits for space: the log names the run and
+    its outcome, and after a restart the run reads `interrupted` with an error saying its
+    end was not recorded (not `failed`, not a made-up success)."""
+    daemon = small_state_fs
+    daemon.write(
+        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
+    )
+    daemon.start()
+    run_id = daemon.dispatch("slow")["id"]
+    wait_status(daemon, run_id, "running")
+    filler = fill_up(daemon.state_dir)
+    assert daemon.wait_run(run_id)["status"] == "succeeded"
+    assert daemon.stop() == 0
+    assert f"run {run_id} succeeded, but the disk is still full: not recorded" in daemon.logs()
+    filler.unlink()
+    daemon.start()
+    run = daemon.get(f"/api/v1/runs/{run_id}").json()
+    assert run["status"] == "interrupted"
+    assert run["error"] == "the daemon stopped before the run's end was recorded"
+
+
+def test_a_daemon_started_on_a_full_disk_says_so_in_one_line(
+    small_state_fs: DaemonProcess,
+) -> None:
+    """A new state folder on a full file system: `tead serve` exits 1 with one line naming
+    the full disk, no traceback."""
+    daemon = small_state_fs
+    fill_up(daemon.state_dir)
+    daemon.start(wait=False)
+    assert daemon.proc is not None
+    assert daemon.proc.wait(timeout=30) == 1
+    assert "tead: the state folder's disk is full" in daemon.logs()
+    assert "Traceback" not in daemon.logs()
+
+
+# --- big states and big fan-outs -----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def healthz_probe(daemon: DaemonProcess) -> Iterator[list[float]]:
+    """Ask /healthz one request after another on a thread while the block runs; the list
+    (filled at the end) holds how many seconds each took."""
+    seen: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set():
+                started = time.monotonic()
+                assert client.get(f"{daemon.url}/healthz").status_code == 200
+                seen.append(time.monotonic() - started)
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+
+def summary(latencies: list[float]) -> str:
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return f"max {ordered[-1] * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, n={len(ordered)}"
+
+
+def test_a_200_mb_final_state_is_a_recorded_error_and_never_stalls_the_daemon(
+    daemon_factory: Factory,
+) -> None:
+    """A run whose final state is 200 MB fails with an error naming max_state_bytes; its
+    state is not stored (a small database) and /healthz keeps answering quickly."""
+    daemon = daemon_factory()
+    daemon.write(
+        "huge.yaml",
+        """\
+        name: huge
+        nodes:
+          - name: make
+            run: |
+              import time
+              time.sleep(0.5)
+              return {"blob": ["x" * 1_000_000 for _ in range(200)]}  # 200 MB
+        """,
+    )
+    daemon.start()
+    with healthz_probe(daemon) as latencies:
+        run_id = daemon.dispatch("huge")["id"]
+        daemon.wait_for(
+            lambda: daemon.runs(workflow="huge")[0]["status"] not in ("queued", "running"),
+            timeout_s=120,
+            what="the run to end",
+        )
+        time.sleep(0.3)
+    print(f"healthz while a run makes a 200 MB state: {summary(latencies)}")
+    run = daemon.get(f"/api/v1/runs/{run_id}").json()
+    assert run["status"] == "failed"
+    assert "max_state_bytes" in str(run["error"]) and run["final_state"] is None
+    assert max(latencies) < 0.5, summary(latencies)
+    size = sum(f.stat().st_size for f in daemon.state_dir.glob("tead.db*"))
+    print(f"database after a 200 MB state: {size / 1e6:.1f} MB")
+    assert size < 20_000_000
+
+
+def test_a_for_each_over_100_000_items_leaves_the_daemon_serving_and_cancellable(
+    daemon_factory: Factory,
+) -> None:
+    """While a run fans out over 100 000 items the daemon answers /healthz and the API,
+    another workflow's run succeeds, and cancelling the big run ends it promptly; what
+    its finished branches left is stored within max_state_bytes."""
+    daemon = daemon_factory()
+    daemon.write(
+        "wide.yaml",
+        """\
+        name: wide
+        nodes:
+          - {name: plan, run: 'return {"items": list(range(100_000))}'}
+          - {name: each, run: 'return {"seen": state["item"]}'}
+          - {name: done, run: 'return {}'}
+        edges:
+          - {from: __start__, to: plan}
+          - {from: plan, to: each, parallel: true, for_each: "state['items']", fan_in: done}
+          - {from: each, to: done}
+          - {from: done, to: __end__}
+        """,
+    )
+    daemon.write("quick.yaml", "name: quick\nnodes: [{name: a, run: 'return {\"x\": 1}'}]\n")
+    daemon.start()
+    with healthz_probe(daemon) as latencies:
+        wide = daemon.dispatch("wide")["id"]
+        wait_status(daemon, wide, "running")
+        time.sleep(3)
+        quick = daemon.dispatch("quick")["id"]
+        assert daemon.wait_run(quick, timeout_s=30)["status"] == "succeeded"
+        assert daemon.get("/api/v1/runs", params={"limit": 10}).status_code == 200
+        started = time.monotonic()
+        cancelled = daemon.post(f"/api/v1/runs/{wide}/cancel")
+        took = time.monotonic() - started
+        time.sleep(0.3)
+    print(f"healthz during a 100 000-item for_each: {summary(latencies)}; cancel {took:.2f} s")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert took < 10
+    assert max(latencies) < 1.0, summary(latencies)
+    size = sum(f.stat().st_size for f in daemon.state_dir.glob("tead.db*"))
+    assert size < 60_000_000
+    assert daemon.stop() == 0
+
+
+def test_a_wide_for_each_that_finishes_is_stored_off_the_loop(daemon_factory: Factory) -> None:
+    """A for_each over 2 500 items whose every branch state holds the whole list (6 M
+    values in all) finishes with /healthz answering throughout; what is stored stays within
+    max_state_bytes."""
+    daemon = daemon_factory()
+    daemon.write(
+        "wide.yaml",
+        """\
+        name: wide
+        nodes:
+          - {name: plan, run: 'return {"items": list(range(2_500))}'}
+          - {name: each, run: 'return {"seen": state["item"]}'}
+          - {name: done, run: 'return {"count": len(parallel_results)}'}
+        edges:
+          - {from: __start__, to: plan}
+          - {from: plan, to: each, parallel: true, for_each: "state['items']", fan_in: done}
+          - {from: each, to: done}
+          - {from: done, to: __end__}
+        """,
+    )
+    daemon.start()
+    with healthz_probe(daemon) as latencies:
+        wide = daemon.dispatch("wide")["id"]
+        daemon.wait_for(
+            lambda: daemon.runs(workflow="wide")[0]["status"] not in ("queued", "running"),
+            timeout_s=180,
+            what="the run to end",
+        )
+        time.sleep(0.3)
+    print(f"healthz while a 2 500-item for_each ends: {summary(latencies)}")
+    run = httpx.get(f"{daemon.url}/api/v1/runs/{wide}", timeout=60).json()
+    assert run["status"] == "succeeded", run["error"]
+    assert run["final_state"]["count"] == 2_500 and len(run["branches"]) == 2_500
+    assert run["branches"][0]["state"]["seen"] == 0
+    assert "over max_state_bytes" in run["branches"][-1]["state_note"]
+    assert max(latencies) < 1.0, summary(latencies)
+    size = sum(f.stat().st_size for f in daemon.state_dir.glob("tead.db*"))
+    assert size < 60_000_000
+
+
+def test_max_state_bytes_comes_from_the_environment(daemon_factory: Factory) -> None:
+    """TEAD_MAX_STATE_BYTES=1000: a 5 000-byte final state fails the run naming the limit;
+    a small one is stored as it is."""
+    daemon = daemon_factory(env={"TEAD_MAX_STATE_BYTES": "1000"})
+    daemon.write("big.yaml", 'name: big\nnodes: [{name: a, run: \'return {"p": "p" * 5000}\'}]\n')
+    daemon.write("small.yaml", 'name: small\nnodes: [{name: a, run: \'return {"p": "p"}\'}]\n')
+    daemon.start()
+    big = daemon.wait_run(daemon.dispatch("big")["id"])
+    assert big["status"] == "failed" and big["final_state"] is None
+    assert "over max_state_bytes (1000 bytes)" in big["error"]
+    small = daemon.wait_run(daemon.dispatch("small")["id"])
+    assert small["status"] == "succeeded" and small["final_state"]["p"] == "p"
