@@ -42,6 +42,8 @@ class DaemonConfig(BaseModel):
     catchup_limit: PositiveInt = 100
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # how long an ended (cancelled, timed-out) run's threads may hold its concurrency group
+    stop_grace: Duration = 30.0
 
     @property
     def host(self) -> str:

@@ -151,6 +151,7 @@ class Daemon:
                     max_concurrent=config.max_concurrent_runs,
                     retention=config.retention_runs,
                     spawn=tasks.create_task,
+                    stop_grace_s=config.stop_grace,
                 )
                 self.scheduler = Scheduler(
                     store=self.store,

@@ -11,6 +11,7 @@ event loop; the store records every state change.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -69,6 +70,7 @@ class RunManager:
         max_concurrent: int,
         retention: int,
         spawn: Spawn,
+        stop_grace_s: float = 30.0,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -77,6 +79,7 @@ class RunManager:
         self.max_concurrent = max_concurrent
         self.retention = retention
         self.spawn = spawn
+        self.stop_grace_s = stop_grace_s  # how long an ended run's threads may hold its group
         self.accepting = True
         self._queue: list[_Run] = []
         self._running: dict[str, _Run] = {}
@@ -254,8 +257,15 @@ class RunManager:
                 outcome = (self._run_sync(run), None)
             except BaseException as exc:
                 outcome = (None, exc)
+            finally:
+                run.token.cancel("finished")  # threads it left behind stop at their next node
+                run.token.activity.exit()
             loop.call_soon_threadsafe(_settle, done, outcome)
 
+        # The group is held until this thread and every branch thread of the run are done.
+        stopped_work = asyncio.Event()
+        run.token.activity.enter()
+        run.token.activity.when_idle(functools.partial(loop.call_soon_threadsafe, stopped_work.set))
         threading.Thread(target=work, name=f"tead-run-{run.record.id}", daemon=True).start()
         spec = run.workflow.spec
         timeout = spec.timeout if spec else None
@@ -277,7 +287,27 @@ class RunManager:
             )
             run.token.cancel(str(status))
             final = None
-        self._finish(run, status, message, final)
+        self._finish(run, status, message, final, release=False)
+        await self._release_when_stopped(run, stopped_work)
+
+    async def _release_when_stopped(self, run: _Run, stopped_work: asyncio.Event) -> None:
+        """Free the run's concurrency group once its work has stopped (a cancelled run's
+        process work is killed; its threads stop at their next node boundary), or after
+        `stop_grace_s` if a node does not return."""
+        try:
+            await asyncio.wait_for(stopped_work.wait(), self.stop_grace_s)
+        except TimeoutError:
+            log.warning(
+                "run %s: a node is still running %g s after the run ended; releasing its "
+                "concurrency group %s (the node's result will be ignored)",
+                run.record.id,
+                self.stop_grace_s,
+                run.group,
+            )
+        self._busy_groups.discard(run.group)
+        if self.accepting:
+            self._pump()
+        self._check_idle()
 
     def _run_sync(self, run: _Run) -> dict[str, Any]:
         record = run.record
@@ -303,7 +333,13 @@ class RunManager:
             observer.close()
 
     def _finish(
-        self, run: _Run, status: RunStatus, error: str | None, final: dict[str, Any] | None
+        self,
+        run: _Run,
+        status: RunStatus,
+        error: str | None,
+        final: dict[str, Any] | None,
+        *,
+        release: bool = True,
     ) -> None:
         record = run.record
         finished = now_utc()
@@ -324,7 +360,8 @@ class RunManager:
             branches=run.branches,
         )
         del self._running[record.id]
-        self._busy_groups.discard(run.group)
+        if release:
+            self._busy_groups.discard(run.group)
         run.finished.set()
         m = self.metrics
         kind = record.trigger.get("kind", "")

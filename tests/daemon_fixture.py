@@ -34,6 +34,8 @@ class DaemonProcess:
     port: int
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # how tead is started (the console script, say, to run it from any folder)
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "tead"])
     proc: subprocess.Popen[str] | None = None
     log_path: Path | None = None
 
@@ -63,9 +65,7 @@ class DaemonProcess:
         self.log_path = self.root / f"daemon-{int(time.time() * 1000)}.log"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TEAD_RESCAN_INTERVAL": "1", **self.env}
         args = [
-            sys.executable,
-            "-m",
-            "tead",
+            *self.command,
             "serve",
             "--workflows",
             str(self.workflows),
