@@ -39,6 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 from tead.errors import WorkerCrashedError
@@ -70,15 +71,29 @@ def context() -> multiprocessing.context.BaseContext:
 
 
 def _cwd_shadows_imports() -> bool:
-    """Whether the working directory holds a module or package named like one imported."""
+    """Whether the working directory holds a module or package named like one this process
+    imported from elsewhere (the folder it really came from, a checkout, does not count)."""
     try:
-        entries = os.listdir(os.getcwd())
+        cwd = Path.cwd().resolve()
+        entries = os.listdir(cwd)
     except OSError:
         return True
     suffixes = tuple(importlib.machinery.all_suffixes())
     names = {e.split(".", 1)[0] for e in entries if "." not in e or e.endswith(suffixes)}
-    imported = {name.partition(".")[0] for name in list(sys.modules)}
-    return bool(names & imported)
+    for name in names & {name.partition(".")[0] for name in list(sys.modules)}:
+        module = sys.modules.get(name)
+        origin = getattr(module, "__file__", None)
+        if origin is None:
+            if getattr(module, "__path__", None) is None:
+                continue  # built in or frozen: found before any folder
+            return True
+        try:
+            relative = Path(origin).resolve().relative_to(cwd)
+        except ValueError:
+            return True  # imported from elsewhere: the folder's copy would win
+        if relative.parts[0].split(".", 1)[0] != name:
+            return True
+    return False
 
 
 # --- the worker side ------------------------------------------------------------------------
