@@ -35,12 +35,12 @@ nodes:
       note("end")
 """
 
-# The same node as a branch of a process fan-out (one branch).
+# The same node as a branch of a fan-out (one branch) on processes or threads.
 PROCESS_NODE = """\
 name: $name
 initial_state: {sleep: 0, tag: x, items: [0]}
 settings:
-  parallel: {strategy: process, max_workers: 1}
+  parallel: {strategy: $strategy, max_workers: 1}
 nodes:
   - name: plan
   - name: work
@@ -61,8 +61,8 @@ edges:
 """
 
 
-def workflow(template: str, name: str, header: str = "") -> str:
-    return template.replace("$name", name).replace("$header", header)
+def workflow(template: str, name: str, header: str = "", strategy: str = "process") -> str:
+    return template.replace("$name", name).replace("$header", header).replace("$strategy", strategy)
 
 
 def note(folder: Path, tag: str, what: str) -> dict[str, Any] | None:
@@ -146,3 +146,20 @@ def test_a_node_that_never_returns_holds_its_group_for_stop_grace_only(
     started = wait_note(d, tmp_path, "second", "start")["t"]
     assert 0.9 <= started - cancelled_at < 10
     assert "releasing its concurrency group" in d.logs()
+
+
+def test_a_cancelled_thread_branch_holds_the_group_until_it_returns(
+    daemon_factory: Factory, tmp_path: Path
+) -> None:
+    """A thread branch sleeping 3 s, its run cancelled: the fan-out gives up on the thread at
+    once, but the group's next run starts its node only after that branch's node ended."""
+    d = daemon_factory()
+    d.write("tb.yaml", workflow(PROCESS_NODE, "tb", strategy="thread"))
+    d.start()
+    first = d.dispatch("tb", {"sleep": 3, "tag": "first", "dir": str(tmp_path)})["id"]
+    wait_note(d, tmp_path, "first", "start")
+    assert d.post(f"/api/v1/runs/{first}/cancel").json()["status"] == "cancelled"
+    second = d.dispatch("tb", {"sleep": 0, "tag": "second", "dir": str(tmp_path)})["id"]
+    assert end_of(d, second, timeout_s=60) == "succeeded"
+    first_end = wait_note(d, tmp_path, "first", "end")
+    assert wait_note(d, tmp_path, "second", "start")["t"] >= first_end["t"]
