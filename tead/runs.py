@@ -4,8 +4,10 @@ Runs are queued in arrival order. A run starts when its concurrency group has no
 running and fewer than `max_concurrent_runs` runs are running; `cancel_in_progress`
 cancels the group's running and queued runs instead of waiting for them. Each run
 executes on a daemon thread of its own (a stuck node cannot hold a shared pool), under
-a CancelToken that a cancel, a timeout or shutdown sets. All bookkeeping happens on the
-event loop; the store records every state change.
+a CancelToken that a cancel, a timeout or shutdown sets. A run that ends is recorded at
+once, but its group stays busy until every thread of the run has stopped (the token's
+Activity), or for at most `stop_grace_s` if a node does not return. All bookkeeping happens
+on the event loop; the store records every state change.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class RunManager:
         self.retention = retention
         self.spawn = spawn
         self.stop_grace_s = stop_grace_s  # how long an ended run's threads may hold its group
+        self._closing = asyncio.Event()  # shutdown: nothing waits for groups any more
         self.accepting = True
         self._queue: list[_Run] = []
         self._running: dict[str, _Run] = {}
@@ -172,6 +175,7 @@ class RunManager:
     async def shutdown(self, grace_s: float) -> None:
         """Stop taking runs; let running ones finish for `grace_s`; interrupt the rest."""
         self.accepting = False
+        self._closing.set()
         for run in list(self._queue):
             self._drop_queued(run, RunStatus.INTERRUPTED, "the daemon stopped before it started")
         try:
@@ -294,9 +298,18 @@ class RunManager:
         """Free the run's concurrency group once its work has stopped (a cancelled run's
         process work is killed; its threads stop at their next node boundary), or after
         `stop_grace_s` if a node does not return."""
+        waiters = {
+            asyncio.ensure_future(stopped_work.wait()),
+            asyncio.ensure_future(self._closing.wait()),
+        }
         try:
-            await asyncio.wait_for(stopped_work.wait(), self.stop_grace_s)
-        except TimeoutError:
+            await asyncio.wait(
+                waiters, timeout=self.stop_grace_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if not stopped_work.is_set() and not self._closing.is_set():
             log.warning(
                 "run %s: a node is still running %g s after the run ended; releasing its "
                 "concurrency group %s (the node's result will be ignored)",

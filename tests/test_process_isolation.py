@@ -314,3 +314,35 @@ def test_workers_exit_within_a_second_of_a_killed_tead_run(tmp_path):
     living, elapsed = gone_within(below, PARENT_DEATH_LIMIT_S + 1.0)
     assert not living, f"still alive after {elapsed:.2f} s: {sorted(living)}"
     assert elapsed <= PARENT_DEATH_LIMIT_S, f"took {elapsed:.2f} s"
+
+
+def test_fail_fast_never_starts_the_branches_still_waiting(tead_cli, write_workflow, tmp_path):
+    """`fail_fast` with one worker: the first branch fails; the branches waiting for the
+    worker are cancelled before they start (none leaves its marker file)."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    write_workflow(
+        fill(
+            """
+            settings:
+              parallel: {strategy: process, max_workers: 1, fail_fast: true}
+            initial_state: {items: [0, 1, 2, 3], dir: "$dir"}
+            nodes:
+              - name: src
+              - name: work
+                run: |
+                  import os
+                  if state["item"] == 0:
+                      raise ValueError("first one fails")
+                  open(os.path.join(state["dir"], f"{state['item']}.ran"), "w").close()
+              - name: join
+            edges:
+              - {from: src, to: work, parallel: true, for_each: "state['items']", fan_in: join}
+            """,
+            dir=marks,
+        )
+    )
+    proc = tead_cli("run", "wf.yaml", "-q", timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "failed fast" in proc.stderr
+    assert sorted(p.name for p in marks.iterdir()) == []
