@@ -34,10 +34,10 @@ class DaemonProcess:
     port: int
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    # how tead is started (the console script, say, to run it from any folder)
-    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "tead"])
     proc: subprocess.Popen[str] | None = None
     log_path: Path | None = None
+    # how tead is started (the console script, say, to run it from any folder)
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "tead"])
 
     @property
     def workflows(self) -> Path:
