@@ -316,12 +316,15 @@ class WorkerPool:
         """Read results and readiness, notice deaths, keep the pool at its size."""
         while True:
             with self._lock:
-                if self._closed:
-                    return
+                closed = self._closed
                 workers = list(self._workers)
                 retired, self._retired = self._retired, []
             for worker in retired:
                 worker.conn.close()
+            if closed:
+                self._wake_r.close()
+                self._wake_w.close()
+                return
             conns: dict[Any, _Worker] = {w.conn: w for w in workers}
             sentinels: dict[Any, _Worker] = {w.process.sentinel: w for w in workers}
             try:
