@@ -1,18 +1,66 @@
-"""Cancelling a run from outside: a token the engine and the fan-out coordinators watch."""
+"""Cancelling a run from outside: a token the engine and the fan-out coordinators watch, and
+the count of threads still working for the run (so that its owner knows when a cancelled
+run has really stopped)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
-class CancelToken:
-    """Set once, with a reason (`cancelled`, `timed_out`, `interrupted`); listeners are told."""
+class Activity:
+    """How many threads are working for a run; listeners are told when none is left."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._active = 0
+        self._idle: list[Callable[[], object]] = []
+
+    def enter(self) -> None:
+        with self._lock:
+            self._active += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self._active -= 1
+            listeners, self._idle = (self._idle, []) if self._active == 0 else ([], self._idle)
+        for listener in listeners:
+            listener()
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Count the calling thread as working for the run while the block runs."""
+        self.enter()
+        try:
+            yield
+        finally:
+            self.exit()
+
+    def when_idle(self, listener: Callable[[], object]) -> None:
+        """Call `listener` once no thread works for the run (at once if none does now)."""
+        with self._lock:
+            if self._active:
+                self._idle.append(listener)
+                return
+        listener()
+
+
+class CancelToken:
+    """Set once, with a reason (`cancelled`, `timed_out`, `interrupted`); listeners are told.
+
+    `activity` counts the threads working under the token (shared with `child()` tokens).
+    """
+
+    def __init__(self, activity: Activity | None = None) -> None:
+        self._lock = threading.Lock()
         self._reason: str | None = None
         self._listeners: list[Callable[[], None]] = []
+        self.activity = activity or Activity()
+
+    def child(self) -> CancelToken:
+        """A token of its own (cancelling it leaves this one alone) sharing the activity."""
+        return CancelToken(self.activity)
 
     @property
     def cancelled(self) -> bool:

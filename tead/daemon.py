@@ -178,6 +178,7 @@ class Daemon:
                     retention=config.retention_runs,
                     spawn=tasks.create_task,
                     max_state_bytes=config.max_state_bytes,
+                    stop_grace_s=config.stop_grace,
                 )
                 self.scheduler = Scheduler(
                     store=self.store,

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -231,8 +232,8 @@ def _fan_out(
     if len(groups) == 1:
         return {groups[0].fan_in: _run_group(workflow, groups[0], state, ctx=ctx, path=path)}
     # The groups share a token of their own: when one fails (fail_fast), the others stop.
-    token = CancelToken()
     parent = ctx.cancel
+    token = parent.child() if parent is not None else CancelToken()
 
     def relay() -> None:
         token.cancel(parent.reason if parent is not None and parent.reason else "cancelled")
@@ -402,8 +403,13 @@ def run_branch(task: BranchTask) -> ParallelFlowResult:
     if ctx is None:
         ctx = _RunContext(emit=None)
     started = time.perf_counter()
+    # A branch thread of a cancellable run counts as its work until it returns.
+    working = ctx.cancel.activity.working() if ctx.cancel is not None else nullcontext()
     try:
-        state = run_scope(task.workflow, task.state, task.entry, task.exit, ctx=ctx, path=task.path)
+        with working:
+            state = run_scope(
+                task.workflow, task.state, task.entry, task.exit, ctx=ctx, path=task.path
+            )
     except (Exception, SystemExit) as exc:
         original = exc.error if isinstance(exc, NodeError) else exc
         return failure_result(task, original, timing_ms=_ms_since(started))

@@ -4,14 +4,17 @@ Runs are queued in arrival order. A run starts when its concurrency group has no
 running and fewer than `max_concurrent_runs` runs are running; `cancel_in_progress`
 cancels the group's running and queued runs instead of waiting for them. Each run
 executes on a daemon thread of its own (a stuck node cannot hold a shared pool), under
-a CancelToken that a cancel, a timeout or shutdown sets. All bookkeeping happens on the
-event loop; the store records every state change.
+a CancelToken that a cancel, a timeout or shutdown sets. A run that ends is recorded at
+once, but its group stays busy until every thread of the run has stopped (the token's
+Activity), or for at most `stop_grace_s` if a node does not return. All bookkeeping happens
+on the event loop; the store records every state change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -73,6 +76,7 @@ class RunManager:
         retention: int,
         spawn: Spawn,
         max_state_bytes: int = 16 * MIB,
+        stop_grace_s: float = 30.0,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -82,6 +86,8 @@ class RunManager:
         self.retention = retention
         self.spawn = spawn
         self.max_state_bytes = max_state_bytes
+        self.stop_grace_s = stop_grace_s  # how long an ended run's threads may hold its group
+        self._closing = asyncio.Event()  # shutdown: nothing waits for groups any more
         self.accepting = True
         self._queue: list[_Run] = []
         self._running: dict[str, _Run] = {}
@@ -175,6 +181,7 @@ class RunManager:
     async def shutdown(self, grace_s: float) -> None:
         """Stop taking runs; let running ones finish for `grace_s`; interrupt the rest."""
         self.accepting = False
+        self._closing.set()
         for run in list(self._queue):
             self._drop_queued(run, RunStatus.INTERRUPTED, "the daemon stopped before it started")
         try:
@@ -293,8 +300,15 @@ class RunManager:
                 outcome = (self._run_sync(run), None)
             except BaseException as exc:
                 outcome = (None, exc)
+            finally:
+                run.token.cancel("finished")  # threads it left behind stop at their next node
+                run.token.activity.exit()
             loop.call_soon_threadsafe(_settle, done, outcome)
 
+        # The group is held until this thread and every branch thread of the run are done.
+        stopped_work = asyncio.Event()
+        run.token.activity.enter()
+        run.token.activity.when_idle(functools.partial(loop.call_soon_threadsafe, stopped_work.set))
         threading.Thread(target=work, name=f"tead-run-{run.record.id}", daemon=True).start()
         spec = run.workflow.spec
         timeout = spec.timeout if spec else None
@@ -316,7 +330,36 @@ class RunManager:
             )
             run.token.cancel(str(status))
             final = None
-        await self._finish(run, status, message, final)
+        await self._finish(run, status, message, final, release=False)
+        await self._release_when_stopped(run, stopped_work)
+
+    async def _release_when_stopped(self, run: _Run, stopped_work: asyncio.Event) -> None:
+        """Free the run's concurrency group once its work has stopped (a cancelled run's
+        process work is killed; its threads stop at their next node boundary), or after
+        `stop_grace_s` if a node does not return."""
+        waiters = {
+            asyncio.ensure_future(stopped_work.wait()),
+            asyncio.ensure_future(self._closing.wait()),
+        }
+        try:
+            await asyncio.wait(
+                waiters, timeout=self.stop_grace_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if not stopped_work.is_set() and not self._closing.is_set():
+            log.warning(
+                "run %s: a node is still running %g s after the run ended; releasing its "
+                "concurrency group %s (the node's result will be ignored)",
+                run.record.id,
+                self.stop_grace_s,
+                run.group,
+            )
+        self._busy_groups.discard(run.group)
+        if self.accepting:
+            self._pump()
+        self._check_idle()
 
     def _run_sync(self, run: _Run) -> dict[str, Any]:
         record = run.record
@@ -342,7 +385,13 @@ class RunManager:
             observer.close()
 
     async def _finish(
-        self, run: _Run, status: RunStatus, error: str | None, final: dict[str, Any] | None
+        self,
+        run: _Run,
+        status: RunStatus,
+        error: str | None,
+        final: dict[str, Any] | None,
+        *,
+        release: bool = True,
     ) -> None:
         record = run.record
         finished = now_utc()
@@ -357,7 +406,8 @@ class RunManager:
         except StorageFullError as exc:
             log.warning("run %s %s: %s; kept in memory until then", record.id, status, exc)
         del self._running[record.id]
-        self._busy_groups.discard(run.group)
+        if release:
+            self._busy_groups.discard(run.group)
         run.finished.set()
         m = self.metrics
         kind = record.trigger.get("kind", "")

@@ -92,6 +92,9 @@ class Supervisor:
         # (start time, branch, attempt number) of started attempts, appended by the gates
         # (on worker threads) as they start, so in deadline order: one timeout for all.
         self.started: deque[tuple[float, _Branch, int]] = deque()
+        # Set (on any thread) as soon as an attempt's failure stops the fan-out (fail_fast)
+        # or the run is cancelled: attempts not yet started are turned away at their gate.
+        self.stopping: str | None = None
         # A retry runs on a fresh copy of the fan-out state: from the engine if it can make
         # one, else from a copy kept before the first attempt could change the state.
         self.keep_pristine = (
@@ -179,6 +182,12 @@ class Supervisor:
         Returns the result of a branch the breaker turns away, else None. With threads this
         runs on the worker thread, right before the branch.
         """
+        cancel = self.hooks.cancel
+        if cancel is not None and cancel.reason is not None:
+            self.stopping = f"cancelled: the run was {cancel.reason.replace('_', ' ')}"
+        if self.stopping is not None:  # fail_fast or a cancel is on its way: do not start
+            branch.denied = self._failure(branch, FanOutCancelledError(self.stopping))
+            return branch.denied
         if branch.breaker is not None:
             allowed, change = branch.breaker.allow()
             self._transition(change)
@@ -202,6 +211,10 @@ class Supervisor:
         the next branch's gate (maybe on this very thread) already sees the outcome."""
         if result is not branch.denied:
             self._record_breaker(branch, attempt_no, success=result.success)
+            retry = self.config.retry
+            final = retry is None or not retry.retries(attempt_no, result.error_mro)
+            if self.config.fail_fast and not result.success and final:
+                self.stopping = f"cancelled: branch {branch.task.branch!r} failed"
 
     def _live_deadline(self) -> float | None:
         """The first deadline of an attempt still running (forgetting finished ones)."""

@@ -37,6 +37,8 @@ class DaemonProcess:
     proc: subprocess.Popen[str] | None = None
     headers: dict[str, str] = field(default_factory=dict)  # sent by get/post unless given
     log_path: Path | None = None
+    # how tead is started (the console script, say, to run it from any folder)
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "tead"])
 
     @property
     def workflows(self) -> Path:
@@ -64,9 +66,7 @@ class DaemonProcess:
         self.log_path = self.root / f"daemon-{int(time.time() * 1000)}.log"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TEAD_RESCAN_INTERVAL": "1", **self.env}
         args = [
-            sys.executable,
-            "-m",
-            "tead",
+            *self.command,
             "serve",
             "--workflows",
             str(self.workflows),

@@ -180,7 +180,11 @@ def wait_status(daemon: DaemonProcess, run_id: str, status: str) -> dict[str, An
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     """One daemon for the API and CLI checks, with a few workflows."""
-    daemon = DaemonProcess(root=tmp_path_factory.mktemp("api"), port=free_port())
+    daemon = DaemonProcess(
+        root=tmp_path_factory.mktemp("api"),
+        port=free_port(),
+        env={"TEAD_STOP_GRACE": "1s"},  # a cancelled `slow` run holds its group 1 s, not 30
+    )
     (daemon.workflows / "inbox").mkdir(parents=True)  # for the watch trigger in the metrics test
     for name, text in {
         "fan.yaml": FAN,

@@ -15,6 +15,8 @@ from tests.daemon_fixture import DaemonProcess
 from tests.helpers import sleeper, status_of, wait_status, when
 
 Factory = Callable[..., DaemonProcess]
+# a stopped run's 30 s node holds its group for stop_grace
+QUICK_RELEASE = {"TEAD_STOP_GRACE": "1s"}
 
 
 def process_fanout(name: str, body: str) -> str:
@@ -127,7 +129,7 @@ def test_shared_group_serialises_and_other_groups_run_in_parallel(
 
 
 def test_cancel_in_progress_cancels_the_running_run(daemon_factory: Factory) -> None:
-    d = daemon_factory()
+    d = daemon_factory(env=QUICK_RELEASE)
     header = "concurrency: {cancel_in_progress: true}"
     d.write("latest.yaml", sleeper("latest", seconds=30, header=header))
     d.start()
@@ -163,7 +165,7 @@ def test_global_limit_holds_across_groups(daemon_factory: Factory) -> None:
 
 
 def test_cancel_a_queued_and_a_running_run(daemon_factory: Factory) -> None:
-    d = daemon_factory()
+    d = daemon_factory(env=QUICK_RELEASE)
     d.write("hold.yaml", sleeper("hold", seconds=30))
     d.start()
     running = d.dispatch("hold")["id"]
@@ -235,7 +237,7 @@ return {"pid": os.getpid()}
 
 
 def test_whole_run_timeout(daemon_factory: Factory) -> None:
-    d = daemon_factory()
+    d = daemon_factory(env=QUICK_RELEASE)
     d.write("slow.yaml", sleeper("slow", seconds=30, header="timeout: 1s"))
     d.start()
     run = d.wait_run(d.dispatch("slow")["id"], timeout_s=20)

@@ -5,45 +5,32 @@ its source text and path (the worker loads it once and caches it; `uses:` module
 the file import there too). Pickling every task before the first one starts doubles as
 the check that the state can be sent: a value that cannot is named by key and branch.
 
-Workers come from a `concurrent.futures` pool started with `forkserver` (no fork of a
-threaded parent) and kept for the executor's life: across the fan-outs of a run, and
-across runs when the daemon keeps the executor. A branch that times out, or that
-`fail_fast` cancels, is killed with its pool; siblings caught in it run again. A worker
-that dies (os._exit, a signal, the OOM killer) breaks its pool: each branch that was in
-it runs again alone, in a pool of its own, so the one that crashes fails by itself.
+Workers come from a `WorkerPool` (workerpool.py) kept for the executor's life: across the
+fan-outs of a run, and across runs when the daemon keeps the executor. A task is given to
+a worker only when one is idle, and the supervisor's gate (breaker, callbacks, the start
+of the branch's clock) runs at that moment, so neither queueing nor a worker's start-up
+counts against a timeout. Stopping an attempt (a timeout, `fail_fast`, a cancelled run)
+kills that attempt's worker alone; a worker that dies fails only the branch it was
+running. Other fan-outs and runs sharing the pool never notice.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
+import functools
 import pickle
 import threading
-import time
 from collections.abc import Collection, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tead.errors import PickleValidationError
 from tead.executors.base import FanOutHooks
+from tead.executors.workerpool import WorkerPool
 from tead.launcher import Attempt, Gate, Settle
 from tead.reliability import ParallelConfig, ParallelFlowResult
 from tead.supervisor import supervise
 
 if TYPE_CHECKING:
     from tead.task import BranchTask
-
-_PRELOAD = ["tead.engine", "tead.loader", "tead.executors.thread"]
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    methods = multiprocessing.get_all_start_methods()
-    if "forkserver" not in methods:  # not on Windows / macOS without it: spawn is safe
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(_PRELOAD)
-    return ctx
 
 
 def run_pickled(payload: bytes) -> ParallelFlowResult:
@@ -71,27 +58,19 @@ def pickle_tasks(tasks: Sequence[BranchTask]) -> list[bytes]:
 
 
 class ProcessExecutor:
-    """Runs fan-outs on a reused process pool (one per worker count)."""
+    """Runs fan-outs on reused worker pools (one per worker count)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pools: dict[int, ProcessPoolExecutor] = {}
+        self._pools: dict[int, WorkerPool] = {}
 
-    def pool(self, workers: int) -> ProcessPoolExecutor:
-        """The shared pool of `workers` processes, started (again) if needed."""
+    def pool(self, workers: int) -> WorkerPool:
+        """The shared pool of `workers` processes, started on first use."""
         with self._lock:
             pool = self._pools.get(workers)
-            if pool is None or getattr(pool, "_broken", False):
-                pool = self._pools[workers] = started_pool(workers)
+            if pool is None:
+                pool = self._pools[workers] = WorkerPool(workers, run_pickled)
             return pool
-
-    def discard(self, pool: ProcessPoolExecutor) -> None:
-        """Kill a pool's processes and forget it (the next fan-out starts a new one)."""
-        with self._lock:
-            for workers, known in list(self._pools.items()):
-                if known is pool:
-                    del self._pools[workers]
-        kill_pool(pool)
 
     def execute(
         self,
@@ -102,81 +81,30 @@ class ProcessExecutor:
         if not tasks:
             return []
         payloads = pickle_tasks(tasks)
-        launcher = ProcessLauncher(self, min(config.workers, len(tasks)), tasks, payloads)
-        return supervise(tasks, config, launcher, hooks)
+        pool = self.pool(min(config.workers, len(tasks)))
+        return supervise(tasks, config, ProcessLauncher(pool, tasks, payloads), hooks)
 
     def close(self) -> None:
         with self._lock:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _ready() -> None:
-    """A task that does nothing: answering it shows that a worker is up."""
-
-
-def _watch_parent(pid: int) -> None:
-    """Worker initializer: exit when the process that started the pool is gone (killed
-    with -9, say), instead of waiting forever on a pipe nobody will close."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except PermissionError:  # the pid was reused by another user's process
-                os._exit(0)
-
-    threading.Thread(target=watch, name="tead-parent-watch", daemon=True).start()
-
-
-def started_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool whose workers are all up, so that no branch's clock pays for their start."""
-    pool = ProcessPoolExecutor(
-        workers, mp_context=_context(), initializer=_watch_parent, initargs=(os.getpid(),)
-    )
-    for future in [pool.submit(_ready) for _ in range(workers)]:
-        future.result()
-    return pool
-
-
-def kill_pool(pool: ProcessPoolExecutor) -> None:
-    """Kill every process of a pool at once (its pending futures then fail)."""
-    processes: dict[int, Any] = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
-        process.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
+            pool.close()
 
 
 class ProcessLauncher:
-    """Submits pre-pickled tasks; kills pools to stop attempts."""
+    """Submits pre-pickled tasks to a shared pool; stops attempts one by one."""
 
     copies_state = True
-    runs_gate = False
+    runs_gate = True  # the pool calls the gate as a worker takes the task
 
     def __init__(
-        self,
-        executor: ProcessExecutor,
-        workers: int,
-        tasks: Sequence[BranchTask],
-        payloads: list[bytes],
+        self, pool: WorkerPool, tasks: Sequence[BranchTask], payloads: list[bytes]
     ) -> None:
-        self._executor = executor
-        self._workers = workers
+        self._pool = pool
         self._payloads = {id(task): payload for task, payload in zip(tasks, payloads, strict=True)}
-        self._pools: dict[Attempt, ProcessPoolExecutor] = {}
-        self._own: set[ProcessPoolExecutor] = set()  # single-process pools of isolated attempts
-        self._next_own: ProcessPoolExecutor | None = None  # started by prepare()
 
     def prepare(self, *, isolated: bool = False) -> None:
-        """Start the pool the next launch uses, so that no branch's clock pays for it."""
-        if isolated:
-            self._next_own = self._next_own or started_pool(1)
-        else:
-            self._executor.pool(self._workers)
+        """Nothing to prepare: the gate runs when a ready worker takes the task."""
 
     def launch(
         self,
@@ -187,41 +115,29 @@ class ProcessLauncher:
         settle: Settle | None = None,
     ) -> Attempt:
         payload = self._payloads.get(id(task)) or pickle_tasks([task])[0]
-        if isolated:
-            pool, self._next_own = self._next_own or started_pool(1), None
-            self._own.add(pool)
-        else:
-            pool = self._executor.pool(self._workers)
-        try:
-            attempt = pool.submit(run_pickled, payload)
-        except (RuntimeError, BrokenProcessPool):  # killed by another fan-out just now
-            self._executor.discard(pool)
-            pool = self._executor.pool(self._workers)
-            attempt = pool.submit(run_pickled, payload)
-        self._pools[attempt] = pool
-        attempt.add_done_callback(self._forget)
+
+        def dispatch(attempt: Attempt) -> bool:
+            denied = gate() if gate is not None else None
+            if denied is None:
+                return True
+            attempt.set_result(denied)  # turned away by its breaker: it does not run
+            return False
+
+        attempt: Attempt = self._pool.submit(payload, dispatch)
+        if settle is not None:  # before the supervisor hears of it (callbacks run in order)
+            attempt.add_done_callback(functools.partial(_settle, settle))
         return attempt
 
-    def close(self) -> None:
-        """Drop a pool that prepare() started but no launch used."""
-        if self._next_own is not None:
-            self._next_own.shutdown(wait=False)
-            self._next_own = None
-
-    def _forget(self, attempt: Attempt) -> None:
-        pool = self._pools.pop(attempt, None)
-        if pool in self._own:
-            self._own.discard(pool)
-            pool.shutdown(wait=False)
-
     def stop(self, attempts: Collection[Attempt], running: Collection[Attempt]) -> set[Attempt]:
-        """Kill the pools running `attempts`; return the other attempts that were in them."""
-        doomed = {self._pools[a] for a in attempts if a in self._pools}
-        collateral = {a for a in running if self._pools.get(a) in doomed} - set(attempts)
-        for pool in doomed:
-            if pool in self._own:
-                self._own.discard(pool)
-                kill_pool(pool)
-            else:
-                self._executor.discard(pool)
-        return collateral
+        """Stop each attempt alone (waiting ones never start, running ones are killed)."""
+        for attempt in attempts:
+            self._pool.stop(attempt)
+        return set()
+
+    def close(self) -> None:
+        """Nothing to release: the pool belongs to the executor."""
+
+
+def _settle(settle: Settle, attempt: Attempt) -> None:
+    if not attempt.cancelled() and attempt.exception() is None:
+        settle(attempt.result())

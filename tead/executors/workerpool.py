@@ -1,0 +1,422 @@
+"""A pool of worker processes in which one task can be stopped without touching the others.
+
+`concurrent.futures.ProcessPoolExecutor` cannot lose one worker: killing the process of one
+task breaks the pool under every other task in it. pebble's ProcessPool can (checked:
+cancelling a running task kills only its worker), but it sends tasks to a pipe all workers
+share as soon as they are scheduled, so a task cancelled while it waits still runs when a
+worker takes it, and its kills go through SIGTERM, a 0.1 s polling loop and a 3 s grace.
+This pool is small instead: each worker has a pipe of its own and is given a task only when
+it is idle; a waiting task that is stopped never starts; a running one is stopped by
+SIGKILL of its own worker, which is reaped before `stop()` returns and replaced at once.
+
+Workers come from the `forkserver` context (`spawn` where there is none). The fork server
+starts in the parent's working directory with `''` first on its `sys.path`, so it preloads
+tead only when that folder shadows nothing; else every import happens in the worker after
+multiprocessing has given it the parent's `sys.path`: a folder named `tead/` (or `yaml.py`)
+in the working directory is never imported. A worker that dies before it is ready fails one
+waiting task with WorkerCrashedError naming why; one that dies running a task fails that
+task. Each worker exits within milliseconds of the death of the process that started it (a
+pidfd it polls; a 0.1 s `kill(pid, 0)` check where pidfds are missing).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import importlib.machinery
+import logging
+import multiprocessing
+import os
+import pickle
+import select
+import signal
+import sys
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from tead.errors import WorkerCrashedError
+
+log = logging.getLogger(__name__)
+
+#: imported by each worker before it says it is ready (so that no branch pays for them)
+PRELOAD = ("tead.engine", "tead.loader", "tead.executors.thread")
+PARENT_POLL_S = 0.1  # where pidfds are missing: how often a worker checks its parent
+
+Job = Callable[[bytes], Any]  # runs in the worker: payload -> result (pickled back)
+# called with the task's future as a worker takes it; False: do not run it (it finished it)
+Dispatch = Callable[[Future[Any]], bool]
+
+
+def context() -> multiprocessing.context.BaseContext:
+    """`forkserver` (no fork of a threaded parent), else `spawn`.
+
+    The fork server imports its preloads with the working directory first on `sys.path`
+    (Python 3.11 ignores the parent's path there), so it preloads tead only when nothing
+    in the working directory is named like a module this process has imported; otherwise
+    (and never `__main__`, the default) each worker imports after it has the parent's path.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([] if _cwd_shadows_imports() else list(PRELOAD))
+    return ctx
+
+
+def _cwd_shadows_imports() -> bool:
+    """Whether the working directory holds a module or package named like one this process
+    imported from elsewhere (the folder it really came from, a checkout, does not count)."""
+    try:
+        cwd = Path.cwd().resolve()
+        entries = os.listdir(cwd)
+    except OSError:
+        return True
+    suffixes = tuple(importlib.machinery.all_suffixes())
+    names = {e.split(".", 1)[0] for e in entries if "." not in e or e.endswith(suffixes)}
+    for name in names & {name.partition(".")[0] for name in list(sys.modules)}:
+        module = sys.modules.get(name)
+        origin = getattr(module, "__file__", None)
+        if origin is None:
+            if getattr(module, "__path__", None) is None:
+                continue  # built in or frozen: found before any folder
+            return True
+        try:
+            relative = Path(origin).resolve().relative_to(cwd)
+        except ValueError:
+            return True  # imported from elsewhere: the folder's copy would win
+        if relative.parts[0].split(".", 1)[0] != name:
+            return True
+    return False
+
+
+# --- the worker side ------------------------------------------------------------------------
+
+
+def _watch_parent(pid: int) -> None:
+    """Exit at once when process `pid` (the one that started this worker) is gone."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(0)
+    except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            poller.poll()  # readable when the process ends
+            os._exit(0)
+        while True:
+            try:
+                os.kill(pid, 0)
+            except (ProcessLookupError, PermissionError):  # gone, or its pid reused
+                os._exit(0)
+            threading.Event().wait(PARENT_POLL_S)
+
+    threading.Thread(target=watch, name="tead-parent-watch", daemon=True).start()
+
+
+def worker_main(conn: Connection, parent: int, job: Job) -> None:
+    """A worker: watch the parent, import, say ready, then run tasks until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _watch_parent(parent)
+    try:
+        for name in PRELOAD:
+            importlib.import_module(name)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            conn.send(("start_failed", f"{type(exc).__name__}: {exc}"))
+        os._exit(1)
+    try:
+        conn.send(("ready", None))
+    except OSError:  # the pool was closed while this worker started
+        os._exit(0)
+    while True:
+        try:
+            payload = conn.recv_bytes()
+        except (EOFError, OSError):
+            os._exit(0)
+        try:
+            message: tuple[str, Any] = ("result", job(payload))
+            data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as exc:
+            data = pickle.dumps(("error", _sendable(exc)), protocol=pickle.HIGHEST_PROTOCOL)
+        conn.send_bytes(data)
+
+
+def _sendable(exc: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+# --- the parent side ------------------------------------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class _Task:
+    payload: bytes
+    future: Future[Any]
+    dispatch: Dispatch | None
+
+
+@dataclass(eq=False, slots=True)
+class _Worker:
+    process: Any  # multiprocessing.process.BaseProcess
+    conn: Connection
+    ready: bool = False
+    task: _Task | None = None
+    start_error: str | None = None
+
+
+_live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_pools() -> None:
+    """Close pools left open at exit, before multiprocessing joins their workers (atexit
+    runs this first: it is registered after multiprocessing's own hook)."""
+    for pool in list(_live_pools):
+        pool.close()
+
+
+class WorkerPool:
+    """`size` worker processes running `job(payload)`; tasks are given to idle workers in
+    submission order; `stop(future)` stops one task alone."""
+
+    def __init__(self, size: int, job: Job) -> None:
+        self._size = size
+        self._job = job
+        self._ctx = context()
+        self._lock = threading.Lock()
+        self._workers: list[_Worker] = []
+        self._waiting: deque[_Task] = deque()
+        self._closed = False
+        self._retired: list[_Worker] = []  # stopped workers whose pipes are still open
+        self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
+        for _ in range(size):
+            self._spawn()
+        self._thread = threading.Thread(target=self._serve, name="tead-workers", daemon=True)
+        self._thread.start()
+        _live_pools.add(self)
+
+    # --- public ---------------------------------------------------------------------------
+
+    def submit(self, payload: bytes, dispatch: Dispatch | None = None) -> Future[Any]:
+        """Queue a task; `dispatch()` is called (on some thread) as a worker takes it."""
+        task = _Task(payload, Future(), dispatch)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is closed")
+            self._waiting.append(task)
+            if len(self._workers) < self._size:
+                self._spawn()
+        self._pump()
+        return task.future
+
+    def stop(self, future: Future[Any]) -> None:
+        """Stop one task: a waiting one never starts; a running one's worker is killed
+        (and reaped before this returns) and replaced. Other tasks are untouched."""
+        with self._lock:
+            for task in self._waiting:
+                if task.future is future:
+                    self._waiting.remove(task)
+                    future.cancel()
+                    return
+            worker = next((w for w in self._workers if w.task and w.task.future is future), None)
+            if worker is None:
+                return
+            self._workers.remove(worker)
+            self._retired.append(worker)  # its pipe is closed by the serve thread
+            if not self._closed:
+                self._spawn()
+        worker.process.kill()
+        worker.process.join()
+        _set(future, exception=WorkerCrashedError("stopped: its worker process was killed"))
+        self._wake()
+
+    def close(self) -> None:
+        """Kill the workers (running tasks fail, waiting ones are cancelled)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            workers, self._workers = self._workers, []
+            waiting, self._waiting = list(self._waiting), deque()
+        for task in waiting:
+            task.future.cancel()
+        for worker in workers:  # idle or not: nothing a worker holds outlives its task
+            worker.process.kill()
+        for worker in workers:
+            worker.process.join()
+            worker.conn.close()
+            if worker.task is not None:
+                _set(worker.task.future, exception=WorkerCrashedError("the pool was closed"))
+        self._wake()
+        _live_pools.discard(self)
+
+    # --- inside -----------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        """Start one worker (with the lock held); it joins the pool when it says ready."""
+        mine, theirs = multiprocessing.Pipe()
+        process = self._ctx.Process(  # type: ignore[attr-defined]
+            target=worker_main, args=(theirs, os.getpid(), self._job), name="tead-worker"
+        )
+        process.start()
+        theirs.close()
+        self._workers.append(_Worker(process, mine))
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send_bytes(b"")
+
+    def _pump(self) -> None:
+        """Give waiting tasks to idle, ready workers."""
+        while True:
+            with self._lock:
+                worker = next((w for w in self._workers if w.ready and w.task is None), None)
+                if worker is None or not self._waiting:
+                    return
+                task = self._waiting.popleft()
+                worker.task = task
+            if not task.future.set_running_or_notify_cancel():
+                self._release(worker, task)
+                continue
+            try:
+                go = task.dispatch is None or task.dispatch(task.future)
+            except BaseException as exc:
+                _set(task.future, exception=exc)
+                go = False
+            if not go:
+                self._release(worker, task)  # the future is finished: not sent
+                continue
+            try:
+                worker.conn.send_bytes(task.payload)
+            except OSError:  # it died just now: the serve loop sees its sentinel
+                continue
+
+    def _release(self, worker: _Worker, task: _Task) -> None:
+        with self._lock:
+            if worker.task is task:
+                worker.task = None
+
+    def _serve(self) -> None:
+        """Read results and readiness, notice deaths, keep the pool at its size."""
+        while True:
+            with self._lock:
+                closed = self._closed
+                workers = list(self._workers)
+                retired, self._retired = self._retired, []
+            for worker in retired:
+                worker.conn.close()
+            if closed:
+                self._wake_r.close()
+                self._wake_w.close()
+                return
+            conns: dict[Any, _Worker] = {w.conn: w for w in workers}
+            sentinels: dict[Any, _Worker] = {w.process.sentinel: w for w in workers}
+            try:
+                readable = wait([self._wake_r, *conns, *sentinels])
+            except (OSError, ValueError):  # closed meanwhile
+                continue
+            for ready in readable:
+                if ready is self._wake_r:
+                    self._drain_wake()
+                elif ready in conns:
+                    self._receive(conns[ready])
+                elif ready in sentinels:
+                    self._died(sentinels[ready])
+            self._pump()
+
+    def _drain_wake(self) -> None:
+        while self._wake_r.poll():
+            self._wake_r.recv_bytes()
+
+    def _receive(self, worker: _Worker) -> None:
+        try:
+            data = worker.conn.recv_bytes()
+        except (EOFError, OSError):  # it is dying: its sentinel says so next
+            return
+        try:
+            kind, value = pickle.loads(data)
+        except Exception as exc:  # e.g. a class the parent cannot import
+            kind, value = "error", RuntimeError(f"a worker's answer cannot be read: {exc}")
+        if kind == "ready":
+            worker.ready = True
+        elif kind == "start_failed":
+            worker.start_error = str(value)
+        else:
+            with self._lock:
+                task, worker.task = worker.task, None
+            if task is not None:
+                if kind == "result":
+                    _set(task.future, result=value)
+                else:
+                    _set(task.future, exception=value)
+
+    def _died(self, worker: _Worker) -> None:
+        """A worker ended by itself (a crash, os._exit, a signal from outside)."""
+        for _ in range(3):  # what it said before it died (why it could not start, a result)
+            if worker not in self._workers or not worker.conn.poll():
+                break
+            self._receive(worker)
+        waiting: _Task | None = None
+        with self._lock:
+            if worker not in self._workers:
+                return  # stopped on purpose
+            self._workers.remove(worker)
+            task = worker.task
+            started = worker.ready
+            if not started and task is None and self._waiting:
+                task = waiting = self._waiting.popleft()  # could not start: fail a waiting task
+            if (started or self._waiting) and not self._closed:
+                self._spawn()  # a failed start is tried again only for waiting tasks
+        worker.process.join()
+        worker.conn.close()
+        if waiting is not None and not waiting.future.set_running_or_notify_cancel():
+            return
+        cause = _exit_cause(worker.process.exitcode)
+        if not started:
+            why = f": {worker.start_error}" if worker.start_error else ""
+            cause = f"a worker process could not start ({cause}{why})"
+            log.error("%s", cause)
+        else:
+            cause = f"the worker process running this branch died ({cause})"
+        if task is not None:
+            _set(task.future, exception=WorkerCrashedError(cause))
+
+
+def _exit_cause(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _set(
+    future: Future[Any], *, result: Any = None, exception: BaseException | None = None
+) -> None:
+    """Finish a future unless it already is (a stopped task may answer late)."""
+    if future.done():
+        return
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except Exception:  # finished by another thread meanwhile
+        pass
