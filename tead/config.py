@@ -42,6 +42,7 @@ class DaemonConfig(BaseModel):
     catchup_limit: PositiveInt = 100
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    strict_permissions: bool = True
 
     @property
     def host(self) -> str:
@@ -109,7 +110,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     try:
         checked = DaemonConfig.model_validate(doc.data)
     except ValidationError as exc:
-        raise UsageError(f"config {validation_problems(exc, doc)[0]}") from None
+        raise UsageError(f"config {validation_problems(exc, doc, model=DaemonConfig)[0]}") from None
     values = {key: getattr(checked, key) for key in checked.model_fields_set}
     for key in ("workflows", "state_dir"):
         if key in values and not values[key].is_absolute():
