@@ -20,7 +20,7 @@ from tead.executors import available_strategies
 from tead.files import read_regular
 from tead.graph import Graph
 from tead.nodes import Expr, NodeFn, compile_expr, compile_run, ensure_importable, resolve_uses
-from tead.redact import key_label, path_label, redact, strings_in
+from tead.redact import key_label, path_label, redact, redact_names, strings_in
 from tead.reliability import ParallelConfig
 from tead.spec import WorkflowSpec
 from tead.workflow import Workflow, WorkflowSource
@@ -118,7 +118,7 @@ def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) 
         problems.extend(exc.problems)
     if problems:
         file = Location(path)
-        located = [Problem(p.message, p.where or file) for p in problems]
+        located = [Problem(redact_names(p.message), p.where or file) for p in problems]
         located.sort(key=lambda p: (p.where.line or 0) if p.where else 0)
         raise WorkflowError(located)
     return workflow

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,39}\Z")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,39}\Z")
 _QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
 SHORT = 3  # quoted literals this short (a character, a small number) are kept
 LONG = 40  # longer quoted literals are always hidden
@@ -72,5 +73,17 @@ def redact(message: str, inputs: Iterable[str] | None = None) -> str:
         if len(inner) <= LONG and not from_input:
             return literal
         return HIDDEN
+
+    return _QUOTED.sub(hide, message)
+
+
+def redact_names(message: str) -> str:
+    """`message` with quoted literals that do not look like a node name replaced by '…'
+    (a graph's problems quote names from the file, such as an edge's unknown target)."""
+
+    def hide(match: re.Match[str]) -> str:
+        literal = match.group(0)
+        inner = literal[1:-1]
+        return literal if len(inner) <= SHORT or _NAME.match(inner) else HIDDEN
 
     return _QUOTED.sub(hide, message)
