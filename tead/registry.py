@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tead.errors import WorkflowError
-from tead.files import folder_problem, read_regular
+from tead.files import folder_problem, read_regular, unsafe_owner_or_mode
 from tead.loader import MAX_FILE_BYTES, decode_workflow, load_workflow_text
 from tead.workflow import Workflow
 
@@ -68,6 +68,20 @@ def _spare_the_loop() -> None:
     """
     gc.collect(1)
     gc.freeze()
+
+
+def _subfolder_problem(target: Path, folder: Path) -> str | None:
+    """Why a subfolder between a symlink's target and the workflow folder is unsafe."""
+    for parent in target.parents:
+        if parent == folder:
+            return None
+        try:
+            reason = unsafe_owner_or_mode(parent.stat())
+        except OSError as exc:
+            return f"cannot check {parent}: {exc.strerror}"
+        if reason:
+            return f"the link's target folder {parent} {reason}"
+    return None
 
 
 def is_workflow_file(path: Path) -> bool:
@@ -167,6 +181,8 @@ class WorkflowRegistry:
                     f"{path}: refused: a symlink to a file outside the workflow folder "
                     "(put the file itself in the folder)"
                 )
+            if self.strict_permissions and (reason := _subfolder_problem(target, real_folder)):
+                return failed(f"{path}: refused: {reason} (strict_permissions)")
         try:
             data = read_regular(path, MAX_FILE_BYTES, strict=self.strict_permissions)
         except WorkflowError as exc:

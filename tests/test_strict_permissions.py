@@ -137,3 +137,17 @@ def test_a_folder_made_writable_while_running_unloads_its_workflows(
     daemon.wait_for(
         lambda: errors_by_file(daemon)["good.yaml"] is None, timeout_s=20, what="reload"
     )
+
+
+def test_a_link_into_a_writable_subfolder_is_refused(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """linked.yaml -> lib/real.yml is followed, but not if lib/ is writable by others."""
+    daemon = daemon_factory()
+    daemon.write("lib/real.yml", GOOD.format(name="linked"))
+    os.symlink("lib/real.yml", daemon.workflows / "linked.yaml")
+    (daemon.workflows / "lib").chmod(0o777)
+    daemon.start()
+    error = errors_by_file(daemon)["linked.yaml"]
+    assert error is not None
+    assert f"the link's target folder {daemon.workflows / 'lib'} is writable by" in error
