@@ -40,8 +40,7 @@ from tead.watcher import FileChanges, FolderWatcher, base_folder, matching_chang
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
-LOADER_NICE = 10  # loading yields the CPU to the event loop (API, schedules) when both want it
-LOADER_SWITCH_S = 0.001  # and the GIL, every 1 ms instead of Python's 5 ms
+LOADER_SWITCH_S = 0.001  # while loading, the event loop gets the GIL within 1 ms (not 5 ms)
 
 
 class _Server(uvicorn.Server):
@@ -383,8 +382,7 @@ def _logged_async(work: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
 
 async def in_thread(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """`fn(*args)` in a new daemon thread, awaited. Unlike `asyncio.to_thread`, a call
-    that never returns (a `uses:` module whose import hangs) cannot hold up the exit; on
-    Linux the thread runs at a lower priority than the event loop."""
+    that never returns (a `uses:` module whose import hangs) cannot hold up the exit."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[R] = loop.create_future()
 
@@ -397,9 +395,6 @@ async def in_thread(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
             done.set_result(result)  # type: ignore[arg-type]
 
     def work() -> None:
-        if sys.platform == "linux":  # a thread's own nice value (elsewhere: the process's)
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, LOADER_SWITCH_S))  # the loop gets the GIL sooner
         try:
