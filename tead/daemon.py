@@ -396,13 +396,16 @@ async def in_thread(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 
     def work() -> None:
         interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(interval, LOADER_SWITCH_S))  # the loop gets the GIL sooner
+        shorten = interval > LOADER_SWITCH_S  # else another loader thread has shortened it
+        if shorten:
+            sys.setswitchinterval(LOADER_SWITCH_S)  # the loop gets the GIL sooner
         try:
             result, error = fn(*args, **kwargs), None
         except BaseException as exc:  # handed to the awaiting task
             result, error = None, exc
         finally:
-            sys.setswitchinterval(interval)
+            if shorten:
+                sys.setswitchinterval(interval)
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(settle, result, error)
 
