@@ -48,6 +48,7 @@ class DaemonConfig(BaseModel):
     max_state_bytes: PositiveInt = 16 * 1024 * 1024
     # how long an ended (cancelled, timed-out) run's threads may hold its concurrency group
     stop_grace: Duration = 30.0
+    strict_permissions: bool = True
 
     @property
     def host(self) -> str:
@@ -115,7 +116,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     try:
         checked = DaemonConfig.model_validate(doc.data)
     except ValidationError as exc:
-        raise UsageError(f"config {validation_problems(exc, doc)[0]}") from None
+        raise UsageError(f"config {validation_problems(exc, doc, model=DaemonConfig)[0]}") from None
     values = {key: getattr(checked, key) for key in checked.model_fields_set}
     for key in ("workflows", "state_dir"):
         if key in values and not values[key].is_absolute():

@@ -16,9 +16,11 @@ import os
 import signal
 import socket
 import stat
-from collections.abc import Callable, Iterator
+import sys
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import IO, Any, ParamSpec
+from typing import IO, Any, ParamSpec, TypeVar
 
 import uvicorn
 
@@ -28,6 +30,7 @@ from tead.breaker import BreakerRegistry
 from tead.config import DaemonConfig, load_config
 from tead.errors import StorageFullError, UsageError
 from tead.executors import Executors
+from tead.files import folder_problem
 from tead.httpproto import deadline_protocol
 from tead.metrics import Metrics
 from tead.registry import Changes, WorkflowEntry, WorkflowRegistry
@@ -38,6 +41,8 @@ from tead.watcher import FileChanges, FolderWatcher, base_folder, matching_chang
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
+R = TypeVar("R")
+LOADER_SWITCH_S = 0.001  # while loading, the event loop gets the GIL within 1 ms (not 5 ms)
 
 
 class _Server(uvicorn.Server):
@@ -132,8 +137,14 @@ class Daemon:
         self.config_file = config_file
         self.overrides = overrides or {}
         self.metrics = Metrics()
-        self.registry = WorkflowRegistry(config.workflows.resolve())
+        self.registry = WorkflowRegistry(
+            config.workflows.resolve(), strict_permissions=config.strict_permissions
+        )
         self.ready = False
+        self._loading = asyncio.Lock()  # one read of the folder at a time, in order
+        self._in_order = asyncio.Lock()  # file change batches, one after the other
+        self._rescan_queued = False
+        self._loads: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
 
@@ -141,7 +152,9 @@ class Daemon:
 
     async def run(self) -> int:
         config = self.config
-        config.workflows.mkdir(parents=True, exist_ok=True)
+        config.workflows.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if config.strict_permissions and (problem := folder_problem(config.workflows)):
+            raise UsageError(f"{problem} (chmod go-w it, or set strict_permissions: false)")
         with instance_lock(config.state_dir), listening_socket(config.host, config.port) as sock:
             self.store = Store(config.state_dir / "tead.db")
             try:
@@ -196,7 +209,7 @@ class Daemon:
                 )
                 serving = tasks.create_task(server.serve(sockets=[sock]))
                 self._install_signals()
-                changes = self.registry.scan()
+                changes = await self._load(None)  # off the loop: /healthz answers meanwhile
                 self.runs.recover(self.registry.get)  # before any trigger can queue a run
                 with contextlib.suppress(StorageFullError):  # a full disk: prune later
                     self.store.prune(config.retention_runs)
@@ -226,7 +239,7 @@ class Daemon:
                     self.runs.running,
                     config.shutdown_grace,
                 )
-                for loop in loops:
+                for loop in [*loops, *self._loads]:
                     loop.cancel()
                 await self.runs.shutdown(config.shutdown_grace)
                 server.should_exit = True
@@ -244,8 +257,30 @@ class Daemon:
 
     # --- workflows and triggers ------------------------------------------------------------
 
+    async def _load(self, paths: list[Path] | None) -> Changes:
+        """Read and load workflow files (None: the whole folder) in a worker thread, so the
+        event loop (API, schedules) goes on while files are parsed and `uses:` imported."""
+        async with self._loading:
+            if paths is None:
+                self._rescan_queued = False  # changes from now on need another rescan
+            loaded = await in_thread(self.registry.prepare, paths)
+            return self.registry.commit(loaded)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` as a task of the daemon; its exception is logged, not fatal."""
+        assert self._tasks is not None
+        task = self._tasks.create_task(_logged_async(work))
+        self._loads.add(task)
+        task.add_done_callback(self._loads.discard)
+
     def rescan(self) -> None:
-        self._apply(self.registry.scan())
+        """Look at the whole folder again, soon (at most one rescan waits)."""
+        if not self._rescan_queued:
+            self._rescan_queued = True
+            self._spawn(self._rescan())
+
+    async def _rescan(self) -> None:
+        self._apply(await self._load(None))
 
     def _apply(self, changes: Changes, *, initial: bool = False) -> None:
         if changes.errors:
@@ -279,11 +314,20 @@ class Daemon:
         return [f for f in folders if f is not None]
 
     def _on_file_changes(self, changes: FileChanges, seen_at: float) -> None:
-        changes = _with_new_folders_contents(changes)
-        folder = self.registry.folder
-        dirty = [Path(p) for p, _ in changes if Path(p).parent == folder]
-        if dirty:
-            self._apply(self.registry.refresh(dirty))
+        self._spawn(self._file_changes(changes, seen_at))
+
+    async def _file_changes(self, changes: FileChanges, seen_at: float) -> None:
+        """Reload changed workflow files (off the loop), then fire watch triggers; batches
+        are handled in the order they came."""
+        async with self._in_order:
+            changes = await in_thread(_with_new_folders_contents, changes)
+            folder = self.registry.folder
+            dirty = [Path(p) for p, _ in changes if Path(p).parent == folder]
+            if dirty:
+                self._apply(await self._load(dirty))
+            self._fire_watch(changes, seen_at)
+
+    def _fire_watch(self, changes: FileChanges, seen_at: float) -> None:
         if not self.runs.accepting:
             return
         for entry in self.registry.workflows():
@@ -356,6 +400,51 @@ def _logged(fn: Callable[P, None]) -> Callable[P, None]:
             log.exception("%s failed; the daemon goes on", fn.__name__)
 
     return call
+
+
+def _logged_async(work: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
+    """`work`, but an exception is logged instead of ending the daemon's task group."""
+
+    async def run() -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("%s failed; the daemon goes on", getattr(work, "__name__", "work"))
+
+    return run()
+
+
+async def in_thread(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """`fn(*args)` in a new daemon thread, awaited. Unlike `asyncio.to_thread`, a call
+    that never returns (a `uses:` module whose import hangs) cannot hold up the exit."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[R] = loop.create_future()
+
+    def settle(result: R | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        interval = sys.getswitchinterval()
+        shorten = interval > LOADER_SWITCH_S  # else another loader thread has shortened it
+        if shorten:
+            sys.setswitchinterval(LOADER_SWITCH_S)  # the loop gets the GIL sooner
+        try:
+            result, error = fn(*args, **kwargs), None
+        except BaseException as exc:  # handed to the awaiting task
+            result, error = None, exc
+        finally:
+            if shorten:
+                sys.setswitchinterval(interval)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name=f"tead-{fn.__name__}", daemon=True).start()
+    return await done
 
 
 def _with_new_folders_contents(changes: FileChanges, *, limit: int = 10_000) -> FileChanges:

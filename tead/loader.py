@@ -5,17 +5,22 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tead.errors import Location, Problem, WorkflowError
 from tead.executors import available_strategies
+from tead.files import read_regular
 from tead.graph import Graph
 from tead.nodes import Expr, NodeFn, compile_expr, compile_run, ensure_importable, resolve_uses
+from tead.redact import key_label, path_label, redact, redact_names, strings_in
 from tead.reliability import ParallelConfig
 from tead.spec import WorkflowSpec
 from tead.workflow import Workflow, WorkflowSource
@@ -24,20 +29,19 @@ from tead.yamlfile import YamlDocument, parse_yaml
 MAX_FILE_BYTES = 5 * 1024 * 1024
 
 
-def read_workflow_text(path: str | os.PathLike[str]) -> str:
-    """A workflow file's text; WorkflowError if it is missing, too big or not UTF-8."""
-    where = Location(str(path))
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise WorkflowError([Problem("no such file", where)]) from None
-    except IsADirectoryError:
-        raise WorkflowError([Problem("is a directory, not a workflow file", where)]) from None
-    except OSError as exc:
-        raise WorkflowError([Problem(f"cannot read: {exc.strerror}", where)]) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise WorkflowError([Problem(f"larger than {MAX_FILE_BYTES} bytes", where)])
+def read_workflow_text(path: str | os.PathLike[str], *, strict: bool = False) -> str:
+    """A workflow file's text; WorkflowError if it is missing, not a regular file, too big
+    or not UTF-8 (and, if `strict`, if others could change it: see `tead.files`).
+
+    Symlinks are followed: `tead run`/`tead validate` read the file the user named; the
+    daemon's registry refuses links that leave its folder before calling this.
+    """
+    return decode_workflow(read_regular(path, MAX_FILE_BYTES, strict=strict), str(path))
+
+
+def decode_workflow(data: bytes, path: str) -> str:
+    """A workflow file's bytes as text; WorkflowError if not UTF-8 text."""
+    where = Location(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -114,7 +118,7 @@ def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) 
         problems.extend(exc.problems)
     if problems:
         file = Location(path)
-        located = [Problem(p.message, p.where or file) for p in problems]
+        located = [Problem(redact_names(p.message), p.where or file) for p in problems]
         located.sort(key=lambda p: (p.where.line or 0) if p.where else 0)
         raise WorkflowError(located)
     return workflow
@@ -188,28 +192,75 @@ def _expr(
         return None
 
 
-def validation_problems(exc: ValidationError, doc: YamlDocument) -> list[Problem]:
-    """Pydantic errors → problems at the YAML positions they refer to (one per place)."""
+def validation_problems(
+    exc: ValidationError, doc: YamlDocument, *, model: type[BaseModel] = WorkflowSpec
+) -> list[Problem]:
+    """Pydantic errors → problems at the YAML positions they refer to (one per place).
+
+    Messages never quote the file's content (see `tead.redact`): a key is named only if it
+    is short and identifier-like, values from the file are hidden.
+    """
     found: dict[tuple[Any, ...], Problem] = {}
-    for error in exc.errors(include_url=False):
+    for error in exc.errors(include_url=False, include_input=True):
         path = _data_path(doc.data, error["loc"])
         kind = error["type"]
         message = error["msg"].removeprefix("Value error, ")
         if kind == "extra_forbidden":
-            key = path[-1] if path else "?"
+            key = path[-1] if path else None
             where = doc.where(path, key=True)
-            message = f"unknown key {key!r}"
+            label = key_label(key)
+            message = (
+                f"unknown key {label}{_key_hint(key, error['loc'], model)}"
+                if label
+                else "unknown key"
+            )
         elif kind == "missing":
             key = error["loc"][-1]
             path = path[:-1] if path and path[-1] == key else path
             where = doc.where(path)
-            message = f"missing required key {key!r}"
+            message = f"missing required key {key_label(key) or ''}".rstrip()
         else:
             where = doc.where(path)
-            label = ".".join(str(p) for p in path)
+            label = path_label(path)
+            message = redact(message, strings_in(error.get("input")))
             message = f"{label}: {message}" if label else message
         found.setdefault(tuple(path), Problem(message, where))
     return list(found.values())
+
+
+def _key_hint(key: object, loc: tuple[int | str, ...], model: type[BaseModel]) -> str:
+    """` (did you mean 'nodes'?)` for a likely typo of a key allowed at `loc`."""
+    hint = difflib.get_close_matches(str(key), keys_at(model, loc[:-1]), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
+def keys_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys (by alias) allowed in the mapping at pydantic location `loc` of `model`."""
+    types: list[Any] = _unwrap(model)
+    for step in loc:
+        inner: list[Any] = []
+        for kind in types:
+            origin, args = typing.get_origin(kind), typing.get_args(kind)
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                fields = kind.model_fields.items()
+                inner += [f.annotation for n, f in fields if step in (n, f.alias)]
+            elif origin is list and isinstance(step, int):
+                inner.append(args[0])
+            elif origin is dict and isinstance(step, str):
+                inner.append(args[1])
+        types = [t for kind in inner for t in _unwrap(kind)] or types  # else a union's tag
+    models = [t for t in types if isinstance(t, type) and issubclass(t, BaseModel)]
+    return sorted({f.alias or n for m in models for n, f in m.model_fields.items()})
+
+
+def _unwrap(kind: Any) -> list[Any]:
+    """The types a type annotation may stand for (Annotated and unions opened)."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(kind)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [t for arg in typing.get_args(kind) for t in _unwrap(arg)]
+    return [kind]
 
 
 def _data_path(data: Any, loc: tuple[int | str, ...]) -> tuple[str | int, ...]:

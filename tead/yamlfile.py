@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from tead.errors import Location, Problem, WorkflowError
+from tead.redact import key_label, redact
 
 Path = tuple[str | int, ...]
 
@@ -72,10 +73,12 @@ def parse_yaml(text: str, file: str) -> YamlDocument:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
-        reason = exc.problem or exc.context or "invalid YAML"
+        reason = redact(exc.problem or exc.context or "invalid YAML")
         raise WorkflowError([Problem(f"invalid YAML: {reason}", where)]) from None
-    except yaml.YAMLError as exc:
-        raise WorkflowError([Problem(f"invalid YAML: {exc}", Location(file))]) from None
+    except yaml.YAMLError as exc:  # no position; its text may quote the file
+        raise WorkflowError(
+            [Problem(f"invalid YAML ({type(exc).__name__})", Location(file))]
+        ) from None
     doc = YamlDocument(file=file, data=None)
     if root is None:
         return doc
@@ -123,7 +126,10 @@ class _Builder:
                     continue
                 key = key if isinstance(key, str) else str(key)
                 if key in result:
-                    self.problems.append(Problem(f"duplicate key {key!r}", self._loc(key_node)))
+                    label = key_label(key) or ""
+                    self.problems.append(
+                        Problem(f"duplicate key {label}".rstrip(), self._loc(key_node))
+                    )
                     continue
                 self.doc.keys[(*path, key)] = (
                     key_node.start_mark.line + 1,
@@ -140,8 +146,12 @@ class _Builder:
             self.doc.block_scalars.add(path)
         try:
             value = self.constructor.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            self.problems.append(Problem(f"invalid value: {exc}", self._loc(node)))
+        except yaml.MarkedYAMLError as exc:  # its str() may quote the file's line
+            reason = redact(exc.problem or "cannot be read")
+            self.problems.append(Problem(f"invalid value: {reason}", self._loc(node)))
+            return None
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError):  # e.g. `!!int abc`
+            self.problems.append(Problem("invalid value for its tag", self._loc(node)))
             return None
         self.seen[id(node)] = value
         return value

@@ -190,5 +190,7 @@ def test_deeply_nested_yaml_is_a_located_one_line_error(depth: int, style: str) 
 
 def test_an_invalid_watch_glob_is_a_validation_error() -> None:
     text = "on: {watch: {paths: ['inbox/[z-a].txt']}}\nnodes: [{name: a}]\n"
-    with pytest.raises(WorkflowError, match=r"g.yaml:1:22: .*invalid glob 'inbox/\[z-a\].txt'"):
+    with pytest.raises(
+        WorkflowError, match=r"g.yaml:1:22: .*invalid glob '…': bad character range z-a"
+    ):
         load_workflow_text(text, "g.yaml")
