@@ -225,6 +225,38 @@ def test_a_daemon_started_on_a_full_disk_says_so_in_one_line(
     assert "Traceback" not in daemon.logs()
 
 
+def test_schedule_fires_on_a_full_disk_are_one_line_each_and_resume_with_space(
+    small_state_fs: DaemonProcess,
+) -> None:
+    """A schedule falling due while the disk is full creates no run and logs one warning
+    line saying so (no traceback); once space returns its runs are created again."""
+    daemon = small_state_fs
+    daemon.write("tick.yaml", "name: tick\non: {schedule: [{every: 1s}]}\nnodes: [{name: a}]\n")
+    daemon.start()
+    daemon.wait_for(lambda: daemon.runs(workflow="tick"), what="a first tick")
+    filler = fill_up(daemon.state_dir)
+    daemon.wait_for(
+        lambda: (
+            daemon.logs().count(
+                "a trigger fired, but no run was created: the state folder's disk is full"
+            )
+            >= 2
+        ),
+        timeout_s=30,
+        what="two refused fires",
+    )
+    assert "Traceback" not in daemon.logs()
+    filler.unlink()
+    before = {r["id"] for r in daemon.runs(workflow="tick", limit=500)}
+    daemon.wait_for(
+        lambda: {r["id"] for r in daemon.runs(workflow="tick", limit=500)} - before,
+        timeout_s=30,
+        what="a tick after space returned",
+    )
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.logs()
+
+
 # --- big states and big fan-outs -----------------------------------------------------------
 
 
