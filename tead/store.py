@@ -216,13 +216,15 @@ class Store:
         error: str | None = None,
         final_state: dict[str, Any] | None = None,
         branches: Sequence[dict[str, Any]] = (),
+        keep: bool = True,
     ) -> None:
-        """Record a run's end and its branch results, in one transaction."""
+        """Record a run's end and its branch results, in one transaction (`keep`: see
+        record_end)."""
         end = StorableEnd(
             final_state=dumps(final_state) if final_state is not None else None,
             branches=tuple(dumps(result) for result in branches),
         )
-        self.record_end(run_id, status, finished_at=finished_at, error=error, end=end)
+        self.record_end(run_id, status, finished_at=finished_at, error=error, end=end, keep=keep)
 
     def record_end(
         self,
@@ -232,10 +234,11 @@ class Store:
         finished_at: datetime,
         error: str | None,
         end: StorableEnd,
+        keep: bool = True,
     ) -> None:
         """Record a run's end (already encoded), once: a run already finished is left as
         it is. On StorageFullError the end is kept (and shown by reads) until
-        `record_unrecorded` writes it."""
+        `record_unrecorded` writes it, unless `keep` is false."""
         unrecorded = _UnrecordedEnd(status=status, finished_at=finished_at, error=error, end=end)
         with self._tx():
             if run_id in self._ends:  # the first end is the true one; it waits its turn
@@ -243,8 +246,9 @@ class Store:
         try:
             self._write_end(run_id, unrecorded)
         except StorageFullError:
-            with self._tx():
-                self._ends.setdefault(run_id, unrecorded)
+            if keep:
+                with self._tx():
+                    self._ends.setdefault(run_id, unrecorded)
             raise
 
     def _write_end(self, run_id: str, end: _UnrecordedEnd) -> None:

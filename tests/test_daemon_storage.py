@@ -257,6 +257,33 @@ def test_schedule_fires_on_a_full_disk_are_one_line_each_and_resume_with_space(
     assert "Traceback" not in daemon.logs()
 
 
+def test_cancelling_a_queued_run_on_a_full_disk_is_refused_not_lost_by_a_restart(
+    small_state_fs: DaemonProcess,
+) -> None:
+    """While the disk is full, cancelling a queued run answers 503 and the run stays
+    queued (a cancel kept only in memory would be forgotten by a restart, which would
+    queue the run again and run it); with space, the cancel is recorded and outlives a
+    restart."""
+    daemon = small_state_fs
+    daemon.write("slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(6)'}]\n")
+    daemon.start()
+    first = daemon.dispatch("slow")["id"]
+    wait_status(daemon, first, "running")
+    behind = daemon.dispatch("slow")["id"]  # queued: its group is busy
+    filler = fill_up(daemon.state_dir)
+    refused = daemon.post(f"/api/v1/runs/{behind}/cancel")
+    assert refused.status_code == 503, refused.text
+    assert "disk is full" in refused.json()["error"]
+    assert daemon.get(f"/api/v1/runs/{behind}").json()["status"] == "queued"
+    filler.unlink()
+    cancelled = daemon.post(f"/api/v1/runs/{behind}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert daemon.stop() == 0
+    daemon.start()
+    assert daemon.get(f"/api/v1/runs/{behind}").json()["status"] == "cancelled"
+
+
 # --- big states and big fan-outs -----------------------------------------------------------
 
 
