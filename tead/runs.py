@@ -194,12 +194,16 @@ class RunManager:
                 self._stop(run, RunStatus.INTERRUPTED)
             await self._idle.wait()
         if await asyncio.to_thread(self.store.record_unrecorded):
+            # What a restart will do with each, by the rows it will find (see `recover`).
+            queued = {r.id for r in self.store.runs_with_status(RunStatus.QUEUED)}
             for run_id, status in self.store.unrecorded_ends().items():
                 log.error(
-                    "run %s %s, but the disk is still full: not recorded (it will read as "
-                    "interrupted after a restart)",
+                    "run %s %s, but the disk is still full: not recorded (%s)",
                     run_id,
                     status,
+                    "it is still queued on disk: a restart queues it again and runs it"
+                    if run_id in queued
+                    else "it will read as interrupted after a restart",
                 )
 
     async def record_unrecorded(self, interval_s: float = RECORD_RETRY_S) -> None:

@@ -211,6 +211,32 @@ def test_an_end_still_unwritten_at_shutdown_is_logged_and_never_reads_as_a_lie(
     assert run["error"] == "the daemon stopped before the run's end was recorded"
 
 
+def test_a_queued_run_stopped_on_a_full_disk_is_logged_as_what_a_restart_does(
+    small_state_fs: DaemonProcess,
+) -> None:
+    """SIGTERM on a full disk while a run waits in the queue: its `interrupted` cannot be
+    written, so the log says a restart queues it again and runs it (not that it will read
+    as interrupted), and that is what the restart does."""
+    daemon = small_state_fs
+    daemon.write(
+        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
+    )
+    daemon.start()
+    first = daemon.dispatch("slow")["id"]
+    wait_status(daemon, first, "running")
+    behind = daemon.dispatch("slow")["id"]  # queued: its group is busy
+    filler = fill_up(daemon.state_dir)
+    assert daemon.stop() == 0
+    assert (
+        f"run {behind} interrupted, but the disk is still full: not recorded (it is still "
+        "queued on disk: a restart queues it again and runs it)"
+    ) in daemon.logs()
+    filler.unlink()
+    daemon.start()
+    assert daemon.wait_run(behind)["status"] == "succeeded"
+    assert daemon.get(f"/api/v1/runs/{first}").json()["status"] == "interrupted"
+
+
 def test_a_daemon_started_on_a_full_disk_says_so_in_one_line(
     small_state_fs: DaemonProcess,
 ) -> None:
