@@ -335,21 +335,27 @@ class Store:
         self, *, workflow: str | None = None, status: str | None = None, limit: int = 50
     ) -> list[RunRecord]:
         """Newest first, without final states and branch results."""
-        where, args = [], []
-        if workflow is not None:
-            where.append("workflow = ?")
-            args.append(workflow)
-        if status is not None:
-            where.append("status = ?")
-            args.append(status)
-        sql = "SELECT id, workflow, workflow_hash, trigger, status, created_at, started_at,"
-        sql += " finished_at, error, inputs, NULL AS final_state FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         with self._tx() as db:
-            rows = db.execute(sql, (*args, limit)).fetchall()
             ends = dict(self._ends)
+            where: list[str] = []
+            args: list[Any] = []
+            if workflow is not None:
+                where.append("workflow = ?")
+                args.append(workflow)
+            if status is not None:  # by the status shown: an end waiting for space counts
+                now_is = [i for i, end in ends.items() if end.status == status]
+                was = [i for i, end in ends.items() if end.status != status]
+                where.append(
+                    f"((status = ? AND id NOT IN ({', '.join('?' * len(was))}))"
+                    f" OR id IN ({', '.join('?' * len(now_is))}))"
+                )
+                args += [status, *was, *now_is]
+            sql = "SELECT id, workflow, workflow_hash, trigger, status, created_at, started_at,"
+            sql += " finished_at, error, inputs, NULL AS final_state FROM runs"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+            rows = db.execute(sql, (*args, limit)).fetchall()
         records = [self._record(row, []) for row in rows]
         shown = [self._waiting(r, ends[r.id], full=False) if r.id in ends else r for r in records]
         return [r for r in shown if status is None or r.status == status]

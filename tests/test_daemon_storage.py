@@ -211,6 +211,27 @@ def test_an_end_still_unwritten_at_shutdown_is_logged_and_never_reads_as_a_lie(
     assert run["error"] == "the daemon stopped before the run's end was recorded"
 
 
+def test_a_status_filter_finds_a_run_whose_end_waits_for_space(
+    small_state_fs: DaemonProcess,
+) -> None:
+    """While the disk is full, a run that succeeded (its end kept in memory) is listed by
+    `?status=succeeded`, and not by `?status=running` (its row on disk still says running)."""
+    daemon = small_state_fs
+    daemon.write(
+        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
+    )
+    daemon.start()
+    run_id = daemon.dispatch("slow")["id"]
+    wait_status(daemon, run_id, "running")
+    filler = fill_up(daemon.state_dir)
+    assert daemon.wait_run(run_id)["status"] == "succeeded"
+    assert stored_runs(daemon.state_dir / "tead.db")[run_id][0] == "running"
+    assert run_id in {r["id"] for r in daemon.runs(status="succeeded")}
+    assert run_id not in {r["id"] for r in daemon.runs(status="running")}
+    assert [r["id"] for r in daemon.runs(status="succeeded", limit=1)] == [run_id]
+    filler.unlink()
+
+
 def test_a_queued_run_stopped_on_a_full_disk_is_logged_as_what_a_restart_does(
     small_state_fs: DaemonProcess,
 ) -> None:
