@@ -498,3 +498,33 @@ def test_max_state_bytes_comes_from_the_environment(daemon_factory: Factory) -> 
     assert "over max_state_bytes (1000 bytes)" in big["error"]
     small = daemon.wait_run(daemon.dispatch("small")["id"])
     assert small["status"] == "succeeded" and small["final_state"]["p"] == "p"
+
+
+def test_listing_runs_with_big_inputs_never_stalls_the_daemon(daemon_factory: Factory) -> None:
+    """150 runs with ~0.9 MB of inputs each (under max_request_bytes): listing them
+    (`GET /api/v1/runs?limit=1000`) answers quickly and /healthz keeps answering, since the
+    list does not read the inputs it does not show."""
+    daemon = daemon_factory()
+    daemon.write(
+        "take.yaml",
+        "name: take\non: {dispatch: {inputs: {s: {type: string}}}}\nnodes: [{name: a}]\n",
+    )
+    daemon.start()
+    body = {"inputs": {"s": "x" * 900_000}}
+    with httpx.Client(timeout=60) as client:
+        for _ in range(150):
+            answer = client.post(f"{daemon.url}/api/v1/workflows/take/dispatch", json=body)
+            assert answer.status_code == 202, answer.text
+    daemon.wait_for(
+        lambda: not daemon.runs(status="queued") and not daemon.runs(status="running"),
+        timeout_s=60,
+        what="the runs to end",
+    )
+    with healthz_probe(daemon) as latencies:
+        time.sleep(0.2)
+        for _ in range(3):
+            listed = daemon.get("/api/v1/runs", params={"limit": 1000})
+            assert listed.status_code == 200 and len(listed.json()["runs"]) == 150
+        time.sleep(0.2)
+    print(f"healthz while listing 150 runs with 0.9 MB inputs: {summary(latencies)}")
+    assert max(latencies) < 0.25, summary(latencies)
