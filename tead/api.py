@@ -58,7 +58,8 @@ def run_response(data: dict[str, Any], status_code: int = 200) -> Response:
 
 
 def _encode(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode()
+    # Strict JSON: NaN and Infinity (which a node's state may hold) are not JSON.
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
 
 
 class ApiError(Exception):

@@ -43,9 +43,13 @@ def _cmd_cron(args: argparse.Namespace) -> int:
     for _ in range(count):
         try:
             moment = trigger.next_after(moment)
-        except ValueError as exc:  # no fire time within cronsim's 50-year horizon
+        except (ValueError, OverflowError) as exc:  # none in 50 years, or past year 9999
             if lines:
                 print("\n".join(lines))
+            if isinstance(exc, OverflowError):
+                raise UsageError(
+                    f"no fire time after {moment.isoformat()} in years 1-9999"
+                ) from None
             raise UsageError(str(exc)) from None
         lines.append(moment.astimezone(trigger.zone).isoformat())
     print("\n".join(lines))

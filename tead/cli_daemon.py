@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 from tead.client import Client, next_fire, print_json, print_table, trigger_summary
 from tead.config import DaemonConfig, load_config
+from tead.errors import UsageError
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -71,7 +73,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     health = commands.add_parser(
         "healthcheck", parents=[common, client], help="exit 0 if the daemon answers /healthz"
     )
-    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    health.add_argument("--timeout", default="3", help="seconds (default 3)")
     health.set_defaults(handler=_cmd_healthcheck)
 
 
@@ -256,8 +258,14 @@ def _cmd_breaker_reset(args: argparse.Namespace) -> int:
 
 def _cmd_healthcheck(args: argparse.Namespace) -> int:
     """For container health checks: the daemon found as the client commands find it."""
+    try:
+        timeout_s = float(args.timeout)
+    except ValueError:
+        timeout_s = math.nan
+    if not 0 < timeout_s < math.inf:
+        raise UsageError(f"--timeout: {args.timeout!r} is not a positive number of seconds")
     config: DaemonConfig = load_config(args.config)
-    client = Client(args.url or config.client_url, timeout_s=args.timeout)
+    client = Client(args.url or config.client_url, timeout_s=timeout_s)
     body = client.call("GET", "/healthz")
     if args.json:
         print_json(body)

@@ -18,7 +18,8 @@ class ClientError(TeadError):
 
 class Client:
     def __init__(self, url: str, *, token: str | None = None, timeout_s: float = 30.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # As UTF-8 bytes: httpx would encode a str as ASCII, and fail on any other token.
+        headers = {b"Authorization": f"Bearer {token}".encode()} if token else {}
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 

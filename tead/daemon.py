@@ -396,6 +396,8 @@ def _logged(fn: Callable[P, None]) -> Callable[P, None]:
     def call(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
             fn(*args, **kwargs)
+        except StorageFullError as exc:  # expected while the disk is full: no traceback
+            log.warning("a trigger fired, but no run was created: %s", exc)
         except Exception:
             log.exception("%s failed; the daemon goes on", fn.__name__)
 

@@ -149,7 +149,10 @@ class RunManager:
         """Cancel a queued or running run; NotFound / Conflict otherwise."""
         for run in self._queue:
             if run.record.id == run_id:
-                return self._drop_queued(run, RunStatus.CANCELLED, "cancelled")
+                # Written before it leaves the queue: on a full disk the cancel is refused
+                # (StorageFullError, 503), since a cancel kept only in memory would be lost
+                # by a restart, which queues the run again and runs it.
+                return self._drop_queued(run, RunStatus.CANCELLED, "cancelled", must_record=True)
         running = self._running.get(run_id)
         if running is not None:
             self._stop(running, RunStatus.CANCELLED)
@@ -161,10 +164,17 @@ class RunManager:
             raise Conflict(f"run {run_id} already {record.status}")
         return record
 
-    def _drop_queued(self, run: _Run, status: RunStatus, error: str) -> RunRecord:
-        self._queue.remove(run)
+    def _drop_queued(
+        self, run: _Run, status: RunStatus, error: str, *, must_record: bool = False
+    ) -> RunRecord:
         finished = now_utc()
-        self._record_end(run.record.id, status, finished_at=finished, error=error)
+        if must_record:
+            self.store.finish_run(
+                run.record.id, status, finished_at=finished, error=error, keep=False
+            )
+        else:
+            self._record_end(run.record.id, status, finished_at=finished, error=error)
+        self._queue.remove(run)
         self.metrics.runs.labels(
             run.record.workflow, run.record.trigger.get("kind", ""), str(status)
         ).inc()
@@ -191,12 +201,16 @@ class RunManager:
                 self._stop(run, RunStatus.INTERRUPTED)
             await self._idle.wait()
         if await asyncio.to_thread(self.store.record_unrecorded):
+            # What a restart will do with each, by the rows it will find (see `recover`).
+            queued = {r.id for r in self.store.runs_with_status(RunStatus.QUEUED)}
             for run_id, status in self.store.unrecorded_ends().items():
                 log.error(
-                    "run %s %s, but the disk is still full: not recorded (it will read as "
-                    "interrupted after a restart)",
+                    "run %s %s, but the disk is still full: not recorded (%s)",
                     run_id,
                     status,
+                    "it is still queued on disk: a restart queues it again and runs it"
+                    if run_id in queued
+                    else "it will read as interrupted after a restart",
                 )
 
     async def record_unrecorded(self, interval_s: float = RECORD_RETRY_S) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from tead.metrics import Metrics
 from tead.records import now_utc
 from tead.registry import WorkflowEntry
-from tead.schedule import CronScheduleTrigger, ScheduleTrigger, make_trigger
+from tead.schedule import CRON_COUNT_CAP, CronScheduleTrigger, ScheduleTrigger, make_trigger
 from tead.store import Store
 from tead.workflow import Workflow
 
@@ -138,12 +138,15 @@ class Scheduler:
         name = entry.name
         if skipped:
             self.metrics.missed_schedules.labels(name, policy).inc(skipped)
+        at_least = "at least " if total >= CRON_COUNT_CAP else ""  # counting stopped there
         log.info(
-            "schedule %s: %d fire(s) missed; catchup=%s runs %d, skips %d",
+            "schedule %s: %s%d fire(s) missed; catchup=%s runs %d, skips %s%d",
             key,
+            at_least,
             total,
             policy,
             len(chosen),
+            at_least,
             skipped,
         )
         self.store.set_last_fire(key, fires[-1] if fires else now)

@@ -216,13 +216,15 @@ class Store:
         error: str | None = None,
         final_state: dict[str, Any] | None = None,
         branches: Sequence[dict[str, Any]] = (),
+        keep: bool = True,
     ) -> None:
-        """Record a run's end and its branch results, in one transaction."""
+        """Record a run's end and its branch results, in one transaction (`keep`: see
+        record_end)."""
         end = StorableEnd(
             final_state=dumps(final_state) if final_state is not None else None,
             branches=tuple(dumps(result) for result in branches),
         )
-        self.record_end(run_id, status, finished_at=finished_at, error=error, end=end)
+        self.record_end(run_id, status, finished_at=finished_at, error=error, end=end, keep=keep)
 
     def record_end(
         self,
@@ -232,10 +234,11 @@ class Store:
         finished_at: datetime,
         error: str | None,
         end: StorableEnd,
+        keep: bool = True,
     ) -> None:
         """Record a run's end (already encoded), once: a run already finished is left as
         it is. On StorageFullError the end is kept (and shown by reads) until
-        `record_unrecorded` writes it."""
+        `record_unrecorded` writes it, unless `keep` is false."""
         unrecorded = _UnrecordedEnd(status=status, finished_at=finished_at, error=error, end=end)
         with self._tx():
             if run_id in self._ends:  # the first end is the true one; it waits its turn
@@ -243,8 +246,9 @@ class Store:
         try:
             self._write_end(run_id, unrecorded)
         except StorageFullError:
-            with self._tx():
-                self._ends.setdefault(run_id, unrecorded)
+            if keep:
+                with self._tx():
+                    self._ends.setdefault(run_id, unrecorded)
             raise
 
     def _write_end(self, run_id: str, end: _UnrecordedEnd) -> None:
@@ -330,22 +334,30 @@ class Store:
     def list_runs(
         self, *, workflow: str | None = None, status: str | None = None, limit: int = 50
     ) -> list[RunRecord]:
-        """Newest first, without final states and branch results."""
-        where, args = [], []
-        if workflow is not None:
-            where.append("workflow = ?")
-            args.append(workflow)
-        if status is not None:
-            where.append("status = ?")
-            args.append(status)
-        sql = "SELECT id, workflow, workflow_hash, trigger, status, created_at, started_at,"
-        sql += " finished_at, error, inputs, NULL AS final_state FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        """Newest first, without inputs, final states and branch results (the list does not
+        show them, and decoding up to 1000 runs' inputs of up to `max_request_bytes` each
+        would hold up the event loop)."""
         with self._tx() as db:
-            rows = db.execute(sql, (*args, limit)).fetchall()
             ends = dict(self._ends)
+            where: list[str] = []
+            args: list[Any] = []
+            if workflow is not None:
+                where.append("workflow = ?")
+                args.append(workflow)
+            if status is not None:  # by the status shown: an end waiting for space counts
+                now_is = [i for i, end in ends.items() if end.status == status]
+                was = [i for i, end in ends.items() if end.status != status]
+                where.append(
+                    f"((status = ? AND id NOT IN ({', '.join('?' * len(was))}))"
+                    f" OR id IN ({', '.join('?' * len(now_is))}))"
+                )
+                args += [status, *was, *now_is]
+            sql = "SELECT id, workflow, workflow_hash, trigger, status, created_at, started_at,"
+            sql += " finished_at, error, '{}' AS inputs, NULL AS final_state FROM runs"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+            rows = db.execute(sql, (*args, limit)).fetchall()
         records = [self._record(row, []) for row in rows]
         shown = [self._waiting(r, ends[r.id], full=False) if r.id in ends else r for r in records]
         return [r for r in shown if status is None or r.status == status]

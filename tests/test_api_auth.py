@@ -132,3 +132,29 @@ def test_client_commands_send_the_token_off_loopback(
             lines = refused.stderr.strip().splitlines()
             assert len(lines) == 1 and message in lines[0], refused.stderr
     assert run_id in tead("runs", token=TOKEN).stdout
+
+
+def test_a_non_ascii_token_works_from_the_client_commands(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """A token with non-ASCII characters, which the daemon accepts (compared as UTF-8),
+    is sent by `tead dispatch` as UTF-8: the run is created, no traceback."""
+    token = "pässwört-ŧøken"
+    daemon = daemon_factory(env={"TEAD_TOKEN": token})
+    daemon.write("hello.yaml", HELLO)
+    daemon.start()
+    daemon.wait_for(lambda: daemon.get("/api/v1/workflows").json()["workflows"], what="load")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAD_")}
+    env.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1", "TEAD_TOKEN": token})
+    found = subprocess.run(
+        [sys.executable, "-m", "tead", "dispatch", "hello", "--wait", "--url", daemon.url],
+        cwd=daemon.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert found.returncode == 0, found.stderr
+    assert "Traceback" not in found.stderr
+    assert daemon.runs(workflow="hello")[0]["status"] == "succeeded"

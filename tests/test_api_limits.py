@@ -174,6 +174,35 @@ def test_a_run_part_that_cannot_be_encoded_is_named_not_a_500() -> None:
     }
 
 
+def test_a_final_state_holding_nan_reads_back_as_strict_json(daemon: DaemonProcess) -> None:
+    """A node returning NaN / Infinity: the run succeeds, and reading it answers strict
+    JSON (no bare `NaN`, which JSON parsers other than Python's refuse), with the state
+    named under `omitted`."""
+    daemon.write(
+        "nan.yaml",
+        """\
+        name: nan
+        nodes:
+          - name: a
+            run: |
+              return {"x": float("nan"), "y": float("inf")}
+        """,
+    )
+    daemon.wait_for(lambda: daemon.get("/api/v1/workflows").json()["workflows"], what="load")
+    run_id = daemon.dispatch("nan")["id"]
+    daemon.wait_run(run_id)
+    answer = daemon.get(f"/api/v1/runs/{run_id}")
+    assert answer.status_code == 200
+
+    def refuse(constant: str) -> Any:
+        raise AssertionError(f"{constant} in the answer: not JSON")
+
+    run = json.loads(answer.text, parse_constant=refuse)
+    assert run["status"] == "succeeded"
+    assert run["final_state"] is None
+    assert "JSON" in run["omitted"]["final_state"]
+
+
 # --- every error is JSON --------------------------------------------------------------------
 
 

@@ -84,6 +84,8 @@ def test_six_fields_and_the_default_start_now(tead_cli: RunTead) -> None:
         (["* * * * *", "--after", "yesterday"], "tead: --after: 'yesterday' is not an ISO-8601"),
         (["* * * * *", "--count", "0"], "tead: --count: '0' is not a whole number from 1"),
         (["* * * * *", "--count", "x"], "tead: --count: 'x' is not a whole number from 1"),
+        (["0 0 * * *", "--after", "9999-12-31T00:00Z"], "tead: no fire time after 9999-12-31"),
+        (["0 0 * * *", "--after", "0001-01-01T00:00+05:00"], "tead: no fire time after 0001"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tead_cli: RunTead, args: list[str], message: str) -> None:

@@ -3,11 +3,13 @@ SIGHUP reload, the single-instance lock and JSON logs."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import re
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -443,3 +445,30 @@ def test_json_log_format(daemon_factory: Factory) -> None:
     assert any("does not load" in m for m in messages)
     assert any("failed" in m and "fails" in m for m in messages)
     assert messages[-1] == "stopped"
+
+
+def test_a_catch_up_past_the_counting_cap_says_at_least(daemon_factory: Factory) -> None:
+    """An every-second cron whose last fire was three years ago (94 million fires missed):
+    the daemon starts at once and the log says `at least 10000 fire(s) missed`, not that
+    exactly 10000 were."""
+    d = daemon_factory()
+    d.write(
+        "c.yaml",
+        """
+        name: c
+        on:
+          schedule: [{cron: "* * * * * *"}]
+          catchup: latest
+        nodes: [{name: noop}]
+        """,
+    )
+    d.start()
+    d.wait_for(lambda: d.runs(workflow="c"), what="a scheduled run")
+    assert d.stop() == 0
+    with contextlib.closing(sqlite3.connect(d.state_dir / "tead.db")) as db, db:
+        db.execute("UPDATE schedule_marks SET last_fire = ?", (time.time() - 3 * 365 * 86400,))
+    d2 = restart(daemon_factory, d)
+    d2.wait_for(lambda: "fire(s) missed" in d2.logs(), what="the catch-up log line")
+    assert "at least 10000 fire(s) missed; catchup=latest runs 1, skips at least 9999" in (
+        d2.logs()
+    )

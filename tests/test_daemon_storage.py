@@ -211,6 +211,53 @@ def test_an_end_still_unwritten_at_shutdown_is_logged_and_never_reads_as_a_lie(
     assert run["error"] == "the daemon stopped before the run's end was recorded"
 
 
+def test_a_status_filter_finds_a_run_whose_end_waits_for_space(
+    small_state_fs: DaemonProcess,
+) -> None:
+    """While the disk is full, a run that succeeded (its end kept in memory) is listed by
+    `?status=succeeded`, and not by `?status=running` (its row on disk still says running)."""
+    daemon = small_state_fs
+    daemon.write(
+        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
+    )
+    daemon.start()
+    run_id = daemon.dispatch("slow")["id"]
+    wait_status(daemon, run_id, "running")
+    filler = fill_up(daemon.state_dir)
+    assert daemon.wait_run(run_id)["status"] == "succeeded"
+    assert stored_runs(daemon.state_dir / "tead.db")[run_id][0] == "running"
+    assert run_id in {r["id"] for r in daemon.runs(status="succeeded")}
+    assert run_id not in {r["id"] for r in daemon.runs(status="running")}
+    assert [r["id"] for r in daemon.runs(status="succeeded", limit=1)] == [run_id]
+    filler.unlink()
+
+
+def test_a_queued_run_stopped_on_a_full_disk_is_logged_as_what_a_restart_does(
+    small_state_fs: DaemonProcess,
+) -> None:
+    """SIGTERM on a full disk while a run waits in the queue: its `interrupted` cannot be
+    written, so the log says a restart queues it again and runs it (not that it will read
+    as interrupted), and that is what the restart does."""
+    daemon = small_state_fs
+    daemon.write(
+        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
+    )
+    daemon.start()
+    first = daemon.dispatch("slow")["id"]
+    wait_status(daemon, first, "running")
+    behind = daemon.dispatch("slow")["id"]  # queued: its group is busy
+    filler = fill_up(daemon.state_dir)
+    assert daemon.stop() == 0
+    assert (
+        f"run {behind} interrupted, but the disk is still full: not recorded (it is still "
+        "queued on disk: a restart queues it again and runs it)"
+    ) in daemon.logs()
+    filler.unlink()
+    daemon.start()
+    assert daemon.wait_run(behind)["status"] == "succeeded"
+    assert daemon.get(f"/api/v1/runs/{first}").json()["status"] == "interrupted"
+
+
 def test_a_daemon_started_on_a_full_disk_says_so_in_one_line(
     small_state_fs: DaemonProcess,
 ) -> None:
@@ -223,6 +270,65 @@ def test_a_daemon_started_on_a_full_disk_says_so_in_one_line(
     assert daemon.proc.wait(timeout=30) == 1
     assert "tead: the state folder's disk is full" in daemon.logs()
     assert "Traceback" not in daemon.logs()
+
+
+def test_schedule_fires_on_a_full_disk_are_one_line_each_and_resume_with_space(
+    small_state_fs: DaemonProcess,
+) -> None:
+    """A schedule falling due while the disk is full creates no run and logs one warning
+    line saying so (no traceback); once space returns its runs are created again."""
+    daemon = small_state_fs
+    daemon.write("tick.yaml", "name: tick\non: {schedule: [{every: 1s}]}\nnodes: [{name: a}]\n")
+    daemon.start()
+    daemon.wait_for(lambda: daemon.runs(workflow="tick"), what="a first tick")
+    filler = fill_up(daemon.state_dir)
+    daemon.wait_for(
+        lambda: (
+            daemon.logs().count(
+                "a trigger fired, but no run was created: the state folder's disk is full"
+            )
+            >= 2
+        ),
+        timeout_s=30,
+        what="two refused fires",
+    )
+    assert "Traceback" not in daemon.logs()
+    filler.unlink()
+    before = {r["id"] for r in daemon.runs(workflow="tick", limit=500)}
+    daemon.wait_for(
+        lambda: {r["id"] for r in daemon.runs(workflow="tick", limit=500)} - before,
+        timeout_s=30,
+        what="a tick after space returned",
+    )
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.logs()
+
+
+def test_cancelling_a_queued_run_on_a_full_disk_is_refused_not_lost_by_a_restart(
+    small_state_fs: DaemonProcess,
+) -> None:
+    """While the disk is full, cancelling a queued run answers 503 and the run stays
+    queued (a cancel kept only in memory would be forgotten by a restart, which would
+    queue the run again and run it); with space, the cancel is recorded and outlives a
+    restart."""
+    daemon = small_state_fs
+    daemon.write("slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(6)'}]\n")
+    daemon.start()
+    first = daemon.dispatch("slow")["id"]
+    wait_status(daemon, first, "running")
+    behind = daemon.dispatch("slow")["id"]  # queued: its group is busy
+    filler = fill_up(daemon.state_dir)
+    refused = daemon.post(f"/api/v1/runs/{behind}/cancel")
+    assert refused.status_code == 503, refused.text
+    assert "disk is full" in refused.json()["error"]
+    assert daemon.get(f"/api/v1/runs/{behind}").json()["status"] == "queued"
+    filler.unlink()
+    cancelled = daemon.post(f"/api/v1/runs/{behind}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert daemon.stop() == 0
+    daemon.start()
+    assert daemon.get(f"/api/v1/runs/{behind}").json()["status"] == "cancelled"
 
 
 # --- big states and big fan-outs -----------------------------------------------------------
@@ -392,3 +498,33 @@ def test_max_state_bytes_comes_from_the_environment(daemon_factory: Factory) -> 
     assert "over max_state_bytes (1000 bytes)" in big["error"]
     small = daemon.wait_run(daemon.dispatch("small")["id"])
     assert small["status"] == "succeeded" and small["final_state"]["p"] == "p"
+
+
+def test_listing_runs_with_big_inputs_never_stalls_the_daemon(daemon_factory: Factory) -> None:
+    """150 runs with ~0.9 MB of inputs each (under max_request_bytes): listing them
+    (`GET /api/v1/runs?limit=1000`) answers quickly and /healthz keeps answering, since the
+    list does not read the inputs it does not show."""
+    daemon = daemon_factory()
+    daemon.write(
+        "take.yaml",
+        "name: take\non: {dispatch: {inputs: {s: {type: string}}}}\nnodes: [{name: a}]\n",
+    )
+    daemon.start()
+    body = {"inputs": {"s": "x" * 900_000}}
+    with httpx.Client(timeout=60) as client:
+        for _ in range(150):
+            answer = client.post(f"{daemon.url}/api/v1/workflows/take/dispatch", json=body)
+            assert answer.status_code == 202, answer.text
+    daemon.wait_for(
+        lambda: not daemon.runs(status="queued") and not daemon.runs(status="running"),
+        timeout_s=60,
+        what="the runs to end",
+    )
+    with healthz_probe(daemon) as latencies:
+        time.sleep(0.2)
+        for _ in range(3):
+            listed = daemon.get("/api/v1/runs", params={"limit": 1000})
+            assert listed.status_code == 200 and len(listed.json()["runs"]) == 150
+        time.sleep(0.2)
+    print(f"healthz while listing 150 runs with 0.9 MB inputs: {summary(latencies)}")
+    assert max(latencies) < 0.25, summary(latencies)

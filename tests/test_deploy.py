@@ -18,7 +18,10 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+import pytest
+
 from tead.config import load_config
+from tests.conftest import RunTead
 from tests.daemon_fixture import DaemonProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -436,3 +439,14 @@ def test_healthcheck_follows_the_configured_port(daemon: DaemonProcess, tmp_path
         f"tead: cannot reach the daemon at http://127.0.0.1:{daemon.port}: "
         "[Errno 111] Connection refused"
     )
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "soon"])
+def test_healthcheck_refuses_a_timeout_that_is_not_a_positive_number(
+    tead_cli: RunTead, timeout: str
+) -> None:
+    """`tead healthcheck --timeout` of zero, a negative number, nan or a word: one line,
+    exit 2 (not a traceback)."""
+    found = tead_cli("healthcheck", "--timeout", timeout, "--url", "http://127.0.0.1:9")
+    assert found.returncode == 2, found.stderr
+    assert found.stderr == f"tead: --timeout: {timeout!r} is not a positive number of seconds\n"
