@@ -35,7 +35,7 @@ from tead.httpproto import deadline_protocol
 from tead.metrics import Metrics
 from tead.registry import Changes, WorkflowEntry, WorkflowRegistry
 from tead.runs import RunManager
-from tead.scheduler import Scheduler
+from tead.scheduler import Mark, Scheduler
 from tead.store import Store, private_file
 from tead.watcher import FileChanges, FolderWatcher, base_folder, matching_changes, trigger_patterns
 
@@ -335,9 +335,11 @@ class Daemon:
             if matched:
                 self.runs.submit(entry, {"kind": "watch", "changes": matched}, seen_at=seen_at)
 
-    def _fire(self, entry: WorkflowEntry, trigger: dict[str, Any]) -> None:
+    def _fire(self, entry: WorkflowEntry, trigger: dict[str, Any], mark: Mark) -> None:
         if self.runs.accepting:
-            self.runs.submit(entry, trigger)
+            self.runs.submit(entry, trigger, mark=mark)
+        else:
+            self.store.set_last_fire(*mark)
 
     def describe(self, entry: WorkflowEntry) -> dict[str, Any]:
         """A workflow file as the API lists it."""

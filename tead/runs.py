@@ -107,8 +107,10 @@ class RunManager:
         *,
         seen_at: float | None = None,
         record: RunRecord | None = None,
+        mark: tuple[str, datetime] | None = None,
     ) -> RunRecord:
-        """Queue a run of a valid workflow (or re-queue `record` after a restart)."""
+        """Queue a run of a valid workflow (or re-queue `record` after a restart); `mark`
+        (a schedule's key and moment) is stored with the new run, in one transaction."""
         workflow = entry.workflow
         assert workflow is not None, "only valid workflows run"
         if record is None:
@@ -121,7 +123,7 @@ class RunManager:
                 created_at=now_utc(),
                 inputs=dict(inputs or {}),
             )
-            self.store.insert_run(record)
+            self.store.insert_run(record, mark=mark)
         spec = workflow.spec
         group = (spec.concurrency.group if spec and spec.concurrency else None) or workflow.name
         if spec and spec.concurrency and spec.concurrency.cancel_in_progress:

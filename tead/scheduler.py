@@ -30,7 +30,10 @@ from tead.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
-Fire = Callable[[WorkflowEntry, dict[str, Any]], None]
+# fire(entry, trigger, mark): queue a run and store `mark` (schedule key, moment) as the
+# schedule's last fire in the same transaction, so a crash can neither lose nor repeat it.
+Mark = tuple[str, datetime]
+Fire = Callable[[WorkflowEntry, dict[str, Any], Mark], None]
 
 
 @dataclass(slots=True)
@@ -149,9 +152,10 @@ class Scheduler:
             at_least,
             skipped,
         )
-        self.store.set_last_fire(key, fires[-1] if fires else now)
-        for moment in chosen:
-            self.fire(entry, {"kind": "catchup", "scheduled_time": _iso(moment)})
+        if not chosen:
+            self.store.set_last_fire(key, fires[-1] if fires else now)
+        for moment in chosen:  # the last chosen moment is fires[-1]
+            self.fire(entry, {"kind": "catchup", "scheduled_time": _iso(moment)}, (key, moment))
 
     def _push(self, when: datetime, job: _Job) -> None:
         self._counter += 1
@@ -176,8 +180,9 @@ class Scheduler:
                 continue
             entry = self.lookup(job.workflow)
             if entry is not None and entry.workflow is not None:
-                self.store.set_last_fire(job.key, when)
-                self.fire(entry, {"kind": "schedule", "scheduled_time": _iso(when)})
+                self.fire(
+                    entry, {"kind": "schedule", "scheduled_time": _iso(when)}, (job.key, when)
+                )
             self._push(job.trigger.next_after(max(when, now_utc())), job)
 
     def _drop_stale(self) -> None:

@@ -184,8 +184,16 @@ class Store:
 
     # --- runs -------------------------------------------------------------------------------
 
-    def insert_run(self, run: RunRecord) -> None:
+    def insert_run(self, run: RunRecord, *, mark: tuple[str, datetime] | None = None) -> None:
+        """Insert a queued run and, in the same transaction, a schedule's last fire (`mark`:
+        its key and moment), so that a crash between the two can neither lose the fire nor
+        run it twice."""
         with self._write() as db:
+            if mark is not None:
+                key, moment = mark
+                db.execute(
+                    "INSERT OR REPLACE INTO schedule_marks VALUES (?, ?)", (key, _ts(moment))
+                )
             db.execute(
                 "INSERT INTO runs (id, workflow, workflow_hash, trigger, status, created_at,"
                 " inputs) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -199,6 +207,9 @@ class Store:
                     dumps(run.inputs),
                 ),
             )
+        if mark is not None:
+            with self._tx():
+                self._marks.pop(mark[0], None)  # an older mark still waiting for space
 
     def mark_started(self, run_id: str, started_at: datetime) -> None:
         with self._write() as db:

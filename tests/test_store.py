@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from tead.records import RunRecord, RunStatus, new_run_id, now_utc
 from tead.store import Store
@@ -27,3 +31,29 @@ def test_a_finished_run_is_never_rewritten(tmp_path: Path) -> None:
     assert stored is not None
     assert (stored.status, stored.error, stored.final_state) == ("succeeded", None, {"a": 1})
     store.close()
+
+
+def test_a_scheduled_run_and_its_schedule_mark_are_written_together(tmp_path: Path) -> None:
+    """The run of a schedule fire and the schedule's last-fire mark are one transaction: a
+    kill -9 between two separate writes lost the fire (a gap in `catchup: all`)."""
+    store = Store(tmp_path / "tead.db")
+    first = now_utc()
+    run = RunRecord(
+        id=new_run_id(),
+        workflow="w",
+        workflow_hash="h",
+        trigger={"kind": "schedule"},
+        status=RunStatus.QUEUED,
+        created_at=first,
+    )
+    store.insert_run(run, mark=("w:every-1s", first))
+    assert store.last_fire("w:every-1s") == first
+    later = first + timedelta(seconds=1)
+    with pytest.raises(sqlite3.IntegrityError):  # the same run id again: the insert fails
+        store.insert_run(run, mark=("w:every-1s", later))
+    assert store.last_fire("w:every-1s") == first  # ... and so the mark was not moved
+    store.close()
+    reopened = Store(tmp_path / "tead.db")
+    assert reopened.last_fire("w:every-1s") == first
+    assert reopened.get_run(run.id) is not None
+    reopened.close()
