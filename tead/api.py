@@ -20,6 +20,7 @@ from tead.errors import StorageFullError
 from tead.records import RunStatus, iso_utc
 from tead.runs import Conflict, NotFound
 from tead.spec import input_matches
+from tead.store import RunJson
 
 if TYPE_CHECKING:
     from tead.daemon import Daemon
@@ -54,6 +55,32 @@ def run_response(data: dict[str, Any], status_code: int = 200) -> Response:
                 data = {**data, key: None}
                 omitted[key] = f"cannot be shown as JSON: {reason}"
         body = _encode({**data, "omitted": omitted})
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+NOT_STRICT = (b"NaN", b"Infinity")  # what the store may hold that strict JSON has not
+
+
+def stored_run_response(stored: RunJson, status_code: int = 200) -> Response:
+    """A stored run as JSON, its stored JSON texts spliced in without being decoded; only
+    a text that may hold NaN or Infinity (which the store allows) is decoded and encoded
+    again, and left out and named under `omitted` if it is not strict JSON (as by
+    `run_response`)."""
+    parts, omitted = [], {}
+    for key, value in stored.record.to_dict().items():
+        text = stored.texts.get(key)
+        if text is None:
+            text = _encode(value)
+        elif any(token in text for token in NOT_STRICT):
+            try:
+                text = _encode(json.loads(text))
+            except (ValueError, TypeError, RecursionError) as exc:
+                reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+                text, omitted[key] = b"null", f"cannot be shown as JSON: {reason}"
+        parts.append(_encode(key) + b":" + text)
+    if omitted:
+        parts.append(b'"omitted":' + _encode(omitted))
+    body = b"{" + b",".join(parts) + b"}"
     return Response(body, status_code=status_code, media_type="application/json")
 
 
@@ -168,22 +195,17 @@ def _add_routes(app: FastAPI, daemon: Daemon) -> None:
 
     @app.get("/api/v1/runs/{run_id}")
     async def run(run_id: str) -> Response:
-        # In a thread: decoding and encoding a big or deep run needs a fresh stack and must
-        # not hold up the event loop.
-        record = await asyncio.to_thread(daemon.store.get_run, run_id)
-        if record is None:
-            raise ApiError(404, f"no run {run_id!r}")
-        return await asyncio.to_thread(run_response, record.to_dict())
+        return await asyncio.to_thread(_read_run, daemon, run_id)
 
     @app.post("/api/v1/runs/{run_id}/cancel")
     async def cancel(run_id: str) -> Response:
         try:
-            record = await daemon.runs.cancel(run_id)
+            await daemon.runs.cancel(run_id)
         except NotFound as exc:
             raise ApiError(404, str(exc)) from None
         except Conflict as exc:
             raise ApiError(409, str(exc)) from None
-        return run_response(record.to_dict())
+        return await asyncio.to_thread(_read_run, daemon, run_id)
 
     @app.get("/api/v1/breakers")
     async def breakers() -> dict[str, Any]:
@@ -196,6 +218,14 @@ def _add_routes(app: FastAPI, daemon: Daemon) -> None:
         except KeyError:
             raise ApiError(404, f"no circuit breaker {name!r}") from None
         return _breaker(daemon.breakers.states()[name])
+
+
+def _read_run(daemon: Daemon, run_id: str) -> Response:
+    """A stored run's answer (on a worker thread: it may be megabytes)."""
+    stored = daemon.store.run_json(run_id)
+    if stored is None:
+        raise ApiError(404, f"no run {run_id!r}")
+    return stored_run_response(stored)
 
 
 def _breaker(snapshot: Any) -> dict[str, Any]:

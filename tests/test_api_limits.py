@@ -238,7 +238,7 @@ def test_a_non_http_request_and_an_unhandled_exception_are_json(daemon: DaemonPr
 
     run_id = daemon.wait_run(daemon.dispatch("hello")["id"])["id"]
     with sqlite3.connect(daemon.state_dir / "tead.db") as db:
-        db.execute("UPDATE runs SET final_state = '{not json' WHERE id = ?", (run_id,))
+        db.execute("UPDATE runs SET status = 'no such status' WHERE id = ?", (run_id,))
     broken = daemon.get(f"/api/v1/runs/{run_id}")
     assert broken.status_code == 500
     assert broken.headers["content-type"] == "application/json"
