@@ -56,14 +56,17 @@ class Unstorable:
 
 def storable_problem(value: Any, *, max_bytes: int) -> Unstorable | None:
     """What keeps `value` (a run's inputs) from being stored and read back, or None: nested
-    deeper than MAX_INPUT_DEPTH, not encodable as strict JSON, or over `max_bytes`."""
+    deeper than MAX_INPUT_DEPTH, not encodable as strict JSON, or over `max_bytes` as
+    compact UTF-8 JSON (counted as the request body is: `é` is 2 bytes, a lone surrogate
+    the 6 of its `\\udcff` escape)."""
     depth = nesting_depth(value, MAX_INPUT_DEPTH)
     if depth > MAX_INPUT_DEPTH:
         return Unstorable(422, f"nested more than {MAX_INPUT_DEPTH} levels deep")
     try:
-        size = len(json.dumps(value, ensure_ascii=True, allow_nan=False))
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (ValueError, TypeError) as exc:
         return Unstorable(422, f"not encodable as JSON: {exc}")
+    size = len(text.encode("utf-8", "backslashreplace"))
     if size > max_bytes:
         return Unstorable(413, f"{size} bytes as JSON, more than {max_bytes}")
     return None

@@ -108,6 +108,26 @@ def test_max_request_bytes_is_configurable(
     assert daemon.post(DISPATCH, json={"inputs": {"s": "x" * 1000}}).status_code == 202
 
 
+def test_non_ascii_inputs_are_counted_as_utf_8_up_to_the_body_limit(daemon: DaemonProcess) -> None:
+    """A body of exactly max_request_bytes (1 MiB) of `é` (2 bytes each in UTF-8, 6 as
+    `\\u00e9`) is accepted and stored as sent; one byte more is 413."""
+    started(daemon)
+
+    def body(size: int) -> bytes:
+        head, tail = b'{"inputs":{"s":"', b'"}}'
+        room = size - len(head) - len(tail)
+        return head + "é".encode() * (room // 2) + b"x" * (room % 2) + tail
+
+    json_type = {"Content-Type": "application/json"}
+    at_limit = daemon.post(DISPATCH, content=body(MIB), headers=json_type)
+    assert at_limit.status_code == 202, at_limit.text[:300]
+    run = daemon.wait_run(at_limit.json()["id"])
+    assert run["inputs"] == json.loads(body(MIB))["inputs"]
+    over = daemon.post(DISPATCH, content=body(MIB + 1), headers=json_type)
+    assert over.status_code == 413, over.text[:300]
+    assert over.json() == {"error": f"the request body is larger than {MIB} bytes"}
+
+
 # --- inputs that cannot be stored -----------------------------------------------------------
 
 
