@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from tead import __version__
-from tead.apiguard import Guard, storable_problem
+from tead.apiguard import Guard, load_json, storable_problem
 from tead.errors import StorageFullError
 from tead.records import RunStatus, iso_utc
 from tead.runs import Conflict, NotFound
@@ -89,6 +91,26 @@ def _encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
 
 
+class JsonRequest(Request):
+    """A request whose JSON body is read by `load_json` (errors name the problem and
+    its place)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = load_json(await self.body())
+        return self._json
+
+
+class JsonRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(JsonRequest(request.scope, request.receive))
+
+        return route
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         self.status = status
@@ -128,6 +150,9 @@ def build_app(daemon: Daemon) -> FastAPI:
         if first.get("type") == "json_invalid":
             ctx = first.get("ctx")
             detail = ctx.get("error", "not JSON") if isinstance(ctx, dict) else "not JSON"
+            if len(loc) == 2 and isinstance(loc[1], int) and isinstance(exc.body, str):
+                at = len(exc.body[: loc[1]].encode("utf-8", "surrogatepass"))
+                detail = f"{detail} at byte {at}"
             return AsciiJSONResponse({"error": f"malformed JSON body: {detail}"}, status_code=400)
         where = ".".join(str(p) for p in loc[1:] if p != "body")
         message = f"{where}: {first['msg']}" if where else str(first["msg"])
@@ -139,6 +164,7 @@ def build_app(daemon: Daemon) -> FastAPI:
         # uvicorn logs the traceback: the exception is raised on once this has answered.
         return AsciiJSONResponse({"error": "internal error"}, status_code=500)
 
+    app.router.route_class = JsonRoute
     app.add_middleware(Guard, config=lambda: daemon.config)
     _add_routes(app, daemon)
     return app

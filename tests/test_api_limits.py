@@ -248,6 +248,37 @@ def test_router_and_body_errors_are_json(daemon: DaemonProcess) -> None:
         assert response.json()["error"], response.text
 
 
+def test_unreadable_bodies_get_one_clear_400_naming_the_problem_and_byte(
+    daemon: DaemonProcess,
+) -> None:
+    """A 5000-digit integer, 100 000-deep nesting, bytes that are not UTF-8 and plain
+    malformed JSON each get a 400 naming the problem and its byte; a body without a
+    Content-Type gets a 415 saying what is expected. No run is created."""
+    started(daemon)
+    json_type = {"Content-Type": "application/json"}
+    cases = {
+        b'{"inputs": {"s": "\xc3\xa9", "n": ' + b"1" * 5000 + b"}}": (
+            "malformed JSON body: integer too long (more than 4300 digits) at byte 28"
+        ),
+        b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}": (
+            "malformed JSON body: nested too deeply (100001 levels) at byte 100010"
+        ),
+        b'{"inputs": {"s": "\xff"}}': "malformed JSON body: not UTF-8 at byte 18",
+        b'{"inputs": {"s": "\xc3\xa9", }}': (
+            "malformed JSON body: Expecting property name enclosed in double quotes at byte 23"
+        ),
+    }
+    for body, message in cases.items():
+        answer = daemon.post(DISPATCH, content=body, headers=json_type)
+        assert (answer.status_code, answer.json()) == (400, {"error": message}), body[:40]
+    bare = daemon.post(DISPATCH, content=b'{"inputs": {}}', headers={})
+    assert bare.status_code == 415, bare.text
+    assert bare.json() == {
+        "error": "the body must be a JSON object with Content-Type: application/json"
+    }
+    assert daemon.runs() == []
+
+
 def test_a_non_http_request_and_an_unhandled_exception_are_json(daemon: DaemonProcess) -> None:
     """A request that is not HTTP gets a JSON 400; an unhandled exception (a run row
     corrupted on disk) a JSON 500 and a traceback in the log; the daemon lives."""
