@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -60,12 +61,21 @@ def run_response(data: dict[str, Any], status_code: int = 200) -> Response:
     return Response(body, status_code=status_code, media_type="application/json")
 
 
-NOT_STRICT = (b"NaN", b"Infinity")  # what the store may hold that strict JSON has not
+# What the store may hold that strict JSON has not: NaN and Infinity outside strings.
+BARE_CONSTANT = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|(NaN|-?Infinity)')
+
+
+def not_strict(text: bytes) -> bool:
+    """Whether JSON `text` holds NaN or Infinity outside strings (looked for a match at a
+    time, so that the event loop gets the GIL between them, and only if they occur)."""
+    if b"NaN" not in text and b"Infinity" not in text:
+        return False
+    return any(match.group(1) for match in BARE_CONSTANT.finditer(text))
 
 
 def stored_run_response(stored: RunJson, status_code: int = 200) -> Response:
     """A stored run as JSON, its stored JSON texts spliced in without being decoded; only
-    a text that may hold NaN or Infinity (which the store allows) is decoded and encoded
+    a text that holds NaN or Infinity (which the store allows) is decoded and encoded
     again, and left out and named under `omitted` if it is not strict JSON (as by
     `run_response`)."""
     parts, omitted = [], {}
@@ -73,7 +83,7 @@ def stored_run_response(stored: RunJson, status_code: int = 200) -> Response:
         text = stored.texts.get(key)
         if text is None:
             text = _encode(value)
-        elif any(token in text for token in NOT_STRICT):
+        elif not_strict(text):
             try:
                 text = _encode(json.loads(text))
             except (ValueError, TypeError, RecursionError) as exc:

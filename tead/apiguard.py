@@ -91,7 +91,7 @@ def nesting_depth(value: Any, limit: int) -> int:
     return deepest
 
 
-_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]')
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]|[\]}]')
 
 
 def load_json(body: bytes) -> Any:
@@ -112,7 +112,7 @@ def load_json(body: bytes) -> Any:
         raise json.JSONDecodeError(f"nested too deeply ({depth} levels)", text, where) from None
     except ValueError:
         digits = sys.get_int_max_str_digits()
-        long_int = re.compile(rf'"(?:[^"\\]|\\.)*"|(?<![\d.eE+-])(-?\d{{{digits + 1},}})')
+        long_int = re.compile(rf'"[^"\\]*(?:\\.[^"\\]*)*"|(?<![\d.eE+-])(-?\d{{{digits + 1},}})')
         where = next((m.start(1) for m in long_int.finditer(text) if m.group(1)), 0)
         message = f"integer too long (more than {digits} digits)"
         raise json.JSONDecodeError(message, text, where) from None

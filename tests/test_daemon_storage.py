@@ -535,7 +535,8 @@ def test_reading_or_cancelling_a_run_with_a_big_state_never_stalls_the_daemon(
 ) -> None:
     """A finished run whose final state is ~13 MB of small objects: reading it answers the
     whole state and cancelling it answers 409, while /healthz keeps answering quickly (the
-    stored JSON is sent as it is, never decoded on the daemon's side)."""
+    stored JSON is sent as it is, never decoded on the daemon's side, even when a string in
+    it reads NaN or Infinity)."""
     daemon = daemon_factory()
     daemon.write(
         "big.yaml",
@@ -544,7 +545,7 @@ def test_reading_or_cancelling_a_run_with_a_big_state_never_stalls_the_daemon(
         nodes:
           - name: a
             run: |
-              return {"a": [{"k": i} for i in range(1_000_000)]}
+              return {"a": [{"k": i} for i in range(1_000_000)], "note": "NaN, -Infinity"}
         """,
     )
     daemon.start()
@@ -563,6 +564,7 @@ def test_reading_or_cancelling_a_run_with_a_big_state_never_stalls_the_daemon(
     assert run["status"] == "succeeded" and run["id"] == run_id
     assert len(run["final_state"]["a"]) == 1_000_000
     assert run["final_state"]["a"][-1] == {"k": 999_999}
+    assert run["final_state"]["note"] == "NaN, -Infinity" and "omitted" not in run
     assert refused.json() == {"error": f"run {run_id} already succeeded"}
     assert max(latencies) < 0.25, summary(latencies)
 
