@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from tead import __version__
-from tead.apiguard import Guard, storable_problem
+from tead.apiguard import Guard, load_json, storable_problem
 from tead.errors import StorageFullError
 from tead.records import RunStatus, iso_utc
 from tead.runs import Conflict, NotFound
 from tead.spec import input_matches
+from tead.store import RunJson
 
 if TYPE_CHECKING:
     from tead.daemon import Daemon
@@ -57,9 +61,64 @@ def run_response(data: dict[str, Any], status_code: int = 200) -> Response:
     return Response(body, status_code=status_code, media_type="application/json")
 
 
+# What the store may hold that strict JSON has not: NaN and Infinity outside strings.
+BARE_CONSTANT = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|(NaN|-?Infinity)')
+
+
+def not_strict(text: bytes) -> bool:
+    """Whether JSON `text` holds NaN or Infinity outside strings (looked for a match at a
+    time, so that the event loop gets the GIL between them, and only if they occur)."""
+    if b"NaN" not in text and b"Infinity" not in text:
+        return False
+    return any(match.group(1) for match in BARE_CONSTANT.finditer(text))
+
+
+def stored_run_response(stored: RunJson, status_code: int = 200) -> Response:
+    """A stored run as JSON, its stored JSON texts spliced in without being decoded; only
+    a text that holds NaN or Infinity (which the store allows) is decoded and encoded
+    again, and left out and named under `omitted` if it is not strict JSON (as by
+    `run_response`)."""
+    parts, omitted = [], {}
+    for key, value in stored.record.to_dict().items():
+        text = stored.texts.get(key)
+        if text is None:
+            text = _encode(value)
+        elif not_strict(text):
+            try:
+                text = _encode(json.loads(text))
+            except (ValueError, TypeError, RecursionError) as exc:
+                reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+                text, omitted[key] = b"null", f"cannot be shown as JSON: {reason}"
+        parts.append(_encode(key) + b":" + text)
+    if omitted:
+        parts.append(b'"omitted":' + _encode(omitted))
+    body = b"{" + b",".join(parts) + b"}"
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
 def _encode(value: Any) -> bytes:
     # Strict JSON: NaN and Infinity (which a node's state may hold) are not JSON.
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+class JsonRequest(Request):
+    """A request whose JSON body is read by `load_json` (errors name the problem and
+    its place)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = load_json(await self.body())
+        return self._json
+
+
+class JsonRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(JsonRequest(request.scope, request.receive))
+
+        return route
 
 
 class ApiError(Exception):
@@ -101,6 +160,9 @@ def build_app(daemon: Daemon) -> FastAPI:
         if first.get("type") == "json_invalid":
             ctx = first.get("ctx")
             detail = ctx.get("error", "not JSON") if isinstance(ctx, dict) else "not JSON"
+            if len(loc) == 2 and isinstance(loc[1], int) and isinstance(exc.body, str):
+                at = len(exc.body[: loc[1]].encode("utf-8", "surrogatepass"))
+                detail = f"{detail} at byte {at}"
             return AsciiJSONResponse({"error": f"malformed JSON body: {detail}"}, status_code=400)
         where = ".".join(str(p) for p in loc[1:] if p != "body")
         message = f"{where}: {first['msg']}" if where else str(first["msg"])
@@ -112,6 +174,7 @@ def build_app(daemon: Daemon) -> FastAPI:
         # uvicorn logs the traceback: the exception is raised on once this has answered.
         return AsciiJSONResponse({"error": "internal error"}, status_code=500)
 
+    app.router.route_class = JsonRoute
     app.add_middleware(Guard, config=lambda: daemon.config)
     _add_routes(app, daemon)
     return app
@@ -168,22 +231,17 @@ def _add_routes(app: FastAPI, daemon: Daemon) -> None:
 
     @app.get("/api/v1/runs/{run_id}")
     async def run(run_id: str) -> Response:
-        # In a thread: decoding and encoding a big or deep run needs a fresh stack and must
-        # not hold up the event loop.
-        record = await asyncio.to_thread(daemon.store.get_run, run_id)
-        if record is None:
-            raise ApiError(404, f"no run {run_id!r}")
-        return await asyncio.to_thread(run_response, record.to_dict())
+        return await asyncio.to_thread(_read_run, daemon, run_id)
 
     @app.post("/api/v1/runs/{run_id}/cancel")
     async def cancel(run_id: str) -> Response:
         try:
-            record = await daemon.runs.cancel(run_id)
+            await daemon.runs.cancel(run_id)
         except NotFound as exc:
             raise ApiError(404, str(exc)) from None
         except Conflict as exc:
             raise ApiError(409, str(exc)) from None
-        return run_response(record.to_dict())
+        return await asyncio.to_thread(_read_run, daemon, run_id)
 
     @app.get("/api/v1/breakers")
     async def breakers() -> dict[str, Any]:
@@ -196,6 +254,14 @@ def _add_routes(app: FastAPI, daemon: Daemon) -> None:
         except KeyError:
             raise ApiError(404, f"no circuit breaker {name!r}") from None
         return _breaker(daemon.breakers.states()[name])
+
+
+def _read_run(daemon: Daemon, run_id: str) -> Response:
+    """A stored run's answer (on a worker thread: it may be megabytes)."""
+    stored = daemon.store.run_json(run_id)
+    if stored is None:
+        raise ApiError(404, f"no run {run_id!r}")
+    return stored_run_response(stored)
 
 
 def _breaker(snapshot: Any) -> dict[str, Any]:

@@ -7,7 +7,9 @@ and can count a body's bytes as they arrive instead of reading it whole.
 from __future__ import annotations
 
 import json
+import re
 import secrets
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 READ_METHODS = frozenset({"GET", "HEAD"})
 MISSING_TOKEN = "a bearer token is needed (Authorization: Bearer <token>)"
 WRONG_TOKEN = "the bearer token is wrong"
+NO_CONTENT_TYPE = "the body must be a JSON object with Content-Type: application/json"
 MAX_INPUT_DEPTH = 64  # the engine, the store and the API all handle far deeper values
 
 
@@ -56,14 +59,17 @@ class Unstorable:
 
 def storable_problem(value: Any, *, max_bytes: int) -> Unstorable | None:
     """What keeps `value` (a run's inputs) from being stored and read back, or None: nested
-    deeper than MAX_INPUT_DEPTH, not encodable as strict JSON, or over `max_bytes`."""
+    deeper than MAX_INPUT_DEPTH, not encodable as strict JSON, or over `max_bytes` as
+    compact UTF-8 JSON (counted as the request body is: `é` is 2 bytes, a lone surrogate
+    the 6 of its `\\udcff` escape)."""
     depth = nesting_depth(value, MAX_INPUT_DEPTH)
     if depth > MAX_INPUT_DEPTH:
         return Unstorable(422, f"nested more than {MAX_INPUT_DEPTH} levels deep")
     try:
-        size = len(json.dumps(value, ensure_ascii=True, allow_nan=False))
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (ValueError, TypeError) as exc:
         return Unstorable(422, f"not encodable as JSON: {exc}")
+    size = len(text.encode("utf-8", "backslashreplace"))
     if size > max_bytes:
         return Unstorable(413, f"{size} bytes as JSON, more than {max_bytes}")
     return None
@@ -83,6 +89,48 @@ def nesting_depth(value: Any, limit: int) -> int:
             children = item.values() if isinstance(item, dict) else item
             pending.extend((child, depth + 1) for child in children)
     return deepest
+
+
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]|[\]}]')
+
+
+def load_json(body: bytes) -> Any:
+    """`json.loads(body)`, with the errors it gives no position for (bytes that are not
+    UTF-8, an integer over Python's digit limit, nesting deeper than the decoder goes)
+    raised as JSONDecodeError at the place found."""
+    try:
+        text = body.decode(json.detect_encoding(body))
+    except UnicodeDecodeError as exc:
+        good = body[: exc.start].decode("utf-8", "replace")
+        raise json.JSONDecodeError("not UTF-8", good, len(good)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        depth, where = _deepest(text)
+        raise json.JSONDecodeError(f"nested too deeply ({depth} levels)", text, where) from None
+    except ValueError:
+        digits = sys.get_int_max_str_digits()
+        long_int = re.compile(rf'"[^"\\]*(?:\\.[^"\\]*)*"|(?<![\d.eE+-])(-?\d{{{digits + 1},}})')
+        where = next((m.start(1) for m in long_int.finditer(text) if m.group(1)), 0)
+        message = f"integer too long (more than {digits} digits)"
+        raise json.JSONDecodeError(message, text, where) from None
+
+
+def _deepest(text: str) -> tuple[int, int]:
+    """How deeply `text`'s arrays and objects nest, and where the first of its deepest
+    brackets is (strings skipped)."""
+    depth, deepest, where = 0, 0, 0
+    for match in _STRING_OR_BRACKET.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, match.start()
+        elif token in ("]", "}"):
+            depth -= 1
+    return deepest, where
 
 
 def error_body(message: str) -> bytes:
@@ -126,6 +174,9 @@ class Guard:
             await _answer(send, 413, str(too_large(limit).detail), close)
             return
         kind = headers.get(b"content-type", b"").partition(b";")[0].strip().lower()
+        if has_body and not kind:
+            await _answer(send, 415, NO_CONTENT_TYPE, close)
+            return
         if has_body and kind and not (kind == b"application/json" or kind.endswith(b"+json")):
             shown = kind.decode("latin-1")
             message = f"the body must be JSON (Content-Type: application/json), not {shown}"

@@ -62,6 +62,7 @@ class _Run:
     stop_reason: RunStatus | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     branches: list[dict[str, Any]] = field(default_factory=list)
+    ending: bool = False  # its end is being encoded and written: too late to cancel
 
 
 class RunManager:
@@ -147,24 +148,27 @@ class RunManager:
 
     # --- cancelling ------------------------------------------------------------------------
 
-    async def cancel(self, run_id: str) -> RunRecord:
-        """Cancel a queued or running run; NotFound / Conflict otherwise."""
+    async def cancel(self, run_id: str) -> None:
+        """Cancel a queued or running run; NotFound / Conflict otherwise (a run that ended
+        before the cancel took hold, even one whose end is still being written)."""
         for run in self._queue:
             if run.record.id == run_id:
                 # Written before it leaves the queue: on a full disk the cancel is refused
                 # (StorageFullError, 503), since a cancel kept only in memory would be lost
                 # by a restart, which queues the run again and runs it.
-                return self._drop_queued(run, RunStatus.CANCELLED, "cancelled", must_record=True)
+                self._drop_queued(run, RunStatus.CANCELLED, "cancelled", must_record=True)
+                return
         running = self._running.get(run_id)
+        if running is not None and running.ending:
+            raise Conflict(f"run {run_id} already finished (its end is being recorded)")
         if running is not None:
             self._stop(running, RunStatus.CANCELLED)
             await running.finished.wait()
-        record = self.store.get_run(run_id)
-        if record is None:
+        status = self.store.run_status(run_id)  # the status only: the state may be big
+        if status is None:
             raise NotFound(f"no run {run_id!r}")
-        if running is None:
-            raise Conflict(f"run {run_id} already {record.status}")
-        return record
+        if running is None or status is not RunStatus.CANCELLED:
+            raise Conflict(f"run {run_id} already {status}")
 
     def _drop_queued(
         self, run: _Run, status: RunStatus, error: str, *, must_record: bool = False
@@ -411,6 +415,7 @@ class RunManager:
     ) -> None:
         record = run.record
         finished = now_utc()
+        run.ending = True
         # Encoding and writing states take a worker thread: the event loop keeps serving.
         end = await asyncio.to_thread(encode_end, final, run.branches, self.max_state_bytes)
         if end.problem is not None:  # a state too big or with no JSON form: a recorded error

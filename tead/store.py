@@ -105,6 +105,15 @@ class _UnrecordedEnd:
     end: StorableEnd
 
 
+@dataclass(frozen=True, slots=True)
+class RunJson:
+    """A run with its JSON columns as stored: ASCII JSON text, not decoded (decoding a big
+    state would hold the GIL, and so the event loop, for the whole call)."""
+
+    record: RunRecord  # its trigger, inputs, final state and branches left empty
+    texts: dict[str, bytes]  # "trigger", "inputs", "final_state", "branches" -> JSON
+
+
 def _ts(moment: datetime | None) -> float | None:
     return moment.timestamp() if moment else None
 
@@ -328,6 +337,40 @@ class Store:
         if waiting is not None:
             return self._waiting(self._record(row, []), waiting, full=True)
         return self._record(row, [json.loads(b["result"]) for b in branches])
+
+    def run_json(self, run_id: str) -> RunJson | None:
+        """The run as `get_run` would read it, with its JSON columns left as text."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT id, workflow, workflow_hash, '{}' AS trigger, status, created_at,"
+                " started_at, finished_at, error, '{}' AS inputs, NULL AS final_state,"
+                " CAST(trigger AS BLOB) AS t, CAST(inputs AS BLOB) AS i,"
+                " CAST(final_state AS BLOB) AS s FROM runs WHERE id = ?",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            branches = db.execute(
+                "SELECT CAST(result AS BLOB) FROM branch_results WHERE run_id = ? ORDER BY seq",
+                (run_id,),
+            ).fetchall()
+            waiting = self._ends.get(run_id)
+        record, state, results = self._record(row, []), row["s"], [b[0] for b in branches]
+        if waiting is not None:
+            record = self._waiting(record, waiting, full=False)
+            state = (waiting.end.final_state or "").encode()
+            results = [text.encode() for text in waiting.end.branches]
+        texts = {"trigger": row["t"], "inputs": row["i"], "final_state": state or b"null"}
+        return RunJson(record, {**texts, "branches": b"[" + b",".join(results) + b"]"})
+
+    def run_status(self, run_id: str) -> RunStatus | None:
+        """The run's status as reads show it, or None if there is no such run."""
+        with self._tx() as db:
+            row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            waiting = self._ends.get(run_id)
+        if row is None:
+            return None
+        return waiting.status if waiting is not None else RunStatus(row["status"])
 
     @staticmethod
     def _waiting(record: RunRecord, end: _UnrecordedEnd, *, full: bool) -> RunRecord:

@@ -108,6 +108,26 @@ def test_max_request_bytes_is_configurable(
     assert daemon.post(DISPATCH, json={"inputs": {"s": "x" * 1000}}).status_code == 202
 
 
+def test_non_ascii_inputs_are_counted_as_utf_8_up_to_the_body_limit(daemon: DaemonProcess) -> None:
+    """A body of exactly max_request_bytes (1 MiB) of `é` (2 bytes each in UTF-8, 6 as
+    `\\u00e9`) is accepted and stored as sent; one byte more is 413."""
+    started(daemon)
+
+    def body(size: int) -> bytes:
+        head, tail = b'{"inputs":{"s":"', b'"}}'
+        room = size - len(head) - len(tail)
+        return head + "é".encode() * (room // 2) + b"x" * (room % 2) + tail
+
+    json_type = {"Content-Type": "application/json"}
+    at_limit = daemon.post(DISPATCH, content=body(MIB), headers=json_type)
+    assert at_limit.status_code == 202, at_limit.text[:300]
+    run = daemon.wait_run(at_limit.json()["id"])
+    assert run["inputs"] == json.loads(body(MIB))["inputs"]
+    over = daemon.post(DISPATCH, content=body(MIB + 1), headers=json_type)
+    assert over.status_code == 413, over.text[:300]
+    assert over.json() == {"error": f"the request body is larger than {MIB} bytes"}
+
+
 # --- inputs that cannot be stored -----------------------------------------------------------
 
 
@@ -228,6 +248,37 @@ def test_router_and_body_errors_are_json(daemon: DaemonProcess) -> None:
         assert response.json()["error"], response.text
 
 
+def test_unreadable_bodies_get_one_clear_400_naming_the_problem_and_byte(
+    daemon: DaemonProcess,
+) -> None:
+    """A 5000-digit integer, 100 000-deep nesting, bytes that are not UTF-8 and plain
+    malformed JSON each get a 400 naming the problem and its byte; a body without a
+    Content-Type gets a 415 saying what is expected. No run is created."""
+    started(daemon)
+    json_type = {"Content-Type": "application/json"}
+    cases = {
+        b'{"inputs": {"s": "\xc3\xa9", "n": ' + b"1" * 5000 + b"}}": (
+            "malformed JSON body: integer too long (more than 4300 digits) at byte 28"
+        ),
+        b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}": (
+            "malformed JSON body: nested too deeply (100001 levels) at byte 100010"
+        ),
+        b'{"inputs": {"s": "\xff"}}': "malformed JSON body: not UTF-8 at byte 18",
+        b'{"inputs": {"s": "\xc3\xa9", }}': (
+            "malformed JSON body: Expecting property name enclosed in double quotes at byte 23"
+        ),
+    }
+    for body, message in cases.items():
+        answer = daemon.post(DISPATCH, content=body, headers=json_type)
+        assert (answer.status_code, answer.json()) == (400, {"error": message}), body[:40]
+    bare = daemon.post(DISPATCH, content=b'{"inputs": {}}', headers={})
+    assert bare.status_code == 415, bare.text
+    assert bare.json() == {
+        "error": "the body must be a JSON object with Content-Type: application/json"
+    }
+    assert daemon.runs() == []
+
+
 def test_a_non_http_request_and_an_unhandled_exception_are_json(daemon: DaemonProcess) -> None:
     """A request that is not HTTP gets a JSON 400; an unhandled exception (a run row
     corrupted on disk) a JSON 500 and a traceback in the log; the daemon lives."""
@@ -238,7 +289,7 @@ def test_a_non_http_request_and_an_unhandled_exception_are_json(daemon: DaemonPr
 
     run_id = daemon.wait_run(daemon.dispatch("hello")["id"])["id"]
     with sqlite3.connect(daemon.state_dir / "tead.db") as db:
-        db.execute("UPDATE runs SET final_state = '{not json' WHERE id = ?", (run_id,))
+        db.execute("UPDATE runs SET status = 'no such status' WHERE id = ?", (run_id,))
     broken = daemon.get(f"/api/v1/runs/{run_id}")
     assert broken.status_code == 500
     assert broken.headers["content-type"] == "application/json"

@@ -528,3 +528,75 @@ def test_listing_runs_with_big_inputs_never_stalls_the_daemon(daemon_factory: Fa
         time.sleep(0.2)
     print(f"healthz while listing 150 runs with 0.9 MB inputs: {summary(latencies)}")
     assert max(latencies) < 0.25, summary(latencies)
+
+
+def test_reading_or_cancelling_a_run_with_a_big_state_never_stalls_the_daemon(
+    daemon_factory: Factory,
+) -> None:
+    """A finished run whose final state is ~13 MB of small objects: reading it answers the
+    whole state and cancelling it answers 409, while /healthz keeps answering quickly (the
+    stored JSON is sent as it is, never decoded on the daemon's side, even when a string in
+    it reads NaN or Infinity)."""
+    daemon = daemon_factory()
+    daemon.write(
+        "big.yaml",
+        """\
+        name: big
+        nodes:
+          - name: a
+            run: |
+              return {"a": [{"k": i} for i in range(1_000_000)], "note": "NaN, -Infinity"}
+        """,
+    )
+    daemon.start()
+    run_id = daemon.dispatch("big")["id"]
+    assert daemon.wait_run(run_id, timeout_s=120)["status"] == "succeeded"
+    with healthz_probe(daemon) as latencies:
+        time.sleep(0.2)
+        for _ in range(3):
+            answer = httpx.get(f"{daemon.url}/api/v1/runs/{run_id}", timeout=60)
+            assert answer.status_code == 200
+            refused = daemon.post(f"/api/v1/runs/{run_id}/cancel")
+            assert refused.status_code == 409, refused.text
+        time.sleep(0.2)
+    print(f"healthz while reading and cancelling a 13 MB run: {summary(latencies)}")
+    run = answer.json()
+    assert run["status"] == "succeeded" and run["id"] == run_id
+    assert len(run["final_state"]["a"]) == 1_000_000
+    assert run["final_state"]["a"][-1] == {"k": 999_999}
+    assert run["final_state"]["note"] == "NaN, -Infinity" and "omitted" not in run
+    assert refused.json() == {"error": f"run {run_id} already succeeded"}
+    assert max(latencies) < 0.25, summary(latencies)
+
+
+def test_cancelling_a_run_whose_end_is_being_written_is_409(daemon_factory: Factory) -> None:
+    """A cancel that arrives after a run's nodes have finished, while its 13 MB final
+    state is still being encoded, answers 409 at once (the run has finished); the run
+    reads as succeeded."""
+    daemon = daemon_factory()
+    marker = daemon.root / "returned"
+    daemon.write(
+        "big.yaml",
+        f"""\
+        name: big
+        nodes:
+          - name: a
+            run: |
+              big = [{{"k": i}} for i in range(1_000_000)]
+              open({str(marker)!r}, "w").close()
+              return {{"a": big}}
+        """,
+    )
+    daemon.start()
+    run_id = daemon.dispatch("big")["id"]
+    daemon.wait_for(marker.exists, timeout_s=60, what="the node to return")
+    time.sleep(0.3)  # the engine hands the state over; encoding it takes seconds
+    assert daemon.get(f"/api/v1/runs/{run_id}").json()["status"] == "running"
+    started = time.monotonic()
+    refused = daemon.post(f"/api/v1/runs/{run_id}/cancel")
+    took = time.monotonic() - started
+    assert refused.status_code == 409, refused.text[:300]
+    assert refused.json() == {"error": f"run {run_id} already finished (its end is being recorded)"}
+    assert took < 1.0
+    run = daemon.wait_run(run_id, timeout_s=120)
+    assert run["status"] == "succeeded" and len(run["final_state"]["a"]) == 1_000_000
