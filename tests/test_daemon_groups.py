@@ -16,13 +16,9 @@ from tests.test_daemon_runs import end_of
 
 Factory = Callable[..., DaemonProcess]
 
-# One node that records when it started and ended (in files named after the run's tag).
-TIMED_NODE = """\
-name: $name
-$header
-initial_state: {sleep: 0, tag: x}
-nodes:
-  - name: work
+# `run:` code that records when it started and ended, and its pid (in files named after the
+# run's tag).
+NOTE_RUN = """\
     run: |
       import json, os, time
       def note(what):
@@ -35,8 +31,21 @@ nodes:
       note("end")
 """
 
+# One node that records when it started and ended.
+TIMED_NODE = (
+    """\
+name: $name
+$header
+initial_state: {sleep: 0, tag: x}
+nodes:
+  - name: work
+"""
+    + NOTE_RUN
+)
+
 # The same node as a branch of a fan-out (one branch) on processes or threads.
-PROCESS_NODE = """\
+PROCESS_NODE = (
+    """\
 name: $name
 initial_state: {sleep: 0, tag: x, items: [0]}
 settings:
@@ -44,21 +53,14 @@ settings:
 nodes:
   - name: plan
   - name: work
-    run: |
-      import json, os, time
-      def note(what):
-          path = os.path.join(state["dir"], f"{state['tag']}.{what}")
-          with open(path + ".tmp", "w") as f:
-              json.dump({"t": time.time(), "pid": os.getpid()}, f)
-          os.replace(path + ".tmp", path)
-      note("start")
-      time.sleep(state["sleep"])
-      note("end")
-  - name: join
+"""
+    + NOTE_RUN
+    + """  - name: join
 edges:
   - {from: plan, to: work, parallel: true, for_each: "state['items']", fan_in: join}
   - {from: work, to: join}
 """
+)
 
 
 def workflow(template: str, name: str, header: str = "", strategy: str = "process") -> str:

@@ -401,6 +401,22 @@ def test_a_200_mb_final_state_is_a_recorded_error_and_never_stalls_the_daemon(
     assert size < 20_000_000
 
 
+def wide_for_each(items: int, *, fan_in_run: str) -> str:
+    """A workflow `wide` that fans out over `items` items, each branch a trivial node."""
+    return f"""\
+name: wide
+nodes:
+  - {{name: plan, run: 'return {{"items": list(range({items}))}}'}}
+  - {{name: each, run: 'return {{"seen": state["item"]}}'}}
+  - {{name: done, run: '{fan_in_run}'}}
+edges:
+  - {{from: __start__, to: plan}}
+  - {{from: plan, to: each, parallel: true, for_each: "state['items']", fan_in: done}}
+  - {{from: each, to: done}}
+  - {{from: done, to: __end__}}
+"""
+
+
 def test_a_for_each_over_100_000_items_leaves_the_daemon_serving_and_cancellable(
     daemon_factory: Factory,
 ) -> None:
@@ -408,21 +424,7 @@ def test_a_for_each_over_100_000_items_leaves_the_daemon_serving_and_cancellable
     another workflow's run succeeds, and cancelling the big run ends it promptly; what
     its finished branches left is stored within max_state_bytes."""
     daemon = daemon_factory()
-    daemon.write(
-        "wide.yaml",
-        """\
-        name: wide
-        nodes:
-          - {name: plan, run: 'return {"items": list(range(100_000))}'}
-          - {name: each, run: 'return {"seen": state["item"]}'}
-          - {name: done, run: 'return {}'}
-        edges:
-          - {from: __start__, to: plan}
-          - {from: plan, to: each, parallel: true, for_each: "state['items']", fan_in: done}
-          - {from: each, to: done}
-          - {from: done, to: __end__}
-        """,
-    )
+    daemon.write("wide.yaml", wide_for_each(100_000, fan_in_run="return {}"))
     daemon.write("quick.yaml", "name: quick\nnodes: [{name: a, run: 'return {\"x\": 1}'}]\n")
     daemon.start()
     with healthz_probe(daemon) as latencies:
@@ -452,19 +454,7 @@ def test_a_wide_for_each_that_finishes_is_stored_off_the_loop(daemon_factory: Fa
     max_state_bytes."""
     daemon = daemon_factory()
     daemon.write(
-        "wide.yaml",
-        """\
-        name: wide
-        nodes:
-          - {name: plan, run: 'return {"items": list(range(2_500))}'}
-          - {name: each, run: 'return {"seen": state["item"]}'}
-          - {name: done, run: 'return {"count": len(parallel_results)}'}
-        edges:
-          - {from: __start__, to: plan}
-          - {from: plan, to: each, parallel: true, for_each: "state['items']", fan_in: done}
-          - {from: each, to: done}
-          - {from: done, to: __end__}
-        """,
+        "wide.yaml", wide_for_each(2_500, fan_in_run='return {"count": len(parallel_results)}')
     )
     daemon.start()
     with healthz_probe(daemon) as latencies:
