@@ -38,7 +38,7 @@ from bench.daemon_common import (
     percentile,
     verdict,
 )
-from tead.watcher import DEBOUNCE_MS, STEP_MS
+from tead.daemon.watcher import DEBOUNCE_MS, STEP_MS
 
 WORKFLOW = """
 name: on_drop

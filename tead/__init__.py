@@ -1,6 +1,7 @@
 """tead: a workflow daemon for YAML pipelines, with parallel fan-outs on pluggable executors."""
 
-from tead.engine import run_branch
+from tead.engine.runner import run_branch
+from tead.engine.task import BranchTask
 from tead.errors import (
     InputError,
     NodeError,
@@ -19,11 +20,15 @@ from tead.executors import (
     get_executor,
     register_executor,
 )
-from tead.graph import Graph
-from tead.loader import load_workflow, load_workflow_text
-from tead.reliability import CircuitBreakerConfig, ParallelConfig, ParallelFlowResult, RetryPolicy
-from tead.task import BranchTask
-from tead.workflow import END, START, Workflow
+from tead.graph.builder import Graph
+from tead.graph.compiled import END, START, Workflow
+from tead.graph.loader import load_workflow, load_workflow_text
+from tead.parallel.config import (
+    CircuitBreakerConfig,
+    ParallelConfig,
+    ParallelFlowResult,
+    RetryPolicy,
+)
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """`python -m tead`."""
 
-from tead.cli import main
+from tead.cli.main import main
 
 raise SystemExit(main())

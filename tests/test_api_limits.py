@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tead.api import run_response
+from tead.daemon.api import run_response
 from tests.daemon_fixture import DaemonProcess
 
 HELLO = "name: hello\nnodes:\n  - name: a\n    run: |\n      return {'hi': 1}\n"

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tead.breaker import (
+from tead.parallel.breaker import (
     BreakerRegistry,
     BreakerSnapshot,
     CircuitBreaker,
@@ -14,7 +14,7 @@ from tead.breaker import (
     MemoryBreakerStore,
     Transition,
 )
-from tead.reliability import CircuitBreakerConfig
+from tead.parallel.config import CircuitBreakerConfig
 from tests.fakes import FakeClock
 
 CONFIG = CircuitBreakerConfig(failure_threshold=3, reset_timeout=10.0, half_open_max_calls=1)

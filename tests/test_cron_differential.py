@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tead.schedule import CronScheduleTrigger
+from tead.spec.schedule import CronScheduleTrigger
 
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe")
 YEARS = (2024, 2025, 2026)

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tead.config import load_config
+from tead.daemon.config import load_config
 from tests.conftest import RunTead
 from tests.daemon_fixture import DaemonProcess, free_port
 

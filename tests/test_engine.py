@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tead import END, START, Graph, NodeError, ParallelConfig, ParallelFlowResult, RunError
-from tead.reliability import ParallelFlowResult as Result
+from tead.parallel.config import ParallelFlowResult as Result
 
 
 def collect(state: dict[str, Any], parallel_results: list[Result]) -> dict[str, Any]:
@@ -355,7 +355,7 @@ def test_parallel_flow_result_reads_as_a_mapping() -> None:
 def test_cancel_token_stops_a_run_inside_a_fan_out_at_once() -> None:
     """Cancelling abandons the stuck branch and raises RunCancelled with the reason."""
     from tead import RunCancelled
-    from tead.cancel import CancelToken
+    from tead.parallel.cancel import CancelToken
 
     token = CancelToken()
     graph = Graph()
@@ -375,7 +375,7 @@ def test_cancel_token_stops_a_run_inside_a_fan_out_at_once() -> None:
 
 def test_cancel_token_stops_between_nodes_and_results_hook_sees_fan_outs() -> None:
     from tead import RunCancelled
-    from tead.cancel import CancelToken
+    from tead.parallel.cancel import CancelToken
 
     token = CancelToken()
     seen: list[tuple[str, str, list[str]]] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tead import ParallelConfig, RetryPolicy
-from tead.spec import ParallelSpec
+from tead.spec.models import ParallelSpec
 
 
 def test_retry_policy_defaults_retry_nothing() -> None:

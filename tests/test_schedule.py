@@ -8,14 +8,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tead.schedule import (
+from tead.spec.models import CronSchedule, IntervalSchedule
+from tead.spec.schedule import (
     CRON_COUNT_CAP,
     CronScheduleTrigger,
     IntervalScheduleTrigger,
     check_cron,
     make_trigger,
 )
-from tead.spec import CronSchedule, IntervalSchedule
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ANCHOR = datetime(2024, 6, 1, tzinfo=UTC)

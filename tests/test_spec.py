@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tead import Graph, ParallelConfig, WorkflowError, load_workflow_text
-from tead.spec import WorkflowSpec, json_schema, parse_duration
-from tead.yamlfile import parse_yaml
+from tead.spec.models import WorkflowSpec, json_schema, parse_duration
+from tead.spec.yamlfile import parse_yaml
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from tead.daemon.storable import TooLarge, encode, encode_end
 from tead.errors import RunError
-from tead.storable import TooLarge, encode, encode_end
 
 
 def _random_value(rng: random.Random, depth: int = 0) -> Any:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tead.api import run_response, stored_run_response
-from tead.records import RunRecord, RunStatus, new_run_id, now_utc
-from tead.store import Store
+from tead.daemon.api import run_response, stored_run_response
+from tead.daemon.records import RunRecord, RunStatus, new_run_id, now_utc
+from tead.daemon.store import Store
 
 
 def test_a_finished_run_is_never_rewritten(tmp_path: Path) -> None:

@@ -106,7 +106,7 @@ def test_fail_fast_in_one_of_two_sibling_fan_outs_stops_the_other_at_once() -> N
 
 
 def test_a_cancelled_half_open_probe_frees_its_slot() -> None:
-    from tead.breaker import CircuitBreaker, CircuitState
+    from tead.parallel.breaker import CircuitBreaker, CircuitState
     from tests.fakes import FakeClock
 
     clock = FakeClock()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tead.globs import glob_regex
-from tead.watcher import base_folder
+from tead.daemon.watcher import base_folder
+from tead.spec.globs import glob_regex
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tead.errors import UnknownStrategyError
-from tead.reliability import ParallelConfig, ParallelFlowResult
+from tead.parallel.config import ParallelConfig, ParallelFlowResult
 
 if TYPE_CHECKING:
-    from tead.breaker import BreakerRegistry, Transition
-    from tead.cancel import CancelToken
-    from tead.task import BranchTask
+    from tead.engine.task import BranchTask
+    from tead.parallel.breaker import BreakerRegistry, Transition
+    from tead.parallel.cancel import CancelToken
 
 ResultCallback = Callable[[int, ParallelFlowResult], None]
 

@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING
 from tead.errors import PickleValidationError
 from tead.executors.base import FanOutHooks
 from tead.executors.workerpool import WorkerPool
-from tead.launcher import Attempt, Gate, Settle
-from tead.reliability import ParallelConfig, ParallelFlowResult
-from tead.supervisor import supervise
+from tead.parallel.config import ParallelConfig, ParallelFlowResult
+from tead.parallel.launcher import Attempt, Gate, Settle
+from tead.parallel.supervisor import supervise
 
 if TYPE_CHECKING:
-    from tead.task import BranchTask
+    from tead.engine.task import BranchTask
 
 
 def run_pickled(payload: bytes) -> ParallelFlowResult:
     """The worker side: unpickle a BranchTask and run it."""
-    from tead.engine import run_branch
+    from tead.engine.runner import run_branch
 
     task: BranchTask = pickle.loads(payload)
     return run_branch(task)

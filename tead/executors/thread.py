@@ -16,12 +16,12 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from tead.executors.base import FanOutHooks
-from tead.launcher import Attempt, Gate, Settle
-from tead.reliability import ParallelConfig, ParallelFlowResult
-from tead.supervisor import supervise
+from tead.parallel.config import ParallelConfig, ParallelFlowResult
+from tead.parallel.launcher import Attempt, Gate, Settle
+from tead.parallel.supervisor import supervise
 
 if TYPE_CHECKING:
-    from tead.task import BranchTask
+    from tead.engine.task import BranchTask
 
 _Job = tuple[Attempt, contextvars.Context, "BranchTask", Gate | None, Settle | None]
 
@@ -107,7 +107,7 @@ class ThreadLauncher:
             self._jobs.put(None)
 
     def _work(self) -> None:
-        from tead.engine import run_branch
+        from tead.engine.runner import run_branch
 
         me = threading.current_thread()
         while (job := self._jobs.get()) is not None:

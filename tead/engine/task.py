@@ -7,10 +7,10 @@ import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tead.reliability import ParallelFlowResult
+from tead.parallel.config import ParallelFlowResult
 
 if TYPE_CHECKING:
-    from tead.workflow import Workflow
+    from tead.graph.compiled import Workflow
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

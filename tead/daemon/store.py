@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tead.breaker import BreakerSnapshot, CircuitState
+from tead.daemon.records import RunRecord, RunStatus
+from tead.daemon.storable import StorableEnd
 from tead.errors import StorageFullError
 from tead.jsonable import dumps as _dumps
-from tead.records import RunRecord, RunStatus
-from tead.storable import StorableEnd
+from tead.parallel.breaker import BreakerSnapshot, CircuitState
 
 log = logging.getLogger(__name__)
 PRIVATE_FILE = 0o600
@@ -458,7 +458,7 @@ class Store:
             branches=branches,
         )
 
-    # --- circuit breakers (a tead.breaker.BreakerStore) --------------------------------------
+    # --- circuit breakers (a tead.parallel.breaker.BreakerStore) ------------------------------
 
     def load_all(self) -> list[BreakerSnapshot]:
         with self._tx() as db:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from tead.errors import Location, Problem, WorkflowError
-from tead.redact import key_label, redact
+from tead.spec.redact import key_label, redact
 
 Path = tuple[str | int, ...]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from tead.reliability import CircuitBreakerConfig
+from tead.parallel.config import CircuitBreakerConfig
 
 Clock = Callable[[], float]  # wall-clock seconds (time.time): opened_at must survive restarts
 

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tead.breaker import BreakerRegistry, Transition
-from tead.cancel import CancelToken
+from tead.engine.task import BranchTask, failure_result
 from tead.errors import FanOutError, NodeError, PickleValidationError, RunCancelled, RunError
 from tead.executors import Executors, FanOutHooks, ParallelExecutor
-from tead.reliability import ParallelFlowResult
-from tead.task import BranchTask, failure_result
-from tead.workflow import END, START, FanOut, Workflow
+from tead.graph.compiled import END, START, FanOut, Workflow
+from tead.parallel.breaker import BreakerRegistry, Transition
+from tead.parallel.cancel import CancelToken
+from tead.parallel.config import ParallelFlowResult
 
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]

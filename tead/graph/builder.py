@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tead.errors import Location, Problem, WorkflowError
-from tead.nodes import Expr, NodeFn, compile_expr
-from tead.reliability import ParallelConfig
-from tead.workflow import END, START, Edge, FanOut, Node, Workflow, WorkflowSource
+from tead.graph.compiled import END, START, Edge, FanOut, Node, Workflow, WorkflowSource
+from tead.graph.nodes import Expr, NodeFn, compile_expr
+from tead.parallel.config import ParallelConfig
 
 if TYPE_CHECKING:
-    from tead.spec import WorkflowSpec
+    from tead.spec.models import WorkflowSpec
 
 
 @dataclass(slots=True)

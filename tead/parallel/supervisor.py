@@ -25,15 +25,15 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from tead.breaker import BreakerRegistry, CircuitBreaker, Transition
-from tead.callbacks import CallbackDispatcher
 from tead.errors import CircuitOpenError, FanOutCancelledError, WorkerCrashedError
-from tead.launcher import Attempt, Launcher
-from tead.reliability import ParallelConfig, ParallelFlowResult
+from tead.parallel.breaker import BreakerRegistry, CircuitBreaker, Transition
+from tead.parallel.callbacks import CallbackDispatcher
+from tead.parallel.config import ParallelConfig, ParallelFlowResult
+from tead.parallel.launcher import Attempt, Launcher
 
 if TYPE_CHECKING:
+    from tead.engine.task import BranchTask
     from tead.executors.base import FanOutHooks
-    from tead.task import BranchTask
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +384,7 @@ class Supervisor:
     def _failure(
         self, branch: _Branch, error: BaseException, *, timeout: bool = False
     ) -> ParallelFlowResult:
-        from tead.task import failure_result
+        from tead.engine.task import failure_result
 
         elapsed = time.monotonic() - (branch.first_started or time.monotonic())
         totals = {**self._totals(branch), "timing_ms": round(elapsed * 1000, 3)}

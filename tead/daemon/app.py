@@ -24,20 +24,26 @@ from typing import IO, Any, ParamSpec, TypeVar
 
 import uvicorn
 
-from tead import systemd
-from tead.api import build_app
-from tead.breaker import BreakerRegistry
-from tead.config import DaemonConfig, load_config
+from tead.daemon import systemd
+from tead.daemon.api import build_app
+from tead.daemon.config import DaemonConfig, load_config
+from tead.daemon.httpproto import deadline_protocol
+from tead.daemon.metrics import Metrics
+from tead.daemon.registry import Changes, WorkflowEntry, WorkflowRegistry
+from tead.daemon.runs import RunManager
+from tead.daemon.scheduler import Mark, Scheduler
+from tead.daemon.store import Store, private_file
+from tead.daemon.watcher import (
+    FileChanges,
+    FolderWatcher,
+    base_folder,
+    matching_changes,
+    trigger_patterns,
+)
 from tead.errors import StorageFullError, UsageError
 from tead.executors import Executors
-from tead.files import folder_problem
-from tead.httpproto import deadline_protocol
-from tead.metrics import Metrics
-from tead.registry import Changes, WorkflowEntry, WorkflowRegistry
-from tead.runs import RunManager
-from tead.scheduler import Mark, Scheduler
-from tead.store import Store, private_file
-from tead.watcher import FileChanges, FolderWatcher, base_folder, matching_changes, trigger_patterns
+from tead.parallel.breaker import BreakerRegistry
+from tead.spec.files import folder_problem
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")

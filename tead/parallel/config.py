@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tead.spec import CircuitBreakerSpec, ParallelSpec, RemoteSpec, RetrySpec
+from tead.spec.models import CircuitBreakerSpec, ParallelSpec, RemoteSpec, RetrySpec
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,7 +76,7 @@ class ParallelConfig:
     circuit_breaker: CircuitBreakerConfig | None = None
     include_traceback: bool = False
     remote: RemoteConfig | None = None
-    callbacks: tuple[object, ...] = ()  # objects with on_flow_* hooks (see tead.callbacks)
+    callbacks: tuple[object, ...] = ()  # objects with on_flow_* hooks (see tead.parallel.callbacks)
     callback_timeout_s: float = 5.0
 
     @property

@@ -1,5 +1,5 @@
 """The checked, immutable workflow graph: nodes, edges, fan-outs, how to walk it, its checks,
-and how to run it (through tead.engine). Built by `tead.graph.Graph.compile()`."""
+and how to run it (through tead.engine.runner). Built by `tead.graph.builder.Graph.compile()`."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tead.breaker import BreakerRegistry
 from tead.errors import Location, Problem, RunError, ScopeError
-from tead.nodes import Expr, NodeFn
-from tead.reliability import ParallelConfig
+from tead.graph.nodes import Expr, NodeFn
+from tead.parallel.breaker import BreakerRegistry
+from tead.parallel.config import ParallelConfig
 
 if TYPE_CHECKING:
-    from tead.cancel import CancelToken
-    from tead.engine import Event, ResultsSink
+    from tead.engine.runner import Event, ResultsSink
     from tead.executors import Executors
-    from tead.spec import WorkflowSpec
+    from tead.parallel.cancel import CancelToken
+    from tead.spec.models import WorkflowSpec
 
 START = "__start__"
 END = "__end__"
@@ -246,7 +246,7 @@ class Workflow:
         hint = difflib.get_close_matches(name, list(self.nodes), n=1)
         return f" (did you mean {hint[0]!r}?)" if hint else ""
 
-    # --- running (see tead.engine) --------------------------------------------------------
+    # --- running (see tead.engine.runner) --------------------------------------------------------
 
     def get_circuit_states(self) -> dict[str, str]:
         """Every circuit breaker this workflow has used: name -> closed / half_open / open."""
@@ -272,7 +272,7 @@ class Workflow:
         A node that raises outside a fan-out raises `NodeError`; failed branches become
         results with `success: False` and the run goes on.
         """
-        from tead.engine import run_workflow
+        from tead.engine.runner import run_workflow
 
         return run_workflow(
             self,
@@ -293,13 +293,13 @@ class Workflow:
         exit_point: str = END,
     ) -> Iterable[Event]:
         """Run the workflow and yield its events as they happen (the last is `run_finished`)."""
-        from tead.engine import stream_workflow
+        from tead.engine.runner import stream_workflow
 
         return stream_workflow(self, state, entry_point=entry_point, exit_point=exit_point)
 
 
 def _load_source(text: str, path: str) -> Workflow:
-    from tead.loader import load_cached
+    from tead.graph.loader import load_cached
 
     return load_cached(text, path)
 

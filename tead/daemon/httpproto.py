@@ -22,7 +22,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from tead.apiguard import error_body
+from tead.daemon.apiguard import error_body
 
 log = logging.getLogger(__name__)
 

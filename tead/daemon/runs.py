@@ -23,17 +23,17 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from tead.breaker import BreakerRegistry
-from tead.cancel import CancelToken
-from tead.engine import run_workflow
+from tead.daemon.metrics import Metrics
+from tead.daemon.records import RunRecord, RunStatus, new_run_id, now_utc
+from tead.daemon.registry import WorkflowEntry
+from tead.daemon.storable import MIB, encode_end
+from tead.daemon.store import Store
+from tead.engine.runner import run_workflow
 from tead.errors import RunCancelled, StorageFullError, TeadError
 from tead.executors import Executors
-from tead.metrics import Metrics
-from tead.records import RunRecord, RunStatus, new_run_id, now_utc
-from tead.registry import WorkflowEntry
-from tead.storable import MIB, encode_end
-from tead.store import Store
-from tead.workflow import Workflow
+from tead.graph.compiled import Workflow
+from tead.parallel.breaker import BreakerRegistry
+from tead.parallel.cancel import CancelToken
 
 log = logging.getLogger(__name__)
 

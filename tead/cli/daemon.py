@@ -12,8 +12,8 @@ import sys
 import time
 from typing import Any
 
-from tead.client import Client, next_fire, print_json, print_table, trigger_summary
-from tead.config import DaemonConfig, load_config
+from tead.cli.client import Client, next_fire, print_json, print_table, trigger_summary
+from tead.daemon.config import DaemonConfig, load_config
 from tead.errors import UsageError
 
 
@@ -115,7 +115,7 @@ def configure_logging(fmt: str, level: str) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from tead.daemon import Daemon
+    from tead.daemon.app import Daemon
 
     overrides = {
         "workflows": args.workflows,
@@ -219,7 +219,7 @@ def _cmd_run_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_dispatch(args: argparse.Namespace) -> int:
-    from tead.cli import read_input
+    from tead.cli.main import read_input
 
     inputs = read_input(args.input) if args.input is not None else {}
     client = _client(args)

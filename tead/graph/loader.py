@@ -17,21 +17,28 @@ from pydantic import BaseModel, ValidationError
 
 from tead.errors import Location, Problem, WorkflowError
 from tead.executors import available_strategies
-from tead.files import read_regular
-from tead.graph import Graph
-from tead.nodes import Expr, NodeFn, compile_expr, compile_run, ensure_importable, resolve_uses
-from tead.redact import key_label, path_label, redact, redact_names, strings_in
-from tead.reliability import ParallelConfig
-from tead.spec import WorkflowSpec
-from tead.workflow import Workflow, WorkflowSource
-from tead.yamlfile import YamlDocument, parse_yaml
+from tead.graph.builder import Graph
+from tead.graph.compiled import Workflow, WorkflowSource
+from tead.graph.nodes import (
+    Expr,
+    NodeFn,
+    compile_expr,
+    compile_run,
+    ensure_importable,
+    resolve_uses,
+)
+from tead.parallel.config import ParallelConfig
+from tead.spec.files import read_regular
+from tead.spec.models import WorkflowSpec
+from tead.spec.redact import key_label, path_label, redact, redact_names, strings_in
+from tead.spec.yamlfile import YamlDocument, parse_yaml
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 
 
 def read_workflow_text(path: str | os.PathLike[str], *, strict: bool = False) -> str:
     """A workflow file's text; WorkflowError if it is missing, not a regular file, too big
-    or not UTF-8 (and, if `strict`, if others could change it: see `tead.files`).
+    or not UTF-8 (and, if `strict`, if others could change it: see `tead.spec.files`).
 
     Symlinks are followed: `tead run`/`tead validate` read the file the user named; the
     daemon's registry refuses links that leave its folder before calling this.
@@ -197,7 +204,7 @@ def validation_problems(
 ) -> list[Problem]:
     """Pydantic errors → problems at the YAML positions they refer to (one per place).
 
-    Messages never quote the file's content (see `tead.redact`): a key is named only if it
+    Messages never quote the file's content (see `tead.spec.redact`): a key is named only if it
     is short and identifier-like, values from the file are hidden.
     """
     found: dict[tuple[Any, ...], Problem] = {}

@@ -4,7 +4,7 @@ The scheduler asks a trigger `next_after(now)` to know when to wake up, and
 `fires_between(last_fire, now, limit=...)` to apply the catch-up policy after downtime.
 All datetimes in and out are aware; results are in UTC.
 
-Cron expressions and their fire times come from `tead.cron` (the cronsim library, with
+Cron expressions and their fire times come from `tead.spec.cron` (the cronsim library, with
 crontab(5) semantics and its daylight-saving rules; see there).
 
 Interval schedules fire at `anchor + k * every` for k = 1, 2, ..., computed exactly in
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Protocol
 
-from tead.cron import CronExpression, check_cron, fires_after, parse_cron
+from tead.spec.cron import CronExpression, check_cron, fires_after, parse_cron
 
 if TYPE_CHECKING:
-    from tead.spec import CronSchedule, IntervalSchedule
+    from tead.spec.models import CronSchedule, IntervalSchedule
 
 __all__ = [
     "CRON_COUNT_CAP",
@@ -215,7 +215,10 @@ def make_trigger(spec: CronSchedule | IntervalSchedule, *, anchor: datetime) -> 
 
     `anchor` (aware) is where an interval counts from; a cron schedule ignores it.
     """
-    from tead.spec import CronSchedule, IntervalSchedule  # tead.spec will import check_cron
+    from tead.spec.models import (
+        CronSchedule,
+        IntervalSchedule,
+    )  # tead.spec.models will import check_cron
 
     _utc(anchor, "anchor")
     if isinstance(spec, CronSchedule):

@@ -16,9 +16,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from tead.errors import Problem, UsageError, WorkflowError
-from tead.loader import read_workflow_text, validation_problems
-from tead.spec import Duration
-from tead.yamlfile import parse_yaml
+from tead.graph.loader import read_workflow_text, validation_problems
+from tead.spec.models import Duration
+from tead.spec.yamlfile import parse_yaml
 
 DEFAULT_PORT = 8421
 

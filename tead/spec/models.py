@@ -1,7 +1,7 @@
 """The workflow file format (CONTRACT §1) as pydantic models, and its JSON Schema.
 
 These models only check the shape of a file. Whether its nodes and edges make a graph
-that can run is checked by `tead.graph`, which the loader (`tead.loader`) calls next.
+that can run is checked by `tead.graph.builder`, which the loader (`tead.graph.loader`) calls next.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class Model(BaseModel):
 
 
 def _check_cron(expr: str) -> str:
-    from tead.cron import check_cron
+    from tead.spec.cron import check_cron
 
     check_cron(expr)
     return expr
@@ -109,7 +109,7 @@ class IntervalSchedule(Model):
 
 
 def _check_glob(pattern: str) -> str:
-    from tead.globs import check_glob
+    from tead.spec.globs import check_glob
 
     return check_glob(pattern)
 

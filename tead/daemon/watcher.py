@@ -19,8 +19,8 @@ from pathlib import Path, PurePath
 
 import watchfiles
 
-from tead.globs import glob_regex
-from tead.registry import WorkflowEntry
+from tead.daemon.registry import WorkflowEntry
+from tead.spec.globs import glob_regex
 
 log = logging.getLogger(__name__)
 

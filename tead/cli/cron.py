@@ -6,9 +6,9 @@ import argparse
 from datetime import datetime
 from typing import Any
 
+from tead.daemon.records import now_utc
 from tead.errors import UsageError
-from tead.records import now_utc
-from tead.schedule import CronScheduleTrigger
+from tead.spec.schedule import CronScheduleTrigger
 
 DEFAULT_COUNT = 5
 MAX_COUNT = 10_000

@@ -6,7 +6,7 @@ recreate, and half-written files all end in the file's real state. A file that f
 load keeps its error (`file:line:col: message`) and takes nothing else down; two files
 with the same `name` make the later one (in path order) an error.
 
-Only regular files are read (see `tead.files`); a symlink whose target lies outside the
+Only regular files are read (see `tead.spec.files`); a symlink whose target lies outside the
 folder is refused, and so (with `strict_permissions`) is a file or folder that others
 could change.
 """
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tead.errors import WorkflowError
-from tead.files import folder_problem, read_regular, unsafe_owner_or_mode
-from tead.loader import MAX_FILE_BYTES, decode_workflow, load_workflow_text
-from tead.workflow import Workflow
+from tead.graph.compiled import Workflow
+from tead.graph.loader import MAX_FILE_BYTES, decode_workflow, load_workflow_text
+from tead.spec.files import folder_problem, read_regular, unsafe_owner_or_mode
 
 SUFFIXES = (".yml", ".yaml")
 
@@ -93,7 +93,7 @@ class WorkflowRegistry:
 
     def __init__(self, folder: Path, *, strict_permissions: bool = True) -> None:
         self.folder = folder
-        self.strict_permissions = strict_permissions  # see tead.files
+        self.strict_permissions = strict_permissions  # see tead.spec.files
         self._files: dict[Path, WorkflowEntry] = {}  # every file as it loaded
         self._names: dict[str, WorkflowEntry] = {}  # valid workflows by name
         self._shadowed: dict[Path, WorkflowEntry] = {}  # files whose name was taken

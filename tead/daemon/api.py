@@ -18,15 +18,15 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from tead import __version__
-from tead.apiguard import Guard, load_json, storable_problem
+from tead.daemon.apiguard import Guard, load_json, storable_problem
+from tead.daemon.records import RunStatus, iso_utc
+from tead.daemon.runs import Conflict, NotFound
+from tead.daemon.store import RunJson
 from tead.errors import StorageFullError
-from tead.records import RunStatus, iso_utc
-from tead.runs import Conflict, NotFound
-from tead.spec import input_matches
-from tead.store import RunJson
+from tead.spec.models import input_matches
 
 if TYPE_CHECKING:
-    from tead.daemon import Daemon
+    from tead.daemon.app import Daemon
 
 
 class DispatchBody(BaseModel):

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from tead import __version__
-from tead.cli_cron import add_cron_command
+from tead.cli.cron import add_cron_command
 from tead.errors import InputError, NodeError, TeadError, UsageError, WorkflowError
+from tead.graph.compiled import END, START
+from tead.graph.loader import load_workflow
 from tead.jsonable import dumps
-from tead.loader import load_workflow
-from tead.workflow import END, START
-from tead.yamlfile import parse_yaml
+from tead.spec.yamlfile import parse_yaml
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_cron_command(commands, common)
 
-    from tead.cli_daemon import add_commands
+    from tead.cli.daemon import add_commands
 
     add_commands(commands, common)
     return parser
@@ -100,7 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     elif args.quiet:
         on_event = None
     else:
-        from tead.progress import LiveProgress, PlainProgress
+        from tead.cli.progress import LiveProgress, PlainProgress
 
         progress = LiveProgress(sys.stderr) if sys.stderr.isatty() else PlainProgress(sys.stderr)
         on_event = progress
@@ -214,7 +214,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from tead.spec import json_schema
+    from tead.spec.models import json_schema
 
     print(json.dumps(json_schema(), indent=2))
     return 0

@@ -7,10 +7,10 @@ from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Protocol
 
-from tead.reliability import ParallelFlowResult
+from tead.parallel.config import ParallelFlowResult
 
 if TYPE_CHECKING:
-    from tead.task import BranchTask
+    from tead.engine.task import BranchTask
 
 Attempt = Future[ParallelFlowResult]
 Gate = Callable[[], ParallelFlowResult | None]

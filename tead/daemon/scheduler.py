@@ -1,6 +1,6 @@
 """Schedules → run requests: wake-ups on the event loop, last fire times in the store.
 
-Cron and interval maths come from `tead.schedule` (cronsim for cron, with crontab(5)
+Cron and interval maths come from `tead.spec.schedule` (cronsim for cron, with crontab(5)
 weekday numbering). This module keeps one heap of next fire times for every schedule of
 every loaded workflow, sleeps until the earliest, and records each fire's time in the
 store *before* asking for the run, so a restart never fires the same moment twice.
@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tead.metrics import Metrics
-from tead.records import now_utc
-from tead.registry import WorkflowEntry
-from tead.schedule import CRON_COUNT_CAP, CronScheduleTrigger, ScheduleTrigger, make_trigger
-from tead.store import Store
-from tead.workflow import Workflow
+from tead.daemon.metrics import Metrics
+from tead.daemon.records import now_utc
+from tead.daemon.registry import WorkflowEntry
+from tead.daemon.store import Store
+from tead.graph.compiled import Workflow
+from tead.spec.schedule import CRON_COUNT_CAP, CronScheduleTrigger, ScheduleTrigger, make_trigger
 
 log = logging.getLogger(__name__)
 

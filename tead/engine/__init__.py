@@ -1,0 +1,1 @@
+"""Walking a graph: steps, fan-out and fan-in, events, the unit of parallel work."""

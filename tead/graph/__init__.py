@@ -1,0 +1,1 @@
+"""Building and checking a workflow graph: nodes, the builder, the compiled graph, the loader."""

@@ -1,0 +1,1 @@
+"""The workflow file format: YAML with positions, pydantic models, cron, globs, schedules."""
