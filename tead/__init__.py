@@ -1,10 +1,16 @@
-"""tead: a workflow daemon for YAML pipelines, with parallel fan-outs on pluggable executors."""
+"""tead: a workflow daemon for YAML pipelines, with parallel fan-outs on pluggable executors.
 
-from tead.engine.runner import run_branch
+The Python API: load or build a workflow, run it (`invoke`, `stream`), share executors
+across runs (`Executors`), add a strategy (`Executors.register`, or a package in the
+`tead.executors` entry-point group).
+"""
+
+from tead.engine.seam import FanOutJob, ParallelExecutor
 from tead.engine.task import BranchTask
 from tead.errors import (
     InputError,
     NodeError,
+    PluginError,
     RunCancelled,
     RunError,
     ScopeError,
@@ -13,22 +19,16 @@ from tead.errors import (
     UsageError,
     WorkflowError,
 )
-from tead.executors import (
-    Executors,
-    ParallelExecutor,
-    available_strategies,
-    get_executor,
-    register_executor,
-)
-from tead.graph.builder import Graph
-from tead.graph.compiled import END, START, Workflow
-from tead.graph.loader import load_workflow, load_workflow_text
+from tead.executors.registry import ExecutorDeps, Executors
+from tead.graph.compiled import END, START
 from tead.parallel.config import (
     CircuitBreakerConfig,
     ParallelConfig,
     ParallelFlowResult,
     RetryPolicy,
 )
+from tead.parallel.strategies import known_strategies
+from tead.workflow import Graph, Workflow, load_workflow, load_workflow_text
 
 __version__ = "0.1.0"
 
@@ -37,13 +37,16 @@ __all__ = [
     "START",
     "BranchTask",
     "CircuitBreakerConfig",
+    "ExecutorDeps",
     "Executors",
+    "FanOutJob",
     "Graph",
     "InputError",
     "NodeError",
     "ParallelConfig",
     "ParallelExecutor",
     "ParallelFlowResult",
+    "PluginError",
     "RetryPolicy",
     "RunCancelled",
     "RunError",
@@ -54,10 +57,7 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "__version__",
-    "available_strategies",
-    "get_executor",
+    "known_strategies",
     "load_workflow",
     "load_workflow_text",
-    "register_executor",
-    "run_branch",
 ]

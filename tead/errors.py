@@ -6,6 +6,7 @@
     │   └── ScopeError             --entry-point / --exit-point that cannot work
     ├── WorkflowError              exit 2: a workflow file that does not load
     ├── UnknownStrategyError       exit 2: no executor registered under that name
+    ├── PluginError                exit 2: a strategy plug-in that cannot be loaded
     ├── NodeError                  exit 1: a node raised outside a fan-out
     ├── RunCancelled               exit 1: the run was cancelled (or timed out) from outside
     ├── StorageFullError           the state folder's file system is full (the API: 503)
@@ -95,6 +96,21 @@ class UnknownStrategyError(TeadError):
         self.available = tuple(available)
         super().__init__(
             f"unknown parallel strategy {name!r} (available: {', '.join(self.available)})"
+        )
+
+
+class PluginError(TeadError):
+    """A strategy plug-in (entry point of the `tead.executors` group) that cannot be loaded."""
+
+    exit_code = 2
+
+    def __init__(self, name: str, target: str, error: BaseException) -> None:
+        self.name = name
+        self.target = target
+        self.error = error
+        super().__init__(
+            f"strategy {name!r}: its plug-in {target} cannot be loaded: "
+            f"{type(error).__name__}: {error}"
         )
 
 

@@ -31,7 +31,7 @@ def test_input_is_merged_over_initial_state_and_initial_state_is_not_mutated() -
     graph.add_node("a", lambda s: s["y"].update(deep=2))
     workflow = graph.compile()
     assert workflow.invoke({"x": 5}) == {"x": 5, "y": {"deep": 2}}
-    assert workflow.initial_state == {"x": 1, "y": {"deep": 1}}
+    assert workflow.graph.initial_state == {"x": 1, "y": {"deep": 1}}
 
 
 def test_first_true_conditional_edge_in_order_wins_and_edge_to_end_is_conditional() -> None:

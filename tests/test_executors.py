@@ -1,77 +1,101 @@
-"""The executor protocol, the registry, and the thread executor on its own."""
+"""The executor seam: the registry instance, factories with their dependencies, plug-ins
+through the `tead.executors` entry-point group, and the thread executor on its own."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from tead import (
     BranchTask,
+    ExecutorDeps,
+    Executors,
+    FanOutJob,
     Graph,
-    ParallelConfig,
     ParallelExecutor,
     ParallelFlowResult,
     UnknownStrategyError,
-    available_strategies,
-    get_executor,
-    register_executor,
-    run_branch,
+    WorkflowError,
 )
-from tead.executors import base
+from tead.engine.context import RunContext
+from tead.engine.walk import run_branch
+from tead.executors.process import ProcessExecutor
 from tead.executors.thread import ThreadExecutor
+from tead.parallel.breaker import BreakerRegistry
+from tests.conftest import ROOT
 
 
-@pytest.fixture
-def clean_registry() -> Iterator[None]:
-    saved = dict(base._registry)
-    yield
-    base._registry.clear()
-    base._registry.update(saved)
-
-
-def test_thread_executor_satisfies_the_protocol() -> None:
-    assert isinstance(get_executor("thread"), ParallelExecutor)
-    assert isinstance(get_executor("thread"), ThreadExecutor)
-    assert available_strategies()[0] == "thread"
+def test_a_registry_makes_the_built_in_executors_once() -> None:
+    with Executors() as executors:
+        thread = executors.get("thread")
+        assert isinstance(thread, ParallelExecutor) and isinstance(thread, ThreadExecutor)
+        assert executors.get("thread") is thread
+        assert isinstance(executors.get("process"), ProcessExecutor)
+        assert executors.names()[:2] == ["thread", "process"]
 
 
 def test_unknown_strategy_names_the_available_ones() -> None:
-    with pytest.raises(
-        UnknownStrategyError, match=r"unknown parallel strategy 'gpu' \(available: thread"
+    with (
+        Executors() as executors,
+        pytest.raises(
+            UnknownStrategyError, match=r"unknown parallel strategy 'gpu' \(available: thread"
+        ),
     ):
-        get_executor("gpu")
+        executors.get("gpu")
 
 
 class RecordingExecutor:
     """Runs branches one after another in the calling thread and records their names."""
 
-    def __init__(self) -> None:
+    def __init__(self, deps: ExecutorDeps) -> None:
+        self.deps = deps
         self.seen: list[str] = []
 
-    def execute(
-        self, tasks: Sequence[BranchTask], config: ParallelConfig, on_result: object = None
-    ) -> list[ParallelFlowResult]:
-        self.seen.extend(task.branch for task in tasks)
-        return [run_branch(task) for task in tasks]
+    def execute(self, job: FanOutJob) -> list[ParallelFlowResult]:
+        self.seen.extend(task.branch for task in job.tasks)
+        return [job.run_here(task) for task in job.tasks]
 
     def close(self) -> None:
         pass
 
 
-def test_a_registered_executor_is_used_by_fan_outs_that_name_it(clean_registry: None) -> None:
-    recorder = RecordingExecutor()
-    register_executor("inline", lambda: recorder)
+def test_a_registered_factory_gets_its_settings_and_runs_the_fan_outs_that_name_it() -> None:
+    made: list[RecordingExecutor] = []
+
+    def factory(deps: ExecutorDeps) -> RecordingExecutor:
+        made.append(RecordingExecutor(deps))
+        return made[-1]
+
+    executors = Executors({"inline": {"speed": "slow"}})
+    executors.register("inline", factory)
     graph = Graph()
     graph.add_node("s")
     graph.add_node("a", lambda s: {"t": threading.current_thread().name})
     graph.add_node("m", lambda s, parallel_results: {"t": parallel_results[0].state["t"]})
     graph.add_parallel_edge("s", "a", fan_in="m", config={"strategy": "inline"})
-    assert "inline" in available_strategies()
-    final = graph.compile().invoke()
+    with executors:
+        final = graph.compile(executors=executors).invoke(executors=executors)
+    (recorder,) = made
+    assert recorder.deps == ExecutorDeps(strategy="inline", settings={"speed": "slow"})
     assert recorder.seen == ["a"]
     assert final["t"] == threading.main_thread().name
+
+
+def test_a_strategy_of_a_registry_is_unknown_to_graphs_checked_without_it() -> None:
+    graph = Graph()
+    graph.add_node("s")
+    graph.add_node("a")
+    graph.add_node("m")
+    graph.add_parallel_edge("s", "a", fan_in="m", config={"strategy": "inline"})
+    with pytest.raises(WorkflowError, match="unknown parallel strategy 'inline'"):
+        graph.compile()
 
 
 def test_thread_executor_uses_at_most_max_workers_threads() -> None:
@@ -93,7 +117,164 @@ def test_branch_task_runs_a_graph_from_entry_up_to_exit() -> None:
     graph = Graph()
     for name in ("a", "b", "c"):
         graph.add_node(name, lambda s, name=name: {"trail": [*s.get("trail", []), name]})
-    task = BranchTask(workflow=graph.compile(), entry="a", exit="c", state={}, branch="a")
-    result = run_branch(task)
+    task = BranchTask(workflow=graph.compile().graph, entry="a", exit="c", state={}, branch="a")
+    with Executors() as executors:
+        result = run_branch(task, RunContext(executors=executors, breakers=BreakerRegistry()))
     assert result.success and result.state == {"trail": ["a", "b"]}
     assert result.timing_ms >= 0
+
+
+# --- plug-ins through the entry-point group ---------------------------------------------------
+
+PLUGIN = '''
+"""A toy strategy: runs each branch on a thread of its own, named after the strategy."""
+import threading
+
+
+class ToyExecutor:
+    def __init__(self, deps):
+        self.deps = deps
+
+    def execute(self, job):
+        results = [None] * len(job.tasks)
+
+        def run(i, task):
+            results[i] = job.run_here(task)
+
+        threads = [
+            threading.Thread(target=run, args=(i, t), name=f"toy-{i}")
+            for i, t in enumerate(job.tasks)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, result in enumerate(results):
+            job.hooks.on_result and job.hooks.on_result(i, result)
+        return results
+
+    def close(self):
+        pass
+
+
+def make(deps):
+    return ToyExecutor(deps)
+'''
+
+TOY_WORKFLOW = """\
+name: toy
+initial_state: {xs: [1, 2, 3]}
+settings:
+  parallel: {strategy: toy}
+nodes:
+  - name: start
+  - name: square
+    run: |
+      import threading
+      return {"y": state["x"] ** 2, "thread": threading.current_thread().name}
+  - name: collect
+    run: |
+      return {"ys": [r.state["y"] for r in parallel_results],
+              "threads": sorted(r.state["thread"] for r in parallel_results)}
+edges:
+  - {from: start, to: square, parallel: true, for_each: "state['xs']", item_var: x,
+     fan_in: collect}
+  - {from: square, to: collect}
+"""
+
+
+def _install_plugin(site: Path, name: str, target: str, code: str = PLUGIN) -> None:
+    """A package `toy_tead` with a dist-info declaring `name = target` in the group."""
+    (site / "toy_tead.py").write_text(code)
+    info = site / "toy_tead-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-tead\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[tead.executors]\n{name} = {target}\n")
+
+
+def _tead(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)]), "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "tead", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def plugin_site(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    return site
+
+
+def test_a_plug_in_package_runs_a_fan_out_from_yaml(
+    plugin_site: Path, write_workflow: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A strategy installed as a package (an entry point of `tead.executors`) runs a YAML
+    fan-out end to end, with no change to tead: validate, run, and its events."""
+    _install_plugin(plugin_site, "toy", "toy_tead:make")
+    path = write_workflow(TOY_WORKFLOW)
+    assert _tead(plugin_site, tmp_path, "validate", str(path)).returncode == 0
+    proc = _tead(plugin_site, tmp_path, "run", "-q", str(path))
+    assert proc.returncode == 0, proc.stderr
+    final = json.loads(proc.stdout)
+    assert final["ys"] == [1, 4, 9]
+    assert final["threads"] == ["toy-0", "toy-1", "toy-2"]
+    stream = _tead(plugin_site, tmp_path, "run", "--stream", str(path))
+    events = [json.loads(line) for line in stream.stdout.splitlines()]
+    fanout = next(e for e in events if e["event"] == "fanout_started")
+    assert fanout["strategy"] == "toy"
+    nodes = [e["path"] for e in events if e["event"] == "node_finished" and e["node"] == "square"]
+    assert sorted(nodes) == ["square[0]", "square[1]", "square[2]"]
+
+
+def test_without_the_plug_in_the_strategy_is_unknown_at_load(
+    plugin_site: Path, write_workflow: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_workflow(TOY_WORKFLOW)
+    proc = _tead(plugin_site, tmp_path, "validate", str(path))
+    assert proc.returncode == 2
+    assert "unknown parallel strategy 'toy' (available: thread, process)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_plug_in_that_cannot_load_fails_the_run_with_one_line(
+    plugin_site: Path, write_workflow: Callable[..., Path], tmp_path: Path
+) -> None:
+    _install_plugin(plugin_site, "toy", "toy_tead:make", code="raise ImportError('no gpu')\n")
+    path = write_workflow(TOY_WORKFLOW)
+    proc = _tead(plugin_site, tmp_path, "run", "-q", str(path))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "tead: strategy 'toy': its plug-in toy_tead:make cannot be loaded: ImportError: no gpu"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ("{strategy: remote}", "strategy 'remote' needs `remote: {hosts: [...]}`"),
+        (
+            "{strategy: remote, remote: {hosts: [a.example]}}",
+            "strategy 'remote' is not available in this version of tead",
+        ),
+    ],
+)
+def test_known_strategies_that_cannot_run_here_fail_at_load(
+    tead_cli: Callable[..., subprocess.CompletedProcess[str]],
+    write_workflow: Callable[..., Path],
+    settings: str,
+    message: str,
+) -> None:
+    """`remote` (CONTRACT's own example) is a known strategy: a file naming it gets one clear
+    line at load, not `unknown strategy`."""
+    text = TOY_WORKFLOW.replace("{strategy: toy}", settings)
+    proc = tead_cli("validate", str(write_workflow(text)))
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert message in line and "wf.yaml:" in line

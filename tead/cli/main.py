@@ -22,6 +22,7 @@ from tead.graph.compiled import END, START
 from tead.graph.loader import load_workflow
 from tead.jsonable import dumps
 from tead.spec.yamlfile import parse_yaml
+from tead.workflow import Workflow
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,11 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    workflow = load_workflow(args.workflow)
+    graph = load_workflow(args.workflow)
     state = read_input(args.input) if args.input is not None else {}
     if args.output is not None:
         _check_writable(args.output)
-    workflow.check_scope(args.entry_point, args.exit_point)
+    graph.check_scope(args.entry_point, args.exit_point)
     progress = None
     if args.stream:
         on_event: Callable[[dict[str, Any]], None] | None = _ndjson_printer()
@@ -105,7 +106,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress = LiveProgress(sys.stderr) if sys.stderr.isatty() else PlainProgress(sys.stderr)
         on_event = progress
     try:
-        final = workflow.invoke(
+        final = Workflow(graph).invoke(
             state, entry_point=args.entry_point, exit_point=args.exit_point, on_event=on_event
         )
     finally:

@@ -41,7 +41,7 @@ from tead.daemon.watcher import (
     trigger_patterns,
 )
 from tead.errors import StorageFullError, UsageError
-from tead.executors import Executors
+from tead.executors.registry import Executors
 from tead.parallel.breaker import BreakerRegistry
 from tead.spec.files import folder_problem
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tead.errors import WorkflowError
-from tead.graph.compiled import Workflow
+from tead.graph.compiled import WorkflowGraph
 from tead.graph.loader import MAX_FILE_BYTES, decode_workflow, load_workflow_text
 from tead.spec.files import folder_problem, read_regular, unsafe_owner_or_mode
 
@@ -34,7 +34,7 @@ class WorkflowEntry:
     path: Path
     name: str
     content_hash: str
-    workflow: Workflow | None = None
+    workflow: WorkflowGraph | None = None
     error: str | None = None
 
     @property

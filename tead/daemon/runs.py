@@ -30,8 +30,8 @@ from tead.daemon.storable import MIB, encode_end
 from tead.daemon.store import Store
 from tead.engine.runner import run_workflow
 from tead.errors import RunCancelled, StorageFullError, TeadError
-from tead.executors import Executors
-from tead.graph.compiled import Workflow
+from tead.executors.registry import Executors
+from tead.graph.compiled import WorkflowGraph
 from tead.parallel.breaker import BreakerRegistry
 from tead.parallel.cancel import CancelToken
 
@@ -53,7 +53,7 @@ class Conflict(TeadError):
 @dataclass(slots=True)
 class _Run:
     record: RunRecord
-    workflow: Workflow
+    workflow: WorkflowGraph
     group: str
     token: CancelToken = field(default_factory=CancelToken)
     queued_at: float = field(default_factory=time.monotonic)

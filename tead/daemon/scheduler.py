@@ -25,7 +25,7 @@ from tead.daemon.metrics import Metrics
 from tead.daemon.records import now_utc
 from tead.daemon.registry import WorkflowEntry
 from tead.daemon.store import Store
-from tead.graph.compiled import Workflow
+from tead.graph.compiled import WorkflowGraph
 from tead.spec.schedule import CRON_COUNT_CAP, CronScheduleTrigger, ScheduleTrigger, make_trigger
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Scheduler:
             self._push(trigger.next_after(now), job)
         self._wake.set()
 
-    def next_fires(self, workflow: Workflow) -> list[str | None]:
+    def next_fires(self, workflow: WorkflowGraph) -> list[str | None]:
         """When each `on.schedule` entry of a loaded workflow fires next, in ISO-8601 (in a
         cron schedule's zone, else UTC); None for one that is not scheduled."""
         if workflow.spec is None or workflow.spec.on is None:

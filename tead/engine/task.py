@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 from tead.parallel.config import ParallelFlowResult
 
 if TYPE_CHECKING:
-    from tead.graph.compiled import Workflow
+    from tead.graph.compiled import WorkflowGraph
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BranchTask:
     """One branch of a fan-out, as plain data that can be shipped anywhere."""
 
-    workflow: Workflow
+    workflow: WorkflowGraph
     entry: str
     exit: str
     state: dict[str, Any]

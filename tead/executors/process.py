@@ -19,26 +19,32 @@ from __future__ import annotations
 import functools
 import pickle
 import threading
-from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future
 
+from tead.engine.seam import BranchReport, Event, ExecutorSource, FanOutJob
+from tead.engine.task import BranchTask
+from tead.engine.walk import run_branch_elsewhere
 from tead.errors import PickleValidationError
-from tead.executors.base import FanOutHooks
 from tead.executors.workerpool import WorkerPool
-from tead.parallel.config import ParallelConfig, ParallelFlowResult
+from tead.parallel.config import ParallelFlowResult
 from tead.parallel.launcher import Attempt, Gate, Settle
 from tead.parallel.supervisor import supervise
 
-if TYPE_CHECKING:
-    from tead.engine.task import BranchTask
+Replay = Callable[[Sequence[Event]], None]
+#: makes the executors of fan-outs nested in a worker's branch (a registry, e.g. `Executors`)
+NestedExecutors = Callable[[], ExecutorSource]
 
 
-def run_pickled(payload: bytes) -> ParallelFlowResult:
-    """The worker side: unpickle a BranchTask and run it."""
-    from tead.engine.runner import run_branch
-
+def run_pickled(make_executors: NestedExecutors, payload: bytes) -> BranchReport:
+    """The worker side: unpickle a BranchTask and run it; fan-outs nested in it get
+    executors of their own, closed with the branch. Its events come back with its result."""
     task: BranchTask = pickle.loads(payload)
-    return run_branch(task)
+    executors = make_executors()
+    try:
+        return run_branch_elsewhere(task, executors)
+    finally:
+        executors.close()
 
 
 def pickle_tasks(tasks: Sequence[BranchTask]) -> list[bytes]:
@@ -58,9 +64,15 @@ def pickle_tasks(tasks: Sequence[BranchTask]) -> list[bytes]:
 
 
 class ProcessExecutor:
-    """Runs fan-outs on reused worker pools (one per worker count)."""
+    """Runs fan-outs on reused worker pools (one per worker count).
 
-    def __init__(self) -> None:
+    `make_executors` makes, in a worker, the executors of fan-outs nested in its branch; it
+    is sent to the workers by reference, so it must be importable (a class or a function at
+    module level, or a functools.partial of one).
+    """
+
+    def __init__(self, make_executors: NestedExecutors) -> None:
+        self._job = functools.partial(run_pickled, make_executors)
         self._lock = threading.Lock()
         self._pools: dict[int, WorkerPool] = {}
 
@@ -69,20 +81,17 @@ class ProcessExecutor:
         with self._lock:
             pool = self._pools.get(workers)
             if pool is None:
-                pool = self._pools[workers] = WorkerPool(workers, run_pickled)
+                pool = self._pools[workers] = WorkerPool(workers, self._job)
             return pool
 
-    def execute(
-        self,
-        tasks: Sequence[BranchTask],
-        config: ParallelConfig,
-        hooks: FanOutHooks | None = None,
-    ) -> list[ParallelFlowResult]:
+    def execute(self, job: FanOutJob) -> list[ParallelFlowResult]:
+        tasks = job.tasks
         if not tasks:
             return []
         payloads = pickle_tasks(tasks)
-        pool = self.pool(min(config.workers, len(tasks)))
-        return supervise(tasks, config, ProcessLauncher(pool, tasks, payloads), hooks)
+        pool = self.pool(min(job.config.workers, len(tasks)))
+        launcher = ProcessLauncher(pool, tasks, payloads, job.replay)
+        return supervise(tasks, job.config, launcher, job.hooks)
 
     def close(self) -> None:
         with self._lock:
@@ -98,10 +107,16 @@ class ProcessLauncher:
     runs_gate = True  # the pool calls the gate as a worker takes the task
 
     def __init__(
-        self, pool: WorkerPool, tasks: Sequence[BranchTask], payloads: list[bytes]
+        self,
+        pool: WorkerPool,
+        tasks: Sequence[BranchTask],
+        payloads: list[bytes],
+        replay: Replay,
     ) -> None:
         self._pool = pool
         self._payloads = {id(task): payload for task, payload in zip(tasks, payloads, strict=True)}
+        self._replay = replay
+        self._in_pool: dict[Attempt, Future[BranchReport | ParallelFlowResult]] = {}
 
     def prepare(self, *, isolated: bool = False) -> None:
         """Nothing to prepare: the gate runs when a ready worker takes the task."""
@@ -116,28 +131,53 @@ class ProcessLauncher:
     ) -> Attempt:
         payload = self._payloads.get(id(task)) or pickle_tasks([task])[0]
 
-        def dispatch(attempt: Attempt) -> bool:
-            denied = gate() if gate is not None else None
-            if denied is None:
-                return True
-            attempt.set_result(denied)  # turned away by its breaker: it does not run
-            return False
-
-        attempt: Attempt = self._pool.submit(payload, dispatch)
-        if settle is not None:  # before the supervisor hears of it (callbacks run in order)
-            attempt.add_done_callback(functools.partial(_settle, settle))
+        attempt: Attempt = Future()
+        in_pool = self._pool.submit(payload, functools.partial(_dispatch, gate))
+        self._in_pool[attempt] = in_pool
+        in_pool.add_done_callback(functools.partial(self._returned, attempt, settle))
         return attempt
+
+    def _returned(
+        self,
+        attempt: Attempt,
+        settle: Settle | None,
+        in_pool: Future[BranchReport | ParallelFlowResult],
+    ) -> None:
+        """The worker answered (or failed): replay the branch's events in this run, then
+        tell the breaker (`settle`), then the supervisor (through `attempt`)."""
+        self._in_pool.pop(attempt, None)
+        if in_pool.cancelled():
+            attempt.cancel()
+            return
+        error = in_pool.exception()
+        if error is not None:
+            attempt.set_exception(error)
+            return
+        report = in_pool.result()
+        if isinstance(report, BranchReport):
+            self._replay(report.events)
+            report = report.result
+        if settle is not None:
+            settle(report)
+        attempt.set_result(report)
 
     def stop(self, attempts: Collection[Attempt], running: Collection[Attempt]) -> set[Attempt]:
         """Stop each attempt alone (waiting ones never start, running ones are killed)."""
         for attempt in attempts:
-            self._pool.stop(attempt)
+            in_pool = self._in_pool.get(attempt)
+            if in_pool is not None:
+                self._pool.stop(in_pool)
         return set()
 
     def close(self) -> None:
         """Nothing to release: the pool belongs to the executor."""
 
 
-def _settle(settle: Settle, attempt: Attempt) -> None:
-    if not attempt.cancelled() and attempt.exception() is None:
-        settle(attempt.result())
+def _dispatch(gate: Gate | None, in_pool: Future[object]) -> bool:
+    """As a worker takes the task: run the gate; if it turns the branch away, the task is
+    not sent and the gate's result is the attempt's."""
+    denied = gate() if gate is not None else None
+    if denied is None:
+        return True
+    in_pool.set_result(denied)
+    return False

@@ -8,34 +8,26 @@ threads, so an abandoned one never keeps the process from exiting.
 
 from __future__ import annotations
 
-import contextvars
 import queue
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
 
-from tead.executors.base import FanOutHooks
-from tead.parallel.config import ParallelConfig, ParallelFlowResult
+from tead.engine.seam import FanOutJob
+from tead.engine.task import BranchTask
+from tead.parallel.config import ParallelFlowResult
 from tead.parallel.launcher import Attempt, Gate, Settle
 from tead.parallel.supervisor import supervise
 
-if TYPE_CHECKING:
-    from tead.engine.task import BranchTask
-
-_Job = tuple[Attempt, contextvars.Context, "BranchTask", Gate | None, Settle | None]
+_Job = tuple[Attempt, BranchTask, Gate | None, Settle | None]
 
 
 class ThreadExecutor:
     """Runs each fan-out on threads of its own (so nested fan-outs never wait on a pool)."""
 
-    def execute(
-        self,
-        tasks: Sequence[BranchTask],
-        config: ParallelConfig,
-        hooks: FanOutHooks | None = None,
-    ) -> list[ParallelFlowResult]:
-        return supervise(tasks, config, ThreadLauncher(min(config.workers, len(tasks))), hooks)
+    def execute(self, job: FanOutJob) -> list[ParallelFlowResult]:
+        workers = min(job.config.workers, len(job.tasks))
+        return supervise(job.tasks, job.config, ThreadLauncher(workers, job.run_here), job.hooks)
 
     def close(self) -> None:
         """Nothing to release: threads live for one fan-out."""
@@ -47,8 +39,9 @@ class ThreadLauncher:
     copies_state = False
     runs_gate = True
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, run: Callable[[BranchTask], ParallelFlowResult]) -> None:
         self._workers = workers
+        self._run = run  # runs a branch on this thread, in its run's context
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._busy = 0  # attempts launched and neither finished nor abandoned
@@ -65,7 +58,7 @@ class ThreadLauncher:
         settle: Settle | None = None,
     ) -> Attempt:
         attempt: Attempt = Future()
-        self._jobs.put((attempt, contextvars.copy_context(), task, gate, settle))
+        self._jobs.put((attempt, task, gate, settle))
         with self._lock:
             self._busy += 1
             spawn = self._live < min(self._busy, self._workers)
@@ -107,11 +100,9 @@ class ThreadLauncher:
             self._jobs.put(None)
 
     def _work(self) -> None:
-        from tead.engine.runner import run_branch
-
         me = threading.current_thread()
         while (job := self._jobs.get()) is not None:
-            attempt, context, task, gate, settle = job
+            attempt, task, gate, settle = job
             if not attempt.set_running_or_notify_cancel():
                 with self._lock:
                     self._busy -= 1
@@ -120,10 +111,10 @@ class ThreadLauncher:
                 self._owners[attempt] = me
             try:
                 denied = gate() if gate is not None else None
-                result = denied if denied is not None else context.run(run_branch, task)
+                result = denied if denied is not None else self._run(task)
                 if settle is not None:
                     settle(result)
-            except BaseException as exc:  # run_branch records branch errors; this is ours
+            except BaseException as exc:  # the run records branch errors; this is ours
                 outcome: ParallelFlowResult | BaseException = exc
             else:
                 outcome = result

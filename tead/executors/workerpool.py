@@ -47,7 +47,7 @@ from tead.errors import WorkerCrashedError
 log = logging.getLogger(__name__)
 
 #: imported by each worker before it says it is ready (so that no branch pays for them)
-PRELOAD = ("tead.engine.runner", "tead.graph.loader", "tead.executors.thread")
+PRELOAD = ("tead.engine.walk", "tead.graph.loader", "tead.executors.registry")
 PARENT_POLL_S = 0.1  # where pidfds are missing: how often a worker checks its parent
 
 Job = Callable[[bytes], Any]  # runs in the worker: payload -> result (pickled back)

@@ -1,4 +1,4 @@
-"""Building a workflow graph: `Graph`, whose `compile()` checks it into a `Workflow`.
+"""Building a workflow graph: `Graph`, whose `compile()` checks it into a `WorkflowGraph`.
 
 YAML files and Python code build graphs the same way: `add_node`, `add_edge`,
 `add_parallel_edge`, then `compile()`, which checks everything at once and raises one
@@ -8,14 +8,15 @@ YAML files and Python code build graphs the same way: `add_node`, `add_edge`,
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tead.errors import Location, Problem, WorkflowError
-from tead.graph.compiled import END, START, Edge, FanOut, Node, Workflow, WorkflowSource
+from tead.graph.compiled import END, START, Edge, FanOut, Node, WorkflowGraph, WorkflowSource
 from tead.graph.nodes import Expr, NodeFn, compile_expr
 from tead.parallel.config import ParallelConfig
+from tead.parallel.strategies import known_strategies, strategy_problem
 
 if TYPE_CHECKING:
     from tead.spec.models import WorkflowSpec
@@ -136,20 +137,20 @@ class Graph:
             self._problems.extend(exc.problems)
             return None
 
-    def compile(
+    def build(
         self,
         *,
         parallel_config: ParallelConfig | None = None,
         source: WorkflowSource | None = None,
         spec: WorkflowSpec | None = None,
         config_where: Location | None = None,
-    ) -> Workflow:
-        """Check the graph and return the runnable `Workflow`; raise WorkflowError if broken.
+        strategies: Collection[str] | None = None,
+    ) -> WorkflowGraph:
+        """Check the graph and return it as a `WorkflowGraph`; raise WorkflowError if broken.
 
-        `config_where` locates `parallel_config` in a file, for error messages.
+        `config_where` locates `parallel_config` in a file, for error messages;
+        `strategies` are the strategy names allowed (default: `known_strategies()`).
         """
-        from tead.executors import available_strategies
-
         default = parallel_config or ParallelConfig()
         problems = list(self._problems)
         nodes = self._nodes
@@ -170,7 +171,7 @@ class Graph:
                 edges.setdefault(edge.source, []).append(edge)
 
         fanouts: dict[str, list[FanOut]] = {}
-        strategies = available_strategies()
+        allowed = list(strategies) if strategies is not None else known_strategies()
         for pending in self._fanouts:
             ok = check_name(pending.source, "fan-out from", pending.where, allow=START)
             ok &= check_name(pending.fan_in, "fan_in:", pending.where)
@@ -187,14 +188,10 @@ class Graph:
                 )
                 ok = False
             config = pending.config or default.merged(pending.overrides)
-            if config.strategy not in strategies:
-                problems.append(
-                    Problem(
-                        f"unknown parallel strategy {config.strategy!r} "
-                        f"(available: {', '.join(strategies)})",
-                        pending.where,
-                    )
-                )
+            # a fan-out that keeps the default's strategy is reported once, with the default
+            inherited = (config.strategy, config.remote) == (default.strategy, default.remote)
+            if not inherited and (problem := strategy_problem(config, allowed)) is not None:
+                problems.append(Problem(problem, pending.where))
                 ok = False
             if ok:
                 fanouts.setdefault(pending.source, []).append(
@@ -217,15 +214,9 @@ class Graph:
                     where,
                 )
             )
-        if default.strategy not in strategies:
-            problems.append(
-                Problem(
-                    f"unknown parallel strategy {default.strategy!r} "
-                    f"(available: {', '.join(strategies)})",
-                    config_where,
-                )
-            )
-        workflow = Workflow(
+        if (problem := strategy_problem(default, allowed)) is not None:
+            problems.append(Problem(problem, config_where))
+        workflow = WorkflowGraph(
             name=self.name,
             nodes=dict(nodes),
             order=tuple(nodes),

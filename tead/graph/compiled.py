@@ -1,25 +1,20 @@
-"""The checked, immutable workflow graph: nodes, edges, fan-outs, how to walk it, its checks,
-and how to run it (through tead.engine.runner). Built by `tead.graph.builder.Graph.compile()`."""
+"""The checked, immutable workflow graph: nodes, edges, fan-outs, how to walk it and its
+checks. Plain data: it holds no breakers and does not run itself (tead.engine runs it).
+Built by `tead.graph.builder.Graph.build()`."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tead.errors import Location, Problem, RunError, ScopeError
 from tead.graph.nodes import Expr, NodeFn
-from tead.parallel.breaker import BreakerRegistry
 from tead.parallel.config import ParallelConfig
-
-if TYPE_CHECKING:
-    from tead.engine.runner import Event, ResultsSink
-    from tead.executors import Executors
-    from tead.parallel.cancel import CancelToken
-    from tead.spec.models import WorkflowSpec
+from tead.spec.models import WorkflowSpec
 
 START = "__start__"
 END = "__end__"
@@ -63,8 +58,8 @@ class WorkflowSource:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Workflow:
-    """A checked graph, ready to run. Build one with `Graph.compile()` or `load_workflow()`."""
+class WorkflowGraph:
+    """A checked graph, ready to run. Built by `Graph.build()` or the loader."""
 
     name: str
     nodes: dict[str, Node]
@@ -76,8 +71,6 @@ class Workflow:
     source: WorkflowSource | None = None
     spec: WorkflowSpec | None = None
     fan_in_nodes: frozenset[str] = frozenset()
-    #: circuit breakers kept across this object's runs (in memory unless replaced)
-    breakers: BreakerRegistry = field(default_factory=BreakerRegistry, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         joins = frozenset(f.fan_in for group in self.fanouts.values() for f in group)
@@ -85,10 +78,10 @@ class Workflow:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as the source text and path when there is one (a worker process loads it
-        again, once); a graph built in code pickles its parts, breakers left out."""
+        again, once); a graph built in code pickles its parts."""
         if self.source is not None:
             return (_load_source, (self.source.text, self.source.path))
-        fields = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "breakers"}
+        fields = {f: getattr(self, f) for f in self.__dataclass_fields__}
         # Callbacks are called in the coordinating process only: never ship them.
         fields["parallel_config"] = dataclasses.replace(self.parallel_config, callbacks=())
         fields["fanouts"] = {
@@ -246,63 +239,12 @@ class Workflow:
         hint = difflib.get_close_matches(name, list(self.nodes), n=1)
         return f" (did you mean {hint[0]!r}?)" if hint else ""
 
-    # --- running (see tead.engine.runner) --------------------------------------------------------
 
-    def get_circuit_states(self) -> dict[str, str]:
-        """Every circuit breaker this workflow has used: name -> closed / half_open / open."""
-        return {name: str(snap.state) for name, snap in self.breakers.states().items()}
-
-    def reset_circuit(self, name: str) -> None:
-        """Close the breaker `name` (`<workflow>:<branch>`); KeyError if unknown."""
-        self.breakers.reset(name)
-
-    def invoke(
-        self,
-        state: Mapping[str, Any] | None = None,
-        *,
-        entry_point: str = START,
-        exit_point: str = END,
-        on_event: Callable[[Event], None] | None = None,
-        executors: Executors | None = None,
-        cancel: CancelToken | None = None,
-        on_results: ResultsSink | None = None,
-    ) -> dict[str, Any]:
-        """Run the workflow on `initial_state` updated with `state`; return the final state.
-
-        A node that raises outside a fan-out raises `NodeError`; failed branches become
-        results with `success: False` and the run goes on.
-        """
-        from tead.engine.runner import run_workflow
-
-        return run_workflow(
-            self,
-            state,
-            entry_point=entry_point,
-            exit_point=exit_point,
-            on_event=on_event,
-            executors=executors,
-            cancel=cancel,
-            on_results=on_results,
-        )
-
-    def stream(
-        self,
-        state: Mapping[str, Any] | None = None,
-        *,
-        entry_point: str = START,
-        exit_point: str = END,
-    ) -> Iterable[Event]:
-        """Run the workflow and yield its events as they happen (the last is `run_finished`)."""
-        from tead.engine.runner import stream_workflow
-
-        return stream_workflow(self, state, entry_point=entry_point, exit_point=exit_point)
-
-
-def _load_source(text: str, path: str) -> Workflow:
+def _load_source(text: str, path: str) -> WorkflowGraph:
     from tead.graph.loader import load_cached
 
     return load_cached(text, path)
 
 
-def _rebuild(fields: dict[str, Any]) -> Workflow:
-    return Workflow(**fields)
+def _rebuild(fields: dict[str, Any]) -> WorkflowGraph:
+    return WorkflowGraph(**fields)

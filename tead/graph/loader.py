@@ -1,4 +1,4 @@
-"""Workflow files → `Workflow`: read, parse with positions, validate, build, check.
+"""Workflow files → `WorkflowGraph`: read, parse with positions, validate, build, check.
 
 `tead validate` and `tead run` both call `load_workflow`, so "validates" means "loads".
 """
@@ -16,9 +16,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from tead.errors import Location, Problem, WorkflowError
-from tead.executors import available_strategies
 from tead.graph.builder import Graph
-from tead.graph.compiled import Workflow, WorkflowSource
+from tead.graph.compiled import WorkflowGraph, WorkflowSource
 from tead.graph.nodes import (
     Expr,
     NodeFn,
@@ -28,6 +27,7 @@ from tead.graph.nodes import (
     resolve_uses,
 )
 from tead.parallel.config import ParallelConfig
+from tead.parallel.strategies import known_strategies, unknown_strategy
 from tead.spec.files import read_regular
 from tead.spec.models import WorkflowSpec
 from tead.spec.redact import key_label, path_label, redact, redact_names, strings_in
@@ -58,12 +58,12 @@ def decode_workflow(data: bytes, path: str) -> str:
     return text
 
 
-def load_workflow(path: str | os.PathLike[str]) -> Workflow:
+def load_workflow(path: str | os.PathLike[str]) -> WorkflowGraph:
     """Load and check one workflow file."""
     return load_workflow_text(read_workflow_text(path), str(path))
 
 
-def load_workflow_text(text: str, path: str) -> Workflow:
+def load_workflow_text(text: str, path: str) -> WorkflowGraph:
     """Load and check workflow source; `path` names it in errors and locates `uses:` modules."""
     try:
         return _load(text, path)
@@ -71,7 +71,7 @@ def load_workflow_text(text: str, path: str) -> Workflow:
         raise WorkflowError([Problem("too deeply nested or too large", Location(path))]) from None
 
 
-def _load(text: str, path: str) -> Workflow:
+def _load(text: str, path: str) -> WorkflowGraph:
     doc = parse_yaml(text, path)
     if doc.data is None:
         raise WorkflowError([Problem("empty workflow file", Location(path))])
@@ -87,13 +87,13 @@ def _load(text: str, path: str) -> Workflow:
 
 
 @functools.lru_cache(maxsize=32)
-def load_cached(text: str, path: str) -> Workflow:
+def load_cached(text: str, path: str) -> WorkflowGraph:
     """`load_workflow_text`, once per source (worker processes load a workflow once)."""
     return load_workflow_text(text, path)
 
 
-def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) -> Workflow:
-    """Turn a validated spec into a checked Workflow (every problem reported at once)."""
+def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) -> WorkflowGraph:
+    """Turn a validated spec into a checked WorkflowGraph (every problem reported at once)."""
     folder = str(Path(path).resolve().parent)
     ensure_importable(folder)  # modules beside the file, for `uses:` and `run:` imports
     problems: list[Problem] = []
@@ -115,7 +115,7 @@ def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) 
         graph.add_node(node.name, fn, where=where)
     _add_edges(graph, spec, doc, problems)
     try:
-        workflow = graph.compile(
+        workflow = graph.build(
             parallel_config=ParallelConfig.from_spec(spec.settings.parallel),
             source=WorkflowSource(text=text, path=path),
             spec=spec,
@@ -135,7 +135,7 @@ def _add_edges(
     graph: Graph, spec: WorkflowSpec, doc: YamlDocument, problems: list[Problem]
 ) -> None:
     """Add the file's edges to `graph`, collecting what is wrong with them."""
-    strategies = available_strategies()
+    strategies = known_strategies()
     for i, edge in enumerate(spec.edges):
         where = doc.where(("edges", i))
         if edge.is_parallel:
@@ -145,14 +145,13 @@ def _add_edges(
             if edge.when is not None:
                 problems.append(Problem("`when:` is not allowed on a parallel edge", where))
                 continue
-            if edge.parallel_strategy is not None and edge.parallel_strategy not in strategies:
-                problems.append(
-                    Problem(
-                        f"unknown parallel strategy {edge.parallel_strategy!r} "
-                        f"(available: {', '.join(strategies)})",
-                        doc.where(("edges", i, "parallel_strategy")),
-                    )
-                )
+            unknown = (
+                unknown_strategy(edge.parallel_strategy, strategies)
+                if edge.parallel_strategy is not None
+                else None
+            )
+            if unknown is not None:
+                problems.append(Problem(unknown, doc.where(("edges", i, "parallel_strategy"))))
                 continue
             graph.add_parallel_edge(
                 edge.from_,

@@ -33,7 +33,7 @@ from tead.parallel.launcher import Attempt, Launcher
 
 if TYPE_CHECKING:
     from tead.engine.task import BranchTask
-    from tead.executors.base import FanOutHooks
+    from tead.parallel.hooks import FanOutHooks
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Supervisor:
         *,
         rng: random.Random | None = None,
     ) -> None:
-        from tead.executors.base import FanOutHooks
+        from tead.parallel.hooks import FanOutHooks
 
         self.config = config
         self.launcher = launcher

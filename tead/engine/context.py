@@ -1,0 +1,38 @@
+"""What the nodes and fan-outs of one run share: where events go, the breakers, the
+executors, the cancel token and who keeps fan-out results. Given to the run, never found
+through a global, so a branch behaves the same wherever it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tead.engine.seam import EventSink, ExecutorSource
+from tead.parallel.breaker import BreakerRegistry
+from tead.parallel.cancel import CancelToken
+from tead.parallel.config import ParallelFlowResult
+
+# (path of the fan-out, its source node, its fan-in node, the results in branch order)
+ResultsSink = Callable[[str, str, str, list[ParallelFlowResult]], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunContext:
+    """One run's surroundings, shared by its main path and its in-process branches."""
+
+    executors: ExecutorSource
+    breakers: BreakerRegistry
+    emit: EventSink | None = None
+    cancel: CancelToken | None = None
+    on_results: ResultsSink | None = None
+
+    def event(self, kind: str, **data: Any) -> None:
+        """Emit one event (if anyone listens)."""
+        if self.emit is not None:
+            self.emit({"event": kind, "ts": now_iso(), **data})
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,211 @@
+"""Fanning out: one fan-out's branch tasks handed to its strategy's executor, the fan-out's
+events, and several fan-outs leaving one node run at once."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any
+
+from tead.engine.context import RunContext
+from tead.engine.seam import Event, FanOutJob
+from tead.engine.task import BranchTask
+from tead.errors import FanOutError, PickleValidationError, RunCancelled, RunError
+from tead.graph.compiled import FanOut, WorkflowGraph
+from tead.parallel.breaker import Transition
+from tead.parallel.cancel import CancelToken
+from tead.parallel.config import ParallelFlowResult
+from tead.parallel.hooks import FanOutHooks
+
+#: runs one branch in this process, in a run's context (tead.engine.walk.run_branch)
+BranchRunner = Callable[[BranchTask, RunContext], ParallelFlowResult]
+
+
+def fan_out(
+    workflow: WorkflowGraph,
+    groups: tuple[FanOut, ...],
+    state: dict[str, Any],
+    *,
+    ctx: RunContext,
+    path: str,
+    run_branch: BranchRunner,
+) -> dict[str, list[ParallelFlowResult]]:
+    """Run every fan-out leaving one node (all at once); results keyed by fan-in node."""
+    run = functools.partial(_run_group, workflow, state=state, path=path, run_branch=run_branch)
+    if len(groups) == 1:
+        return {groups[0].fan_in: run(groups[0], ctx=ctx)}
+    # The groups share a token of their own: when one fails (fail_fast), the others stop.
+    parent = ctx.cancel
+    token = parent.child() if parent is not None else CancelToken()
+
+    def relay() -> None:
+        token.cancel(parent.reason if parent is not None and parent.reason else "cancelled")
+
+    unsubscribe = parent.subscribe(relay) if parent is not None else None
+    group_ctx = dataclasses.replace(ctx, cancel=token)
+    pool = ThreadPoolExecutor(len(groups), thread_name_prefix="tead-fanout")
+    try:
+        futures = [pool.submit(run, group, ctx=group_ctx) for group in groups]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in futures if f in done and f.exception() is not None), None)
+        if failed is not None:
+            token.cancel("cancelled")
+            wait(futures)  # the others stop at once now
+            raise failed.exception()  # type: ignore[misc]
+        return {group.fan_in: f.result() for group, f in zip(groups, futures, strict=True)}
+    finally:
+        pool.shutdown(wait=False)
+        if unsubscribe is not None:
+            unsubscribe()
+
+
+def _run_group(
+    workflow: WorkflowGraph,
+    fanout: FanOut,
+    *,
+    state: dict[str, Any],
+    ctx: RunContext,
+    path: str,
+    run_branch: BranchRunner,
+) -> list[ParallelFlowResult]:
+    config = fanout.config
+    specs = _branch_specs(fanout, state)
+    tasks = [
+        BranchTask(
+            workflow=workflow,
+            entry=target,
+            exit=fanout.fan_in,
+            state=_branch_state(fanout, state, item, branch),
+            branch=branch,
+            path=f"{path}/{branch}" if path else branch,
+            include_traceback=config.include_traceback,
+        )
+        for branch, target, item in specs
+    ]
+
+    def fresh_state(index: int) -> dict[str, Any]:  # for retries: the branch's input again
+        return _branch_state(fanout, state, specs[index][2], specs[index][0])
+
+    hooks = FanOutHooks(breakers=ctx.breakers, fresh_state=fresh_state, cancel=ctx.cancel)
+    if ctx.emit is not None:
+        hooks = _event_hooks(ctx, fanout, tasks, hooks, path)
+    job = FanOutJob(
+        tasks=tasks,
+        config=config,
+        hooks=hooks,
+        run_here=functools.partial(_run_here, run_branch, ctx),
+        replay=functools.partial(_replay, ctx),
+    )
+    results = ctx.executors.get(config.strategy).execute(job)
+    if ctx.cancel is not None and ctx.cancel.reason is not None:
+        raise RunCancelled(ctx.cancel.reason)
+    if ctx.on_results is not None:
+        ctx.on_results(path, fanout.source, fanout.fan_in, results)
+    if config.fail_fast:
+        failed = [r for r in results if not r.success]
+        cause = next((r for r in failed if r.error_type != "FanOutCancelledError"), None)
+        if cause is not None:
+            raise FanOutError(fanout.source, cause)
+    return results
+
+
+def _event_hooks(
+    ctx: RunContext, fanout: FanOut, tasks: list[BranchTask], hooks: FanOutHooks, path: str
+) -> FanOutHooks:
+    """`hooks` plus the fan-out's events: started, branch started / retried / finished,
+    circuit changed."""
+    strategy = fanout.config.strategy
+    where = {"node": fanout.source, "fan_in": fanout.fan_in}
+    ctx.event(
+        "fanout_started",
+        **where,
+        path=path,
+        strategy=strategy,
+        branches=[t.branch for t in tasks],
+    )
+
+    def on_start(index: int) -> None:
+        task = tasks[index]
+        ctx.event("branch_started", **where, path=task.path, branch=task.branch, strategy=strategy)
+
+    def on_result(index: int, result: ParallelFlowResult) -> None:
+        ctx.event(
+            "branch_finished",
+            **where,
+            path=tasks[index].path,
+            branch=result.branch,
+            strategy=strategy,
+            success=result.success,
+            error=result.error,
+            error_type=result.error_type,
+            timeout=result.timeout,
+            retry_count=result.retry_count,
+            timing_ms=result.timing_ms,
+        )
+
+    def on_retry(index: int, attempt: int, delay_s: float, error: str) -> None:
+        ctx.event(
+            "branch_retry",
+            path=tasks[index].path,
+            branch=tasks[index].branch,
+            attempt=attempt,
+            delay_s=round(delay_s, 3),
+            error=error,
+        )
+
+    def on_transition(change: Transition) -> None:
+        ctx.event("circuit_changed", name=change.name, old=str(change.old), new=str(change.new))
+
+    return dataclasses.replace(
+        hooks,
+        on_start=on_start,
+        on_result=on_result,
+        on_retry=on_retry,
+        on_transition=on_transition,
+    )
+
+
+_NO_ITEM = object()
+
+
+def _branch_specs(fanout: FanOut, state: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(branch name, start node, for_each item or _NO_ITEM) for each branch, in order."""
+    if fanout.for_each is None:
+        return [(target, target, _NO_ITEM) for target in fanout.targets]
+    try:
+        items = list(fanout.for_each(state))
+    except Exception as exc:
+        raise RunError(
+            f"fan-out at {fanout.source!r}: for_each raised {type(exc).__name__}: {exc}"
+        ) from exc
+    target = fanout.targets[0]
+    return [(f"{target}[{index}]", target, item) for index, item in enumerate(items)]
+
+
+def _branch_state(fanout: FanOut, state: dict[str, Any], item: Any, branch: str) -> dict[str, Any]:
+    """A branch's own deep copy of the fan-out state (with its item, for for_each)."""
+    values = dict(state)
+    if item is not _NO_ITEM:
+        values[fanout.item_var] = item
+    try:
+        return copy.deepcopy(values)
+    except Exception as exc:
+        for key, value in values.items():
+            try:
+                copy.deepcopy(value)
+            except Exception as key_exc:
+                raise PickleValidationError(branch, key, key_exc, copying=True) from None
+        raise PickleValidationError(branch, None, exc, copying=True) from None
+
+
+def _run_here(run_branch: BranchRunner, ctx: RunContext, task: BranchTask) -> ParallelFlowResult:
+    return run_branch(task, ctx)
+
+
+def _replay(ctx: RunContext, events: Sequence[Event]) -> None:
+    if ctx.emit is not None:
+        for event in events:
+            ctx.emit(event)

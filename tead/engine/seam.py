@@ -1,0 +1,64 @@
+"""The seam between the engine and the strategies: what a fan-out hands an executor.
+
+An executor receives a `FanOutJob` (the branch tasks, their failure policy, the hooks the
+supervisor reports through, and two ways back into the calling run) and returns one result
+per task, in task order. A branch's own failure is a result, never an exception.
+
+`run_here` runs a branch in this process with the run's own context (its events, breakers,
+cancel token and executors): the thread strategy and any in-process plug-in use it.
+A strategy that runs branches elsewhere (a worker process, a host) runs them with
+`tead.engine.branch.run_branch_elsewhere` there, which hands back the branch's events with
+its result; it passes those to `replay` before it reports the result, so every strategy's
+branches show the same events in the same place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from tead.engine.task import BranchTask
+from tead.parallel.config import ParallelConfig, ParallelFlowResult
+from tead.parallel.hooks import FanOutHooks
+
+Event = dict[str, object]
+EventSink = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FanOutJob:
+    """One fan-out, as an executor receives it."""
+
+    tasks: Sequence[BranchTask]
+    config: ParallelConfig
+    hooks: FanOutHooks
+    #: run a branch in this process, in the run's context (events, breakers, cancel)
+    run_here: Callable[[BranchTask], ParallelFlowResult]
+    #: emit, in the calling run, the events a branch emitted where it ran
+    replay: Callable[[Sequence[Event]], None]
+
+
+@runtime_checkable
+class ParallelExecutor(Protocol):
+    """A strategy: runs the branches of one fan-out; one result per task, in task order."""
+
+    def execute(self, job: FanOutJob) -> list[ParallelFlowResult]: ...
+
+    def close(self) -> None: ...
+
+
+class ExecutorSource(Protocol):
+    """Where a run finds the executor of a strategy (a `tead.executors.Executors`)."""
+
+    def get(self, strategy: str) -> ParallelExecutor: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BranchReport:
+    """What a branch run elsewhere sends back: its result and the events it emitted."""
+
+    result: ParallelFlowResult
+    events: tuple[Event, ...] = ()

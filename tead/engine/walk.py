@@ -1,0 +1,126 @@
+"""Walking a graph: from one node to the next along the edges, fanning out on the way, and a
+branch (a walk from its first node up to its fan-in) recorded as a result."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from contextlib import nullcontext
+from typing import Any
+
+from tead.engine.context import RunContext
+from tead.engine.fanout import fan_out
+from tead.engine.seam import BranchReport, Event, ExecutorSource
+from tead.engine.task import BranchTask, failure_result
+from tead.errors import NodeError, RunCancelled
+from tead.graph.compiled import END, START, WorkflowGraph
+from tead.parallel.breaker import BreakerRegistry
+from tead.parallel.config import ParallelFlowResult
+
+
+def run_scope(
+    workflow: WorkflowGraph,
+    state: dict[str, Any],
+    entry: str,
+    exit: str,
+    *,
+    ctx: RunContext,
+    path: str = "",
+) -> dict[str, Any]:
+    """Walk from `entry` until `exit` (not run) or `__end__`, fanning out on the way."""
+    pending: dict[str, list[ParallelFlowResult]] = {}
+    current = entry
+    while current not in (exit, END):
+        if ctx.cancel is not None and ctx.cancel.reason is not None:
+            raise RunCancelled(ctx.cancel.reason)
+        if current != START:
+            _run_node(workflow, current, state, pending.pop(current, None), ctx=ctx, path=path)
+        groups = workflow.fanouts.get(current)
+        if groups:
+            results = fan_out(workflow, groups, state, ctx=ctx, path=path, run_branch=run_branch)
+            pending.update(results)
+            current = groups[0].fan_in
+        else:
+            current = workflow.next_node(current, state)
+    return state
+
+
+def _run_node(
+    workflow: WorkflowGraph,
+    name: str,
+    state: dict[str, Any],
+    results: list[ParallelFlowResult] | None,
+    *,
+    ctx: RunContext,
+    path: str,
+) -> None:
+    node = workflow.nodes[name]
+    if ctx.emit is not None:
+        if results is not None:
+            failed = sum(not r.success for r in results)
+            ctx.event("fan_in", node=name, path=path, branches=len(results), failed=failed)
+        ctx.event("node_started", node=name, path=path)
+    if node.fn is None:
+        if ctx.emit is not None:
+            ctx.event("node_finished", node=name, path=path, status="succeeded", duration_ms=0.0)
+        return
+    started = time.perf_counter()
+    try:
+        if name in workflow.fan_in_nodes:
+            update = node.fn(state, parallel_results=results or [])
+        else:
+            update = node.fn(state)
+        if update is not None and not isinstance(update, Mapping):
+            raise TypeError(f"returned {type(update).__name__}, expected a dict or None")
+    except (Exception, SystemExit) as exc:
+        ctx.event(
+            "node_finished",
+            node=name,
+            path=path,
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            duration_ms=ms_since(started),
+        )
+        raise NodeError(name, exc) from exc
+    if update:
+        state.update(update)
+    if ctx.emit is not None:
+        ctx.event(
+            "node_finished",
+            node=name,
+            path=path,
+            status="succeeded",
+            duration_ms=ms_since(started),
+        )
+
+
+def run_branch(task: BranchTask, ctx: RunContext) -> ParallelFlowResult:
+    """Run one branch in `ctx` and record its outcome; never raises for the branch's own
+    errors."""
+    started = time.perf_counter()
+    # A branch thread of a cancellable run counts as its work until it returns.
+    working = ctx.cancel.activity.working() if ctx.cancel is not None else nullcontext()
+    try:
+        with working:
+            state = run_scope(
+                task.workflow, task.state, task.entry, task.exit, ctx=ctx, path=task.path
+            )
+    except (Exception, SystemExit) as exc:
+        original = exc.error if isinstance(exc, NodeError) else exc
+        return failure_result(task, original, timing_ms=ms_since(started))
+    return ParallelFlowResult(
+        branch=task.branch, success=True, state=state, timing_ms=ms_since(started)
+    )
+
+
+def run_branch_elsewhere(task: BranchTask, executors: ExecutorSource) -> BranchReport:
+    """Run one branch away from its run (a worker process, a host): its events are kept and
+    sent back with its result; nested fan-outs use `executors`."""
+    events: list[Event] = []
+    ctx = RunContext(executors=executors, breakers=BreakerRegistry(), emit=events.append)
+    result = run_branch(task, ctx)
+    return BranchReport(result, tuple(events))
+
+
+def ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,120 @@
+"""Executors by strategy name, as an instance that a composition root (the daemon,
+`tead run`, the Python API) builds and hands to its runs.
+
+The built-in strategies and plug-ins share one shape: a factory that receives the
+strategy's dependencies (`ExecutorDeps`) and returns a `ParallelExecutor`. A third-party
+strategy is a package that declares its factory in the `tead.executors` entry-point group:
+
+    [project.entry-points."tead.executors"]
+    gpu = "my_package.executor:make_executor"
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from tead.engine.seam import ParallelExecutor
+from tead.errors import PluginError, UnknownStrategyError
+from tead.executors.process import ProcessExecutor
+from tead.executors.thread import ThreadExecutor
+from tead.parallel.strategies import ENTRY_POINT_GROUP
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutorDeps:
+    """What a strategy's factory is given: its name and its settings from the composition
+    root (e.g. the daemon's configuration for that strategy)."""
+
+    strategy: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+ExecutorFactory = Callable[[ExecutorDeps], ParallelExecutor]
+
+
+def _thread(deps: ExecutorDeps) -> ParallelExecutor:
+    return ThreadExecutor()
+
+
+def _process(deps: ExecutorDeps) -> ParallelExecutor:
+    # A worker's nested fan-outs get a registry of their own, made in the worker.
+    return ProcessExecutor(Executors)
+
+
+BUILTIN_FACTORIES: Mapping[str, ExecutorFactory] = {"thread": _thread, "process": _process}
+
+
+class Executors:
+    """Strategies by name: factories (built-in, plug-ins, registered), and the executors
+    made from them on first use, closed together.
+
+    A caller that runs many workflows (the daemon, a benchmark, your program) keeps one and
+    passes it to every run, so that process pools stay warm across runs.
+    """
+
+    def __init__(
+        self,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        plugins: bool = True,
+    ) -> None:
+        self._settings = dict(settings or {})
+        self._factories: dict[str, ExecutorFactory] = dict(BUILTIN_FACTORIES)
+        self._plugins: dict[str, EntryPoint] = (
+            {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)} if plugins else {}
+        )
+        self._lock = threading.Lock()
+        self._executors: dict[str, ParallelExecutor] = {}
+
+    def register(self, name: str, factory: ExecutorFactory) -> None:
+        """Make `factory` the strategy `name` for the runs given this registry."""
+        with self._lock:
+            self._factories[name] = factory
+
+    def names(self) -> list[str]:
+        """Every strategy this registry can make, built-in ones first."""
+        with self._lock:
+            return list(dict.fromkeys([*self._factories, *self._plugins]))
+
+    def get(self, strategy: str) -> ParallelExecutor:
+        """The executor of `strategy`, made on first use; UnknownStrategyError if none."""
+        with self._lock:
+            executor = self._executors.get(strategy)
+            if executor is None:
+                factory = self._factory(strategy)
+                deps = ExecutorDeps(strategy=strategy, settings=self._settings.get(strategy, {}))
+                executor = self._executors[strategy] = factory(deps)
+            return executor
+
+    def _factory(self, strategy: str) -> ExecutorFactory:
+        factory = self._factories.get(strategy)
+        if factory is not None:
+            return factory
+        plugin = self._plugins.get(strategy)
+        if plugin is None:
+            raise UnknownStrategyError(strategy, [*self._factories, *self._plugins])
+        try:
+            loaded = plugin.load()
+        except Exception as exc:
+            raise PluginError(strategy, plugin.value, exc) from exc
+        if not callable(loaded):
+            raise PluginError(strategy, plugin.value, TypeError("it is not callable"))
+        made: ExecutorFactory = loaded
+        self._factories[strategy] = made
+        return made
+
+    def close(self) -> None:
+        with self._lock:
+            executors, self._executors = list(self._executors.values()), {}
+        for executor in executors:
+            executor.close()
+
+    def __enter__(self) -> Executors:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

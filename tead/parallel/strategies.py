@@ -1,0 +1,43 @@
+"""Which strategy names a workflow may use: the built-in ones and those that installed
+packages declare in the `tead.executors` entry-point group; and why a known strategy
+cannot be used here. Checked when a workflow loads, without importing any executor."""
+
+from __future__ import annotations
+
+import importlib.util
+from importlib.metadata import entry_points
+
+from tead.parallel.config import ParallelConfig
+
+ENTRY_POINT_GROUP = "tead.executors"
+BUILTIN_STRATEGIES = ("thread", "process", "remote", "dask")
+#: built-in strategies this version of tead does not run yet
+_NOT_BUILT = ("remote", "dask")
+
+
+def known_strategies() -> list[str]:
+    """Every strategy name: the built-in ones first, then plug-ins by name."""
+    plugins = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    return list(dict.fromkeys([*BUILTIN_STRATEGIES, *plugins]))
+
+
+def unknown_strategy(name: str, known: list[str]) -> str | None:
+    """The problem with a strategy name nobody knows, or None if it is known."""
+    if name in known:
+        return None
+    usable = ", ".join(n for n in known if n not in _NOT_BUILT)
+    return f"unknown parallel strategy {name!r} (available: {usable})"
+
+
+def strategy_problem(config: ParallelConfig, known: list[str]) -> str | None:
+    """Why `config.strategy` cannot run here (one line), or None if it can."""
+    name = config.strategy
+    if (unknown := unknown_strategy(name, known)) is not None:
+        return unknown
+    if name == "remote" and config.remote is None:
+        return "strategy 'remote' needs `remote: {hosts: [...]}` in its parallel settings"
+    if name == "dask" and importlib.util.find_spec("distributed") is None:
+        return "strategy 'dask' needs the dask extra: pip install 'tead[dask]'"
+    if name in _NOT_BUILT:
+        return f"strategy {name!r} is not available in this version of tead (use thread or process)"
+    return None
