@@ -64,9 +64,8 @@ class Executors:
     ) -> None:
         self._settings = dict(settings or {})
         self._factories: dict[str, ExecutorFactory] = dict(BUILTIN_FACTORIES)
-        self._plugins: dict[str, EntryPoint] = (
-            {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)} if plugins else {}
-        )
+        self._find_plugins = plugins
+        self._found: dict[str, EntryPoint] | None = None  # looked up when first needed
         self._lock = threading.Lock()
         self._executors: dict[str, ParallelExecutor] = {}
 
@@ -78,7 +77,7 @@ class Executors:
     def names(self) -> list[str]:
         """Every strategy this registry can make, built-in ones first."""
         with self._lock:
-            return list(dict.fromkeys([*self._factories, *self._plugins]))
+            return list(dict.fromkeys([*self._factories, *self._plugins()]))
 
     def get(self, strategy: str) -> ParallelExecutor:
         """The executor of `strategy`, made on first use; UnknownStrategyError if none."""
@@ -94,9 +93,9 @@ class Executors:
         factory = self._factories.get(strategy)
         if factory is not None:
             return factory
-        plugin = self._plugins.get(strategy)
+        plugin = self._plugins().get(strategy)
         if plugin is None:
-            raise UnknownStrategyError(strategy, [*self._factories, *self._plugins])
+            raise UnknownStrategyError(strategy, [*self._factories, *self._plugins()])
         try:
             loaded = plugin.load()
         except Exception as exc:
@@ -106,6 +105,14 @@ class Executors:
         made: ExecutorFactory = loaded
         self._factories[strategy] = made
         return made
+
+    def _plugins(self) -> dict[str, EntryPoint]:
+        """The `tead.executors` entry points of installed packages (scanned once, lazily:
+        the scan costs milliseconds, and most runs use built-in strategies only)."""
+        if self._found is None:
+            found = entry_points(group=ENTRY_POINT_GROUP) if self._find_plugins else ()
+            self._found = {ep.name: ep for ep in found}
+        return self._found
 
     def close(self) -> None:
         with self._lock:
