@@ -5,32 +5,17 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tead.errors import UnknownStrategyError
 from tead.parallel.config import ParallelConfig, ParallelFlowResult
 
+# FanOutHooks and ResultCallback live in tead.parallel.hooks now; re-exported from here
+from tead.parallel.hooks import FanOutHooks as FanOutHooks  # noqa: PLC0414
+from tead.parallel.hooks import ResultCallback as ResultCallback  # noqa: PLC0414
+
 if TYPE_CHECKING:
     from tead.engine.task import BranchTask
-    from tead.parallel.breaker import BreakerRegistry, Transition
-    from tead.parallel.cancel import CancelToken
-
-ResultCallback = Callable[[int, ParallelFlowResult], None]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FanOutHooks:
-    """What the engine gives an executor besides the tasks: where breakers live and whom
-    to tell about progress (all called in the calling process)."""
-
-    breakers: BreakerRegistry | None = None
-    on_result: ResultCallback | None = None  # (task index, final result)
-    on_retry: Callable[[int, int, float, str], None] | None = None  # (index, attempt, delay, error)
-    on_transition: Callable[[Transition], None] | None = None  # a circuit breaker moved
-    fresh_state: Callable[[int], dict[str, Any]] | None = None  # a new copy of task i's state
-    on_start: Callable[[int], None] | None = None  # task i's attempt starts (any thread)
-    cancel: CancelToken | None = None  # when set, stop every branch and return
 
 
 @runtime_checkable

@@ -103,16 +103,11 @@ class ProcessLauncher:
         self._pool = pool
         self._payloads = {id(task): payload for task, payload in zip(tasks, payloads, strict=True)}
 
-    def prepare(self, *, isolated: bool = False) -> None:
+    def prepare(self) -> None:
         """Nothing to prepare: the gate runs when a ready worker takes the task."""
 
     def launch(
-        self,
-        task: BranchTask,
-        *,
-        isolated: bool = False,
-        gate: Gate | None = None,
-        settle: Settle | None = None,
+        self, task: BranchTask, *, gate: Gate | None = None, settle: Settle | None = None
     ) -> Attempt:
         payload = self._payloads.get(id(task)) or pickle_tasks([task])[0]
 
@@ -120,7 +115,7 @@ class ProcessLauncher:
             denied = gate() if gate is not None else None
             if denied is None:
                 return True
-            attempt.set_result(denied)  # turned away by its breaker: it does not run
+            attempt.set_result(denied)  # turned away at the gate: it does not run
             return False
 
         attempt: Attempt = self._pool.submit(payload, dispatch)
@@ -128,11 +123,10 @@ class ProcessLauncher:
             attempt.add_done_callback(functools.partial(_settle, settle))
         return attempt
 
-    def stop(self, attempts: Collection[Attempt], running: Collection[Attempt]) -> set[Attempt]:
+    def stop(self, attempts: Collection[Attempt]) -> None:
         """Stop each attempt alone (waiting ones never start, running ones are killed)."""
         for attempt in attempts:
             self._pool.stop(attempt)
-        return set()
 
     def close(self) -> None:
         """Nothing to release: the pool belongs to the executor."""
