@@ -29,6 +29,7 @@ from tead.errors import PickleValidationError
 from tead.executors.workerpool import WorkerPool
 from tead.parallel.config import ParallelFlowResult
 from tead.parallel.launcher import Attempt, Gate, Settle
+from tead.parallel.outcomes import Finished, Outcome
 from tead.parallel.supervisor import supervise
 
 Replay = Callable[[Sequence[Event]], None]
@@ -116,18 +117,13 @@ class ProcessLauncher:
         self._pool = pool
         self._payloads = {id(task): payload for task, payload in zip(tasks, payloads, strict=True)}
         self._replay = replay
-        self._in_pool: dict[Attempt, Future[BranchReport | ParallelFlowResult]] = {}
+        self._in_pool: dict[Attempt, Future[Outcome]] = {}
 
-    def prepare(self, *, isolated: bool = False) -> None:
+    def prepare(self) -> None:
         """Nothing to prepare: the gate runs when a ready worker takes the task."""
 
     def launch(
-        self,
-        task: BranchTask,
-        *,
-        isolated: bool = False,
-        gate: Gate | None = None,
-        settle: Settle | None = None,
+        self, task: BranchTask, *, gate: Gate | None = None, settle: Settle | None = None
     ) -> Attempt:
         payload = self._payloads.get(id(task)) or pickle_tasks([task])[0]
 
@@ -137,14 +133,9 @@ class ProcessLauncher:
         in_pool.add_done_callback(functools.partial(self._returned, attempt, settle))
         return attempt
 
-    def _returned(
-        self,
-        attempt: Attempt,
-        settle: Settle | None,
-        in_pool: Future[BranchReport | ParallelFlowResult],
-    ) -> None:
-        """The worker answered (or failed): replay the branch's events in this run, then
-        tell the breaker (`settle`), then the supervisor (through `attempt`)."""
+    def _returned(self, attempt: Attempt, settle: Settle | None, in_pool: Future[Outcome]) -> None:
+        """The pool's outcome: replay the branch's events in this run, then tell the
+        breaker (`settle`), then the supervisor (through `attempt`)."""
         self._in_pool.pop(attempt, None)
         if in_pool.cancelled():
             attempt.cancel()
@@ -153,29 +144,28 @@ class ProcessLauncher:
         if error is not None:
             attempt.set_exception(error)
             return
-        report = in_pool.result()
-        if isinstance(report, BranchReport):
-            self._replay(report.events)
-            report = report.result
+        outcome = in_pool.result()
+        if isinstance(outcome, Finished) and isinstance(outcome.result, BranchReport):
+            self._replay(outcome.result.events)
+            outcome = Finished(result=outcome.result.result)
         if settle is not None:
-            settle(report)
-        attempt.set_result(report)
+            settle(outcome)
+        attempt.set_result(outcome)
 
-    def stop(self, attempts: Collection[Attempt], running: Collection[Attempt]) -> set[Attempt]:
+    def stop(self, attempts: Collection[Attempt]) -> None:
         """Stop each attempt alone (waiting ones never start, running ones are killed)."""
         for attempt in attempts:
             in_pool = self._in_pool.get(attempt)
             if in_pool is not None:
                 self._pool.stop(in_pool)
-        return set()
 
     def close(self) -> None:
         """Nothing to release: the pool belongs to the executor."""
 
 
-def _dispatch(gate: Gate | None, in_pool: Future[object]) -> bool:
+def _dispatch(gate: Gate | None, in_pool: Future[Outcome]) -> bool:
     """As a worker takes the task: run the gate; if it turns the branch away, the task is
-    not sent and the gate's result is the attempt's."""
+    not sent and the gate's outcome is the attempt's."""
     denied = gate() if gate is not None else None
     if denied is None:
         return True

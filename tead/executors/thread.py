@@ -17,6 +17,7 @@ from tead.engine.seam import FanOutJob
 from tead.engine.task import BranchTask
 from tead.parallel.config import ParallelFlowResult
 from tead.parallel.launcher import Attempt, Gate, Settle
+from tead.parallel.outcomes import Finished, Outcome
 from tead.parallel.supervisor import supervise
 
 _Job = tuple[Attempt, BranchTask, Gate | None, Settle | None]
@@ -50,12 +51,7 @@ class ThreadLauncher:
         self._abandoned: set[Attempt] = set()
 
     def launch(
-        self,
-        task: BranchTask,
-        *,
-        isolated: bool = False,
-        gate: Gate | None = None,
-        settle: Settle | None = None,
+        self, task: BranchTask, *, gate: Gate | None = None, settle: Settle | None = None
     ) -> Attempt:
         attempt: Attempt = Future()
         self._jobs.put((attempt, task, gate, settle))
@@ -68,10 +64,10 @@ class ThreadLauncher:
             threading.Thread(target=self._work, name="tead-branch", daemon=True).start()
         return attempt
 
-    def prepare(self, *, isolated: bool = False) -> None:
+    def prepare(self) -> None:
         """Nothing to prepare: threads start in microseconds."""
 
-    def stop(self, attempts: Collection[Attempt], running: Collection[Attempt]) -> set[Attempt]:
+    def stop(self, attempts: Collection[Attempt]) -> None:
         """Abandon running attempts (their threads are replaced), cancel queued ones."""
         for attempt in attempts:
             with self._lock:
@@ -82,7 +78,6 @@ class ThreadLauncher:
                     continue
             attempt.cancel()
         self._spawn_for_waiting()
-        return set()
 
     def _spawn_for_waiting(self) -> None:
         """Start threads for queued attempts that lost theirs (one per missing thread)."""
@@ -111,11 +106,11 @@ class ThreadLauncher:
                 self._owners[attempt] = me
             try:
                 denied = gate() if gate is not None else None
-                result = denied if denied is not None else self._run(task)
+                result = denied or Finished(result=self._run(task))
                 if settle is not None:
                     settle(result)
             except BaseException as exc:  # the run records branch errors; this is ours
-                outcome: ParallelFlowResult | BaseException = exc
+                outcome: Outcome | BaseException = exc
             else:
                 outcome = result
             with self._lock:

@@ -13,10 +13,14 @@ Workers come from the `forkserver` context (`spawn` where there is none). The fo
 starts in the parent's working directory with `''` first on its `sys.path`, so it preloads
 tead only when that folder shadows nothing; else every import happens in the worker after
 multiprocessing has given it the parent's `sys.path`: a folder named `tead/` (or `yaml.py`)
-in the working directory is never imported. A worker that dies before it is ready fails one
-waiting task with WorkerCrashedError naming why; one that dies running a task fails that
-task. Each worker exits within milliseconds of the death of the process that started it (a
-pidfd it polls; a 0.1 s `kill(pid, 0)` check where pidfds are missing).
+in the working directory is never imported. Each worker exits within milliseconds of the
+death of the process that started it (a pidfd it polls; a 0.1 s `kill(pid, 0)` check where
+pidfds are missing).
+
+A task ends with a typed outcome (tead/parallel/outcomes.py): its result as Finished; a
+worker that dies before it is ready ends one waiting task Crashed, naming why; one that dies
+running a task ends that task Crashed; a task stopped, or running when the pool closes,
+ends Lost.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from tead.errors import WorkerCrashedError
+from tead.parallel.outcomes import Crashed, Finished, Lost, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ PARENT_POLL_S = 0.1  # where pidfds are missing: how often a worker checks its p
 
 Job = Callable[[bytes], Any]  # runs in the worker: payload -> result (pickled back)
 # called with the task's future as a worker takes it; False: do not run it (it finished it)
-Dispatch = Callable[[Future[Any]], bool]
+Dispatch = Callable[[Future[Outcome]], bool]
 
 
 def context() -> multiprocessing.context.BaseContext:
@@ -166,7 +170,7 @@ def _sendable(exc: BaseException) -> BaseException:
 @dataclass(eq=False, slots=True)
 class _Task:
     payload: bytes
-    future: Future[Any]
+    future: Future[Outcome]
     dispatch: Dispatch | None
 
 
@@ -192,7 +196,8 @@ def _close_live_pools() -> None:
 
 class WorkerPool:
     """`size` worker processes running `job(payload)`; tasks are given to idle workers in
-    submission order; `stop(future)` stops one task alone."""
+    submission order; `stop(future)` stops one task alone. A task's future holds its
+    outcome (the job's result as Finished); it raises what the job raised."""
 
     def __init__(self, size: int, job: Job) -> None:
         self._size = size
@@ -212,7 +217,7 @@ class WorkerPool:
 
     # --- public ---------------------------------------------------------------------------
 
-    def submit(self, payload: bytes, dispatch: Dispatch | None = None) -> Future[Any]:
+    def submit(self, payload: bytes, dispatch: Dispatch | None = None) -> Future[Outcome]:
         """Queue a task; `dispatch()` is called (on some thread) as a worker takes it."""
         task = _Task(payload, Future(), dispatch)
         with self._lock:
@@ -224,9 +229,10 @@ class WorkerPool:
         self._pump()
         return task.future
 
-    def stop(self, future: Future[Any]) -> None:
-        """Stop one task: a waiting one never starts; a running one's worker is killed
-        (and reaped before this returns) and replaced. Other tasks are untouched."""
+    def stop(self, future: Future[Outcome]) -> None:
+        """Stop one task: a waiting one never starts (cancelled); a running one's worker
+        is killed (and reaped before this returns) and replaced, and the task ends Lost.
+        Other tasks are untouched."""
         with self._lock:
             for task in self._waiting:
                 if task.future is future:
@@ -242,11 +248,11 @@ class WorkerPool:
                 self._spawn()
         worker.process.kill()
         worker.process.join()
-        _set(future, exception=WorkerCrashedError("stopped: its worker process was killed"))
+        _set(future, Lost(detail="stopped: its worker process was killed"))
         self._wake()
 
     def close(self) -> None:
-        """Kill the workers (running tasks fail, waiting ones are cancelled)."""
+        """Kill the workers (running tasks end Lost, waiting ones are cancelled)."""
         with self._lock:
             if self._closed:
                 return
@@ -261,7 +267,7 @@ class WorkerPool:
             worker.process.join()
             worker.conn.close()
             if worker.task is not None:
-                _set(worker.task.future, exception=WorkerCrashedError("the pool was closed"))
+                _set(worker.task.future, Lost(detail="the pool was closed"))
         self._wake()
         _live_pools.discard(self)
 
@@ -297,7 +303,7 @@ class WorkerPool:
             try:
                 go = task.dispatch is None or task.dispatch(task.future)
             except BaseException as exc:
-                _set(task.future, exception=exc)
+                _set(task.future, exc)
                 go = False
             if not go:
                 self._release(worker, task)  # the future is finished: not sent
@@ -362,9 +368,9 @@ class WorkerPool:
                 task, worker.task = worker.task, None
             if task is not None:
                 if kind == "result":
-                    _set(task.future, result=value)
+                    _set(task.future, Finished(result=value))
                 else:
-                    _set(task.future, exception=value)
+                    _set(task.future, value)
 
     def _died(self, worker: _Worker) -> None:
         """A worker ended by itself (a crash, os._exit, a signal from outside)."""
@@ -395,7 +401,7 @@ class WorkerPool:
         else:
             cause = f"the worker process running this branch died ({cause})"
         if task is not None:
-            _set(task.future, exception=WorkerCrashedError(cause))
+            _set(task.future, Crashed(detail=cause))
 
 
 def _exit_cause(code: int | None) -> str:
@@ -407,16 +413,14 @@ def _exit_cause(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _set(
-    future: Future[Any], *, result: Any = None, exception: BaseException | None = None
-) -> None:
+def _set(future: Future[Outcome], outcome: Outcome | BaseException) -> None:
     """Finish a future unless it already is (a stopped task may answer late)."""
     if future.done():
         return
     try:
-        if exception is not None:
-            future.set_exception(exception)
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
         else:
-            future.set_result(result)
+            future.set_result(outcome)
     except Exception:  # finished by another thread meanwhile
         pass

@@ -1,97 +1,77 @@
-"""One fan-out's coordinator: the failure policy shared by every built-in executor.
+"""One fan-out's coordinator: the failure policy shared by every executor.
 
-The supervisor starts at most `max_workers` branch attempts at a time through a
-`Launcher` (threads, processes), so an attempt's clock starts when it starts. It then
-waits for whichever comes first: an attempt finishing, an attempt's timeout, or a retry
-falling due. Timed-out attempts are given up at once (threads abandoned, processes killed)
-and never waited for; retries are scheduled here, so a backoff wait holds no worker;
-circuit breakers are asked before each attempt and told its outcome; with `fail_fast` the
-first failure cancels everything else. Results come back in task order.
+The supervisor starts branch attempts through a `Launcher` (threads, worker processes,
+remote hosts) and decides from their typed outcomes alone (outcomes.py): it knows no pool.
+Attempts start at most `max_workers` at a time, and an attempt's clock starts when it
+does. It then waits for whichever comes first: an attempt's outcome, an attempt's timeout,
+or a retry falling due. Timed-out attempts are given up at once (threads abandoned,
+processes killed) and never waited for; retries are scheduled here, so a backoff wait
+holds no worker; circuit breakers are asked before each attempt and told its outcome; with
+`fail_fast` the first failure cancels everything else. Results come back in task order.
+
+All its time comes from an injected `Clock` (clock.py): its waiting too, so that tests
+make time jump instead of sleeping.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import heapq
 import logging
 import queue
 import random
 import threading
-import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any, Generic, TypeVar
 
 from tead.errors import CircuitOpenError, FanOutCancelledError, WorkerCrashedError
-from tead.parallel.breaker import BreakerRegistry, CircuitBreaker, Transition
+from tead.parallel.branch import Branch, branches_for
+from tead.parallel.breaker import Transition
 from tead.parallel.callbacks import CallbackDispatcher
+from tead.parallel.clock import Clock, MonotonicClock
 from tead.parallel.config import ParallelConfig, ParallelFlowResult
+from tead.parallel.hooks import FanOutHooks
 from tead.parallel.launcher import Attempt, Launcher
-
-if TYPE_CHECKING:
-    from tead.engine.task import BranchTask
-    from tead.parallel.hooks import FanOutHooks
+from tead.parallel.outcomes import Crashed, Denied, Finished, Lost, Outcome, TimedOut
+from tead.parallel.task import SupervisedTask, failure_result
+from tead.parallel.timetable import Timetable
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(slots=True)
-class _Branch:
-    index: int
-    task: BranchTask
-    breaker: CircuitBreaker | None
-    attempts: int = 0  # attempts started
-    errors: list[str] = field(default_factory=list)
-    first_started: float | None = None
-    started: float | None = None  # the running attempt's start; None until it starts
-    isolated: bool = False
-    attempt: Attempt | None = None  # the latest attempt
-    pristine: dict[str, Any] | None = None  # the state before the first attempt, if kept
-    denied: ParallelFlowResult | None = None
-    settled: int = 0  # the last attempt whose outcome the breaker was told
-    result: ParallelFlowResult | None = None
+T = TypeVar("T", bound=SupervisedTask)
 
 
-class Supervisor:
+class Supervisor(Generic[T]):
     """Runs one fan-out's tasks through a launcher under one ParallelConfig."""
 
     def __init__(
         self,
-        tasks: Sequence[BranchTask],
+        tasks: Sequence[T],
         config: ParallelConfig,
-        launcher: Launcher,
+        launcher: Launcher[T],
         hooks: FanOutHooks | None = None,
         *,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        from tead.parallel.hooks import FanOutHooks
-
         self.config = config
         self.launcher = launcher
         self.hooks = hooks or FanOutHooks()
         self.rng = rng or random.Random()
+        self.clock = clock or MonotonicClock()
+        self._now = self.clock.monotonic
         self.callbacks = CallbackDispatcher(config.callbacks, timeout_s=config.callback_timeout_s)
-        breakers = self.hooks.breakers if config.circuit_breaker else None
-        by_entry: dict[str, CircuitBreaker | None] = {}
-        for task in tasks:
-            if task.entry not in by_entry:
-                by_entry[task.entry] = _breaker_for(task, config, breakers)
-        self.branches = [
-            _Branch(index=i, task=task, breaker=by_entry[task.entry])
-            for i, task in enumerate(tasks)
-        ]
-        self.ready: deque[_Branch] = deque(self.branches)
-        self.waiting: list[tuple[float, int]] = []  # (due time, branch index) for retries
-        self.running: dict[Attempt, _Branch] = {}
+        self.branches = branches_for(tasks, config, self.hooks)
+        self.ready: deque[Branch[T]] = deque(self.branches)
+        self.running: dict[Attempt, Branch[T]] = {}
         self.inbox: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()  # None: wake up
         self.unfinished = len(self.branches)
         self._settle_lock = threading.Lock()
-        # (start time, branch, attempt number) of started attempts, appended by the gates
-        # (on worker threads) as they start, so in deadline order: one timeout for all.
-        self.started: deque[tuple[float, _Branch, int]] = deque()
+        # Deadlines of started attempts (the gates add them, on worker threads, as the
+        # attempts start) and due times of retries.
+        self.timetable: Timetable[Branch[T]] = Timetable(config.timeout_seconds, self._now)
         # Set (on any thread) as soon as an attempt's failure stops the fan-out (fail_fast)
         # or the run is cancelled: attempts not yet started are turned away at their gate.
         self.stopping: str | None = None
@@ -112,14 +92,13 @@ class Supervisor:
                 self._launch_ready()
                 if not self.unfinished:
                     break
-                try:
-                    done = self.inbox.get(timeout=self._next_wake())
-                except queue.Empty:
-                    done = None
+                until = self.timetable.next_wake(bool(self.running), self._live)
+                done = self.clock.wait(self.inbox, until)
                 if done is not None and done in self.running:
                     self._finished(done)
                 self._expire_timeouts()
-                self._release_due_retries()
+                for index in self.timetable.due_retries():
+                    self.ready.append(self.branches[index])
         finally:
             if stop_listening is not None:
                 stop_listening()
@@ -137,8 +116,6 @@ class Supervisor:
         while self.ready:
             if capped and len(self.running) >= workers:
                 break
-            if self.ready[0].isolated and self._isolated_running() >= workers:
-                break
             branch = self.ready.popleft()
             task = self._task_for(branch)
             branch.attempts += 1
@@ -146,21 +123,19 @@ class Supervisor:
             if eager:
                 gate = functools.partial(self._gate, branch, task)
                 settle = functools.partial(self._settle, branch, branch.attempts)
-                attempt = self.launcher.launch(
-                    task, isolated=branch.isolated, gate=gate, settle=settle
-                )
+                attempt = self.launcher.launch(task, gate=gate, settle=settle)
             else:
-                self.launcher.prepare(isolated=branch.isolated)  # no clock for pool start-up
+                self.launcher.prepare()  # no clock for a worker's start-up
                 denied = self._gate(branch, task)
                 if denied is not None:
-                    self._finish(branch, denied)
+                    self._finish(branch, denied.result)
                     continue
-                attempt = self.launcher.launch(task, isolated=branch.isolated)
+                attempt = self.launcher.launch(task)
             self.running[attempt] = branch
             branch.attempt = attempt
             attempt.add_done_callback(self.inbox.put)
 
-    def _task_for(self, branch: _Branch) -> BranchTask:
+    def _task_for(self, branch: Branch[T]) -> T:
         """The task of the next attempt: the original first, then fresh copies."""
         task = branch.task
         if self.launcher.copies_state or self.config.retry is None:
@@ -173,148 +148,113 @@ class Supervisor:
             return replace(task, state=self.hooks.fresh_state(branch.index))
         return replace(task, state=copy.deepcopy(branch.pristine or {}))
 
-    def _isolated_running(self) -> int:
-        return sum(1 for b in self.running.values() if b.isolated)
-
-    def _gate(self, branch: _Branch, task: BranchTask) -> ParallelFlowResult | None:
+    def _gate(self, branch: Branch[T], task: T) -> Denied | None:
         """At an attempt's start: ask the breaker, tell the callbacks, start the clock.
 
-        Returns the result of a branch the breaker turns away, else None. With threads this
-        runs on the worker thread, right before the branch.
+        Returns a Denied for a branch turned away, else None. With threads this runs on
+        the worker thread, right before the branch.
         """
         cancel = self.hooks.cancel
         if cancel is not None and cancel.reason is not None:
             self.stopping = f"cancelled: the run was {cancel.reason.replace('_', ' ')}"
         if self.stopping is not None:  # fail_fast or a cancel is on its way: do not start
-            branch.denied = self._failure(branch, FanOutCancelledError(self.stopping))
-            return branch.denied
+            return Denied(result=self._failure(branch, FanOutCancelledError(self.stopping)))
         if branch.breaker is not None:
             allowed, change = branch.breaker.allow()
             self._transition(change)
             if not allowed:
                 error = CircuitOpenError(f"circuit {branch.breaker.name!r} is open")
-                branch.denied = self._failure(branch, error)
-                return branch.denied
+                return Denied(result=self._failure(branch, error))
         if self.callbacks.has("on_flow_start"):  # before the clock: a slow callback costs
             self.callbacks.fire("on_flow_start", task.branch, copy.deepcopy(task.state))
-        now = time.monotonic()
+        now = self._now()
         branch.first_started = branch.first_started or now
         branch.started = now
-        if self.config.timeout_seconds is not None:
-            self.started.append((now, branch, branch.attempts))
+        self.timetable.started(now, branch, branch.attempts)
         if self.hooks.on_start is not None:
             self.hooks.on_start(branch.index)
         return None
 
-    def _settle(self, branch: _Branch, attempt_no: int, result: ParallelFlowResult) -> None:
+    def _settle(self, branch: Branch[T], attempt_no: int, outcome: Outcome) -> None:
         """On the worker thread, as an attempt returns: tell the breaker at once, so that
         the next branch's gate (maybe on this very thread) already sees the outcome."""
-        if result is not branch.denied:
-            self._record_breaker(branch, attempt_no, success=result.success)
-            retry = self.config.retry
-            final = retry is None or not retry.retries(attempt_no, result.error_mro)
-            if self.config.fail_fast and not result.success and final:
-                self.stopping = f"cancelled: branch {branch.task.branch!r} failed"
+        if type(outcome) is not Finished:  # the coordinator deals with the others
+            return
+        result = outcome.result
+        self._record_breaker(branch, attempt_no, success=result.success)
+        retry = self.config.retry
+        final = retry is None or not retry.retries(attempt_no, result.error_mro)
+        if self.config.fail_fast and not result.success and final:
+            self.stopping = f"cancelled: branch {branch.task.branch!r} failed"
 
-    def _live_deadline(self) -> float | None:
-        """The first deadline of an attempt still running (forgetting finished ones)."""
-        timeout = self.config.timeout_seconds or 0.0
-        while self.started:
-            started, branch, attempt_no = self.started[0]
-            if branch.attempts == attempt_no and branch.attempt in self.running:
-                return started + timeout
-            self.started.popleft()
-        return None
-
-    def _next_wake(self) -> float | None:
-        """Seconds until the next deadline or retry. With a timeout, never sleep longer
-        than it: an attempt that starts after this look has a deadline at least one
-        timeout away, so seeing it at the next look is never late."""
-        times = [due for due, _ in self.waiting[:1]]
-        timeout = self.config.timeout_seconds
-        if timeout is not None and self.running:
-            times.append(time.monotonic() + timeout)
-            if (deadline := self._live_deadline()) is not None:
-                times.append(deadline)
-        if not times:
-            return None
-        return max(0.0, min(times) - time.monotonic())
+    def _live(self, branch: Branch[T], attempt_no: int) -> bool:
+        """Whether attempt `attempt_no` of `branch` is still running."""
+        return branch.attempts == attempt_no and branch.attempt in self.running
 
     # --- outcomes ---------------------------------------------------------------------------
 
     def _finished(self, attempt: Attempt) -> None:
         branch = self.running.pop(attempt)
-        if attempt.cancelled():  # its shared pool was killed by another fan-out: run again
+        if attempt.cancelled():  # given up by its launcher: as if lost
             self._run_again(branch)
             return
         error = attempt.exception()
-        if isinstance(error, BrokenProcessPool):
-            self._crashed(branch)
-            return
         if error is not None:  # the launcher failed (e.g. the state could not be sent)
             self._attempt_failed(branch, self._failure(branch, error))
             return
-        result = attempt.result()
-        if result is branch.denied:  # turned away by its breaker: not a failure of its own
-            self._finish(branch, result)
-        elif result.success:
-            self._record_breaker(branch, branch.attempts, success=True)
-            if branch.attempts > 1 or branch.breaker is not None:  # else nothing to add
-                result = result.evolve(**self._totals(branch))
-            self._finish(branch, result)
-        else:
-            self._attempt_failed(branch, result.evolve(**self._totals(branch)))
+        match attempt.result():
+            case Finished(result=result) if result.success:
+                self._record_breaker(branch, branch.attempts, success=True)
+                if branch.attempts > 1 or branch.breaker is not None:  # else nothing to add
+                    result = result.evolve(**self._totals(branch))
+                self._finish(branch, result)
+            case Finished(result=result):
+                self._attempt_failed(branch, result.evolve(**self._totals(branch)))
+            case Denied(result=result):  # turned away at the gate: not a failure of its own
+                self._finish(branch, result)
+            case Crashed(detail=detail):
+                self._attempt_failed(branch, self._failure(branch, WorkerCrashedError(detail)))
+            case Lost():
+                self._run_again(branch)
+            case TimedOut():
+                self._timed_out(branch)
 
-    def _crashed(self, branch: _Branch) -> None:
-        """A broken pool: an isolated branch crashed for real; others are run again alone."""
-        if branch.isolated:
-            crash = WorkerCrashedError("the worker process running this branch died")
-            self._attempt_failed(branch, self._failure(branch, crash))
-        else:
-            branch.isolated = True
-            self._run_again(branch)  # caught in a sibling's crash: not an attempt of its own
-
-    def _run_again(self, branch: _Branch) -> None:
-        """Put back an attempt that ended through no fault of its own (its pool was killed
-        or broke under it): it does not count, and its half-open probe is handed back."""
+    def _run_again(self, branch: Branch[T]) -> None:
+        """Put back an attempt that ended through no fault of its own (its worker was
+        killed or closed under it): it does not count, and its half-open probe is handed
+        back."""
         if branch.breaker is not None and branch.settled < branch.attempts:
             branch.breaker.release_probe()
         branch.attempts -= 1
         self.ready.appendleft(branch)
 
     def _expire_timeouts(self) -> None:
-        timeout = self.config.timeout_seconds
-        if timeout is None:
-            return
-        now = time.monotonic()
-        expired: list[Attempt] = []
-        while (deadline := self._live_deadline()) is not None and deadline <= now:
-            _, branch, _ = self.started.popleft()
-            assert branch.attempt is not None
-            expired.append(branch.attempt)
+        expired = self.timetable.expired(self._live)
         if not expired:
             return
-        for attempt in self._stop(expired):
-            self._run_again(self.running.pop(attempt))  # killed with a timed-out sibling
-        for attempt in expired:
-            if attempt not in self.running:  # cancelled by fail_fast earlier in this loop
+        self.launcher.stop([b.attempt for b in expired if b.attempt is not None])
+        for branch in expired:
+            if branch.attempt not in self.running:  # cancelled by fail_fast earlier in this loop
                 continue
-            branch = self.running.pop(attempt)
-            if self.callbacks:
-                self.callbacks.fire("on_flow_timeout", branch.task.branch, timeout, branch.attempts)
-            error = TimeoutError(f"branch timed out after {timeout:g} s")
-            self._attempt_failed(branch, self._failure(branch, error, timeout=True))
+            del self.running[branch.attempt]
+            self._timed_out(branch)
 
-    def _stop(self, attempts: list[Attempt]) -> set[Attempt]:
-        collateral = self.launcher.stop(attempts, list(self.running))
-        return {a for a in collateral if a in self.running and a not in attempts}
+    def _timed_out(self, branch: Branch[T]) -> None:
+        timeout = self.config.timeout_seconds
+        if self.callbacks:
+            self.callbacks.fire("on_flow_timeout", branch.task.branch, timeout, branch.attempts)
+        after = f" after {timeout:g} s" if timeout is not None else ""
+        error = TimeoutError(f"branch timed out{after}")
+        self._attempt_failed(branch, self._failure(branch, error, timeout=True))
 
-    def _attempt_failed(self, branch: _Branch, result: ParallelFlowResult) -> None:
+    def _attempt_failed(self, branch: Branch[T], result: ParallelFlowResult) -> None:
         self._record_breaker(branch, branch.attempts, success=False)
         message = f"{result.error_type}: {result.error}"
         branch.errors.append(message)
         # the breaker state this failure left, and every failed attempt's error
-        result = result.evolve(circuit_state=_state(branch), attempt_errors=tuple(branch.errors))
+        result = result.evolve(
+            circuit_state=branch.circuit_state, attempt_errors=tuple(branch.errors)
+        )
         if self.callbacks and not result.timeout:
             self.callbacks.fire(
                 "on_flow_error",
@@ -339,37 +279,30 @@ class Supervisor:
                 )
             if self.hooks.on_retry is not None:
                 self.hooks.on_retry(branch.index, branch.attempts + 1, delay, message)
-            heapq.heappush(self.waiting, (time.monotonic() + delay, branch.index))
+            self.timetable.retry_at(self._now() + delay, branch.index)
             return
         self._finish(branch, result)
         if self.config.fail_fast:
             self._cancel_all(f"cancelled: branch {branch.task.branch!r} failed")
-
-    def _release_due_retries(self) -> None:
-        now = time.monotonic()
-        while self.waiting and self.waiting[0][0] <= now:
-            _, index = heapq.heappop(self.waiting)
-            self.ready.append(self.branches[index])
 
     def _cancel_all(self, message: str) -> None:
         """Stop every unfinished branch (abandon threads, kill processes)."""
         reason = FanOutCancelledError(message)
         running = list(self.running)
         if running:
-            self.launcher.stop(running, running)
+            self.launcher.stop(running)
         for branch in self.running.values():  # stopped mid-attempt: no outcome to record
             if branch.breaker is not None and branch.settled < branch.attempts:
                 branch.breaker.release_probe()
         leftover = [*self.running.values(), *self.ready]
-        leftover += [self.branches[i] for _, i in self.waiting]
+        leftover += [self.branches[i] for i in self.timetable.clear_retries()]
         self.running.clear()
         self.ready.clear()
-        self.waiting.clear()
         for branch in leftover:
             if branch.result is None:
                 self._finish(branch, self._failure(branch, reason))
 
-    def _finish(self, branch: _Branch, result: ParallelFlowResult) -> None:
+    def _finish(self, branch: Branch[T], result: ParallelFlowResult) -> None:
         if branch.result is not None:
             return
         branch.result = result
@@ -382,25 +315,24 @@ class Supervisor:
     # --- helpers ----------------------------------------------------------------------------
 
     def _failure(
-        self, branch: _Branch, error: BaseException, *, timeout: bool = False
+        self, branch: Branch[T], error: BaseException, *, timeout: bool = False
     ) -> ParallelFlowResult:
-        from tead.engine.task import failure_result
-
-        elapsed = time.monotonic() - (branch.first_started or time.monotonic())
+        now = self._now()
+        elapsed = now - (branch.first_started or now)
         totals = {**self._totals(branch), "timing_ms": round(elapsed * 1000, 3)}
         return failure_result(branch.task, error, timeout=timeout, **totals)
 
-    def _totals(self, branch: _Branch) -> dict[str, Any]:
+    def _totals(self, branch: Branch[T]) -> dict[str, Any]:
         totals: dict[str, Any] = {
             "retry_count": max(branch.attempts - 1, 0),
             "attempt_errors": tuple(branch.errors),
-            "circuit_state": _state(branch),
+            "circuit_state": branch.circuit_state,
         }
         if branch.attempts > 1 and branch.first_started is not None:  # all attempts' time
-            totals["timing_ms"] = round((time.monotonic() - branch.first_started) * 1000, 3)
+            totals["timing_ms"] = round((self._now() - branch.first_started) * 1000, 3)
         return totals
 
-    def _record_breaker(self, branch: _Branch, attempt_no: int, *, success: bool) -> None:
+    def _record_breaker(self, branch: Branch[T], attempt_no: int, *, success: bool) -> None:
         """Tell the breaker an attempt's outcome, once per attempt (the worker thread's
         settle, a timeout or the coordinator may each be first)."""
         breaker = branch.breaker
@@ -426,28 +358,18 @@ class Supervisor:
             self.hooks.on_transition(change)
 
 
-def _state(branch: _Branch) -> str | None:
-    return str(branch.breaker.state) if branch.breaker is not None else None
-
-
-def _breaker_for(
-    task: BranchTask, config: ParallelConfig, breakers: BreakerRegistry | None
-) -> CircuitBreaker | None:
-    if config.circuit_breaker is None or breakers is None:
-        return None
-    return breakers.get(f"{task.workflow.name}:{task.entry}", config.circuit_breaker)
-
-
 def supervise(
-    tasks: Sequence[BranchTask],
+    tasks: Sequence[T],
     config: ParallelConfig,
-    launcher: Launcher,
+    launcher: Launcher[T],
     hooks: FanOutHooks | None = None,
+    *,
+    clock: Clock | None = None,
 ) -> list[ParallelFlowResult]:
     """Run a fan-out's tasks through `launcher` under `config`, then close the launcher."""
     if not tasks:
         return []
     try:
-        return Supervisor(tasks, config, launcher, hooks).run()
+        return Supervisor(tasks, config, launcher, hooks, clock=clock).run()
     finally:
         launcher.close()
