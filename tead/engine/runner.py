@@ -17,9 +17,22 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from tead.engine.events import (
+    BranchFinished,
+    BranchRetry,
+    BranchStarted,
+    CircuitChanged,
+    Event,
+    EventSink,
+    FanIn,
+    FanOutStarted,
+    NodeFinished,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+)
 from tead.engine.task import BranchTask, failure_result
 from tead.errors import FanOutError, NodeError, PickleValidationError, RunCancelled, RunError
 from tead.executors import Executors, FanOutHooks, ParallelExecutor
@@ -28,8 +41,6 @@ from tead.parallel.breaker import BreakerRegistry, Transition
 from tead.parallel.cancel import CancelToken
 from tead.parallel.config import ParallelFlowResult
 
-Event = dict[str, Any]
-EventSink = Callable[[Event], None]
 # (path of the fan-out, its source node, its fan-in node, the results in branch order)
 ResultsSink = Callable[[str, str, str, list[ParallelFlowResult]], None]
 
@@ -58,13 +69,9 @@ _context: contextvars.ContextVar[_RunContext | None] = contextvars.ContextVar(
 )
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _emit(ctx: _RunContext, event: str, **data: Any) -> None:
+def _emit(ctx: _RunContext, event: Event) -> None:
     if ctx.emit is not None:
-        ctx.emit({"event": event, "ts": _now(), **data})
+        ctx.emit(event)
 
 
 def run_workflow(
@@ -96,16 +103,16 @@ def run_workflow(
         ctx.executors, ctx.owns_executors = executors, False
     token = _context.set(ctx)
     started = time.perf_counter()
-    _emit(ctx, "run_started", workflow=workflow.name, entry=entry_point, exit=exit_point)
+    _emit(ctx, RunStarted(workflow=workflow.name, entry=entry_point, exit=exit_point))
     try:
         final = run_scope(workflow, current, entry_point, exit_point, ctx=ctx)
     except Exception as exc:
-        _emit(ctx, "run_finished", status="failed", error=str(exc), duration_ms=_ms_since(started))
+        _emit(ctx, RunFinished(status="failed", error=str(exc), duration_ms=_ms_since(started)))
         raise
     finally:
         _context.reset(token)
         ctx.close()
-    _emit(ctx, "run_finished", status="succeeded", duration_ms=_ms_since(started), state=final)
+    _emit(ctx, RunFinished(status="succeeded", duration_ms=_ms_since(started), state=final))
     return final
 
 
@@ -115,15 +122,19 @@ def stream_workflow(
     *,
     entry_point: str = START,
     exit_point: str = END,
-) -> Iterator[Event]:
-    """Run in a background thread and yield events as they come (errors are re-raised)."""
-    events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+) -> Iterator[dict[str, Any]]:
+    """Run in a background thread and yield events as they come, each as its JSON encoding
+    (`Event.to_json()`); errors are re-raised."""
+    events: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
     failure: list[BaseException] = []
+
+    def put(event: Event) -> None:
+        events.put(event.to_json())
 
     def work() -> None:
         try:
             run_workflow(
-                workflow, state, entry_point=entry_point, exit_point=exit_point, on_event=events.put
+                workflow, state, entry_point=entry_point, exit_point=exit_point, on_event=put
             )
         except BaseException as exc:
             failure.append(exc)
@@ -182,11 +193,11 @@ def _run_node(
     if ctx.emit is not None:
         if results is not None:
             failed = sum(not r.success for r in results)
-            _emit(ctx, "fan_in", node=name, path=path, branches=len(results), failed=failed)
-        _emit(ctx, "node_started", node=name, path=path)
+            _emit(ctx, FanIn(node=name, path=path, branches=len(results), failed=failed))
+        _emit(ctx, NodeStarted(node=name, path=path))
     if node.fn is None:
         if ctx.emit is not None:
-            _emit(ctx, "node_finished", node=name, path=path, status="succeeded", duration_ms=0.0)
+            _emit(ctx, NodeFinished(node=name, path=path, status="succeeded", duration_ms=0.0))
         return
     started = time.perf_counter()
     try:
@@ -199,12 +210,13 @@ def _run_node(
     except (Exception, SystemExit) as exc:
         _emit(
             ctx,
-            "node_finished",
-            node=name,
-            path=path,
-            status="failed",
-            error=f"{type(exc).__name__}: {exc}",
-            duration_ms=_ms_since(started),
+            NodeFinished(
+                node=name,
+                path=path,
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}",
+                duration_ms=_ms_since(started),
+            ),
         )
         raise NodeError(name, exc) from exc
     if update:
@@ -212,11 +224,7 @@ def _run_node(
     if ctx.emit is not None:
         _emit(
             ctx,
-            "node_finished",
-            node=name,
-            path=path,
-            status="succeeded",
-            duration_ms=_ms_since(started),
+            NodeFinished(node=name, path=path, status="succeeded", duration_ms=_ms_since(started)),
         )
 
 
@@ -310,49 +318,59 @@ def _event_hooks(
     """`hooks` plus the fan-out's events: started, branch started / retried / finished,
     circuit changed."""
     strategy = fanout.config.strategy
-    where = {"node": fanout.source, "fan_in": fanout.fan_in}
+    node, fan_in = fanout.source, fanout.fan_in
     _emit(
         ctx,
-        "fanout_started",
-        **where,
-        path=path,
-        strategy=strategy,
-        branches=[t.branch for t in tasks],
+        FanOutStarted(
+            node=node,
+            fan_in=fan_in,
+            path=path,
+            strategy=strategy,
+            branches=tuple(t.branch for t in tasks),
+        ),
     )
 
     def on_start(index: int) -> None:
         task = tasks[index]
-        _emit(ctx, "branch_started", **where, path=task.path, branch=task.branch, strategy=strategy)
+        _emit(
+            ctx,
+            BranchStarted(
+                node=node, fan_in=fan_in, path=task.path, branch=task.branch, strategy=strategy
+            ),
+        )
 
     def on_result(index: int, result: ParallelFlowResult) -> None:
         _emit(
             ctx,
-            "branch_finished",
-            **where,
-            path=tasks[index].path,
-            branch=result.branch,
-            strategy=strategy,
-            success=result.success,
-            error=result.error,
-            error_type=result.error_type,
-            timeout=result.timeout,
-            retry_count=result.retry_count,
-            timing_ms=result.timing_ms,
+            BranchFinished(
+                node=node,
+                fan_in=fan_in,
+                path=tasks[index].path,
+                branch=result.branch,
+                strategy=strategy,
+                success=result.success,
+                error=result.error,
+                error_type=result.error_type,
+                timeout=result.timeout,
+                retry_count=result.retry_count,
+                timing_ms=result.timing_ms,
+            ),
         )
 
     def on_retry(index: int, attempt: int, delay_s: float, error: str) -> None:
         _emit(
             ctx,
-            "branch_retry",
-            path=tasks[index].path,
-            branch=tasks[index].branch,
-            attempt=attempt,
-            delay_s=round(delay_s, 3),
-            error=error,
+            BranchRetry(
+                path=tasks[index].path,
+                branch=tasks[index].branch,
+                attempt=attempt,
+                delay_s=round(delay_s, 3),
+                error=error,
+            ),
         )
 
     def on_transition(change: Transition) -> None:
-        _emit(ctx, "circuit_changed", name=change.name, old=str(change.old), new=str(change.new))
+        _emit(ctx, CircuitChanged(name=change.name, old=change.old, new=change.new))
 
     return dataclasses.replace(
         hooks,

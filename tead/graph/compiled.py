@@ -16,7 +16,8 @@ from tead.parallel.breaker import BreakerRegistry
 from tead.parallel.config import ParallelConfig
 
 if TYPE_CHECKING:
-    from tead.engine.runner import Event, ResultsSink
+    from tead.engine.events import Event
+    from tead.engine.runner import ResultsSink
     from tead.executors import Executors
     from tead.parallel.cancel import CancelToken
     from tead.spec.models import WorkflowSpec
@@ -291,8 +292,9 @@ class Workflow:
         *,
         entry_point: str = START,
         exit_point: str = END,
-    ) -> Iterable[Event]:
-        """Run the workflow and yield its events as they happen (the last is `run_finished`)."""
+    ) -> Iterable[dict[str, Any]]:
+        """Run the workflow and yield its events as they happen, as JSON (`Event.to_json()`);
+        the last is `run_finished`."""
         from tead.engine.runner import stream_workflow
 
         return stream_workflow(self, state, entry_point=entry_point, exit_point=exit_point)
