@@ -450,3 +450,19 @@ def test_every_path_has_the_same_events_under_thread_and_process(
     """A node inside a process branch (or a nested fan-out there) appears in `--stream`
     exactly as it does in a thread branch."""
     assert trails["process"] == trails["thread"]
+
+
+def test_the_readme_documents_every_kind_and_field() -> None:
+    """The README's Events table has a row per kind naming each of its fields."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Events (") : text.index("## Python API")]
+    rows = {
+        line.split("|")[1].strip().strip("`"): line
+        for line in section.splitlines()
+        if line.startswith("| `")
+    }
+    assert set(rows) == set(EVENT_TYPES)
+    for kind, cls in EVENT_TYPES.items():
+        for item in dataclasses.fields(cls):
+            if item.name != "ts":
+                assert f"`{item.name}`" in rows[kind], (kind, item.name)
