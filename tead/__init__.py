@@ -5,6 +5,21 @@ across runs (`Executors`), add a strategy (`Executors.register`, or a package in
 `tead.executors` entry-point group).
 """
 
+from tead.engine.events import (
+    BranchFinished,
+    BranchRetry,
+    BranchStarted,
+    CircuitChanged,
+    Event,
+    EventSink,
+    FanIn,
+    FanOutStarted,
+    NodeFinished,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+    event_from_json,
+)
 from tead.engine.seam import FanOutJob, ParallelExecutor
 from tead.engine.task import BranchTask
 from tead.errors import (
@@ -35,14 +50,24 @@ __version__ = "0.1.0"
 __all__ = [
     "END",
     "START",
+    "BranchFinished",
+    "BranchRetry",
+    "BranchStarted",
     "BranchTask",
     "CircuitBreakerConfig",
+    "CircuitChanged",
+    "Event",
+    "EventSink",
     "ExecutorDeps",
     "Executors",
+    "FanIn",
     "FanOutJob",
+    "FanOutStarted",
     "Graph",
     "InputError",
     "NodeError",
+    "NodeFinished",
+    "NodeStarted",
     "ParallelConfig",
     "ParallelExecutor",
     "ParallelFlowResult",
@@ -50,6 +75,8 @@ __all__ = [
     "RetryPolicy",
     "RunCancelled",
     "RunError",
+    "RunFinished",
+    "RunStarted",
     "ScopeError",
     "TeadError",
     "UnknownStrategyError",
@@ -57,6 +84,7 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "__version__",
+    "event_from_json",
     "known_strategies",
     "load_workflow",
     "load_workflow_text",

@@ -9,8 +9,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tead.engine.context import ResultsSink
+from tead.engine.events import EventSink
 from tead.engine.runner import run_workflow, stream_workflow
-from tead.engine.seam import Event, EventSink
 from tead.executors.registry import Executors
 from tead.graph import builder, loader
 from tead.graph.compiled import END, START, WorkflowGraph
@@ -80,8 +80,9 @@ class Workflow:
         entry_point: str = START,
         exit_point: str = END,
         executors: Executors | None = None,
-    ) -> Iterator[Event]:
-        """Run the workflow and yield its events as they happen (the last is `run_finished`)."""
+    ) -> Iterator[dict[str, Any]]:
+        """Run the workflow and yield its events as they happen, as JSON (`Event.to_json()`);
+        the last is `run_finished`."""
         own = executors is None
         registry = Executors() if executors is None else executors
         try:

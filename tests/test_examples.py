@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import tead
+from tead.engine.events import BranchFinished, Event, NodeStarted
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 RunTead = Callable[..., subprocess.CompletedProcess[str]]  # the `tead_cli` fixture
@@ -345,14 +346,14 @@ def test_conditional_takes_each_route(
     assert subset(state, expected) == expected
 
 
-def _run_api(example: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    events: list[dict[str, Any]] = []
+def _run_api(example: str) -> tuple[dict[str, Any], list[Event]]:
+    events: list[Event] = []
     final = tead.load_workflow(EXAMPLES / example).invoke(on_event=events.append)
     return final, events
 
 
-def _finished_paths(events: list[dict[str, Any]]) -> list[str]:
-    return [e["path"] for e in events if e["event"] == "branch_finished"]
+def _finished_paths(events: list[Event]) -> list[str]:
+    return [e.path for e in events if isinstance(e, BranchFinished)]
 
 
 def test_for_each_results_in_item_order_through_api() -> None:
@@ -516,10 +517,10 @@ def test_circuit_breaker_stops_running_the_failing_branch() -> None:
     closes it so that the next run tries it (twice) again."""
     workflow = tead.load_workflow(EXAMPLES / "reliability_circuit_breaker.yaml")
     for _ in range(2):  # the second run starts after reset_circuit
-        events: list[dict[str, Any]] = []
+        events: list[Event] = []
         final = workflow.invoke(on_event=events.append)
         assert final["rounds_log"] == _rounds_log(4)
-        started = [e["node"] for e in events if e["event"] == "node_started"]
+        started = [e.node for e in events if isinstance(e, NodeStarted)]
         assert started.count("fetch_prices") == 2
         assert started.count("fetch_stock") == 4
         assert workflow.get_circuit_states() == {

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from tead import __version__
 from tead.cli.cron import add_cron_command
+from tead.engine.events import Event, EventSink
 from tead.errors import InputError, NodeError, TeadError, UsageError, WorkflowError
 from tead.graph.compiled import END, START
 from tead.graph.loader import load_workflow
@@ -97,7 +99,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     graph.check_scope(args.entry_point, args.exit_point)
     progress = None
     if args.stream:
-        on_event: Callable[[dict[str, Any]], None] | None = _ndjson_printer()
+        on_event: EventSink | None = _ndjson_printer()
     elif args.quiet:
         on_event = None
     else:
@@ -182,13 +184,12 @@ def _write_atomically(path: str, text: str) -> None:
         raise
 
 
-def _ndjson_printer() -> Callable[[dict[str, Any]], None]:
-    import threading
-
+def _ndjson_printer() -> EventSink:
+    """`--stream`: each event's JSON encoding on a line of its own."""
     lock = threading.Lock()
 
-    def emit(event: dict[str, Any]) -> None:
-        line = dumps(event)
+    def emit(event: Event) -> None:
+        line = dumps(event.to_json())
         with lock:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()

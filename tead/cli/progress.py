@@ -8,42 +8,55 @@ from typing import IO, Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
-Event = dict[str, Any]
+from tead.engine.events import (
+    BranchFinished,
+    BranchRetry,
+    Event,
+    FanIn,
+    FanOutStarted,
+    NodeFinished,
+    RunFinished,
+    RunStarted,
+)
 
 
 def describe(event: Event) -> str | None:
     """One plain line for an event, or None for events not worth a line."""
-    kind = event["event"]
-    where = f" [{event['path']}]" if event.get("path") else ""
-    if kind == "run_started":
-        return f"run {event['workflow']} started"
-    if kind == "node_finished":
-        if event["status"] == "failed":
-            return f"node {event['node']}{where} failed: {event['error']}"
-        return f"node {event['node']}{where} done in {event['duration_ms']:.1f} ms"
-    if kind == "fanout_started":
-        count = len(event["branches"])
-        return (
-            f"fan-out at {event['node']}{where}: {count} branch{'es' * (count != 1)} "
-            f"({event['strategy']}) -> {event['fan_in']}"
-        )
-    if kind == "branch_finished":
-        outcome = "ok" if event["success"] else f"failed: {event['error_type']}: {event['error']}"
-        return f"branch {event['path']} {outcome} ({event['timing_ms']:.1f} ms)"
-    if kind == "branch_retry":
-        return (
-            f"branch {event['path']} failed ({event['error']}); attempt {event['attempt']} "
-            f"in {event['delay_s']:.3f} s"
-        )
-    if kind == "fan_in":
-        return (
-            f"fan-in {event['node']}{where}: {event['branches']} results, {event['failed']} failed"
-        )
-    if kind == "run_finished":
-        if event["status"] == "failed":
-            return f"run failed after {event['duration_ms']:.1f} ms: {event['error']}"
-        return f"run succeeded in {event['duration_ms']:.1f} ms"
+    match event:
+        case RunStarted():
+            return f"run {event.workflow} started"
+        case NodeFinished(status="failed"):
+            return f"node {event.node}{_where(event.path)} failed: {event.error}"
+        case NodeFinished():
+            return f"node {event.node}{_where(event.path)} done in {event.duration_ms:.1f} ms"
+        case FanOutStarted():
+            count = len(event.branches)
+            return (
+                f"fan-out at {event.node}{_where(event.path)}: {count} "
+                f"branch{'es' * (count != 1)} ({event.strategy}) -> {event.fan_in}"
+            )
+        case BranchFinished():
+            outcome = "ok" if event.success else f"failed: {event.error_type}: {event.error}"
+            return f"branch {event.path} {outcome} ({event.timing_ms:.1f} ms)"
+        case BranchRetry():
+            return (
+                f"branch {event.path} failed ({event.error}); attempt {event.attempt} "
+                f"in {event.delay_s:.3f} s"
+            )
+        case FanIn():
+            return (
+                f"fan-in {event.node}{_where(event.path)}: {event.branches} results, "
+                f"{event.failed} failed"
+            )
+        case RunFinished(status="failed"):
+            return f"run failed after {event.duration_ms:.1f} ms: {event.error}"
+        case RunFinished():
+            return f"run succeeded in {event.duration_ms:.1f} ms"
     return None
+
+
+def _where(path: str) -> str:
+    return f" [{path}]" if path else ""
 
 
 class PlainProgress:
@@ -81,30 +94,28 @@ class LiveProgress:
         self.progress.start()
 
     def __call__(self, event: Event) -> None:
-        kind = event["event"]
         with self.lock:
-            if kind == "fanout_started":
-                key = (event["path"], event["fan_in"])
-                self.fanouts[key] = self.progress.add_task(
-                    f"{event['node']} → {event['fan_in']}", total=len(event["branches"])
-                )
-            elif kind == "branch_finished":
-                parent = event["path"].rpartition("/")[0]
-                task = self.fanouts.get((parent, event["fan_in"]))
-                if task is not None:
-                    self.progress.advance(task)
-                if not event["success"]:
-                    self.progress.console.print(f"[red]✗[/] {describe(event)}")
-            elif kind == "fan_in":
-                task = self.fanouts.pop((event["path"], event["node"]), None)
-                if task is not None:
-                    self.progress.remove_task(task)
-                if not event["path"]:
-                    self.progress.console.print(f"[cyan]⇉[/] {describe(event)}")
-            elif kind in ("node_finished", "run_finished") and not event.get("path"):
-                failed = event["status"] == "failed"
-                mark = "[red]✗[/]" if failed else "[green]✓[/]"
-                self.progress.console.print(f"{mark} {describe(event)}", highlight=False)
+            match event:
+                case FanOutStarted():
+                    self.fanouts[(event.path, event.fan_in)] = self.progress.add_task(
+                        f"{event.node} → {event.fan_in}", total=len(event.branches)
+                    )
+                case BranchFinished():
+                    parent = event.path.rpartition("/")[0]
+                    task = self.fanouts.get((parent, event.fan_in))
+                    if task is not None:
+                        self.progress.advance(task)
+                    if not event.success:
+                        self.progress.console.print(f"[red]✗[/] {describe(event)}")
+                case FanIn():
+                    task = self.fanouts.pop((event.path, event.node), None)
+                    if task is not None:
+                        self.progress.remove_task(task)
+                    if not event.path:
+                        self.progress.console.print(f"[cyan]⇉[/] {describe(event)}")
+                case NodeFinished(path="") | RunFinished():
+                    mark = "[red]✗[/]" if event.status == "failed" else "[green]✓[/]"
+                    self.progress.console.print(f"{mark} {describe(event)}", highlight=False)
 
     def close(self) -> None:
         self.progress.stop()

@@ -7,7 +7,6 @@ mode. Buckets fit jobs, not web requests. Labels never carry run ids or paths.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -19,6 +18,13 @@ from prometheus_client import (
 )
 
 from tead import __version__
+from tead.engine.events import (
+    BranchFinished,
+    BranchStarted,
+    CircuitChanged,
+    Event,
+    FanOutStarted,
+)
 from tead.parallel.breaker import CircuitState
 
 RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
@@ -139,13 +145,13 @@ class Metrics:
         return RunEventMetrics(self, workflow)
 
 
-def _outcome(event: dict[str, Any]) -> str:
-    if event["success"]:
+def _outcome(event: BranchFinished) -> str:
+    if event.success:
         return "success"
-    if event.get("timeout"):
+    if event.timeout:
         return "timeout"
     return {"CircuitOpenError": "circuit_open", "FanOutCancelledError": "cancelled"}.get(
-        event.get("error_type") or "", "error"
+        event.error_type or "", "error"
     )
 
 
@@ -158,29 +164,30 @@ class RunEventMetrics:
         self._lock = threading.Lock()
         self._active: dict[str, str] = {}  # branch path -> strategy, while it runs
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
+    def __call__(self, event: Event) -> None:
         m = self.metrics
-        if kind == "branch_started":
-            with self._lock:
-                first = event["path"] not in self._active
-                self._active[event["path"]] = event["strategy"]
-            if first:
-                m.flows_in_flight.labels(event["strategy"]).inc()
-        elif kind == "branch_finished":
-            strategy = event["strategy"]
-            with self._lock:
-                was_running = self._active.pop(event["path"], None) is not None
-            if was_running:
-                m.flows_in_flight.labels(strategy).dec()
-            m.flows.labels(self.workflow, strategy, _outcome(event)).inc()
-            m.flow_duration.labels(self.workflow, strategy).observe(event["timing_ms"] / 1000)
-            if event["retry_count"]:
-                m.flow_retries.labels(self.workflow, strategy).inc(event["retry_count"])
-        elif kind == "fanout_started":
-            m.fanout_width.labels(self.workflow).observe(len(event["branches"]))
-        elif kind == "circuit_changed":
-            m.breaker(event["name"], CircuitState(event["new"]))
+        match event:
+            case BranchStarted(path=path, strategy=strategy):
+                with self._lock:
+                    first = path not in self._active
+                    self._active[path] = strategy
+                if first:
+                    m.flows_in_flight.labels(strategy).inc()
+            case BranchFinished(path=path, strategy=strategy):
+                with self._lock:
+                    was_running = self._active.pop(path, None) is not None
+                if was_running:
+                    m.flows_in_flight.labels(strategy).dec()
+                m.flows.labels(self.workflow, strategy, _outcome(event)).inc()
+                m.flow_duration.labels(self.workflow, strategy).observe(event.timing_ms / 1000)
+                if event.retry_count:
+                    m.flow_retries.labels(self.workflow, strategy).inc(event.retry_count)
+            case FanOutStarted(branches=branches):
+                m.fanout_width.labels(self.workflow).observe(len(branches))
+            case CircuitChanged(name=name, new=new):
+                m.breaker(name, new)
+            case _:
+                pass
 
     def close(self) -> None:
         """The run ended: branches still counted as running (abandoned) stop counting."""

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
-from tead.engine.seam import EventSink, ExecutorSource
+from tead.engine.events import Event, EventSink
+from tead.engine.seam import ExecutorSource
 from tead.parallel.breaker import BreakerRegistry
 from tead.parallel.cancel import CancelToken
 from tead.parallel.config import ParallelFlowResult
@@ -28,11 +27,7 @@ class RunContext:
     cancel: CancelToken | None = None
     on_results: ResultsSink | None = None
 
-    def event(self, kind: str, **data: Any) -> None:
-        """Emit one event (if anyone listens)."""
+    def publish(self, event: Event) -> None:
+        """Emit `event` (if anyone listens; hot paths check `emit` before building one)."""
         if self.emit is not None:
-            self.emit({"event": kind, "ts": now_iso(), **data})
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            self.emit(event)

@@ -11,7 +11,15 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 from tead.engine.context import RunContext
-from tead.engine.seam import Event, FanOutJob
+from tead.engine.events import (
+    BranchFinished,
+    BranchRetry,
+    BranchStarted,
+    CircuitChanged,
+    Event,
+    FanOutStarted,
+)
+from tead.engine.seam import FanOutJob
 from tead.engine.task import BranchTask
 from tead.errors import FanOutError, PickleValidationError, RunCancelled, RunError
 from tead.graph.compiled import FanOut, WorkflowGraph
@@ -118,46 +126,55 @@ def _event_hooks(
     """`hooks` plus the fan-out's events: started, branch started / retried / finished,
     circuit changed."""
     strategy = fanout.config.strategy
-    where = {"node": fanout.source, "fan_in": fanout.fan_in}
-    ctx.event(
-        "fanout_started",
-        **where,
-        path=path,
-        strategy=strategy,
-        branches=[t.branch for t in tasks],
+    node, fan_in = fanout.source, fanout.fan_in
+    ctx.publish(
+        FanOutStarted(
+            node=node,
+            fan_in=fan_in,
+            path=path,
+            strategy=strategy,
+            branches=tuple(t.branch for t in tasks),
+        )
     )
 
     def on_start(index: int) -> None:
         task = tasks[index]
-        ctx.event("branch_started", **where, path=task.path, branch=task.branch, strategy=strategy)
+        ctx.publish(
+            BranchStarted(
+                node=node, fan_in=fan_in, path=task.path, branch=task.branch, strategy=strategy
+            )
+        )
 
     def on_result(index: int, result: ParallelFlowResult) -> None:
-        ctx.event(
-            "branch_finished",
-            **where,
-            path=tasks[index].path,
-            branch=result.branch,
-            strategy=strategy,
-            success=result.success,
-            error=result.error,
-            error_type=result.error_type,
-            timeout=result.timeout,
-            retry_count=result.retry_count,
-            timing_ms=result.timing_ms,
+        ctx.publish(
+            BranchFinished(
+                node=node,
+                fan_in=fan_in,
+                path=tasks[index].path,
+                branch=result.branch,
+                strategy=strategy,
+                success=result.success,
+                error=result.error,
+                error_type=result.error_type,
+                timeout=result.timeout,
+                retry_count=result.retry_count,
+                timing_ms=result.timing_ms,
+            )
         )
 
     def on_retry(index: int, attempt: int, delay_s: float, error: str) -> None:
-        ctx.event(
-            "branch_retry",
-            path=tasks[index].path,
-            branch=tasks[index].branch,
-            attempt=attempt,
-            delay_s=round(delay_s, 3),
-            error=error,
+        ctx.publish(
+            BranchRetry(
+                path=tasks[index].path,
+                branch=tasks[index].branch,
+                attempt=attempt,
+                delay_s=round(delay_s, 3),
+                error=error,
+            )
         )
 
     def on_transition(change: Transition) -> None:
-        ctx.event("circuit_changed", name=change.name, old=str(change.old), new=str(change.new))
+        ctx.publish(CircuitChanged(name=change.name, old=change.old, new=change.new))
 
     return dataclasses.replace(
         hooks,

@@ -16,7 +16,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tead.engine.context import ResultsSink, RunContext
-from tead.engine.seam import Event, EventSink, ExecutorSource
+from tead.engine.events import Event, EventSink, RunFinished, RunStarted
+from tead.engine.seam import ExecutorSource
 from tead.engine.walk import ms_since, run_scope
 from tead.graph.compiled import END, START, WorkflowGraph
 from tead.parallel.breaker import BreakerRegistry
@@ -51,13 +52,14 @@ def run_workflow(
         on_results=on_results,
     )
     started = time.perf_counter()
-    ctx.event("run_started", workflow=workflow.name, entry=entry_point, exit=exit_point)
+    if on_event is not None:
+        on_event(RunStarted(workflow=workflow.name, entry=entry_point, exit=exit_point))
     try:
         final = run_scope(workflow, current, entry_point, exit_point, ctx=ctx)
     except Exception as exc:
-        ctx.event("run_finished", status="failed", error=str(exc), duration_ms=ms_since(started))
+        ctx.publish(RunFinished(status="failed", error=str(exc), duration_ms=ms_since(started)))
         raise
-    ctx.event("run_finished", status="succeeded", duration_ms=ms_since(started), state=final)
+    ctx.publish(RunFinished(status="succeeded", duration_ms=ms_since(started), state=final))
     return final
 
 
@@ -69,10 +71,14 @@ def stream_workflow(
     breakers: BreakerRegistry,
     entry_point: str = START,
     exit_point: str = END,
-) -> Iterator[Event]:
-    """Run in a background thread and yield events as they come (errors are re-raised)."""
-    events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+) -> Iterator[dict[str, Any]]:
+    """Run in a background thread and yield events as they come, each as its JSON encoding
+    (`Event.to_json()`); errors are re-raised."""
+    events: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
     failure: list[BaseException] = []
+
+    def put(event: Event) -> None:
+        events.put(event.to_json())
 
     def work() -> None:
         try:
@@ -83,7 +89,7 @@ def stream_workflow(
                 breakers=breakers,
                 entry_point=entry_point,
                 exit_point=exit_point,
-                on_event=events.put,
+                on_event=put,
             )
         except BaseException as exc:
             failure.append(exc)

@@ -18,12 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from tead.engine.events import Event
 from tead.engine.task import BranchTask
 from tead.parallel.config import ParallelConfig, ParallelFlowResult
 from tead.parallel.hooks import FanOutHooks
-
-Event = dict[str, object]
-EventSink = Callable[[Event], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

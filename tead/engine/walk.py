@@ -9,8 +9,9 @@ from contextlib import nullcontext
 from typing import Any
 
 from tead.engine.context import RunContext
+from tead.engine.events import Event, FanIn, NodeFinished, NodeStarted
 from tead.engine.fanout import fan_out
-from tead.engine.seam import BranchReport, Event, ExecutorSource
+from tead.engine.seam import BranchReport, ExecutorSource
 from tead.engine.task import BranchTask, failure_result
 from tead.errors import NodeError, RunCancelled
 from tead.graph.compiled import END, START, WorkflowGraph
@@ -58,11 +59,11 @@ def _run_node(
     if ctx.emit is not None:
         if results is not None:
             failed = sum(not r.success for r in results)
-            ctx.event("fan_in", node=name, path=path, branches=len(results), failed=failed)
-        ctx.event("node_started", node=name, path=path)
+            ctx.publish(FanIn(node=name, path=path, branches=len(results), failed=failed))
+        ctx.publish(NodeStarted(node=name, path=path))
     if node.fn is None:
         if ctx.emit is not None:
-            ctx.event("node_finished", node=name, path=path, status="succeeded", duration_ms=0.0)
+            ctx.publish(NodeFinished(node=name, path=path, status="succeeded", duration_ms=0.0))
         return
     started = time.perf_counter()
     try:
@@ -73,24 +74,22 @@ def _run_node(
         if update is not None and not isinstance(update, Mapping):
             raise TypeError(f"returned {type(update).__name__}, expected a dict or None")
     except (Exception, SystemExit) as exc:
-        ctx.event(
-            "node_finished",
-            node=name,
-            path=path,
-            status="failed",
-            error=f"{type(exc).__name__}: {exc}",
-            duration_ms=ms_since(started),
-        )
+        if ctx.emit is not None:
+            ctx.publish(
+                NodeFinished(
+                    node=name,
+                    path=path,
+                    status="failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    duration_ms=ms_since(started),
+                )
+            )
         raise NodeError(name, exc) from exc
     if update:
         state.update(update)
     if ctx.emit is not None:
-        ctx.event(
-            "node_finished",
-            node=name,
-            path=path,
-            status="succeeded",
-            duration_ms=ms_since(started),
+        ctx.publish(
+            NodeFinished(node=name, path=path, status="succeeded", duration_ms=ms_since(started))
         )
 
 

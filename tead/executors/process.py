@@ -22,7 +22,8 @@ import threading
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 
-from tead.engine.seam import BranchReport, Event, ExecutorSource, FanOutJob
+from tead.engine.events import Event
+from tead.engine.seam import BranchReport, ExecutorSource, FanOutJob
 from tead.engine.task import BranchTask
 from tead.engine.walk import run_branch_elsewhere
 from tead.errors import PickleValidationError

@@ -59,7 +59,9 @@ class Supervisor(Generic[T]):
         self.config = config
         self.launcher = launcher
         self.hooks = hooks or FanOutHooks()
-        self.rng = rng or random.Random()
+        # jitter; the module's generator unless a test seeds one (a new Random() per
+        # fan-out would cost a seed from os.urandom, ~0.5 ms)
+        self.rng = rng
         self.clock = clock or MonotonicClock()
         self._now = self.clock.monotonic
         self.callbacks = CallbackDispatcher(config.callbacks, timeout_s=config.callback_timeout_s)
@@ -265,7 +267,8 @@ class Supervisor(Generic[T]):
             )
         retry = self.config.retry
         if retry is not None and retry.retries(branch.attempts, result.error_mro):
-            delay = retry.delay_s(branch.attempts, self.rng.random())
+            rand = self.rng.random() if self.rng is not None else random.random()
+            delay = retry.delay_s(branch.attempts, rand)
             log.info(
                 "branch %s: attempt %d failed (%s); retrying in %.3f s",
                 branch.task.branch,
