@@ -9,13 +9,7 @@ This pool is small instead: each worker has a pipe of its own and is given a tas
 it is idle; a waiting task that is stopped never starts; a running one is stopped by
 SIGKILL of its own worker, which is reaped before `stop()` returns and replaced at once.
 
-Workers come from the `forkserver` context (`spawn` where there is none). The fork server
-starts in the parent's working directory with `''` first on its `sys.path`, so it preloads
-tead only when that folder shadows nothing; else every import happens in the worker after
-multiprocessing has given it the parent's `sys.path`: a folder named `tead/` (or `yaml.py`)
-in the working directory is never imported. Each worker exits within milliseconds of the
-death of the process that started it (a pidfd it polls; a 0.1 s `kill(pid, 0)` check where
-pidfds are missing).
+How workers start and follow their parent is in worker.py.
 
 A task ends with a typed outcome (tead/parallel/outcomes.py): its result as Finished; a
 worker that dies before it is ready ends one waiting task Crashed, naming why; one that dies
@@ -27,15 +21,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib
-import importlib.machinery
 import logging
 import multiprocessing
 import os
 import pickle
-import select
 import signal
-import sys
 import threading
 import weakref
 from collections import deque
@@ -43,125 +33,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from pathlib import Path
 from typing import Any
 
+from tead.executors.worker import Job, context, worker_main
 from tead.parallel.outcomes import Crashed, Finished, Lost, Outcome
 
 log = logging.getLogger(__name__)
 
-#: imported by each worker before it says it is ready (so that no branch pays for them)
-PRELOAD = ("tead.engine.walk", "tead.graph.loader", "tead.executors.registry")
-PARENT_POLL_S = 0.1  # where pidfds are missing: how often a worker checks its parent
-
-Job = Callable[[bytes], Any]  # runs in the worker: payload -> result (pickled back)
 # called with the task's future as a worker takes it; False: do not run it (it finished it)
 Dispatch = Callable[[Future[Outcome]], bool]
-
-
-def context() -> multiprocessing.context.BaseContext:
-    """`forkserver` (no fork of a threaded parent), else `spawn`.
-
-    The fork server imports its preloads with the working directory first on `sys.path`
-    (Python 3.11 ignores the parent's path there), so it preloads tead only when nothing
-    in the working directory is named like a module this process has imported; otherwise
-    (and never `__main__`, the default) each worker imports after it has the parent's path.
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([] if _cwd_shadows_imports() else list(PRELOAD))
-    return ctx
-
-
-def _cwd_shadows_imports() -> bool:
-    """Whether the working directory holds a module or package named like one this process
-    imported from elsewhere (the folder it really came from, a checkout, does not count)."""
-    try:
-        cwd = Path.cwd().resolve()
-        entries = os.listdir(cwd)
-    except OSError:
-        return True
-    suffixes = tuple(importlib.machinery.all_suffixes())
-    names = {e.split(".", 1)[0] for e in entries if "." not in e or e.endswith(suffixes)}
-    for name in names & {name.partition(".")[0] for name in list(sys.modules)}:
-        module = sys.modules.get(name)
-        origin = getattr(module, "__file__", None)
-        if origin is None:
-            if getattr(module, "__path__", None) is None:
-                continue  # built in or frozen: found before any folder
-            return True
-        try:
-            relative = Path(origin).resolve().relative_to(cwd)
-        except ValueError:
-            return True  # imported from elsewhere: the folder's copy would win
-        if relative.parts[0].split(".", 1)[0] != name:
-            return True
-    return False
-
-
-# --- the worker side ------------------------------------------------------------------------
-
-
-def _watch_parent(pid: int) -> None:
-    """Exit at once when process `pid` (the one that started this worker) is gone."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        os._exit(0)
-    except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll
-        fd = None
-
-    def watch() -> None:
-        if fd is not None:
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            poller.poll()  # readable when the process ends
-            os._exit(0)
-        while True:
-            try:
-                os.kill(pid, 0)
-            except (ProcessLookupError, PermissionError):  # gone, or its pid reused
-                os._exit(0)
-            threading.Event().wait(PARENT_POLL_S)
-
-    threading.Thread(target=watch, name="tead-parent-watch", daemon=True).start()
-
-
-def worker_main(conn: Connection, parent: int, job: Job) -> None:
-    """A worker: watch the parent, import, say ready, then run tasks until the pipe closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _watch_parent(parent)
-    try:
-        for name in PRELOAD:
-            importlib.import_module(name)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            conn.send(("start_failed", f"{type(exc).__name__}: {exc}"))
-        os._exit(1)
-    try:
-        conn.send(("ready", None))
-    except OSError:  # the pool was closed while this worker started
-        os._exit(0)
-    while True:
-        try:
-            payload = conn.recv_bytes()
-        except (EOFError, OSError):
-            os._exit(0)
-        try:
-            message: tuple[str, Any] = ("result", job(payload))
-            data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        except BaseException as exc:
-            data = pickle.dumps(("error", _sendable(exc)), protocol=pickle.HIGHEST_PROTOCOL)
-        conn.send_bytes(data)
-
-
-def _sendable(exc: BaseException) -> BaseException:
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-    return exc
 
 
 # --- the parent side ------------------------------------------------------------------------
