@@ -1,9 +1,10 @@
 """The process strategy: branches run in worker processes, past the GIL.
 
 What is sent is plain data: the `BranchTask` pickled up front, whose workflow pickles as
-its source text and path (the worker loads it once and caches it; `uses:` modules beside
-the file import there too). Pickling every task before the first one starts doubles as
-the check that the state can be sent: a value that cannot is named by key and branch.
+its source text and path (the worker loads it once and keeps it: `tead.engine.task`;
+`uses:` modules beside the file import there too). Pickling every task before the first
+one starts doubles as the check that the state can be sent: a value that cannot is named
+by key and branch.
 
 Workers come from a `WorkerPool` (workerpool.py) kept for the executor's life: across the
 fan-outs of a run, and across runs when the daemon keeps the executor. A task is given to
@@ -17,44 +18,28 @@ running. Other fan-outs and runs sharing the pool never notice.
 from __future__ import annotations
 
 import functools
-import pickle
 import threading
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
 
-from tead.errors import PickleValidationError
+from tead.engine.task import BranchTask
 from tead.executors.base import FanOutHooks
 from tead.executors.workerpool import WorkerPool
 from tead.parallel.config import ParallelConfig, ParallelFlowResult
 from tead.parallel.launcher import Attempt, Gate, Settle
 from tead.parallel.supervisor import supervise
 
-if TYPE_CHECKING:
-    from tead.engine.task import BranchTask
-
 
 def run_pickled(payload: bytes) -> ParallelFlowResult:
-    """The worker side: unpickle a BranchTask and run it."""
+    """The worker side: unpickle a BranchTask (its workflow loaded once) and run it."""
     from tead.engine.runner import run_branch
 
-    task: BranchTask = pickle.loads(payload)
+    task = BranchTask.from_pickle(payload)
     return run_branch(task)
 
 
 def pickle_tasks(tasks: Sequence[BranchTask]) -> list[bytes]:
     """Pickle every task, or raise PickleValidationError naming the offending key."""
-    payloads = []
-    for task in tasks:
-        try:
-            payloads.append(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
-        except Exception as exc:
-            for key, value in task.state.items():
-                try:
-                    pickle.dumps(value)
-                except Exception as key_exc:
-                    raise PickleValidationError(task.branch, key, key_exc) from None
-            raise PickleValidationError(task.branch, None, exc) from None
-    return payloads
+    return [task.to_pickle() for task in tasks]
 
 
 class ProcessExecutor:
