@@ -243,7 +243,7 @@ class LoadedWorkflows:
             return folder.resolve()
         incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=root))  # 0700
         try:
-            for relative, data in ((bundle.name, bundle.text.encode()), *bundle.files):
+            for relative, data in ((bundle.name, _text_bytes(bundle.text)), *bundle.files):
                 target = incoming / relative
                 target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 target.write_bytes(data)
