@@ -19,6 +19,7 @@ import pytest
 from tead import Graph, ParallelConfig, load_workflow, load_workflow_text, run_branch
 from tead.engine.bundle import (
     MAX_BUNDLE_BYTES,
+    MAX_BUNDLE_FILES,
     LoadedWorkflows,
     WorkflowBundle,
     bundle_of,
@@ -311,6 +312,13 @@ def test_too_much_source_beside_the_workflow_is_a_clear_error(tmp_path):
     (tmp_path / "big.py").write_bytes(b"#" * (MAX_BUNDLE_BYTES + 1))
     (tmp_path / "small.py").write_text("")
     with pytest.raises(BundleError, match=r"8 MiB \(2 files, largest: big.py, small.py\)"):
+        folder_sources(tmp_path)
+
+
+def test_too_many_source_files_beside_the_workflow_is_a_clear_error(tmp_path):
+    for index in range(MAX_BUNDLE_FILES + 1):
+        (tmp_path / f"m{index:04}.py").write_text("")
+    with pytest.raises(BundleError, match=f"more than {MAX_BUNDLE_FILES} files"):
         folder_sources(tmp_path)
 
 

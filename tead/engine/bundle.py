@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import os
 import shutil
 import stat
@@ -121,7 +122,8 @@ def folder_sources(folder: Path, skip: str = "") -> dict[str, bytes]:
     """The Python source importable from `folder` (see the module docstring), by relative
     path; `skip` is a file name to leave out (the workflow file itself)."""
     try:
-        files = {rel: path for rel, path in _source_files(folder, "") if rel != skip}
+        listed = itertools.islice(_source_files(folder, ""), MAX_BUNDLE_FILES + 2)
+        files = {rel: path for rel, path in listed if rel != skip}
         sizes = {rel: path.stat().st_size for rel, path in files.items()}
         if sum(sizes.values()) <= MAX_BUNDLE_BYTES and len(files) <= MAX_BUNDLE_FILES:
             found = {rel: _read(path) for rel, path in files.items()}
