@@ -12,7 +12,9 @@
     ├── StorageFullError           the state folder's file system is full (the API: 503)
     └── RunError                   exit 1: the run could not go on (no edge matched, ...)
         ├── FanOutError            a branch failed under `fail_fast`
-        └── PickleValidationError  process strategy: a state value cannot be sent
+        ├── PickleValidationError  process strategy: a state value cannot be sent
+        ├── StateJsonError         to a host: a state value that JSON cannot carry exactly
+        └── BundleError            a workflow that cannot be shipped or received as a bundle
 
 The CLI maps these to one line on stderr and an exit code; the engine turns errors inside
 fan-out branches into recorded results instead of raising them.
@@ -162,6 +164,29 @@ class PickleValidationError(RunError):
                 "values out of the state or use the thread strategy"
             )
         super().__init__(f"branch {branch!r}: {message}")
+
+
+class StateJsonError(RunError):
+    """A branch's state cannot be sent to a host as JSON without changing it: names the
+    branch, the key and where inside its value."""
+
+    def __init__(self, branch: str, key: str, at: str, reason: str) -> None:
+        self.branch = branch
+        self.key = key
+        self.at = at
+        self.reason = reason
+        inside = f" (at {at})" if at else ""
+        super().__init__(
+            f"branch {branch!r}: state key {key!r} cannot be sent to a host as JSON: "
+            f"{reason}{inside}; keep plain JSON values (dicts with string keys, lists, "
+            "strings, finite numbers, booleans, None) in the state or use the thread or "
+            "process strategy"
+        )
+
+
+class BundleError(RunError):
+    """A workflow that cannot be made into a bundle (built in code, too big) or a bundle
+    that cannot be received (malformed, altered, unknown)."""
 
 
 class RunCancelled(TeadError):

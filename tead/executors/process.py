@@ -1,9 +1,10 @@
 """The process strategy: branches run in worker processes, past the GIL.
 
 What is sent is plain data: the `BranchTask` pickled up front, whose workflow pickles as
-its source text and path (the worker loads it once and caches it; `uses:` modules beside
-the file import there too). Pickling every task before the first one starts doubles as
-the check that the state can be sent: a value that cannot is named by key and branch.
+its source text and path (the worker loads it once and keeps it: `tead.engine.task`;
+`uses:` modules beside the file import there too). Pickling every task before the first
+one starts doubles as the check that the state can be sent: a value that cannot is named
+by key and branch.
 
 Workers come from a `WorkerPool` (workerpool.py) kept for the executor's life: across the
 fan-outs of a run, and across runs when the daemon keeps the executor. A task is given to
@@ -17,7 +18,6 @@ running. Other fan-outs and runs sharing the pool never notice.
 from __future__ import annotations
 
 import functools
-import pickle
 import threading
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
@@ -26,7 +26,6 @@ from tead.engine.events import Event
 from tead.engine.seam import BranchReport, ExecutorSource, FanOutJob
 from tead.engine.task import BranchTask
 from tead.engine.walk import run_branch_elsewhere
-from tead.errors import PickleValidationError
 from tead.executors.workerpool import WorkerPool
 from tead.parallel.config import ParallelFlowResult
 from tead.parallel.launcher import Attempt, Gate, Settle
@@ -39,9 +38,10 @@ NestedExecutors = Callable[[], ExecutorSource]
 
 
 def run_pickled(make_executors: NestedExecutors, payload: bytes) -> BranchReport:
-    """The worker side: unpickle a BranchTask and run it; fan-outs nested in it get
-    executors of their own, closed with the branch. Its events come back with its result."""
-    task: BranchTask = pickle.loads(payload)
+    """The worker side: unpickle a BranchTask (its workflow loaded once per worker) and run
+    it; fan-outs nested in it get executors of their own, closed with the branch. Its
+    events come back with its result."""
+    task = BranchTask.from_pickle(payload)
     executors = make_executors()
     try:
         return run_branch_elsewhere(task, executors)
@@ -51,18 +51,7 @@ def run_pickled(make_executors: NestedExecutors, payload: bytes) -> BranchReport
 
 def pickle_tasks(tasks: Sequence[BranchTask]) -> list[bytes]:
     """Pickle every task, or raise PickleValidationError naming the offending key."""
-    payloads = []
-    for task in tasks:
-        try:
-            payloads.append(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
-        except Exception as exc:
-            for key, value in task.state.items():
-                try:
-                    pickle.dumps(value)
-                except Exception as key_exc:
-                    raise PickleValidationError(task.branch, key, key_exc) from None
-            raise PickleValidationError(task.branch, None, exc) from None
-    return payloads
+    return [task.to_pickle() for task in tasks]
 
 
 class ProcessExecutor:

@@ -51,10 +51,13 @@ class FanOut:
 
 @dataclass(frozen=True, slots=True)
 class WorkflowSource:
-    """Where a workflow came from: its text and file, enough to load it again elsewhere."""
+    """Where a workflow came from: its text and file, enough to load it again elsewhere
+    (see tead.engine.bundle, which keeps the bundle made of it in `shipped`)."""
 
     text: str
     path: str
+    #: a cache for tead.engine.bundle: the bundle made of this source, once made
+    shipped: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,10 +80,14 @@ class WorkflowGraph:
         object.__setattr__(self, "fan_in_nodes", joins)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickle as the source text and path when there is one (a worker process loads it
-        again, once); a graph built in code pickles its parts."""
+        """A graph built in code pickles its parts, callbacks left out. One loaded from a
+        file travels as its source instead (a `BranchTask` does this, see tead.engine.task
+        and tead.engine.bundle): its `run:` code is not picklable."""
         if self.source is not None:
-            return (_load_source, (self.source.text, self.source.path))
+            raise TypeError(
+                f"workflow {self.name!r} was loaded from {self.source.path}: send its source "
+                "(a BranchTask or tead.engine.bundle does), not the loaded workflow"
+            )
         fields = {f: getattr(self, f) for f in self.__dataclass_fields__}
         # Callbacks are called in the coordinating process only: never ship them.
         fields["parallel_config"] = dataclasses.replace(self.parallel_config, callbacks=())
@@ -238,12 +245,6 @@ class WorkflowGraph:
     def _hint(self, name: str) -> str:
         hint = difflib.get_close_matches(name, list(self.nodes), n=1)
         return f" (did you mean {hint[0]!r}?)" if hint else ""
-
-
-def _load_source(text: str, path: str) -> WorkflowGraph:
-    from tead.graph.loader import load_cached
-
-    return load_cached(text, path)
 
 
 def _rebuild(fields: dict[str, Any]) -> WorkflowGraph:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import difflib
-import functools
 import os
 import types
 import typing
@@ -84,12 +83,6 @@ def _load(text: str, path: str) -> WorkflowGraph:
     except ValidationError as exc:
         raise WorkflowError(validation_problems(exc, doc)) from None
     return build_workflow(spec, doc, path, text)
-
-
-@functools.lru_cache(maxsize=32)
-def load_cached(text: str, path: str) -> WorkflowGraph:
-    """`load_workflow_text`, once per source (worker processes load a workflow once)."""
-    return load_workflow_text(text, path)
 
 
 def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) -> WorkflowGraph:
