@@ -29,8 +29,7 @@ from tead.parallel.config import (
     ParallelFlowResult,
     RetryPolicy,
 )
-
-__version__ = "0.1.0"
+from tead.version import __version__
 
 __all__ = [
     "END",
