@@ -27,12 +27,13 @@ import uvicorn
 from tead.daemon import systemd
 from tead.daemon.api import build_app
 from tead.daemon.config import DaemonConfig, load_config
+from tead.daemon.database import private_file
 from tead.daemon.httpproto import deadline_protocol
 from tead.daemon.metrics import Metrics
 from tead.daemon.registry import Changes, WorkflowEntry, WorkflowRegistry
 from tead.daemon.runs import RunManager
 from tead.daemon.scheduler import Mark, Scheduler
-from tead.daemon.store import Store, private_file
+from tead.daemon.store import Store
 from tead.daemon.watcher import (
     FileChanges,
     FolderWatcher,
