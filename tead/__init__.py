@@ -43,9 +43,8 @@ from tead.parallel.config import (
     RetryPolicy,
 )
 from tead.parallel.strategies import known_strategies
+from tead.version import __version__
 from tead.workflow import Graph, Workflow, load_workflow, load_workflow_text
-
-__version__ = "0.1.0"
 
 __all__ = [
     "END",

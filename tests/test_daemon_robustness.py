@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from tead.daemon.instance import listening_socket
 from tests.daemon_fixture import ROOT, DaemonProcess
 
 
@@ -76,8 +77,6 @@ def test_a_non_ascii_authorization_header_is_401(
 def test_the_api_socket_says_tcp_so_that_responses_are_not_held_back() -> None:
     """asyncio sets TCP_NODELAY on accepted connections only for an IPPROTO_TCP listener;
     without it every small response waited ~40 ms (Nagle and delayed ACKs)."""
-    from tead.daemon.app import listening_socket
-
     with listening_socket("127.0.0.1", 0) as sock:
         assert sock.proto == socket.IPPROTO_TCP
         assert sock.getsockname()[1] > 0

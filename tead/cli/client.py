@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from rich.console import Console
+from rich.table import Table
 
 from tead.errors import TeadError, UsageError
 
@@ -50,9 +52,6 @@ def print_table(rows: list[dict[str, Any]], columns: list[str], *, empty: str) -
         return
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
         table = Table(*columns, box=None, header_style="bold")
         for line in cells:
             table.add_row(*line)

@@ -13,6 +13,8 @@ import time
 from typing import Any
 
 from tead.cli.client import Client, next_fire, print_json, print_table, trigger_summary
+from tead.cli.inputs import read_input
+from tead.daemon.app import Daemon
 from tead.daemon.config import DaemonConfig, load_config
 from tead.errors import UsageError
 
@@ -115,8 +117,6 @@ def configure_logging(fmt: str, level: str) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from tead.daemon.app import Daemon
-
     overrides = {
         "workflows": args.workflows,
         "state_dir": args.state_dir,
@@ -219,8 +219,6 @@ def _cmd_run_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_dispatch(args: argparse.Namespace) -> int:
-    from tead.cli.main import read_input
-
     inputs = read_input(args.input) if args.input is not None else {}
     client = _client(args)
     run = client.call(

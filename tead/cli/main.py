@@ -16,14 +16,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tead import __version__
 from tead.cli.cron import add_cron_command
+from tead.cli.daemon import add_commands
+from tead.cli.inputs import read_input
+from tead.cli.progress import LiveProgress, PlainProgress
 from tead.engine.events import Event, EventSink
-from tead.errors import InputError, NodeError, TeadError, UsageError, WorkflowError
+from tead.errors import NodeError, TeadError, UsageError, WorkflowError
 from tead.graph.compiled import END, START
 from tead.graph.loader import load_workflow
 from tead.jsonable import dumps
-from tead.spec.yamlfile import parse_yaml
+from tead.spec.models import json_schema
+from tead.version import __version__
 from tead.workflow import Workflow
 
 
@@ -62,9 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(handler=_cmd_schema)
 
     add_cron_command(commands, common)
-
-    from tead.cli.daemon import add_commands
-
     add_commands(commands, common)
     return parser
 
@@ -103,8 +103,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     elif args.quiet:
         on_event = None
     else:
-        from tead.cli.progress import LiveProgress, PlainProgress
-
         progress = LiveProgress(sys.stderr) if sys.stderr.isatty() else PlainProgress(sys.stderr)
         on_event = progress
     try:
@@ -119,39 +117,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     elif not args.stream:
         print(dumps(final, indent=2))
     return 0
-
-
-def read_input(value: str) -> dict[str, Any]:
-    """`--input`: inline JSON, or `@path` to a JSON or YAML file; must be an object."""
-    if value.startswith("@"):
-        path = value[1:]
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError(f"--input: {path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"--input: {path}: cannot read: {exc}") from None
-        if path.endswith((".yaml", ".yml")):
-            try:
-                data = parse_yaml(text, path).data
-            except WorkflowError as exc:
-                raise InputError(f"--input: {exc.problems[0]}") from None
-        else:
-            data = _parse_json(text, path)
-    else:
-        data = _parse_json(value, "--input")
-    if not isinstance(data, dict):
-        kind = "a mapping" if value.endswith((".yaml", ".yml")) else "a JSON object"
-        raise InputError(f"--input must be {kind}, got {type(data).__name__}")
-    return data
-
-
-def _parse_json(text: str, origin: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        prefix = "--input" if origin == "--input" else f"--input: {origin}:{exc.lineno}:{exc.colno}"
-        raise InputError(f"{prefix}: invalid JSON: {exc.msg}") from None
 
 
 def _check_writable(path: str) -> None:
@@ -216,7 +181,5 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from tead.spec.models import json_schema
-
     print(json.dumps(json_schema(), indent=2))
     return 0

@@ -7,7 +7,8 @@ import asyncio
 import json
 import re
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,16 +18,52 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
-from tead import __version__
 from tead.daemon.apiguard import Guard, load_json, storable_problem
+from tead.daemon.config import DaemonConfig
+from tead.daemon.metrics import Metrics
 from tead.daemon.records import RunStatus, iso_utc
-from tead.daemon.runs import Conflict, NotFound
-from tead.daemon.store import RunJson
+from tead.daemon.registry import WorkflowEntry, WorkflowRegistry
+from tead.daemon.runs import Conflict, NotFound, RunManager
+from tead.daemon.store import RunJson, Store
 from tead.errors import StorageFullError
+from tead.parallel.breaker import BreakerRegistry
 from tead.spec.models import input_matches
+from tead.version import __version__
 
-if TYPE_CHECKING:
-    from tead.daemon.app import Daemon
+
+class DaemonView(Protocol):
+    """What the API reads and calls on the daemon (`tead.daemon.app.Daemon`), looked up
+    at each request: the config changes on reload, and the run manager and store exist
+    only once the daemon serves."""
+
+    @property
+    def config(self) -> DaemonConfig: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def registry(self) -> WorkflowRegistry: ...
+
+    @property
+    def runs(self) -> RunManager: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def breakers(self) -> BreakerRegistry: ...
+
+    def describe(self, entry: WorkflowEntry) -> dict[str, Any]:
+        """A workflow file as the API lists it."""
+        ...
+
+    def reset_breaker(self, name: str) -> None:
+        """Close the circuit breaker `name`; KeyError if there is none."""
+        ...
 
 
 class DispatchBody(BaseModel):
@@ -127,7 +164,7 @@ class ApiError(Exception):
         self.message = message
 
 
-def build_app(daemon: Daemon) -> FastAPI:
+def build_app(daemon: DaemonView) -> FastAPI:
     app = FastAPI(
         title="tead",
         version=__version__,
@@ -180,7 +217,7 @@ def build_app(daemon: Daemon) -> FastAPI:
     return app
 
 
-def _add_routes(app: FastAPI, daemon: Daemon) -> None:
+def _add_routes(app: FastAPI, daemon: DaemonView) -> None:
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -256,7 +293,7 @@ def _add_routes(app: FastAPI, daemon: Daemon) -> None:
         return _breaker(daemon.breakers.states()[name])
 
 
-def _read_run(daemon: Daemon, run_id: str) -> Response:
+def _read_run(daemon: DaemonView, run_id: str) -> Response:
     """A stored run's answer (on a worker thread: it may be megabytes)."""
     stored = daemon.store.run_json(run_id)
     if stored is None:
@@ -265,8 +302,6 @@ def _read_run(daemon: Daemon, run_id: str) -> Response:
 
 
 def _breaker(snapshot: Any) -> dict[str, Any]:
-    from datetime import UTC, datetime
-
     opened = snapshot.opened_at
     return {
         "name": snapshot.name,

@@ -9,36 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import functools
 import logging
-import os
 import signal
 import socket
-import stat
-import sys
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import IO, Any, ParamSpec, TypeVar
+from typing import Any
 
 import uvicorn
 
 from tead.daemon import systemd
 from tead.daemon.api import build_app
+from tead.daemon.background import in_thread, logged, logged_async
 from tead.daemon.config import DaemonConfig, load_config
 from tead.daemon.httpproto import deadline_protocol
+from tead.daemon.instance import instance_lock, listening_socket
 from tead.daemon.metrics import Metrics
 from tead.daemon.registry import Changes, WorkflowEntry, WorkflowRegistry
 from tead.daemon.runs import RunManager
 from tead.daemon.scheduler import Mark, Scheduler
-from tead.daemon.store import Store, private_file
+from tead.daemon.store import Store
 from tead.daemon.watcher import (
     FileChanges,
     FolderWatcher,
     base_folder,
     matching_changes,
     trigger_patterns,
+    with_new_folders_contents,
 )
 from tead.errors import StorageFullError, UsageError
 from tead.executors.registry import Executors
@@ -46,9 +43,6 @@ from tead.parallel.breaker import BreakerRegistry
 from tead.spec.files import folder_problem
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
-R = TypeVar("R")
-LOADER_SWITCH_S = 0.001  # while loading, the event loop gets the GIL within 1 ms (not 5 ms)
 
 
 class _Server(uvicorn.Server):
@@ -56,74 +50,6 @@ class _Server(uvicorn.Server):
 
     def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
         return contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def instance_lock(state_dir: Path) -> Iterator[None]:
-    """Hold `state_dir/tead.lock`; UsageError if another daemon holds it."""
-    private_dir(state_dir)
-    path = state_dir / "tead.lock"
-    private_file(path)
-    handle: IO[str] = open(path, "a+")  # noqa: SIM115 - held for the daemon's life
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "?"
-        handle.close()
-        raise UsageError(
-            f"another tead daemon (pid {owner}) is using {state_dir}; stop it or use "
-            "another --state-dir"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    try:
-        os.write(handle.fileno(), str(os.getpid()).encode())
-    except OSError as exc:  # a full disk: the lock holds all the same
-        log.warning("cannot write the pid into %s: %s", path, exc)
-    try:
-        yield
-    finally:
-        handle.close()
-
-
-def private_dir(state_dir: Path) -> None:
-    """Create `state_dir` 0700; an existing one that others may enter is tightened to its
-    owner's bits, with a warning (the run history holds inputs and states)."""
-    created = not state_dir.exists()
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    mode = stat.S_IMODE(state_dir.stat().st_mode)
-    wanted = 0o700 if created else mode & 0o700
-    if mode == wanted:
-        return
-    try:
-        os.chmod(state_dir, wanted)
-    except OSError as exc:
-        log.warning(
-            "state folder %s is mode %04o and cannot be made private: %s", state_dir, mode, exc
-        )
-        return
-    if not created:
-        log.warning("state folder %s was mode %04o; made it %04o", state_dir, mode, wanted)
-
-
-@contextlib.contextmanager
-def listening_socket(host: str, port: int) -> Iterator[socket.socket]:
-    """The API's socket, bound before anything starts: a port in use is a clear error."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when
-    # the listening socket says so (else Nagle adds ~40 ms to every small response).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-    except OSError as exc:
-        sock.close()
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise UsageError(f"cannot listen on {host}:{port}: {reason}") from None
-    with sock:
-        yield sock
 
 
 class Daemon:
@@ -202,15 +128,15 @@ class Daemon:
                 self.scheduler = Scheduler(
                     store=self.store,
                     metrics=self.metrics,
-                    fire=_logged(self._fire),
+                    fire=logged(self._fire, log),
                     lookup=self.registry.get,
                     catchup_limit=config.catchup_limit,
                 )
                 self.watcher = FolderWatcher(
                     self.registry.folder,
                     extra_roots=self._trigger_roots,
-                    on_changes=_logged(self._on_file_changes),
-                    on_rescan=_logged(self.rescan),
+                    on_changes=logged(self._on_file_changes, log),
+                    on_rescan=logged(self.rescan, log),
                     rescan_interval_s=config.rescan_interval,
                 )
                 serving = tasks.create_task(server.serve(sockets=[sock]))
@@ -275,7 +201,7 @@ class Daemon:
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` as a task of the daemon; its exception is logged, not fatal."""
         assert self._tasks is not None
-        task = self._tasks.create_task(_logged_async(work))
+        task = self._tasks.create_task(logged_async(work, log))
         self._loads.add(task)
         task.add_done_callback(self._loads.discard)
 
@@ -326,7 +252,7 @@ class Daemon:
         """Reload changed workflow files (off the loop), then fire watch triggers; batches
         are handled in the order they came."""
         async with self._in_order:
-            changes = await in_thread(_with_new_folders_contents, changes)
+            changes = await in_thread(with_new_folders_contents, changes)
             folder = self.registry.folder
             dirty = [Path(p) for p, _ in changes if Path(p).parent == folder]
             if dirty:
@@ -394,77 +320,3 @@ class Daemon:
             log.info("config reloaded")
         self.rescan()
         self.runs._pump()
-
-
-def _logged(fn: Callable[P, None]) -> Callable[P, None]:
-    """`fn`, but an exception is logged instead of ending the daemon's task group: one bad
-    file event or schedule fire must not stop the daemon."""
-
-    @functools.wraps(fn)
-    def call(*args: P.args, **kwargs: P.kwargs) -> None:
-        try:
-            fn(*args, **kwargs)
-        except StorageFullError as exc:  # expected while the disk is full: no traceback
-            log.warning("a trigger fired, but no run was created: %s", exc)
-        except Exception:
-            log.exception("%s failed; the daemon goes on", fn.__name__)
-
-    return call
-
-
-def _logged_async(work: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
-    """`work`, but an exception is logged instead of ending the daemon's task group."""
-
-    async def run() -> None:
-        try:
-            await work
-        except Exception:
-            log.exception("%s failed; the daemon goes on", getattr(work, "__name__", "work"))
-
-    return run()
-
-
-async def in_thread(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """`fn(*args)` in a new daemon thread, awaited. Unlike `asyncio.to_thread`, a call
-    that never returns (a `uses:` module whose import hangs) cannot hold up the exit."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[R] = loop.create_future()
-
-    def settle(result: R | None, error: BaseException | None) -> None:
-        if done.done():
-            return
-        if error is not None:
-            done.set_exception(error)
-        else:
-            done.set_result(result)  # type: ignore[arg-type]
-
-    def work() -> None:
-        interval = sys.getswitchinterval()
-        shorten = interval > LOADER_SWITCH_S  # else another loader thread has shortened it
-        if shorten:
-            sys.setswitchinterval(LOADER_SWITCH_S)  # the loop gets the GIL sooner
-        try:
-            result, error = fn(*args, **kwargs), None
-        except BaseException as exc:  # handed to the awaiting task
-            result, error = None, exc
-        finally:
-            if shorten:
-                sys.setswitchinterval(interval)
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=work, name=f"tead-{fn.__name__}", daemon=True).start()
-    return await done
-
-
-def _with_new_folders_contents(changes: FileChanges, *, limit: int = 10_000) -> FileChanges:
-    """Add the files of folders that were just created: inotify cannot watch a new folder
-    before it exists, so files written into it at once would go unseen."""
-    found: FileChanges = []
-    for path, event in changes:
-        if event == "added" and os.path.isdir(path):
-            for root, _, names in os.walk(path):
-                found += [(os.path.join(root, n), "added") for n in names]
-                if len(found) >= limit:
-                    break
-    return sorted(set(changes) | set(found)) if found else changes

@@ -17,7 +17,6 @@ from prometheus_client import (
     generate_latest,
 )
 
-from tead import __version__
 from tead.engine.events import (
     BranchFinished,
     BranchStarted,
@@ -26,6 +25,7 @@ from tead.engine.events import (
     FanOutStarted,
 )
 from tead.parallel.breaker import CircuitState
+from tead.version import __version__
 
 RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 WAIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800)

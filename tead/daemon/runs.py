@@ -3,37 +3,34 @@
 Runs are queued in arrival order. A run starts when its concurrency group has nothing
 running and fewer than `max_concurrent_runs` runs are running; `cancel_in_progress`
 cancels the group's running and queued runs instead of waiting for them. Each run
-executes on a daemon thread of its own (a stuck node cannot hold a shared pool), under
-a CancelToken that a cancel, a timeout or shutdown sets. A run that ends is recorded at
-once, but its group stays busy until every thread of the run has stopped (the token's
-Activity), or for at most `stop_grace_s` if a node does not return. All bookkeeping happens
-on the event loop; the store records every state change.
+executes on a daemon thread of its own (`tead.daemon.execution`; a stuck node cannot
+hold a shared pool), under a CancelToken that a cancel, a timeout or shutdown sets. A
+run that ends is recorded at once, but its group stays busy until every thread of the
+run has stopped (the token's Activity), or for at most `stop_grace_s` if a node does
+not return. All bookkeeping happens on the event loop; the store records every state
+change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from tead.daemon.execution import Run, RunExecution
 from tead.daemon.metrics import Metrics
 from tead.daemon.records import RunRecord, RunStatus, new_run_id, now_utc
 from tead.daemon.registry import WorkflowEntry
 from tead.daemon.storable import MIB, encode_end
 from tead.daemon.store import Store
-from tead.engine.runner import run_workflow
-from tead.errors import RunCancelled, StorageFullError, TeadError
+from tead.errors import StorageFullError, TeadError
 from tead.executors.registry import Executors
-from tead.graph.compiled import WorkflowGraph
 from tead.parallel.breaker import BreakerRegistry
-from tead.parallel.cancel import CancelToken
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +45,6 @@ class NotFound(TeadError):
 
 class Conflict(TeadError):
     """The run cannot do that in its state (cancel a finished run, ...)."""
-
-
-@dataclass(slots=True)
-class _Run:
-    record: RunRecord
-    workflow: WorkflowGraph
-    group: str
-    token: CancelToken = field(default_factory=CancelToken)
-    queued_at: float = field(default_factory=time.monotonic)
-    seen_at: float | None = None  # when the trigger's file event was seen (monotonic)
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    stop_reason: RunStatus | None = None
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
-    branches: list[dict[str, Any]] = field(default_factory=list)
-    ending: bool = False  # its end is being encoded and written: too late to cancel
 
 
 class RunManager:
@@ -88,10 +70,11 @@ class RunManager:
         self.spawn = spawn
         self.max_state_bytes = max_state_bytes
         self.stop_grace_s = stop_grace_s  # how long an ended run's threads may hold its group
+        self._execution = RunExecution(metrics=metrics, breakers=breakers, executors=executors)
         self._closing = asyncio.Event()  # shutdown: nothing waits for groups any more
         self.accepting = True
-        self._queue: list[_Run] = []
-        self._running: dict[str, _Run] = {}
+        self._queue: list[Run] = []
+        self._running: dict[str, Run] = {}
         self._busy_groups: set[str] = set()
         self._finished = 0
         self._start_deferred = False  # a start could not be recorded (disk full)
@@ -129,7 +112,7 @@ class RunManager:
         group = (spec.concurrency.group if spec and spec.concurrency else None) or workflow.name
         if spec and spec.concurrency and spec.concurrency.cancel_in_progress:
             self._cancel_group(group)
-        run = _Run(record=record, workflow=workflow, group=group, seen_at=seen_at)
+        run = Run(record=record, workflow=workflow, group=group, seen_at=seen_at)
         self._queue.append(run)
         self._idle.clear()
         log.info(
@@ -171,7 +154,7 @@ class RunManager:
             raise Conflict(f"run {run_id} already {status}")
 
     def _drop_queued(
-        self, run: _Run, status: RunStatus, error: str, *, must_record: bool = False
+        self, run: Run, status: RunStatus, error: str, *, must_record: bool = False
     ) -> RunRecord:
         finished = now_utc()
         if must_record:
@@ -188,7 +171,7 @@ class RunManager:
         self._check_idle()
         return replace(run.record, status=status, finished_at=finished, error=error)
 
-    def _stop(self, run: _Run, reason: RunStatus) -> None:
+    def _stop(self, run: Run, reason: RunStatus) -> None:
         if run.stop_reason is None:
             run.stop_reason = reason
             run.token.cancel(str(reason))
@@ -279,7 +262,7 @@ class RunManager:
             self._queue.remove(run)
             self._start(run, started)
 
-    def _start(self, run: _Run, started: datetime) -> None:
+    def _start(self, run: Run, started: datetime) -> None:
         record = run.record
         self._running[record.id] = run
         self._busy_groups.add(run.group)
@@ -296,7 +279,7 @@ class RunManager:
         log.info("run %s running workflow=%s", record.id, record.workflow)
         self.spawn(self._execute(run))
 
-    async def _execute(self, run: _Run) -> None:
+    async def _execute(self, run: Run) -> None:
         """Run one run to its end; whatever goes wrong ends this run only."""
         try:
             await self._execute_run(run)
@@ -309,51 +292,12 @@ class RunManager:
                 except Exception:
                     log.exception("run %s: cannot record its end", run.record.id)
 
-    async def _execute_run(self, run: _Run) -> None:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[tuple[dict[str, Any] | None, BaseException | None]]
-        done = loop.create_future()
+    async def _execute_run(self, run: Run) -> None:
+        outcome = await self._execution.execute(run)
+        await self._finish(run, outcome.status, outcome.error, outcome.final, release=False)
+        await self._release_when_stopped(run, outcome.stopped_work)
 
-        def work() -> None:
-            outcome: tuple[dict[str, Any] | None, BaseException | None]
-            try:
-                outcome = (self._run_sync(run), None)
-            except BaseException as exc:
-                outcome = (None, exc)
-            finally:
-                run.token.cancel("finished")  # threads it left behind stop at their next node
-                run.token.activity.exit()
-            loop.call_soon_threadsafe(_settle, done, outcome)
-
-        # The group is held until this thread and every branch thread of the run are done.
-        stopped_work = asyncio.Event()
-        run.token.activity.enter()
-        run.token.activity.when_idle(functools.partial(loop.call_soon_threadsafe, stopped_work.set))
-        threading.Thread(target=work, name=f"tead-run-{run.record.id}", daemon=True).start()
-        spec = run.workflow.spec
-        timeout = spec.timeout if spec else None
-        stopped = asyncio.ensure_future(run.stop.wait())
-        waiters: set[asyncio.Future[Any]] = {done, stopped}
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        if done.done():
-            final, error = done.result()
-            status, message = _status_of(error, run)
-        else:
-            status = run.stop_reason or RunStatus.TIMED_OUT
-            message = (
-                f"run timed out after {timeout:g} s"
-                if status is RunStatus.TIMED_OUT
-                else f"run {status}"
-            )
-            run.token.cancel(str(status))
-            final = None
-        await self._finish(run, status, message, final, release=False)
-        await self._release_when_stopped(run, stopped_work)
-
-    async def _release_when_stopped(self, run: _Run, stopped_work: asyncio.Event) -> None:
+    async def _release_when_stopped(self, run: Run, stopped_work: asyncio.Event) -> None:
         """Free the run's concurrency group once its work has stopped (a cancelled run's
         process work is killed; its threads stop at their next node boundary), or after
         `stop_grace_s` if a node does not return."""
@@ -381,32 +325,9 @@ class RunManager:
             self._pump()
         self._check_idle()
 
-    def _run_sync(self, run: _Run) -> dict[str, Any]:
-        record = run.record
-        observer = self.metrics.run_observer(record.workflow)
-
-        def keep(path: str, source: str, fan_in: str, results: list[Any]) -> None:
-            run.branches.extend(
-                {"fan_out": source, "fan_in": fan_in, "path": path, **r.to_dict()} for r in results
-            )
-
-        state = {**record.inputs, "trigger": record.trigger}
-        try:
-            return run_workflow(
-                run.workflow,
-                state,
-                on_event=observer,
-                breakers=self.breakers,
-                executors=self.executors,
-                cancel=run.token,
-                on_results=keep,
-            )
-        finally:
-            observer.close()
-
     async def _finish(
         self,
-        run: _Run,
+        run: Run,
         status: RunStatus,
         error: str | None,
         final: dict[str, Any] | None,
@@ -459,26 +380,6 @@ class RunManager:
     @property
     def running(self) -> int:
         return len(self._running)
-
-
-def _settle(
-    future: asyncio.Future[tuple[dict[str, Any] | None, BaseException | None]],
-    outcome: tuple[dict[str, Any] | None, BaseException | None],
-) -> None:
-    if not future.done():
-        future.set_result(outcome)
-
-
-def _status_of(error: BaseException | None, run: _Run) -> tuple[RunStatus, str | None]:
-    if error is None:
-        return RunStatus.SUCCEEDED, None
-    if isinstance(error, RunCancelled):
-        status = run.stop_reason or RunStatus(error.reason)
-        return status, str(error)
-    if isinstance(error, TeadError):
-        return RunStatus.FAILED, str(error)
-    log.error("run %s: unexpected %s", run.record.id, type(error).__name__, exc_info=error)
-    return RunStatus.FAILED, f"{type(error).__name__}: {error}"
 
 
 def _timestamp(value: Any) -> float:

@@ -157,3 +157,16 @@ def _inode(folder: Path) -> int | None:
         return folder.stat().st_ino
     except OSError:
         return None
+
+
+def with_new_folders_contents(changes: FileChanges, *, limit: int = 10_000) -> FileChanges:
+    """Add the files of folders that were just created: inotify cannot watch a new folder
+    before it exists, so files written into it at once would go unseen."""
+    found: FileChanges = []
+    for path, event in changes:
+        if event == "added" and os.path.isdir(path):
+            for root, _, names in os.walk(path):
+                found += [(os.path.join(root, n), "added") for n in names]
+                if len(found) >= limit:
+                    break
+    return sorted(set(changes) | set(found)) if found else changes

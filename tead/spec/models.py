@@ -24,6 +24,9 @@ from pydantic import (
     model_validator,
 )
 
+from tead.spec.cron import check_cron
+from tead.spec.globs import check_glob
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
@@ -83,8 +86,6 @@ class Model(BaseModel):
 
 
 def _check_cron(expr: str) -> str:
-    from tead.spec.cron import check_cron
-
     check_cron(expr)
     return expr
 
@@ -109,8 +110,6 @@ class IntervalSchedule(Model):
 
 
 def _check_glob(pattern: str) -> str:
-    from tead.spec.globs import check_glob
-
     return check_glob(pattern)
 
 

@@ -20,12 +20,10 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from tead.spec.cron import CronExpression, check_cron, fires_after, parse_cron
-
-if TYPE_CHECKING:
-    from tead.spec.models import CronSchedule, IntervalSchedule
+from tead.spec.models import CronSchedule, IntervalSchedule
 
 __all__ = [
     "CRON_COUNT_CAP",
@@ -215,11 +213,6 @@ def make_trigger(spec: CronSchedule | IntervalSchedule, *, anchor: datetime) -> 
 
     `anchor` (aware) is where an interval counts from; a cron schedule ignores it.
     """
-    from tead.spec.models import (
-        CronSchedule,
-        IntervalSchedule,
-    )  # tead.spec.models will import check_cron
-
     _utc(anchor, "anchor")
     if isinstance(spec, CronSchedule):
         return CronScheduleTrigger(expression=spec.cron, timezone=spec.timezone)
