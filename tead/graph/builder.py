@@ -1,4 +1,4 @@
-"""Building a workflow graph: `Graph`, whose `compile()` checks it into a `WorkflowGraph`.
+"""Building a workflow graph: `Graph`, whose `build()` checks it into a `WorkflowGraph`.
 
 YAML files and Python code build graphs the same way: `add_node`, `add_edge`,
 `add_parallel_edge`, then `compile()`, which checks everything at once and raises one
