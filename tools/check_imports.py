@@ -6,7 +6,9 @@ Prints one line per problem and exits 1 if there is any:
 
 - an import cycle among the package's modules, printed as `a -> b -> a`. Only imports that
   run when a module is imported count: those under `if TYPE_CHECKING:` are annotations;
-- an import statement inside a function or method body (it hides a cycle or a cost);
+- an import statement inside a function or method body (it hides a cycle or a cost), unless
+  its line says why with `# deferred: <reason>` (a measured start-up cost); such an import
+  still counts for the cycle and layer rules, so no cycle can hide behind it;
 - an import of a higher layer (see LAYERS), `if TYPE_CHECKING:` ones included: an
   annotation must not point up either;
 - a module that belongs to no layer (add it to LAYERS);
@@ -112,8 +114,16 @@ def _targets(node: ast.Import | ast.ImportFrom, module: str, is_package: bool) -
     return [base, *(f"{base}.{alias.name}" for alias in node.names)]
 
 
+def _deferred(lines: list[str], node: ast.stmt) -> bool:
+    """Whether an import inside a function says why: `# deferred: <reason>` on its line.
+    It still counts as an import of its module for the cycle and layer rules."""
+    comment = lines[node.lineno - 1].partition("#")[2].strip()
+    return comment.startswith("deferred:") and bool(comment.removeprefix("deferred:").strip())
+
+
 def read_module(name: str, path: Path, modules: dict[str, Path]) -> Module:
     text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
     tree = ast.parse(text, filename=str(path))
     is_package = path.name == "__init__.py"
     imports, inner = [], []
@@ -122,7 +132,7 @@ def read_module(name: str, path: Path, modules: dict[str, Path]) -> Module:
     ):
         if not isinstance(node, ast.Import | ast.ImportFrom):
             continue
-        if in_function:
+        if in_function and not _deferred(lines, node):
             inner.append(node.lineno)
             continue
         names = _targets(node, name, is_package)

@@ -14,7 +14,6 @@ from typing import Any
 
 from tead.cli.client import Client, next_fire, print_json, print_table, trigger_summary
 from tead.cli.inputs import read_input
-from tead.daemon.app import Daemon
 from tead.daemon.config import DaemonConfig, load_config
 from tead.errors import UsageError
 
@@ -125,6 +124,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     }
     config = load_config(args.config, overrides=overrides)
     configure_logging(config.log_format, config.log_level)
+    # Only `serve` needs the web stack (uvicorn, FastAPI); every other command starts faster.
+    from tead.daemon.app import Daemon  # deferred: ~0.3 s of imports that only serve needs
+
     daemon = Daemon(config, config_file=args.config, overrides=overrides)
     return asyncio.run(daemon.run())
 
