@@ -564,3 +564,42 @@ def test_callbacks_with_the_process_strategy_are_called_in_the_calling_process()
         ("start", "a"),
         ("start", "b"),
     ]
+
+
+NESTED_BREAKER = """\
+name: nested
+settings:
+  parallel: {strategy: process, max_workers: 1}
+nodes:
+  - name: start
+  - name: outer
+  - name: flaky
+    run: |
+      raise ValueError("down")
+  - name: inner_join
+    run: |
+      return {"inner": [r.error_type for r in parallel_results]}
+  - name: join
+    run: |
+      return {"outer": [r.state.get("inner") for r in parallel_results]}
+edges:
+  - {from: start, to: outer, parallel: true, fan_in: join}
+  - {from: outer, to: flaky, parallel: true, fan_in: inner_join, parallel_strategy: thread,
+     circuit_breaker: {failure_threshold: 1, reset_timeout: 3600}}
+  - {from: flaky, to: inner_join}
+  - {from: inner_join, to: join}
+"""
+
+
+def test_a_breaker_of_a_fan_out_nested_in_a_process_branch_is_the_runs_breaker(tmp_path):
+    """The nested fan-out runs in a worker process, yet its breaker is the run's own: the
+    failure opens it here (named as in a thread branch), and the next run's worker starts
+    from it and turns the branch away."""
+    path = tmp_path / "nested.yaml"
+    path.write_text(NESTED_BREAKER)
+    workflow = load_workflow(path)
+    assert workflow.invoke()["outer"] == [["ValueError"]]
+    assert workflow.get_circuit_states() == {"nested:flaky": "open"}
+    assert workflow.invoke()["outer"] == [["CircuitOpenError"]]
+    workflow.reset_circuit("nested:flaky")
+    assert workflow.invoke()["outer"] == [["ValueError"]]

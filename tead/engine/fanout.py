@@ -186,6 +186,8 @@ def _event_hooks(
 
 
 _NO_ITEM = object()
+#: values a deep copy returns as they are (copying them is only a cost)
+_IMMUTABLE = frozenset({type(None), bool, int, float, str, bytes})
 
 
 def _branch_specs(fanout: FanOut, state: dict[str, Any]) -> list[tuple[str, str, Any]]:
@@ -207,8 +209,12 @@ def _branch_state(fanout: FanOut, state: dict[str, Any], item: Any, branch: str)
     values = dict(state)
     if item is not _NO_ITEM:
         values[fanout.item_var] = item
+    memo: dict[int, Any] = {}  # one memo: values shared between keys stay shared
     try:
-        return copy.deepcopy(values)
+        return {
+            key: value if type(value) in _IMMUTABLE else copy.deepcopy(value, memo)
+            for key, value in values.items()
+        }
     except Exception as exc:
         for key, value in values.items():
             try:

@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 
 from tead.engine.events import Event
 from tead.engine.task import BranchTask
+from tead.parallel.breaker import BreakerSnapshot
 from tead.parallel.config import ParallelConfig, ParallelFlowResult
 from tead.parallel.hooks import FanOutHooks
 
@@ -56,7 +57,9 @@ class ExecutorSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class BranchReport:
-    """What a branch run elsewhere sends back: its result and the events it emitted."""
+    """What a branch run elsewhere sends back: its result, the events it emitted, and the
+    states of the circuit breakers its nested fan-outs changed."""
 
     result: ParallelFlowResult
     events: tuple[Event, ...] = ()
+    breakers: tuple[BreakerSnapshot, ...] = ()

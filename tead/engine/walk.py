@@ -4,7 +4,7 @@ branch (a walk from its first node up to its fan-in) recorded as a result."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -15,7 +15,7 @@ from tead.engine.seam import BranchReport, ExecutorSource
 from tead.engine.task import BranchTask, failure_result
 from tead.errors import NodeError, RunCancelled
 from tead.graph.compiled import END, START, WorkflowGraph
-from tead.parallel.breaker import BreakerRegistry
+from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot, RecordingBreakerStore
 from tead.parallel.config import ParallelFlowResult
 
 
@@ -112,13 +112,19 @@ def run_branch(task: BranchTask, ctx: RunContext) -> ParallelFlowResult:
     )
 
 
-def run_branch_elsewhere(task: BranchTask, executors: ExecutorSource) -> BranchReport:
-    """Run one branch away from its run (a worker process, a host): its events are kept and
-    sent back with its result; nested fan-outs use `executors`."""
+def run_branch_elsewhere(
+    task: BranchTask,
+    executors: ExecutorSource,
+    breakers: Sequence[BreakerSnapshot] = (),
+) -> BranchReport:
+    """Run one branch away from its run (a worker process, a host). Its nested fan-outs
+    use `executors` and start from the run's `breakers` states; its events and the states
+    of the breakers it changed are sent back with its result."""
     events: list[Event] = []
-    ctx = RunContext(executors=executors, breakers=BreakerRegistry(), emit=events.append)
+    store = RecordingBreakerStore(breakers)
+    ctx = RunContext(executors=executors, breakers=BreakerRegistry(store), emit=events.append)
     result = run_branch(task, ctx)
-    return BranchReport(result, tuple(events))
+    return BranchReport(result, tuple(events), tuple(store.saved.values()))
 
 
 def ms_since(started: float) -> float:

@@ -18,6 +18,7 @@ running. Other fan-outs and runs sharing the pool never notice.
 from __future__ import annotations
 
 import functools
+import pickle
 import threading
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
@@ -27,6 +28,7 @@ from tead.engine.seam import BranchReport, ExecutorSource, FanOutJob
 from tead.engine.task import BranchTask
 from tead.engine.walk import run_branch_elsewhere
 from tead.executors.workerpool import WorkerPool
+from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot
 from tead.parallel.config import ParallelFlowResult
 from tead.parallel.launcher import Attempt, Gate, Settle
 from tead.parallel.outcomes import Finished, Outcome
@@ -38,15 +40,33 @@ NestedExecutors = Callable[[], ExecutorSource]
 
 
 def run_pickled(make_executors: NestedExecutors, payload: bytes) -> BranchReport:
-    """The worker side: unpickle a BranchTask (its workflow loaded once per worker) and run
-    it; fan-outs nested in it get executors of their own, closed with the branch. Its
-    events come back with its result."""
-    task = BranchTask.from_pickle(payload)
+    """The worker side: unpickle the breaker states to start from and a BranchTask (its
+    workflow loaded once per worker), and run it; fan-outs nested in it get executors of
+    their own, closed with the branch. Its events and breaker changes come back with its
+    result."""
+    seed, task_bytes = pickle.loads(payload)
+    task = BranchTask.from_pickle(task_bytes)
     executors = make_executors()
     try:
-        return run_branch_elsewhere(task, executors)
+        return run_branch_elsewhere(task, executors, seed)
     finally:
         executors.close()
+
+
+def _breaker_seed(job: FanOutJob) -> tuple[BreakerSnapshot, ...]:
+    """The run's breaker states that fan-outs nested in these branches may use (none
+    unless the workflow has a fan-out with a circuit breaker)."""
+    registry = job.hooks.breakers
+    if registry is None or not job.tasks:
+        return ()
+    graph = job.tasks[0].workflow
+    guarded = any(f.config.circuit_breaker for group in graph.fanouts.values() for f in group)
+    return registry.seed_for(f"{graph.name}:") if guarded else ()
+
+
+def _payload(seed: tuple[BreakerSnapshot, ...], task: bytes) -> bytes:
+    """What a worker is sent: the breaker states to start from, and the pickled task."""
+    return pickle.dumps((seed, task), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def pickle_tasks(tasks: Sequence[BranchTask]) -> list[bytes]:
@@ -79,9 +99,10 @@ class ProcessExecutor:
         tasks = job.tasks
         if not tasks:
             return []
-        payloads = pickle_tasks(tasks)
+        seed = _breaker_seed(job)
+        payloads = [_payload(seed, task) for task in pickle_tasks(tasks)]
         pool = self.pool(min(job.config.workers, len(tasks)))
-        launcher = ProcessLauncher(pool, tasks, payloads, job.replay)
+        launcher = ProcessLauncher(pool, tasks, payloads, job.replay, job.hooks.breakers)
         return supervise(tasks, job.config, launcher, job.hooks)
 
     def close(self) -> None:
@@ -103,10 +124,12 @@ class ProcessLauncher:
         tasks: Sequence[BranchTask],
         payloads: list[bytes],
         replay: Replay,
+        breakers: BreakerRegistry | None,
     ) -> None:
         self._pool = pool
         self._payloads = {id(task): payload for task, payload in zip(tasks, payloads, strict=True)}
         self._replay = replay
+        self._breakers = breakers
         self._in_pool: dict[Attempt, Future[Outcome]] = {}
 
     def prepare(self) -> None:
@@ -115,7 +138,7 @@ class ProcessLauncher:
     def launch(
         self, task: BranchTask, *, gate: Gate | None = None, settle: Settle | None = None
     ) -> Attempt:
-        payload = self._payloads.get(id(task)) or pickle_tasks([task])[0]
+        payload = self._payloads.get(id(task)) or _payload((), task.to_pickle())
 
         attempt: Attempt = Future()
         in_pool = self._pool.submit(payload, functools.partial(_dispatch, gate))
@@ -136,8 +159,11 @@ class ProcessLauncher:
             return
         outcome = in_pool.result()
         if isinstance(outcome, Finished) and isinstance(outcome.result, BranchReport):
-            self._replay(outcome.result.events)
-            outcome = Finished(result=outcome.result.result)
+            report = outcome.result
+            if self._breakers is not None and report.breakers:
+                self._breakers.adopt(report.breakers)
+            self._replay(report.events)
+            outcome = Finished(result=report.result)
         if settle is not None:
             settle(outcome)
         attempt.set_result(outcome)

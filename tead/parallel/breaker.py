@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -67,6 +67,22 @@ class MemoryBreakerStore:
         self._items[snapshot.name] = snapshot
 
 
+class RecordingBreakerStore:
+    """A store seeded with given states that keeps what is saved to it apart: a branch run
+    away from its run (a worker process, a host) starts from its run's breakers, and sends
+    back the states of those it changed."""
+
+    def __init__(self, seed: Iterable[BreakerSnapshot] = ()) -> None:
+        self._seed = list(seed)
+        self.saved: dict[str, BreakerSnapshot] = {}
+
+    def load_all(self) -> list[BreakerSnapshot]:
+        return list(self._seed)
+
+    def save(self, snapshot: BreakerSnapshot) -> None:
+        self.saved[snapshot.name] = snapshot
+
+
 class CircuitBreaker:
     """One breaker. `allow()` before a call, then `record_success()` or `record_failure()`."""
 
@@ -109,6 +125,13 @@ class CircuitBreaker:
             failure_count=self._failures,
             opened_at=self._opened_at,
         )
+
+    def restore(self, snapshot: BreakerSnapshot) -> None:
+        """Take the state a copy of this breaker reached elsewhere (its probes stay)."""
+        with self._lock:
+            self._state = snapshot.state
+            self._failures = snapshot.failure_count
+            self._opened_at = snapshot.opened_at
 
     def _reset_due(self) -> bool:
         opened = self._opened_at or 0.0
@@ -203,6 +226,22 @@ class BreakerRegistry:
         if breaker.dirty:
             breaker.dirty = False
             self._store.save(breaker.snapshot())
+
+    def adopt(self, snapshots: Iterable[BreakerSnapshot]) -> None:
+        """Take (and store) the states that breakers reached in a branch run elsewhere:
+        the last branch to return decides, as if its outcomes had been recorded here."""
+        for snapshot in snapshots:
+            with self._lock:
+                self._saved[snapshot.name] = snapshot
+                breaker = self._breakers.get(snapshot.name)
+            if breaker is not None:
+                breaker.restore(snapshot)
+            self._store.save(snapshot)
+
+    def seed_for(self, prefix: str) -> tuple[BreakerSnapshot, ...]:
+        """The states of the breakers whose names start with `prefix` (a workflow's
+        `<name>:`), for a branch run elsewhere to start from."""
+        return tuple(s for name, s in self.states().items() if name.startswith(prefix))
 
     def states(self) -> dict[str, BreakerSnapshot]:
         """Every known breaker's state, including stored ones not used yet in this process."""
