@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from tead.engine.context import ResultsSink
@@ -55,9 +56,7 @@ class Workflow:
         results with `success: False` and the run goes on. `executors` shares executors
         (warm process pools) across runs; the caller closes them.
         """
-        own = executors is None
-        registry = Executors() if executors is None else executors
-        try:
+        with _run_executors(executors) as registry:
             return run_workflow(
                 self.graph,
                 state,
@@ -69,9 +68,6 @@ class Workflow:
                 cancel=cancel,
                 on_results=on_results,
             )
-        finally:
-            if own:
-                registry.close()
 
     def stream(
         self,
@@ -83,9 +79,7 @@ class Workflow:
     ) -> Iterator[dict[str, Any]]:
         """Run the workflow and yield its events as they happen, as JSON (`Event.to_json()`);
         the last is `run_finished`."""
-        own = executors is None
-        registry = Executors() if executors is None else executors
-        try:
+        with _run_executors(executors) as registry:
             yield from stream_workflow(
                 self.graph,
                 state,
@@ -94,9 +88,6 @@ class Workflow:
                 entry_point=entry_point,
                 exit_point=exit_point,
             )
-        finally:
-            if own:
-                registry.close()
 
     def get_circuit_states(self) -> dict[str, str]:
         """Every circuit breaker this workflow has used: name -> closed / half_open / open."""
@@ -105,6 +96,16 @@ class Workflow:
     def reset_circuit(self, name: str) -> None:
         """Close the breaker `name` (`<workflow>:<branch>`); KeyError if unknown."""
         self.breakers.reset(name)
+
+
+@contextmanager
+def _run_executors(shared: Executors | None) -> Iterator[Executors]:
+    """The shared executors if given (their owner closes them), else the run's own."""
+    if shared is not None:
+        yield shared
+        return
+    with Executors() as own:
+        yield own
 
 
 class Graph(builder.Graph):
