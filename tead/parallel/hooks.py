@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tead.parallel.breaker import BreakerRegistry, Transition
+from tead.parallel.cancel import CancelToken
 from tead.parallel.config import ParallelFlowResult
-
-if TYPE_CHECKING:
-    from tead.parallel.breaker import BreakerRegistry, Transition
-    from tead.parallel.cancel import CancelToken
 
 ResultCallback = Callable[[int, ParallelFlowResult], None]
 
