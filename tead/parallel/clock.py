@@ -29,8 +29,9 @@ class MonotonicClock:
     monotonic = staticmethod(time.monotonic)
 
     def wait(self, inbox: queue.SimpleQueue[_T], until: float | None) -> _T | None:
-        timeout = None if until is None else max(0.0, until - time.monotonic())
+        if until is None:
+            return inbox.get()
         try:
-            return inbox.get(timeout=timeout)
+            return inbox.get(timeout=max(0.0, until - time.monotonic()))
         except queue.Empty:
             return None

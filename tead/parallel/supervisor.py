@@ -86,6 +86,9 @@ class Supervisor(Generic[T]):
     def run(self) -> list[ParallelFlowResult]:
         cancel = self.hooks.cancel
         stop_listening = cancel.subscribe(lambda: self.inbox.put(None)) if cancel else None
+        # without a timeout or a retry policy there is no time to watch (the hot path)
+        timed = self.config.timeout_seconds is not None
+        clocked = timed or self.config.retry is not None
         try:
             while self.unfinished:
                 if cancel is not None and cancel.reason is not None:
@@ -94,13 +97,17 @@ class Supervisor(Generic[T]):
                 self._launch_ready()
                 if not self.unfinished:
                     break
-                until = self.timetable.next_wake(bool(self.running), self._live)
+                until = (
+                    self.timetable.next_wake(bool(self.running), self._live) if clocked else None
+                )
                 done = self.clock.wait(self.inbox, until)
                 if done is not None and done in self.running:
                     self._finished(done)
-                self._expire_timeouts()
-                for index in self.timetable.due_retries():
-                    self.ready.append(self.branches[index])
+                if clocked:
+                    if timed:
+                        self._expire_timeouts()
+                    for index in self.timetable.due_retries():
+                        self.ready.append(self.branches[index])
         finally:
             if stop_listening is not None:
                 stop_listening()
@@ -172,7 +179,8 @@ class Supervisor(Generic[T]):
         now = self._now()
         branch.first_started = branch.first_started or now
         branch.started = now
-        self.timetable.started(now, branch, branch.attempts)
+        if self.config.timeout_seconds is not None:
+            self.timetable.started(now, branch, branch.attempts)
         if self.hooks.on_start is not None:
             self.hooks.on_start(branch.index)
         return None
@@ -204,14 +212,18 @@ class Supervisor(Generic[T]):
         if error is not None:  # the launcher failed (e.g. the state could not be sent)
             self._attempt_failed(branch, self._failure(branch, error))
             return
-        match attempt.result():
-            case Finished(result=result) if result.success:
-                self._record_breaker(branch, branch.attempts, success=True)
-                if branch.attempts > 1 or branch.breaker is not None:  # else nothing to add
-                    result = result.evolve(**self._totals(branch))
-                self._finish(branch, result)
-            case Finished(result=result):
+        outcome = attempt.result()
+        if type(outcome) is Finished:  # the common case first, without a match
+            result = outcome.result
+            if not result.success:
                 self._attempt_failed(branch, result.evolve(**self._totals(branch)))
+                return
+            self._record_breaker(branch, branch.attempts, success=True)
+            if branch.attempts > 1 or branch.breaker is not None:  # else nothing to add
+                result = result.evolve(**self._totals(branch))
+            self._finish(branch, result)
+            return
+        match outcome:
             case Denied(result=result):  # turned away at the gate: not a failure of its own
                 self._finish(branch, result)
             case Crashed(detail=detail):
