@@ -16,7 +16,7 @@ from tead.parallel.breaker import BreakerRegistry, CircuitBreaker, CircuitState,
 from tead.parallel.cancel import CancelToken
 from tead.parallel.config import ParallelFlowResult, RetryPolicy
 from tead.parallel.hooks import FanOutHooks
-from tead.parallel.supervisor import Supervisor, supervise
+from tead.parallel.supervisor import MAX_LOST, Supervisor, supervise
 from tests.fakes import (
     FakeClock,
     FakeLauncher,
@@ -204,6 +204,17 @@ def test_a_lost_attempt_runs_again_without_counting() -> None:
     assert results[0].success and results[0].retry_count == 0
     assert results[0].attempt_errors == ()
     assert [t - T0 for t, _ in launcher.starts] == [0, 1, 2]
+
+
+def test_a_branch_lost_again_and_again_fails_as_crashed() -> None:
+    """A worker or host that keeps going away under a branch: after MAX_LOST losses it
+    fails (WorkerCrashedError) instead of running again forever; its sibling is fine."""
+    steps = [lost(1)] * MAX_LOST + [ok()]
+    results, launcher = run({"a": steps, "b": [ok()]})
+    assert not results[0].success and results[0].error_type == "WorkerCrashedError"
+    assert results[0].error == f"lost {MAX_LOST} times: its worker was killed"
+    assert results[1].success
+    assert len([s for s in launcher.starts if s[1] == "a"]) == MAX_LOST
 
 
 def test_a_lost_half_open_probe_is_handed_back() -> None:

@@ -31,6 +31,7 @@ class Branch(Generic[T]):
     attempt: Attempt | None = None  # the latest attempt
     pristine: dict[str, Any] | None = None  # the state before the first attempt, if kept
     settled: int = 0  # the last attempt whose outcome the breaker was told
+    lost: int = 0  # attempts lost (through no fault of their own), not counted as attempts
     result: ParallelFlowResult | None = None
 
     @property

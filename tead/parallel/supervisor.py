@@ -40,6 +40,10 @@ from tead.parallel.timetable import Timetable
 
 log = logging.getLogger(__name__)
 
+#: a branch whose attempts are lost this many times (its worker or host keeps going away
+#: under it) fails as crashed instead of running again forever
+MAX_LOST = 5
+
 T = TypeVar("T", bound=SupervisedTask)
 
 
@@ -228,8 +232,13 @@ class Supervisor(Generic[T]):
                 self._finish(branch, result)
             case Crashed(detail=detail):
                 self._attempt_failed(branch, self._failure(branch, WorkerCrashedError(detail)))
-            case Lost():
-                self._run_again(branch)
+            case Lost(detail=detail):
+                branch.lost += 1
+                if branch.lost < MAX_LOST:
+                    self._run_again(branch)
+                    return
+                error = WorkerCrashedError(f"lost {branch.lost} times: {detail}")
+                self._attempt_failed(branch, self._failure(branch, error))
             case TimedOut():
                 self._timed_out(branch)
 
