@@ -102,17 +102,19 @@ class UnknownStrategyError(TeadError):
 
 
 class PluginError(TeadError):
-    """A strategy plug-in (entry point of the `tead.executors` group) that cannot be loaded."""
+    """A strategy plug-in (entry point of the `tead.executors` group, or a registered
+    factory) that cannot be loaded, or whose factory cannot make an executor."""
 
     exit_code = 2
 
-    def __init__(self, name: str, target: str, error: BaseException) -> None:
+    def __init__(
+        self, name: str, target: str, error: BaseException, *, failed: str = "cannot be loaded"
+    ) -> None:
         self.name = name
         self.target = target
         self.error = error
         super().__init__(
-            f"strategy {name!r}: its plug-in {target} cannot be loaded: "
-            f"{type(error).__name__}: {error}"
+            f"strategy {name!r}: its plug-in {target} {failed}: {type(error).__name__}: {error}"
         )
 
 

@@ -261,6 +261,27 @@ def test_a_plug_in_that_cannot_load_fails_the_run_with_one_line(
 
 
 @pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("def make(deps):\n    raise RuntimeError('no gpu here')\n", "RuntimeError: no gpu here"),
+        ("def make(deps):\n    return None\n", "TypeError: it returned NoneType, not an executor"),
+    ],
+    ids=["raises", "returns-none"],
+)
+def test_a_plug_in_whose_factory_makes_no_executor_fails_the_run_with_one_line(
+    plugin_site: Path, write_workflow: Callable[..., Path], tmp_path: Path, code: str, error: str
+) -> None:
+    """A factory that raises, or returns something that is no executor: one line, exit 2."""
+    _install_plugin(plugin_site, "toy", "toy_tead:make", code=code)
+    path = write_workflow(TOY_WORKFLOW)
+    proc = _tead(plugin_site, tmp_path, "run", "-q", str(path))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"tead: strategy 'toy': its plug-in toy_tead:make cannot make an executor: {error}"
+    ]
+
+
+@pytest.mark.parametrize(
     ("settings", "message"),
     [
         ("{strategy: remote}", "strategy 'remote' needs `remote: {hosts: [...]}`"),
