@@ -281,6 +281,34 @@ def test_a_plug_in_whose_factory_makes_no_executor_fails_the_run_with_one_line(
     ]
 
 
+SHORT_PLUGIN = """\
+class Short:
+    def execute(self, job):
+        return [job.run_here(task) for task in job.tasks][:-1]
+
+    def close(self):
+        pass
+
+
+def make(deps):
+    return Short()
+"""
+
+
+def test_a_plug_in_that_returns_too_few_results_fails_the_run(
+    plugin_site: Path, write_workflow: Callable[..., Path], tmp_path: Path
+) -> None:
+    """An executor that drops a branch's result fails the run; the fan-in never sees fewer
+    results than branches."""
+    _install_plugin(plugin_site, "toy", "toy_tead:make", code=SHORT_PLUGIN)
+    path = write_workflow(TOY_WORKFLOW)
+    proc = _tead(plugin_site, tmp_path, "run", "-q", str(path))
+    assert proc.returncode == 1, proc.stdout
+    assert proc.stderr.strip().splitlines() == [
+        "tead: fan-out at 'start': strategy 'toy' returned 2 results for 3 branches"
+    ]
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

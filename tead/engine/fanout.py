@@ -108,6 +108,11 @@ def _run_group(
         replay=functools.partial(_replay, ctx),
     )
     results = ctx.executors.get(config.strategy).execute(job)
+    if len(results) != len(tasks):  # a plug-in's bug: never pass a branch over in silence
+        raise RunError(
+            f"fan-out at {fanout.source!r}: strategy {config.strategy!r} returned "
+            f"{len(results)} results for {len(tasks)} branches"
+        )
     if ctx.cancel is not None and ctx.cancel.reason is not None:
         raise RunCancelled(ctx.cancel.reason)
     if ctx.on_results is not None:
