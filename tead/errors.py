@@ -148,7 +148,13 @@ class PickleValidationError(RunError):
     names the key and the branch."""
 
     def __init__(
-        self, branch: str, key: str | None, error: BaseException, *, copying: bool = False
+        self,
+        branch: str,
+        key: str | None,
+        error: BaseException,
+        *,
+        copying: bool = False,
+        returning: bool = False,
     ) -> None:
         self.branch = branch
         self.key = key
@@ -161,8 +167,9 @@ class PickleValidationError(RunError):
                 "values (locks, open files, connections) out of the state"
             )
         else:
+            where = "back from its worker process" if returning else "to a worker process"
             message = (
-                f"{what} cannot be sent to a worker process ({cause}); keep such "
+                f"{what} cannot be sent {where} ({cause}); keep such "
                 "values out of the state or use the thread strategy"
             )
         super().__init__(f"branch {branch!r}: {message}")

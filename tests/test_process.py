@@ -510,6 +510,49 @@ def test_stream_shows_a_timed_out_process_branch(tead_cli, write_workflow):
     assert events[-1]["status"] == "succeeded"
 
 
+def test_a_branch_state_that_cannot_come_back_fails_the_branch_and_keeps_its_events(
+    tead_cli, write_workflow
+):
+    """A process branch whose final state holds a lambda: the branch fails naming the key,
+    and its nodes still appear in `--stream` (they ran)."""
+    write_workflow(
+        """
+        settings:
+          parallel: {strategy: process}
+        nodes:
+          - name: src
+          - name: make
+            run: |
+              return {"f": lambda: 1}
+          - name: then
+          - name: other
+          - name: join
+        edges:
+          - {from: src, to: [make, other], parallel: true, fan_in: join}
+          - {from: make, to: then}
+          - {from: then, to: join}
+          - {from: other, to: join}
+        """
+    )
+    proc = tead_cli("run", "wf.yaml", "--stream")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    in_make = [(e["event"], e.get("node")) for e in events if e.get("path") == "make"]
+    assert in_make == [
+        ("branch_started", "src"),
+        ("node_started", "make"),
+        ("node_finished", "make"),
+        ("node_started", "then"),
+        ("node_finished", "then"),
+        ("branch_finished", "src"),
+    ]
+    make = next(e for e in events if e["event"] == "branch_finished" and e["branch"] == "make")
+    assert make["error_type"] == "PickleValidationError"
+    assert make["error"].startswith(
+        "branch 'make': state key 'f' cannot be sent back from its worker process"
+    )
+
+
 # --- callbacks with the process strategy ---------------------------------------------------
 
 

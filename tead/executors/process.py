@@ -18,14 +18,17 @@ running. Other fan-outs and runs sharing the pool never notice.
 from __future__ import annotations
 
 import functools
+import pickle
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
+from typing import Any
 
 from tead.engine.events import Event
 from tead.engine.seam import BranchReport, ExecutorSource, FanOutJob
-from tead.engine.task import BranchTask
+from tead.engine.task import BranchTask, failure_result
 from tead.engine.walk import run_branch_elsewhere
+from tead.errors import PickleValidationError
 from tead.executors.workerpool import WorkerPool
 from tead.parallel.config import ParallelFlowResult
 from tead.parallel.launcher import Attempt, Gate, Settle
@@ -37,16 +40,37 @@ Replay = Callable[[Sequence[Event]], None]
 NestedExecutors = Callable[[], ExecutorSource]
 
 
-def run_pickled(make_executors: NestedExecutors, payload: bytes) -> BranchReport:
+def run_pickled(make_executors: NestedExecutors, payload: bytes) -> bytes:
     """The worker side: unpickle a BranchTask (its workflow loaded once per worker) and run
     it; fan-outs nested in it get executors of their own, closed with the branch. Its
-    events come back with its result."""
+    events come back with its result, as a pickled `BranchReport`."""
     task = BranchTask.from_pickle(payload)
     executors = make_executors()
     try:
-        return run_branch_elsewhere(task, executors)
+        report = run_branch_elsewhere(task, executors)
     finally:
         executors.close()
+    return pickle_report(task, report)
+
+
+def pickle_report(task: BranchTask, report: BranchReport) -> bytes:
+    """`report` pickled; if its final state cannot be, the branch fails instead (naming the
+    state key) and its events still go back."""
+    try:
+        return pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        error = _unsendable(task.branch, report.result.state or {}, exc)
+    failed = failure_result(task, error, timing_ms=report.result.timing_ms)
+    return pickle.dumps(BranchReport(failed, report.events), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unsendable(branch: str, state: Mapping[str, Any], error: Exception) -> PickleValidationError:
+    for key, value in state.items():
+        try:
+            pickle.dumps(value)
+        except Exception as key_exc:
+            return PickleValidationError(branch, key, key_exc, returning=True)
+    return PickleValidationError(branch, None, error, returning=True)
 
 
 def pickle_tasks(tasks: Sequence[BranchTask]) -> list[bytes]:
@@ -135,9 +159,10 @@ class ProcessLauncher:
             attempt.set_exception(error)
             return
         outcome = in_pool.result()
-        if isinstance(outcome, Finished) and isinstance(outcome.result, BranchReport):
-            self._replay(outcome.result.events)
-            outcome = Finished(result=outcome.result.result)
+        if isinstance(outcome, Finished) and isinstance(outcome.result, bytes):
+            report: BranchReport = pickle.loads(outcome.result)
+            self._replay(report.events)
+            outcome = Finished(result=report.result)
         if settle is not None:
             settle(outcome)
         attempt.set_result(outcome)
