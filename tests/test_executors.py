@@ -353,6 +353,31 @@ def test_a_timed_out_thread_hands_its_slot_to_the_branches_queued_behind_it() ->
     assert time.monotonic() - started < 1.9  # returned before the stuck branch woke up
 
 
+def test_a_timed_out_thread_branch_runs_no_later_node_and_emits_nothing_more() -> None:
+    """A timed-out thread branch is given up: once its node returns, the branch's next node
+    does not run and none of its events reach the run (they came after run_finished)."""
+    release = threading.Event()
+    ran: list[str] = []
+    graph = Graph()
+    graph.add_node("s")
+    graph.add_node("stuck", lambda s: ran.append("stuck") if release.wait(5) else None)
+    graph.add_node("later", lambda s: ran.append("later"))
+    graph.add_node("join")
+    graph.add_parallel_edge("s", ["stuck"], fan_in="join", config={"timeout_seconds": 0.2})
+    graph.add_edge("stuck", "later")
+    graph.add_edge("later", "join")
+    events: list[Any] = []
+    graph.compile().invoke(on_event=events.append)
+    seen = len(events)
+    branch_threads = [t for t in threading.enumerate() if t.name == "tead-branch"]
+    release.set()
+    for thread in branch_threads:
+        thread.join(5)
+    assert ran == ["stuck"]
+    assert events[seen:] == []
+    assert events[-1].kind == "run_finished"
+
+
 class StartCounter:
     def __init__(self) -> None:
         self.lock = threading.Lock()
