@@ -301,9 +301,15 @@ def test_an_altered_or_unsafe_bundle_is_refused():
     for path in ("../a.py", "/etc/a.py", "a.sh", "p/../a.py", ".a.py"):
         with pytest.raises(BundleError, match="relative paths only"):
             WorkflowBundle.from_json({**good, "files": [[path, "QQ=="]]})
-    for name in ("../f.yaml", "d/f.yaml", ""):
+    for name in ("../f.yaml", "d/f.yaml", "", "f\udc80.yaml", "f\n.yaml"):
         with pytest.raises(BundleError, match="plain file name"):
             WorkflowBundle.from_json({**good, "name": name})
+    # the workflow file would be written over one of its files, or over a package folder
+    with pytest.raises(BundleError, match="clashes"):
+        WorkflowBundle.from_json({**good, "name": "a.py"})
+    package = [["p/__init__.py", ""], ["p/m.py", ""]]
+    with pytest.raises(BundleError, match="clashes"):
+        WorkflowBundle.from_json({**good, "name": "p", "files": package})
     with pytest.raises(BundleError, match="not base64"):
         WorkflowBundle.from_json({**good, "files": [["a.py", "!!"]]})
     with pytest.raises(BundleError, match="format"):

@@ -316,7 +316,7 @@ def _check_contents(name: str, text: str, files: tuple[tuple[str, bytes], ...]) 
             (dot, suffix) != (".", "py")
         ):
             raise BundleError("a workflow bundle holds Python files at relative paths only")
-        if path == name:
+        if path.partition("/")[0] == name:
             raise BundleError("a workflow bundle's file name clashes with one of its files")
     total = len(_text_bytes(text)) + sum(len(data) for _, data in files)
     if total > MAX_BUNDLE_BYTES or len(files) > MAX_BUNDLE_FILES:
@@ -327,7 +327,12 @@ def _check_contents(name: str, text: str, files: tuple[tuple[str, bytes], ...]) 
 
 
 def _safe_part(name: str) -> bool:
-    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\x00")
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and not any(c in name for c in "/\\\x00")
+        and name.isprintable()  # no lone surrogate (not UTF-8), no control character
+    )
 
 
 def _is_file_entry(entry: Any) -> bool:
