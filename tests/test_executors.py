@@ -334,6 +334,36 @@ def test_known_strategies_that_cannot_run_here_fail_at_load(
     assert message in line and "wf.yaml:" in line
 
 
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [("remote", "{strategy: remote, remote: {hosts: [a.example]}}"), ("dask", "{strategy: dask}")],
+)
+def test_a_plug_in_named_remote_or_dask_is_used_as_it_is(
+    plugin_site: Path, write_workflow: Callable[..., Path], tmp_path: Path, name: str, settings: str
+) -> None:
+    """`remote` and `dask` validate and run as soon as a package provides them."""
+    _install_plugin(plugin_site, name, "toy_tead:make")
+    path = write_workflow(TOY_WORKFLOW.replace("{strategy: toy}", settings))
+    assert _tead(plugin_site, tmp_path, "validate", str(path)).returncode == 0
+    proc = _tead(plugin_site, tmp_path, "run", "-q", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["threads"] == ["toy-0", "toy-1", "toy-2"]
+
+
+def test_a_registered_factory_named_dask_is_used_as_it_is() -> None:
+    """A registry with its own `dask` executor: a graph checked against it may use it."""
+    executors = Executors(plugins=False)
+    executors.register("dask", lambda deps: ThreadExecutor())
+    graph = Graph()
+    graph.add_node("s")
+    graph.add_node("a", lambda s: {"a": 1})
+    graph.add_node("j", lambda s, parallel_results: {"n": len(parallel_results)})
+    graph.add_parallel_edge("s", ["a"], fan_in="j", config={"strategy": "dask"})
+    graph.add_edge("a", "j")
+    with executors:
+        assert graph.compile(executors=executors).invoke(executors=executors)["n"] == 1
+
+
 def test_a_timed_out_thread_hands_its_slot_to_the_branches_queued_behind_it() -> None:
     """max_workers 1: the stuck branch times out, and the queued one still runs (no hang)."""
     graph = Graph()
