@@ -159,12 +159,16 @@ class ProcessLauncher:
             attempt.set_exception(error)
             return
         outcome = in_pool.result()
-        if isinstance(outcome, Finished) and isinstance(outcome.result, bytes):
-            report: BranchReport = pickle.loads(outcome.result)
-            self._replay(report.events)
-            outcome = Finished(result=report.result)
-        if settle is not None:
-            settle(outcome)
+        try:
+            if isinstance(outcome, Finished) and isinstance(outcome.result, bytes):
+                report: BranchReport = pickle.loads(outcome.result)
+                self._replay(report.events)
+                outcome = Finished(result=report.result)
+            if settle is not None:
+                settle(outcome)
+        except BaseException as exc:  # an event sink raised: the branch fails, as in a thread
+            attempt.set_exception(exc)
+            return
         attempt.set_result(outcome)
 
     def stop(self, attempts: Collection[Attempt]) -> None:
