@@ -102,17 +102,19 @@ class UnknownStrategyError(TeadError):
 
 
 class PluginError(TeadError):
-    """A strategy plug-in (entry point of the `tead.executors` group) that cannot be loaded."""
+    """A strategy plug-in (entry point of the `tead.executors` group, or a registered
+    factory) that cannot be loaded, or whose factory cannot make an executor."""
 
     exit_code = 2
 
-    def __init__(self, name: str, target: str, error: BaseException) -> None:
+    def __init__(
+        self, name: str, target: str, error: BaseException, *, failed: str = "cannot be loaded"
+    ) -> None:
         self.name = name
         self.target = target
         self.error = error
         super().__init__(
-            f"strategy {name!r}: its plug-in {target} cannot be loaded: "
-            f"{type(error).__name__}: {error}"
+            f"strategy {name!r}: its plug-in {target} {failed}: {type(error).__name__}: {error}"
         )
 
 
@@ -146,7 +148,13 @@ class PickleValidationError(RunError):
     names the key and the branch."""
 
     def __init__(
-        self, branch: str, key: str | None, error: BaseException, *, copying: bool = False
+        self,
+        branch: str,
+        key: str | None,
+        error: BaseException,
+        *,
+        copying: bool = False,
+        returning: bool = False,
     ) -> None:
         self.branch = branch
         self.key = key
@@ -159,8 +167,9 @@ class PickleValidationError(RunError):
                 "values (locks, open files, connections) out of the state"
             )
         else:
+            where = "back from its worker process" if returning else "to a worker process"
             message = (
-                f"{what} cannot be sent to a worker process ({cause}); keep such "
+                f"{what} cannot be sent {where} ({cause}); keep such "
                 "values out of the state or use the thread strategy"
             )
         super().__init__(f"branch {branch!r}: {message}")

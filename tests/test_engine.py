@@ -342,6 +342,25 @@ def test_stream_re_raises_a_failed_run_after_its_last_event() -> None:
     assert events[-1]["event"] == "run_finished" and events[-1]["status"] == "failed"
 
 
+def test_closing_a_stream_early_stops_the_run_before_its_next_node() -> None:
+    """`close()` on the generator cancels the run and waits for it: the running node
+    finishes, no later node runs, and no run thread is left behind."""
+    go = threading.Event()
+    ran: list[str] = []
+    graph = Graph()
+    graph.add_node("slow", lambda s: ran.append("slow") if go.wait(5) else None)
+    graph.add_node("later", lambda s: ran.append("later"))
+    graph.add_edge("slow", "later")
+    stream = graph.compile().stream()
+    for event in stream:
+        if event["event"] == "node_started":
+            break
+    threading.Timer(0.3, go.set).start()  # lets `slow` return while close() waits
+    stream.close()
+    assert ran == ["slow"]
+    assert "tead-stream" not in {t.name for t in threading.enumerate()}
+
+
 def test_parallel_flow_result_reads_as_a_mapping() -> None:
     result = ParallelFlowResult(branch="a", success=True, state={"x": 1}, timing_ms=1.5)
     assert result["state"] == {"x": 1}

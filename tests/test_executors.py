@@ -261,6 +261,55 @@ def test_a_plug_in_that_cannot_load_fails_the_run_with_one_line(
 
 
 @pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("def make(deps):\n    raise RuntimeError('no gpu here')\n", "RuntimeError: no gpu here"),
+        ("def make(deps):\n    return None\n", "TypeError: it returned NoneType, not an executor"),
+    ],
+    ids=["raises", "returns-none"],
+)
+def test_a_plug_in_whose_factory_makes_no_executor_fails_the_run_with_one_line(
+    plugin_site: Path, write_workflow: Callable[..., Path], tmp_path: Path, code: str, error: str
+) -> None:
+    """A factory that raises, or returns something that is no executor: one line, exit 2."""
+    _install_plugin(plugin_site, "toy", "toy_tead:make", code=code)
+    path = write_workflow(TOY_WORKFLOW)
+    proc = _tead(plugin_site, tmp_path, "run", "-q", str(path))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"tead: strategy 'toy': its plug-in toy_tead:make cannot make an executor: {error}"
+    ]
+
+
+SHORT_PLUGIN = """\
+class Short:
+    def execute(self, job):
+        return [job.run_here(task) for task in job.tasks][:-1]
+
+    def close(self):
+        pass
+
+
+def make(deps):
+    return Short()
+"""
+
+
+def test_a_plug_in_that_returns_too_few_results_fails_the_run(
+    plugin_site: Path, write_workflow: Callable[..., Path], tmp_path: Path
+) -> None:
+    """An executor that drops a branch's result fails the run; the fan-in never sees fewer
+    results than branches."""
+    _install_plugin(plugin_site, "toy", "toy_tead:make", code=SHORT_PLUGIN)
+    path = write_workflow(TOY_WORKFLOW)
+    proc = _tead(plugin_site, tmp_path, "run", "-q", str(path))
+    assert proc.returncode == 1, proc.stdout
+    assert proc.stderr.strip().splitlines() == [
+        "tead: fan-out at 'start': strategy 'toy' returned 2 results for 3 branches"
+    ]
+
+
+@pytest.mark.parametrize(
     ("settings", "message"),
     [
         ("{strategy: remote}", "strategy 'remote' needs `remote: {hosts: [...]}`"),
@@ -285,6 +334,36 @@ def test_known_strategies_that_cannot_run_here_fail_at_load(
     assert message in line and "wf.yaml:" in line
 
 
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [("remote", "{strategy: remote, remote: {hosts: [a.example]}}"), ("dask", "{strategy: dask}")],
+)
+def test_a_plug_in_named_remote_or_dask_is_used_as_it_is(
+    plugin_site: Path, write_workflow: Callable[..., Path], tmp_path: Path, name: str, settings: str
+) -> None:
+    """`remote` and `dask` validate and run as soon as a package provides them."""
+    _install_plugin(plugin_site, name, "toy_tead:make")
+    path = write_workflow(TOY_WORKFLOW.replace("{strategy: toy}", settings))
+    assert _tead(plugin_site, tmp_path, "validate", str(path)).returncode == 0
+    proc = _tead(plugin_site, tmp_path, "run", "-q", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["threads"] == ["toy-0", "toy-1", "toy-2"]
+
+
+def test_a_registered_factory_named_dask_is_used_as_it_is() -> None:
+    """A registry with its own `dask` executor: a graph checked against it may use it."""
+    executors = Executors(plugins=False)
+    executors.register("dask", lambda deps: ThreadExecutor())
+    graph = Graph()
+    graph.add_node("s")
+    graph.add_node("a", lambda s: {"a": 1})
+    graph.add_node("j", lambda s, parallel_results: {"n": len(parallel_results)})
+    graph.add_parallel_edge("s", ["a"], fan_in="j", config={"strategy": "dask"})
+    graph.add_edge("a", "j")
+    with executors:
+        assert graph.compile(executors=executors).invoke(executors=executors)["n"] == 1
+
+
 def test_a_timed_out_thread_hands_its_slot_to_the_branches_queued_behind_it() -> None:
     """max_workers 1: the stuck branch times out, and the queued one still runs (no hang)."""
     graph = Graph()
@@ -302,6 +381,31 @@ def test_a_timed_out_thread_hands_its_slot_to_the_branches_queued_behind_it() ->
     started = time.monotonic()
     assert graph.compile().invoke()["r"] == ["TimeoutError", None]
     assert time.monotonic() - started < 1.9  # returned before the stuck branch woke up
+
+
+def test_a_timed_out_thread_branch_runs_no_later_node_and_emits_nothing_more() -> None:
+    """A timed-out thread branch is given up: once its node returns, the branch's next node
+    does not run and none of its events reach the run (they came after run_finished)."""
+    release = threading.Event()
+    ran: list[str] = []
+    graph = Graph()
+    graph.add_node("s")
+    graph.add_node("stuck", lambda s: ran.append("stuck") if release.wait(5) else None)
+    graph.add_node("later", lambda s: ran.append("later"))
+    graph.add_node("join")
+    graph.add_parallel_edge("s", ["stuck"], fan_in="join", config={"timeout_seconds": 0.2})
+    graph.add_edge("stuck", "later")
+    graph.add_edge("later", "join")
+    events: list[Any] = []
+    graph.compile().invoke(on_event=events.append)
+    seen = len(events)
+    branch_threads = [t for t in threading.enumerate() if t.name == "tead-branch"]
+    release.set()
+    for thread in branch_threads:
+        thread.join(5)
+    assert ran == ["stuck"]
+    assert events[seen:] == []
+    assert events[-1].kind == "run_finished"
 
 
 class StartCounter:

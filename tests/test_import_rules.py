@@ -124,6 +124,41 @@ def test_an_import_inside_a_function_or_method_is_reported_with_its_line(tmp_pat
     )
 
 
+def test_import_module_and_dunder_import_of_a_package_module_count_as_imports(tmp_path):
+    """A literal `importlib.import_module("tead....")` or `__import__` cannot dodge the
+    rules: in a function or lambda it is an inner import; at module level it may go up a
+    layer or close a cycle. A name known only at run time is not checked."""
+    package = write_package(
+        tmp_path,
+        {
+            **CLEAN,
+            "spec/models.py": """\
+                import importlib
+
+                def load():
+                    return importlib.import_module("tead.spec.cron")
+
+                later = lambda: __import__("tead.spec.cron")
+                def user(name):
+                    return importlib.import_module(name)
+                """,
+            "spec/cron.py": "import importlib\nimportlib.import_module('tead.daemon.app')\n",
+            "graph/compiled.py": "from tead.graph import nodes\n",
+            "graph/nodes.py": "__import__('tead.graph.compiled')\n",
+        },
+    )
+    code, lines = check(package)
+    assert (code, lines) == (
+        1,
+        [
+            "tead/spec/cron.py:2: tead.spec.cron imports higher layer tead.daemon.app",
+            "tead/spec/models.py:4: import inside a function",
+            "tead/spec/models.py:6: import inside a function",
+            "import cycle: tead.graph.compiled -> tead.graph.nodes -> tead.graph.compiled",
+        ],
+    )
+
+
 def test_an_upward_import_is_reported_even_for_annotations(tmp_path):
     """A TYPE_CHECKING import is no cycle, but it must not point to a higher layer."""
     package = write_package(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 
 from tead import Graph, ParallelConfig, ParallelFlowResult, load_workflow
 from tead.errors import PickleValidationError
+from tests.conftest import ROOT
 from tests.helpers import fill, final_state, timed_run
 
 HANG_BOUND_S = 10.0
@@ -87,6 +90,78 @@ edges:
     results = load_workflow(path).invoke()["results"]
     assert [r[:3] for r in results] == [["a", True, "a"], ["b", True, "b"]]
     assert os.getpid() not in {r[3] for r in results}
+
+
+def test_an_event_sink_that_raises_on_a_process_branch_event_fails_that_branch(tmp_path):
+    """As with threads: the branch whose event the sink refused fails with its error, and
+    the run goes on (it hung: the attempt was never settled)."""
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        """
+settings:
+  parallel: {strategy: process, max_workers: 2}
+nodes:
+  - name: src
+  - name: a
+  - name: b
+  - name: join
+    run: |
+      return {"results": [[r.branch, r.success, r.error] for r in parallel_results]}
+edges:
+  - {from: src, to: [a, b], parallel: true, fan_in: join}
+  - {from: a, to: join}
+  - {from: b, to: join}
+"""
+    )
+
+    def sink(event: Any) -> None:
+        if event.kind == "node_started" and event.path == "b":
+            raise RuntimeError("sink broke")
+
+    done: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: done.append(load_workflow(path).invoke(on_event=sink)), daemon=True
+    )
+    runner.start()
+    runner.join(HANG_BOUND_S)
+    assert done, "the run hung"
+    assert done[0]["results"] == [["a", True, None], ["b", False, "sink broke"]]
+
+
+def test_stream_into_a_pipe_closed_early_ends_a_process_fan_out(write_workflow, tmp_path):
+    """`tead run --stream | head -1` with process branches exits (it hung: replaying a
+    branch's events into the closed pipe raised in the pool's thread)."""
+    write_workflow(
+        """
+        settings:
+          parallel: {strategy: process, max_workers: 2}
+        nodes:
+          - name: src
+          - name: a
+          - name: b
+          - name: join
+        edges:
+          - {from: src, to: [a, b], parallel: true, fan_in: join}
+          - {from: a, to: join}
+          - {from: b, to: join}
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tead", "run", "wf.yaml", "--stream"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["event"] == "run_started"
+    proc.stdout.close()  # as `head -1` does
+    try:
+        assert proc.wait(timeout=HANG_BOUND_S) == 1
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_starting_the_worker_pool_does_not_count_against_a_branch_timeout(tead_cli, write_workflow):
@@ -508,6 +583,49 @@ def test_stream_shows_a_timed_out_process_branch(tead_cli, write_workflow):
     assert [(e["node"], e["branches"], e["failed"]) for e in fan_in] == [("join", 2, 1)]
     assert events[-1]["event"] == "run_finished"
     assert events[-1]["status"] == "succeeded"
+
+
+def test_a_branch_state_that_cannot_come_back_fails_the_branch_and_keeps_its_events(
+    tead_cli, write_workflow
+):
+    """A process branch whose final state holds a lambda: the branch fails naming the key,
+    and its nodes still appear in `--stream` (they ran)."""
+    write_workflow(
+        """
+        settings:
+          parallel: {strategy: process}
+        nodes:
+          - name: src
+          - name: make
+            run: |
+              return {"f": lambda: 1}
+          - name: then
+          - name: other
+          - name: join
+        edges:
+          - {from: src, to: [make, other], parallel: true, fan_in: join}
+          - {from: make, to: then}
+          - {from: then, to: join}
+          - {from: other, to: join}
+        """
+    )
+    proc = tead_cli("run", "wf.yaml", "--stream")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    in_make = [(e["event"], e.get("node")) for e in events if e.get("path") == "make"]
+    assert in_make == [
+        ("branch_started", "src"),
+        ("node_started", "make"),
+        ("node_finished", "make"),
+        ("node_started", "then"),
+        ("node_finished", "then"),
+        ("branch_finished", "src"),
+    ]
+    make = next(e for e in events if e["event"] == "branch_finished" and e["branch"] == "make")
+    assert make["error_type"] == "PickleValidationError"
+    assert make["error"].startswith(
+        "branch 'make': state key 'f' cannot be sent back from its worker process"
+    )
 
 
 # --- callbacks with the process strategy ---------------------------------------------------

@@ -264,6 +264,21 @@ def test_a_bundle_holds_the_python_source_importable_from_the_folder(tmp_path):
     assert bundle.text == path.read_text()
 
 
+def test_a_symlinked_module_is_shipped_only_if_it_stays_in_the_folder(tmp_path):
+    """A link to a sibling is shipped as that file; a link out of the folder (which could
+    send a secret file to other hosts) is refused, naming the link."""
+    path, module = flow_folder(tmp_path / "flows")
+    folder = path.parent
+    (folder / "alias.py").symlink_to(folder / f"{module}_helper.py")
+    assert dict(bundle_of(load_workflow(path)).files)["alias.py"] == (
+        (folder / f"{module}_helper.py").read_bytes()
+    )
+    (tmp_path / "secret.txt").write_text("KEY=1")
+    (folder / f"{module}_pkg" / "creds.py").symlink_to(tmp_path / "secret.txt")
+    with pytest.raises(BundleError, match=r"creds\.py links to a file outside"):
+        bundle_of(load_workflow(path))
+
+
 def test_a_bundle_is_made_once_per_loaded_workflow(tmp_path):
     """Made on first use and kept: later edits of the folder do not change it."""
     path, module = flow_folder(tmp_path / "flows")
@@ -301,9 +316,15 @@ def test_an_altered_or_unsafe_bundle_is_refused():
     for path in ("../a.py", "/etc/a.py", "a.sh", "p/../a.py", ".a.py"):
         with pytest.raises(BundleError, match="relative paths only"):
             WorkflowBundle.from_json({**good, "files": [[path, "QQ=="]]})
-    for name in ("../f.yaml", "d/f.yaml", ""):
+    for name in ("../f.yaml", "d/f.yaml", "", "f\udc80.yaml", "f\n.yaml"):
         with pytest.raises(BundleError, match="plain file name"):
             WorkflowBundle.from_json({**good, "name": name})
+    # the workflow file would be written over one of its files, or over a package folder
+    with pytest.raises(BundleError, match="clashes"):
+        WorkflowBundle.from_json({**good, "name": "a.py"})
+    package = [["p/__init__.py", ""], ["p/m.py", ""]]
+    with pytest.raises(BundleError, match="clashes"):
+        WorkflowBundle.from_json({**good, "name": "p", "files": package})
     with pytest.raises(BundleError, match="not base64"):
         WorkflowBundle.from_json({**good, "files": [["a.py", "!!"]]})
     with pytest.raises(BundleError, match="format"):

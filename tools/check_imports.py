@@ -8,7 +8,10 @@ Prints one line per problem and exits 1 if there is any:
   run when a module is imported count: those under `if TYPE_CHECKING:` are annotations;
 - an import statement inside a function or method body (it hides a cycle or a cost), unless
   its line says why with `# deferred: <reason>` (a measured start-up cost); such an import
-  still counts for the cycle and layer rules, so no cycle can hide behind it;
+  still counts for the cycle and layer rules, so no cycle can hide behind it.
+  `importlib.import_module("tead.x")` and `__import__("tead.x")` with a literal name of
+  one of the package's modules count as imports where they stand (a dynamic import of a
+  name known only at run time, e.g. a user's module, is not checked);
 - an import of a higher layer (see LAYERS), `if TYPE_CHECKING:` ones included: an
   annotation must not point up either;
 - a module that belongs to no layer (add it to LAYERS);
@@ -102,6 +105,28 @@ def _statements(
                     )
 
 
+def _dynamic_imports(node: ast.stmt) -> Iterator[tuple[str, bool]]:
+    """(module name, whether in a lambda) for each literal name `node` imports by calling
+    `import_module` or `__import__`, in its own expressions (not its nested statements)."""
+    nested = ("body", "orelse", "finalbody", "handlers", "cases")
+    parts = [value for field, value in ast.iter_fields(node) if field not in nested]
+    stack = [
+        (child, False)
+        for part in parts
+        for child in (part if isinstance(part, list) else [part])
+        if isinstance(child, ast.AST)
+    ]
+    while stack:
+        expr, in_lambda = stack.pop()
+        if isinstance(expr, ast.Call) and expr.args and isinstance(expr.args[0], ast.Constant):
+            func, first = expr.func, expr.args[0].value
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("import_module", "__import__") and isinstance(first, str):
+                yield first, in_lambda
+        inner = in_lambda or isinstance(expr, ast.Lambda)
+        stack.extend((child, inner) for child in ast.iter_child_nodes(expr))
+
+
 def _targets(node: ast.Import | ast.ImportFrom, module: str, is_package: bool) -> list[str]:
     """The dotted names a statement imports (modules, or names that may be modules)."""
     if isinstance(node, ast.Import):
@@ -130,6 +155,15 @@ def read_module(name: str, path: Path, modules: dict[str, Path]) -> Module:
     for node, in_function, annotation_only in _statements(
         tree.body, in_function=False, annotation_only=False
     ):
+        for target, in_lambda in _dynamic_imports(node):
+            if target not in modules:
+                continue
+            if in_function or in_lambda:
+                inner.append(node.lineno)
+            else:
+                imports.append(
+                    Import(target=target, line=node.lineno, annotation_only=annotation_only)
+                )
         if not isinstance(node, ast.Import | ast.ImportFrom):
             continue
         if in_function and not _deferred(lines, node):

@@ -7,7 +7,8 @@ file's folder (`uses:` modules, what `run:` code and those modules import from b
 file): every `*.py` file directly in the folder and, recursively, those of its packages
 (sub-folders with an `__init__.py`). Files and folders whose names are not Python
 identifiers, hidden ones and `__pycache__` are left out, as are compiled extension modules
-and data files. The total is bounded (`MAX_BUNDLE_BYTES`, `MAX_BUNDLE_FILES`).
+and data files; a symlinked file must point inside the folder (BundleError otherwise). The
+total is bounded (`MAX_BUNDLE_BYTES`, `MAX_BUNDLE_FILES`).
 
 Its digest is a sha256 over everything in it, so a host keeps one copy per content: the
 sender ships a bundle once, tasks name it by digest (`BranchTask.to_json`).
@@ -145,7 +146,12 @@ def _read(path: Path) -> bytes:
         return handle.read(MAX_BUNDLE_BYTES + 1)
 
 
-def _source_files(folder: Path, prefix: str) -> Iterator[tuple[str, Path]]:
+def _source_files(
+    folder: Path, prefix: str, root: Path | None = None
+) -> Iterator[tuple[str, Path]]:
+    """(relative path, file) of the sources under `folder`; a symlinked file must stay
+    inside `root` (the workflow's folder): what it points to is shipped to other hosts."""
+    root = root or folder
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
@@ -155,13 +161,19 @@ def _source_files(folder: Path, prefix: str) -> Iterator[tuple[str, Path]]:
         if not stem.isidentifier() or stem == "__pycache__":
             continue
         if dot and suffix == "py" and entry.is_file():
-            yield prefix + entry.name, Path(entry.path)
+            path = Path(entry.path)
+            if entry.is_symlink() and not path.resolve().is_relative_to(root):
+                raise BundleError(
+                    f"{path} links to a file outside the workflow's folder {root}; copy "
+                    "the module beside the workflow instead"
+                )
+            yield prefix + entry.name, path
         elif (
             not dot
             and entry.is_dir(follow_symlinks=False)
             and (Path(entry.path) / "__init__.py").is_file()
         ):
-            yield from _source_files(Path(entry.path), f"{prefix}{entry.name}/")
+            yield from _source_files(Path(entry.path), f"{prefix}{entry.name}/", root)
 
 
 class LoadedWorkflows:
@@ -316,7 +328,7 @@ def _check_contents(name: str, text: str, files: tuple[tuple[str, bytes], ...]) 
             (dot, suffix) != (".", "py")
         ):
             raise BundleError("a workflow bundle holds Python files at relative paths only")
-        if path == name:
+        if path.partition("/")[0] == name:
             raise BundleError("a workflow bundle's file name clashes with one of its files")
     total = len(_text_bytes(text)) + sum(len(data) for _, data in files)
     if total > MAX_BUNDLE_BYTES or len(files) > MAX_BUNDLE_FILES:
@@ -327,7 +339,12 @@ def _check_contents(name: str, text: str, files: tuple[tuple[str, bytes], ...]) 
 
 
 def _safe_part(name: str) -> bool:
-    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\x00")
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and not any(c in name for c in "/\\\x00")
+        and name.isprintable()  # no lone surrogate (not UTF-8), no control character
+    )
 
 
 def _is_file_entry(entry: Any) -> bool:

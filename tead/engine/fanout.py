@@ -17,6 +17,7 @@ from tead.engine.events import (
     BranchStarted,
     CircuitChanged,
     Event,
+    EventSink,
     FanOutStarted,
 )
 from tead.engine.seam import FanOutJob
@@ -108,6 +109,11 @@ def _run_group(
         replay=functools.partial(_replay, ctx),
     )
     results = ctx.executors.get(config.strategy).execute(job)
+    if len(results) != len(tasks):  # a plug-in's bug: never pass a branch over in silence
+        raise RunError(
+            f"fan-out at {fanout.source!r}: strategy {config.strategy!r} returned "
+            f"{len(results)} results for {len(tasks)} branches"
+        )
     if ctx.cancel is not None and ctx.cancel.reason is not None:
         raise RunCancelled(ctx.cancel.reason)
     if ctx.on_results is not None:
@@ -224,8 +230,34 @@ def _branch_state(fanout: FanOut, state: dict[str, Any], item: Any, branch: str)
         raise PickleValidationError(branch, None, exc, copying=True) from None
 
 
-def _run_here(run_branch: BranchRunner, ctx: RunContext, task: BranchTask) -> ParallelFlowResult:
-    return run_branch(task, ctx)
+def _run_here(
+    run_branch: BranchRunner, ctx: RunContext, task: BranchTask, stop: CancelToken | None = None
+) -> ParallelFlowResult:
+    """Run `task` in `ctx`; once `stop` is cancelled (the attempt was given up), the branch
+    stops at its next node and its events are dropped."""
+    if stop is None:
+        return run_branch(task, ctx)
+    parent = ctx.cancel
+    token = parent.child() if parent is not None else CancelToken()
+
+    def relay() -> None:
+        token.cancel(parent.reason if parent is not None and parent.reason else "cancelled")
+
+    unsubscribe = [stop.subscribe(relay)]
+    if parent is not None:
+        unsubscribe.append(parent.subscribe(relay))
+    emit = ctx.emit
+    live_emit = None if emit is None else functools.partial(_unless_stopped, stop, emit)
+    try:
+        return run_branch(task, dataclasses.replace(ctx, cancel=token, emit=live_emit))
+    finally:
+        for undo in unsubscribe:
+            undo()
+
+
+def _unless_stopped(stop: CancelToken, emit: EventSink, event: Event) -> None:
+    if not stop.cancelled:
+        emit(event)
 
 
 def _replay(ctx: RunContext, events: Sequence[Event]) -> None:

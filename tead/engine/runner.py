@@ -73,7 +73,12 @@ def stream_workflow(
     exit_point: str = END,
 ) -> Iterator[dict[str, Any]]:
     """Run in a background thread and yield events as they come, each as its JSON encoding
-    (`Event.to_json()`); errors are re-raised."""
+    (`Event.to_json()`); errors are re-raised.
+
+    Closing the generator early cancels the run and waits until it has stopped (the node
+    running at that moment finishes), so that no node runs, and no executor is used, after.
+    """
+    cancel = CancelToken()
     events: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
     failure: list[BaseException] = []
 
@@ -90,6 +95,7 @@ def stream_workflow(
                 entry_point=entry_point,
                 exit_point=exit_point,
                 on_event=put,
+                cancel=cancel,
             )
         except BaseException as exc:
             failure.append(exc)
@@ -98,8 +104,11 @@ def stream_workflow(
 
     worker = threading.Thread(target=work, name="tead-stream", daemon=True)
     worker.start()
-    while (event := events.get()) is not None:
-        yield event
-    worker.join()
+    try:
+        while (event := events.get()) is not None:
+            yield event
+    finally:
+        cancel.cancel("cancelled")  # a no-op once the run has ended
+        worker.join()
     if failure:
         raise failure[0]

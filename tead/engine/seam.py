@@ -5,7 +5,9 @@ supervisor reports through, and two ways back into the calling run) and returns 
 per task, in task order. A branch's own failure is a result, never an exception.
 
 `run_here` runs a branch in this process with the run's own context (its events, breakers,
-cancel token and executors): the thread strategy and any in-process plug-in use it.
+cancel token and executors): the thread strategy and any in-process plug-in use it. Given
+a `stop` token, cancelling it gives that attempt up: the branch stops at its next node and
+emits nothing more (a thread cannot be killed; this is the nearest thing).
 A strategy that runs branches elsewhere (a worker process, a host) runs them with
 `tead.engine.branch.run_branch_elsewhere` there, which hands back the branch's events with
 its result; it passes those to `replay` before it reports the result, so every strategy's
@@ -21,8 +23,16 @@ from typing import Protocol, runtime_checkable
 from tead.engine.events import Event
 from tead.engine.task import BranchTask
 from tead.parallel.breaker import BreakerSnapshot
+from tead.parallel.cancel import CancelToken
 from tead.parallel.config import ParallelConfig, ParallelFlowResult
 from tead.parallel.hooks import FanOutHooks
+
+
+class RunHere(Protocol):
+    """Runs a branch in this process, in its run's context; cancelling `stop` gives this
+    attempt up (it stops at its next node and its events are dropped)."""
+
+    def __call__(self, task: BranchTask, stop: CancelToken | None = None) -> ParallelFlowResult: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,7 +43,7 @@ class FanOutJob:
     config: ParallelConfig
     hooks: FanOutHooks
     #: run a branch in this process, in the run's context (events, breakers, cancel)
-    run_here: Callable[[BranchTask], ParallelFlowResult]
+    run_here: RunHere
     #: emit, in the calling run, the events a branch emitted where it ran
     replay: Callable[[Sequence[Event]], None]
 

@@ -20,13 +20,15 @@ from __future__ import annotations
 import functools
 import pickle
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
+from typing import Any
 
 from tead.engine.events import Event
 from tead.engine.seam import BranchReport, ExecutorSource, FanOutJob
-from tead.engine.task import BranchTask
+from tead.engine.task import BranchTask, failure_result
 from tead.engine.walk import run_branch_elsewhere
+from tead.errors import PickleValidationError
 from tead.executors.workerpool import WorkerPool
 from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot
 from tead.parallel.config import ParallelFlowResult
@@ -39,18 +41,40 @@ Replay = Callable[[Sequence[Event]], None]
 NestedExecutors = Callable[[], ExecutorSource]
 
 
-def run_pickled(make_executors: NestedExecutors, payload: bytes) -> BranchReport:
+def run_pickled(make_executors: NestedExecutors, payload: bytes) -> bytes:
     """The worker side: unpickle the breaker states to start from and a BranchTask (its
     workflow loaded once per worker), and run it; fan-outs nested in it get executors of
     their own, closed with the branch. Its events and breaker changes come back with its
-    result."""
+    result, as a pickled `BranchReport`."""
     seed, task_bytes = pickle.loads(payload)
     task = BranchTask.from_pickle(task_bytes)
     executors = make_executors()
     try:
-        return run_branch_elsewhere(task, executors, seed)
+        report = run_branch_elsewhere(task, executors, seed)
     finally:
         executors.close()
+    return pickle_report(task, report)
+
+
+def pickle_report(task: BranchTask, report: BranchReport) -> bytes:
+    """`report` pickled; if its final state cannot be, the branch fails instead (naming the
+    state key) and its events still go back."""
+    try:
+        return pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        error = _unsendable(task.branch, report.result.state or {}, exc)
+    failed = failure_result(task, error, timing_ms=report.result.timing_ms)
+    failed_report = BranchReport(failed, report.events, report.breakers)
+    return pickle.dumps(failed_report, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unsendable(branch: str, state: Mapping[str, Any], error: Exception) -> PickleValidationError:
+    for key, value in state.items():
+        try:
+            pickle.dumps(value)
+        except Exception as key_exc:
+            return PickleValidationError(branch, key, key_exc, returning=True)
+    return PickleValidationError(branch, None, error, returning=True)
 
 
 def _breaker_seed(job: FanOutJob) -> tuple[BreakerSnapshot, ...]:
@@ -158,14 +182,18 @@ class ProcessLauncher:
             attempt.set_exception(error)
             return
         outcome = in_pool.result()
-        if isinstance(outcome, Finished) and isinstance(outcome.result, BranchReport):
-            report = outcome.result
-            if self._breakers is not None and report.breakers:
-                self._breakers.adopt(report.breakers)
-            self._replay(report.events)
-            outcome = Finished(result=report.result)
-        if settle is not None:
-            settle(outcome)
+        try:
+            if isinstance(outcome, Finished) and isinstance(outcome.result, bytes):
+                report: BranchReport = pickle.loads(outcome.result)
+                if self._breakers is not None and report.breakers:
+                    self._breakers.adopt(report.breakers)
+                self._replay(report.events)
+                outcome = Finished(result=report.result)
+            if settle is not None:
+                settle(outcome)
+        except BaseException as exc:  # an event sink raised: the branch fails, as in a thread
+            attempt.set_exception(exc)
+            return
         attempt.set_result(outcome)
 
     def stop(self, attempts: Collection[Attempt]) -> None:

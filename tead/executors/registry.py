@@ -45,6 +45,19 @@ def _process(deps: ExecutorDeps) -> ParallelExecutor:
     return ProcessExecutor(Executors)
 
 
+def _make(strategy: str, factory: ExecutorFactory, deps: ExecutorDeps) -> ParallelExecutor:
+    """`factory(deps)`, or PluginError (one line) if it raises or makes no executor."""
+    target = f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', factory)}"
+    try:
+        executor = factory(deps)
+    except Exception as exc:
+        raise PluginError(strategy, target, exc, failed="cannot make an executor") from exc
+    if not isinstance(executor, ParallelExecutor):
+        error = TypeError(f"it returned {type(executor).__name__}, not an executor")
+        raise PluginError(strategy, target, error, failed="cannot make an executor")
+    return executor
+
+
 BUILTIN_FACTORIES: Mapping[str, ExecutorFactory] = {"thread": _thread, "process": _process}
 
 
@@ -86,7 +99,7 @@ class Executors:
             if executor is None:
                 factory = self._factory(strategy)
                 deps = ExecutorDeps(strategy=strategy, settings=self._settings.get(strategy, {}))
-                executor = self._executors[strategy] = factory(deps)
+                executor = self._executors[strategy] = _make(strategy, factory, deps)
             return executor
 
     def _factory(self, strategy: str) -> ExecutorFactory:

@@ -1,8 +1,9 @@
 """The thread strategy: branches run on threads of the calling process.
 
 Threads cannot be killed: a branch that times out (or is cancelled by `fail_fast`) is
-abandoned. Its thread runs on until the node returns, its result is ignored, and a fresh
-thread takes its place so the fan-out keeps its `max_workers`. Branch threads are daemon
+abandoned. Its thread runs on until the node returns, the branch's later nodes do not run,
+it emits no more events, its result is ignored, and a fresh thread takes its place so the
+fan-out keeps its `max_workers`. Branch threads are daemon
 threads, so an abandoned one never keeps the process from exiting.
 """
 
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from concurrent.futures import Future
 
-from tead.engine.seam import FanOutJob
+from tead.engine.seam import FanOutJob, RunHere
 from tead.engine.task import BranchTask
+from tead.parallel.cancel import CancelToken
 from tead.parallel.config import ParallelFlowResult
 from tead.parallel.launcher import Attempt, Gate, Settle
 from tead.parallel.outcomes import Finished, Outcome
@@ -40,7 +42,7 @@ class ThreadLauncher:
     copies_state = False
     runs_gate = True
 
-    def __init__(self, workers: int, run: Callable[[BranchTask], ParallelFlowResult]) -> None:
+    def __init__(self, workers: int, run: RunHere) -> None:
         self._workers = workers
         self._run = run  # runs a branch on this thread, in its run's context
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -48,6 +50,7 @@ class ThreadLauncher:
         self._busy = 0  # attempts launched and neither finished nor abandoned
         self._live = 0  # threads not abandoned
         self._owners: dict[Attempt, threading.Thread] = {}
+        self._stops: dict[Attempt, CancelToken] = {}  # gives a running attempt up
         self._abandoned: set[Attempt] = set()
 
     def launch(
@@ -72,6 +75,7 @@ class ThreadLauncher:
         for attempt in attempts:
             with self._lock:
                 if attempt in self._owners:
+                    self._stops[attempt].cancel("abandoned")
                     self._abandoned.add(attempt)
                     self._busy -= 1
                     self._live -= 1
@@ -102,11 +106,13 @@ class ThreadLauncher:
                 with self._lock:
                     self._busy -= 1
                 continue
+            stop = CancelToken()
             with self._lock:
                 self._owners[attempt] = me
+                self._stops[attempt] = stop
             try:
                 denied = gate() if gate is not None else None
-                result = denied or Finished(result=self._run(task))
+                result = denied or Finished(result=self._run(task, stop))
                 if settle is not None:
                     settle(result)
             except BaseException as exc:  # the run records branch errors; this is ours
@@ -115,6 +121,7 @@ class ThreadLauncher:
                 outcome = result
             with self._lock:
                 del self._owners[attempt]
+                del self._stops[attempt]
                 abandoned = attempt in self._abandoned
                 self._abandoned.discard(attempt)
                 if not abandoned:

@@ -16,7 +16,7 @@ from tead.errors import Location, Problem, WorkflowError
 from tead.graph.compiled import END, START, Edge, FanOut, Node, WorkflowGraph, WorkflowSource
 from tead.graph.nodes import Expr, NodeFn, compile_expr
 from tead.parallel.config import ParallelConfig
-from tead.parallel.strategies import known_strategies, strategy_problem
+from tead.parallel.strategies import known_strategies, plugin_strategies, strategy_problem
 
 if TYPE_CHECKING:
     from tead.spec.models import WorkflowSpec
@@ -172,6 +172,8 @@ class Graph:
 
         fanouts: dict[str, list[FanOut]] = {}
         allowed = list(strategies) if strategies is not None else known_strategies()
+        # a registry's names are all real executors; by default, plug-ins are
+        provided = allowed if strategies is not None else plugin_strategies()
         for pending in self._fanouts:
             ok = check_name(pending.source, "fan-out from", pending.where, allow=START)
             ok &= check_name(pending.fan_in, "fan_in:", pending.where)
@@ -190,7 +192,10 @@ class Graph:
             config = pending.config or default.merged(pending.overrides)
             # a fan-out that keeps the default's strategy is reported once, with the default
             inherited = (config.strategy, config.remote) == (default.strategy, default.remote)
-            if not inherited and (problem := strategy_problem(config, allowed)) is not None:
+            if (
+                not inherited
+                and (problem := strategy_problem(config, allowed, provided)) is not None
+            ):
                 problems.append(Problem(problem, pending.where))
                 ok = False
             if ok:
@@ -214,7 +219,7 @@ class Graph:
                     where,
                 )
             )
-        if (problem := strategy_problem(default, allowed)) is not None:
+        if (problem := strategy_problem(default, allowed, provided)) is not None:
             problems.append(Problem(problem, config_where))
         workflow = WorkflowGraph(
             name=self.name,

@@ -5,6 +5,7 @@ cannot be used here. Checked when a workflow loads, without importing any execut
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Collection
 from importlib.metadata import entry_points
 
 from tead.parallel.config import ParallelConfig
@@ -15,10 +16,14 @@ BUILTIN_STRATEGIES = ("thread", "process", "remote", "dask")
 _NOT_BUILT = ("remote", "dask")
 
 
+def plugin_strategies() -> list[str]:
+    """The strategy names installed packages declare in the entry-point group, sorted."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
 def known_strategies() -> list[str]:
     """Every strategy name: the built-in ones first, then plug-ins by name."""
-    plugins = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
-    return list(dict.fromkeys([*BUILTIN_STRATEGIES, *plugins]))
+    return list(dict.fromkeys([*BUILTIN_STRATEGIES, *plugin_strategies()]))
 
 
 def unknown_strategy(name: str, known: list[str]) -> str | None:
@@ -29,13 +34,19 @@ def unknown_strategy(name: str, known: list[str]) -> str | None:
     return f"unknown parallel strategy {name!r} (available: {usable})"
 
 
-def strategy_problem(config: ParallelConfig, known: list[str]) -> str | None:
-    """Why `config.strategy` cannot run here (one line), or None if it can."""
+def strategy_problem(
+    config: ParallelConfig, known: list[str], provided: Collection[str] = ()
+) -> str | None:
+    """Why `config.strategy` cannot run here (one line), or None if it can. `provided` are
+    the names an executor exists for beyond tead's own (plug-ins, registered factories):
+    one of them named `remote` or `dask` is used as it is."""
     name = config.strategy
     if (unknown := unknown_strategy(name, known)) is not None:
         return unknown
     if name == "remote" and config.remote is None:
         return "strategy 'remote' needs `remote: {hosts: [...]}` in its parallel settings"
+    if name in provided:
+        return None
     if name == "dask" and importlib.util.find_spec("distributed") is None:
         return "strategy 'dask' needs the dask extra: pip install 'tead[dask]'"
     if name in _NOT_BUILT:
