@@ -73,7 +73,7 @@ def test_schema_is_json_and_describes_the_format() -> None:
 
 def test_spec_accepts_the_contract_example() -> None:
     """CONTRACT §1's example parses (its `uses:` module aside) with every key in place."""
-    text = (Path(__file__).parent / "data" / "contract_example.yaml").read_text()
+    text = (Path(__file__).resolve().parents[1] / "data" / "contract_example.yaml").read_text()
     spec = WorkflowSpec.model_validate(parse_yaml(text, "c.yaml").data)
     assert spec.on is not None and spec.on.catchup == "latest"
     assert spec.on.schedule[0].timezone == "Europe/Berlin"  # type: ignore[union-attr]

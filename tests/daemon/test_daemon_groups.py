@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.daemon.test_daemon_runs import end_of
 from tests.daemon_fixture import DaemonProcess
 from tests.helpers import wait_status
-from tests.test_daemon_runs import end_of
 
 Factory = Callable[..., DaemonProcess]
 

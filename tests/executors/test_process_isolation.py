@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.daemon.test_daemon_runs import alive, end_of, process_fanout
 from tests.daemon_fixture import ROOT, DaemonProcess
 from tests.helpers import fill, final_state
-from tests.test_daemon_runs import alive, end_of, process_fanout
 
 Factory = Callable[..., DaemonProcess]
 CONSOLE_SCRIPT = Path(sys.executable).with_name("tead")  # the installed `tead` command

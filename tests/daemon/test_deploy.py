@@ -24,11 +24,11 @@ from tead.daemon.config import load_config
 from tests.conftest import RunTead
 from tests.daemon_fixture import DaemonProcess, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "tead.service"
 UNIT_CONFIG = ROOT / "systemd" / "tead.yaml"  # installed as the unit's --config
 DOCKERFILE = ROOT / "Dockerfile"
-SECCOMP_EXEC = Path(__file__).resolve().parent / "seccomp_exec.py"
+SECCOMP_EXEC = ROOT / "tests" / "seccomp_exec.py"
 DOCKER_DEFAULT_STOP_TIMEOUT_S = 10.0
 
 

@@ -36,7 +36,7 @@ from tead.engine.events import (
 from tead.jsonable import dumps
 from tead.parallel.breaker import CircuitState
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TS = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 TS_TEXT = "2026-01-02T03:04:05.678Z"
 

@@ -31,7 +31,7 @@ from tead.errors import BundleError, PickleValidationError, StateJsonError
 from tead.graph.compiled import WorkflowGraph
 from tead.graph.loader import load_workflow, load_workflow_text
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 FLOW = """
 name: codec
