@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -20,7 +20,7 @@ from tead.engine.events import (
     EventSink,
     FanOutStarted,
 )
-from tead.engine.seam import FanOutJob
+from tead.engine.seam import BranchReport, FanOutJob
 from tead.engine.task import BranchTask
 from tead.errors import FanOutError, PickleValidationError, RunCancelled, RunError
 from tead.graph.compiled import FanOut, WorkflowGraph
@@ -260,7 +260,10 @@ def _unless_stopped(stop: CancelToken, emit: EventSink, event: Event) -> None:
         emit(event)
 
 
-def _replay(ctx: RunContext, events: Sequence[Event]) -> None:
+def _replay(ctx: RunContext, report: BranchReport) -> None:
     if ctx.emit is not None:
-        for event in events:
+        for event in report.events:
             ctx.emit(event)
+    if ctx.on_results is not None:
+        for fanout in report.fanouts:
+            ctx.on_results(*fanout)

@@ -9,9 +9,10 @@ cancel token and executors): the thread strategy and any in-process plug-in use 
 a `stop` token, cancelling it gives that attempt up: the branch stops at its next node and
 emits nothing more (a thread cannot be killed; this is the nearest thing).
 A strategy that runs branches elsewhere (a worker process, a host) runs them with
-`tead.engine.branch.run_branch_elsewhere` there, which hands back the branch's events with
-its result; it passes those to `replay` before it reports the result, so every strategy's
-branches show the same events in the same place.
+`tead.engine.walk.run_branch_elsewhere` there, which hands back a `BranchReport`: the
+branch's result, its events and the results of the fan-outs nested in it; it passes the
+report to `replay` before it reports the result, so every strategy's branches show the
+same events (and the same nested results) in the same place.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ class FanOutJob:
     hooks: FanOutHooks
     #: run a branch in this process, in the run's context (events, breakers, cancel)
     run_here: RunHere
-    #: emit, in the calling run, the events a branch emitted where it ran
-    replay: Callable[[Sequence[Event]], None]
+    #: emit, in the calling run, what a branch reported from where it ran (its events,
+    #: then its nested fan-outs' results)
+    replay: Callable[[BranchReport], None]
 
 
 @runtime_checkable
@@ -65,11 +67,18 @@ class ExecutorSource(Protocol):
     def close(self) -> None: ...
 
 
+#: one fan-out's results as a run keeps them: (path of the fan-out, its source node, its
+#: fan-in node, the results in branch order)
+FanOutResults = tuple[str, str, str, list[ParallelFlowResult]]
+
+
 @dataclass(frozen=True, slots=True)
 class BranchReport:
-    """What a branch run elsewhere sends back: its result, the events it emitted, and the
-    states of the circuit breakers its nested fan-outs changed."""
+    """What a branch run elsewhere sends back: its result, the events it emitted, the
+    results of the fan-outs nested in it, and the states of the circuit breakers those
+    fan-outs changed."""
 
     result: ParallelFlowResult
     events: tuple[Event, ...] = ()
     breakers: tuple[BreakerSnapshot, ...] = ()
+    fanouts: tuple[FanOutResults, ...] = ()

@@ -11,7 +11,7 @@ from typing import Any
 from tead.engine.context import RunContext
 from tead.engine.events import Event, FanIn, NodeFinished, NodeStarted
 from tead.engine.fanout import fan_out
-from tead.engine.seam import BranchReport, ExecutorSource
+from tead.engine.seam import BranchReport, ExecutorSource, FanOutResults
 from tead.engine.task import BranchTask, failure_result
 from tead.errors import NodeError, RunCancelled
 from tead.graph.compiled import END, START, WorkflowGraph
@@ -118,13 +118,24 @@ def run_branch_elsewhere(
     breakers: Sequence[BreakerSnapshot] = (),
 ) -> BranchReport:
     """Run one branch away from its run (a worker process, a host). Its nested fan-outs
-    use `executors` and start from the run's `breakers` states; its events and the states
-    of the breakers it changed are sent back with its result."""
+    use `executors` and start from the run's `breakers` states; its events, its nested
+    fan-outs' results and the states of the breakers it changed are sent back with its
+    result."""
     events: list[Event] = []
+    fanouts: list[FanOutResults] = []
+
+    def keep(path: str, source: str, fan_in: str, results: list[ParallelFlowResult]) -> None:
+        fanouts.append((path, source, fan_in, results))
+
     store = RecordingBreakerStore(breakers)
-    ctx = RunContext(executors=executors, breakers=BreakerRegistry(store), emit=events.append)
+    ctx = RunContext(
+        executors=executors,
+        breakers=BreakerRegistry(store),
+        emit=events.append,
+        on_results=keep,
+    )
     result = run_branch(task, ctx)
-    return BranchReport(result, tuple(events), tuple(store.saved.values()))
+    return BranchReport(result, tuple(events), tuple(store.saved.values()), tuple(fanouts))
 
 
 def ms_since(started: float) -> float:

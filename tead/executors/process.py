@@ -17,6 +17,8 @@ running. Other fan-outs and runs sharing the pool never notice.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import pickle
 import threading
@@ -24,7 +26,6 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from tead.engine.events import Event
 from tead.engine.seam import BranchReport, ExecutorSource, FanOutJob
 from tead.engine.task import BranchTask, failure_result
 from tead.engine.walk import run_branch_elsewhere
@@ -36,7 +37,7 @@ from tead.parallel.launcher import Attempt, Gate, Settle
 from tead.parallel.outcomes import Finished, Outcome
 from tead.parallel.supervisor import supervise
 
-Replay = Callable[[Sequence[Event]], None]
+Replay = Callable[[BranchReport], None]
 #: makes the executors of fan-outs nested in a worker's branch (a registry, e.g. `Executors`)
 NestedExecutors = Callable[[], ExecutorSource]
 
@@ -58,11 +59,14 @@ def run_pickled(make_executors: NestedExecutors, payload: bytes) -> bytes:
 
 def pickle_report(task: BranchTask, report: BranchReport) -> bytes:
     """`report` pickled; if its final state cannot be, the branch fails instead (naming the
-    state key) and its events still go back."""
+    state key) and its events still go back; nested results that cannot are left out."""
     try:
         return pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
         error = _unsendable(task.branch, report.result.state or {}, exc)
+    if error.key is None:  # the branch's state can go: a nested result's state cannot
+        with contextlib.suppress(Exception):
+            return pickle.dumps(dataclasses.replace(report, fanouts=()), pickle.HIGHEST_PROTOCOL)
     failed = failure_result(task, error, timing_ms=report.result.timing_ms)
     failed_report = BranchReport(failed, report.events, report.breakers)
     return pickle.dumps(failed_report, protocol=pickle.HIGHEST_PROTOCOL)
@@ -187,7 +191,7 @@ class ProcessLauncher:
                 report: BranchReport = pickle.loads(outcome.result)
                 if self._breakers is not None and report.breakers:
                     self._breakers.adopt(report.breakers)
-                self._replay(report.events)
+                self._replay(report)
                 outcome = Finished(result=report.result)
             if settle is not None:
                 settle(outcome)

@@ -164,6 +164,50 @@ def test_stream_into_a_pipe_closed_early_ends_a_process_fan_out(write_workflow, 
         proc.wait()
 
 
+NESTED = """
+settings:
+  parallel: {strategy: STRATEGY, max_workers: 2}
+nodes:
+  - name: src
+  - name: a
+  - name: x
+  - name: y
+  - name: a2
+  - name: b
+  - name: join
+edges:
+  - {from: src, to: [a, b], parallel: true, fan_in: join}
+  - {from: a, to: [x, y], parallel: true, fan_in: a2}
+  - {from: x, to: a2}
+  - {from: y, to: a2}
+  - {from: a2, to: join}
+  - {from: b, to: join}
+"""
+
+
+def test_fan_outs_nested_in_a_process_branch_reach_on_results(tmp_path):
+    """The results of a fan-out nested in a process branch come back to the run (the
+    daemon's run record keeps them) exactly as under thread."""
+    kept: dict[str, list[tuple[str, str, str, list[tuple[str, bool]]]]] = {}
+    for strategy in ("thread", "process"):
+        path = tmp_path / f"{strategy}.yaml"
+        path.write_text(NESTED.replace("STRATEGY", strategy))
+        found = kept[strategy] = []
+        load_workflow(path).invoke(
+            on_results=lambda where, source, fan_in, results, found=found: found.append(
+                (where, source, fan_in, [(r.branch, r.success) for r in results])
+            )
+        )
+    assert (
+        kept["process"]
+        == kept["thread"]
+        == [
+            ("a", "a", "a2", [("x", True), ("y", True)]),
+            ("", "src", "join", [("a", True), ("b", True)]),
+        ]
+    )
+
+
 def test_starting_the_worker_pool_does_not_count_against_a_branch_timeout(tead_cli, write_workflow):
     """timeout_seconds 0.15 and instant branches: the first one must not time out while a
     cold pool (forkserver, workers) starts up."""
