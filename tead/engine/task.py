@@ -95,7 +95,17 @@ class BranchTask:
         for name, kind in _JSON_TYPES.items():
             if type(data[name]) is not kind:
                 raise ValueError(f"a branch task's {name!r} must be of type {kind.__name__}")
-        return cls(**{**data, "workflow": workflows(data["workflow"])})
+        workflow = workflows(data["workflow"])
+        # a branch runs from one of the workflow's nodes up to another (its fan-in): an
+        # unknown exit would run it on to the end of the workflow
+        for name in ("entry", "exit"):
+            if data[name] not in workflow.nodes:
+                raise ValueError(
+                    f"a branch task's {name} {data[name]!r} is no node of the workflow"
+                )
+        if data["entry"] == data["exit"]:
+            raise ValueError("a branch task's entry and exit are the same node")
+        return cls(**{**data, "workflow": workflow})
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(BranchTask))

@@ -200,6 +200,23 @@ def test_malformed_task_data_is_refused():
         BranchTask.from_json({**good, "state": []}, _never)
 
 
+def test_a_task_must_run_between_two_nodes_of_its_workflow(tmp_path):
+    """An entry or exit the workflow lacks is refused (an unknown exit ran the branch on to
+    the end of the workflow; an unknown entry failed it with a KeyError)."""
+    workflow = load_workflow_text(RUN_ONLY, str(tmp_path / "plain.yaml"))
+    host = LoadedWorkflows(root=tmp_path / "host")
+    host.receive(WorkflowBundle.from_json(through_json(bundle_of(workflow).to_json())))
+    data = through_json(task_of(workflow, {"n": 1, "nested": 0}, entry="double").to_json())
+    for changes, message in [
+        ({"exit": "nope"}, "exit 'nope' is no node"),
+        ({"entry": "__start__"}, "entry '__start__' is no node"),
+        ({"exit": "__end__"}, "exit '__end__' is no node"),
+        ({"entry": "done", "exit": "done"}, "are the same node"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            BranchTask.from_json({**data, **changes}, host.get)
+
+
 def test_a_graph_built_in_code_cannot_go_to_a_host():
     graph = Graph("code")
     graph.add_node("work", double)
