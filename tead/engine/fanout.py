@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -109,11 +109,7 @@ def _run_group(
         replay=functools.partial(_replay, ctx),
     )
     results = ctx.executors.get(config.strategy).execute(job)
-    if len(results) != len(tasks):  # a plug-in's bug: never pass a branch over in silence
-        raise RunError(
-            f"fan-out at {fanout.source!r}: strategy {config.strategy!r} returned "
-            f"{len(results)} results for {len(tasks)} branches"
-        )
+    _check_results(fanout, tasks, results)
     if ctx.cancel is not None and ctx.cancel.reason is not None:
         raise RunCancelled(ctx.cancel.reason)
     if ctx.on_results is not None:
@@ -124,6 +120,25 @@ def _run_group(
         if cause is not None:
             raise FanOutError(fanout.source, cause)
     return results
+
+
+def _check_results(
+    fanout: FanOut, tasks: Sequence[BranchTask], results: Sequence[ParallelFlowResult]
+) -> None:
+    """RunError unless there is one result per task, in task order: a plug-in's bug must
+    not hand the fan-in a branch's result in another's place, or none."""
+    strategy = fanout.config.strategy
+    if len(results) != len(tasks):
+        raise RunError(
+            f"fan-out at {fanout.source!r}: strategy {strategy!r} returned "
+            f"{len(results)} results for {len(tasks)} branches"
+        )
+    got = [getattr(r, "branch", None) for r in results]
+    if got != [t.branch for t in tasks]:
+        raise RunError(
+            f"fan-out at {fanout.source!r}: strategy {strategy!r} returned results for "
+            f"branches {got}, not {[t.branch for t in tasks]} in that order"
+        )
 
 
 def _event_hooks(

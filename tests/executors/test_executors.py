@@ -309,6 +309,21 @@ def test_a_plug_in_that_returns_too_few_results_fails_the_run(
     ]
 
 
+def test_a_plug_in_that_returns_results_out_of_order_fails_the_run(
+    plugin_site: Path, write_workflow: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Results in another order than the tasks' would hand the fan-in the wrong branches."""
+    code = SHORT_PLUGIN.replace("[:-1]", "[::-1]")
+    _install_plugin(plugin_site, "toy", "toy_tead:make", code=code)
+    proc = _tead(plugin_site, tmp_path, "run", "-q", str(write_workflow(TOY_WORKFLOW)))
+    assert proc.returncode == 1, proc.stdout
+    assert proc.stderr.strip().splitlines() == [
+        "tead: fan-out at 'start': strategy 'toy' returned results for branches "
+        "['square[2]', 'square[1]', 'square[0]'], not ['square[0]', 'square[1]', 'square[2]'] "
+        "in that order"
+    ]
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
