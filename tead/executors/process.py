@@ -81,15 +81,13 @@ def _unsendable(branch: str, state: Mapping[str, Any], error: Exception) -> Pick
     return PickleValidationError(branch, None, error, returning=True)
 
 
-def _breaker_seed(job: FanOutJob) -> tuple[BreakerSnapshot, ...]:
-    """The run's breaker states that fan-outs nested in these branches may use (none
-    unless the workflow has a fan-out with a circuit breaker)."""
-    registry = job.hooks.breakers
-    if registry is None or not job.tasks:
-        return ()
+def _seeds_breakers(job: FanOutJob) -> bool:
+    """Whether fan-outs nested in these branches may use the run's breakers (the workflow
+    has a fan-out with a circuit breaker)."""
+    if job.hooks.breakers is None or not job.tasks:
+        return False
     graph = job.tasks[0].workflow
-    guarded = any(f.config.circuit_breaker for group in graph.fanouts.values() for f in group)
-    return registry.seed_for(f"{graph.name}:") if guarded else ()
+    return any(f.config.circuit_breaker for group in graph.fanouts.values() for f in group)
 
 
 def _payload(seed: tuple[BreakerSnapshot, ...], task: bytes) -> bytes:
@@ -127,10 +125,11 @@ class ProcessExecutor:
         tasks = job.tasks
         if not tasks:
             return []
-        seed = _breaker_seed(job)
-        payloads = [_payload(seed, task) for task in pickle_tasks(tasks)]
+        payloads = pickle_tasks(tasks)
         pool = self.pool(min(job.config.workers, len(tasks)))
-        launcher = ProcessLauncher(pool, tasks, payloads, job.replay, job.hooks.breakers)
+        launcher = ProcessLauncher(
+            pool, tasks, payloads, job.replay, job.hooks.breakers, seeded=_seeds_breakers(job)
+        )
         return supervise(tasks, job.config, launcher, job.hooks)
 
     def close(self) -> None:
@@ -153,11 +152,16 @@ class ProcessLauncher:
         payloads: list[bytes],
         replay: Replay,
         breakers: BreakerRegistry | None,
+        *,
+        seeded: bool = False,
     ) -> None:
         self._pool = pool
         self._payloads = {id(task): payload for task, payload in zip(tasks, payloads, strict=True)}
         self._replay = replay
         self._breakers = breakers
+        # the breaker states a branch starts from are taken as its worker takes it, so that
+        # it sees what the branches before it did to them (as a thread branch does)
+        self._seed_prefix = f"{tasks[0].workflow.name}:" if seeded and tasks else None
         self._in_pool: dict[Attempt, Future[Outcome]] = {}
 
     def prepare(self) -> None:
@@ -166,10 +170,10 @@ class ProcessLauncher:
     def launch(
         self, task: BranchTask, *, gate: Gate | None = None, settle: Settle | None = None
     ) -> Attempt:
-        payload = self._payloads.get(id(task)) or _payload((), task.to_pickle())
+        payload = self._payloads.get(id(task)) or task.to_pickle()
 
         attempt: Attempt = Future()
-        in_pool = self._pool.submit(payload, functools.partial(_dispatch, gate))
+        in_pool = self._pool.submit(payload, functools.partial(self._dispatch, gate))
         self._in_pool[attempt] = in_pool
         in_pool.add_done_callback(functools.partial(self._returned, attempt, settle))
         return attempt
@@ -200,6 +204,18 @@ class ProcessLauncher:
             return
         attempt.set_result(outcome)
 
+    def _dispatch(self, gate: Gate | None, in_pool: Future[Outcome], task: bytes) -> bytes | None:
+        """As a worker takes the task: run the gate; if it turns the branch away, the task
+        is not sent and the gate's outcome is the attempt's. Else send it with the breaker
+        states of this moment."""
+        denied = gate() if gate is not None else None
+        if denied is not None:
+            in_pool.set_result(denied)
+            return None
+        registry, prefix = self._breakers, self._seed_prefix
+        seed = registry.seed_for(prefix) if registry is not None and prefix is not None else ()
+        return _payload(seed, task)
+
     def stop(self, attempts: Collection[Attempt]) -> None:
         """Stop each attempt alone (waiting ones never start, running ones are killed)."""
         for attempt in attempts:
@@ -209,13 +225,3 @@ class ProcessLauncher:
 
     def close(self) -> None:
         """Nothing to release: the pool belongs to the executor."""
-
-
-def _dispatch(gate: Gate | None, in_pool: Future[Outcome]) -> bool:
-    """As a worker takes the task: run the gate; if it turns the branch away, the task is
-    not sent and the gate's outcome is the attempt's."""
-    denied = gate() if gate is not None else None
-    if denied is None:
-        return True
-    in_pool.set_result(denied)
-    return False

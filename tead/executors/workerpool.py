@@ -40,8 +40,9 @@ from tead.parallel.outcomes import Crashed, Finished, Lost, Outcome
 
 log = logging.getLogger(__name__)
 
-# called with the task's future as a worker takes it; False: do not run it (it finished it)
-Dispatch = Callable[[Future[Outcome]], bool]
+# called with the task's future and payload as a worker takes it: returns what to send (the
+# payload, or one made from it at that moment), or None: do not run it (it finished it)
+Dispatch = Callable[[Future[Outcome], bytes], bytes | None]
 
 
 # --- the parent side ------------------------------------------------------------------------
@@ -181,15 +182,19 @@ class WorkerPool:
                 self._release(worker, task)
                 continue
             try:
-                go = task.dispatch is None or task.dispatch(task.future)
+                sent = (
+                    task.payload
+                    if task.dispatch is None
+                    else task.dispatch(task.future, task.payload)
+                )
             except BaseException as exc:
                 _set(task.future, exc)
-                go = False
-            if not go:
+                sent = None
+            if sent is None:
                 self._release(worker, task)  # the future is finished: not sent
                 continue
             try:
-                worker.conn.send_bytes(task.payload)
+                worker.conn.send_bytes(sent)
             except OSError:  # it died just now: the serve loop sees its sentinel
                 continue
 

@@ -765,3 +765,29 @@ def test_a_breaker_of_a_fan_out_nested_in_a_process_branch_is_the_runs_breaker(t
     assert workflow.invoke()["outer"] == [["CircuitOpenError"]]
     workflow.reset_circuit("nested:flaky")
     assert workflow.invoke()["outer"] == [["ValueError"]]
+
+
+def test_a_later_branch_of_the_same_process_fan_out_sees_the_breaker_an_earlier_opened(
+    tead_cli, write_workflow
+):
+    """Branches run one after another (max_workers 1): the second and third start from the
+    breaker the first one's nested fan-out opened, as thread branches do (each worker was
+    seeded with the states from before the fan-out)."""
+    text = NESTED_BREAKER.replace(
+        "to: outer, parallel: true,", "to: outer, parallel: true, for_each: '[1, 2, 3]',"
+    )
+    outers = {}
+    for strategy in ("thread", "process"):
+        write_workflow(
+            text.replace("strategy: process", f"strategy: {strategy}"), f"{strategy}.yaml"
+        )
+        outers[strategy] = final_state(tead_cli("run", f"{strategy}.yaml", "-q"))["outer"]
+    assert (
+        outers["process"]
+        == outers["thread"]
+        == [
+            ["ValueError"],
+            ["CircuitOpenError"],
+            ["CircuitOpenError"],
+        ]
+    )
