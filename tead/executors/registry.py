@@ -79,7 +79,8 @@ class Executors:
         self._factories: dict[str, ExecutorFactory] = dict(BUILTIN_FACTORIES)
         self._find_plugins = plugins
         self._found: dict[str, EntryPoint] | None = None  # looked up when first needed
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held briefly: never while a plug-in loads or makes
+        self._making: dict[str, threading.Lock] = {}  # one per strategy, while it is made
         self._executors: dict[str, ParallelExecutor] = {}
 
     def register(self, name: str, factory: ExecutorFactory) -> None:
@@ -93,22 +94,37 @@ class Executors:
             return list(dict.fromkeys([*self._factories, *self._plugins()]))
 
     def get(self, strategy: str) -> ParallelExecutor:
-        """The executor of `strategy`, made on first use; UnknownStrategyError if none."""
+        """The executor of `strategy`, made on first use; UnknownStrategyError if none.
+
+        A strategy whose plug-in is slow to load or to make (a cluster to connect to) holds
+        up only the runs that wait for that strategy, not the others."""
         with self._lock:
             executor = self._executors.get(strategy)
-            if executor is None:
-                factory = self._factory(strategy)
-                deps = ExecutorDeps(strategy=strategy, settings=self._settings.get(strategy, {}))
-                executor = self._executors[strategy] = _make(strategy, factory, deps)
+            if executor is not None:
+                return executor
+            making = self._making.setdefault(strategy, threading.Lock())
+        with making:
+            with self._lock:
+                executor = self._executors.get(strategy)
+            if executor is not None:  # made by another run meanwhile
+                return executor
+            factory = self._factory(strategy)
+            deps = ExecutorDeps(strategy=strategy, settings=self._settings.get(strategy, {}))
+            executor = _make(strategy, factory, deps)
+            with self._lock:
+                self._executors[strategy] = executor
             return executor
 
     def _factory(self, strategy: str) -> ExecutorFactory:
-        factory = self._factories.get(strategy)
+        """The factory of `strategy`; a plug-in's is loaded (imported) without the lock."""
+        with self._lock:
+            factory = self._factories.get(strategy)
+            plugin = self._plugins().get(strategy)
+            known = [*self._factories, *self._plugins()]
         if factory is not None:
             return factory
-        plugin = self._plugins().get(strategy)
         if plugin is None:
-            raise UnknownStrategyError(strategy, [*self._factories, *self._plugins()])
+            raise UnknownStrategyError(strategy, known)
         try:
             loaded = plugin.load()
         except Exception as exc:
@@ -116,8 +132,8 @@ class Executors:
         if not callable(loaded):
             raise PluginError(strategy, plugin.value, TypeError("it is not callable"))
         made: ExecutorFactory = loaded
-        self._factories[strategy] = made
-        return made
+        with self._lock:
+            return self._factories.setdefault(strategy, made)
 
     def _plugins(self) -> dict[str, EntryPoint]:
         """The `tead.executors` entry points of installed packages (scanned once, lazily:

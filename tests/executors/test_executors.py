@@ -93,6 +93,34 @@ def test_a_registered_factory_gets_its_settings_and_runs_the_fan_outs_that_name_
     assert final["t"] == threading.main_thread().name
 
 
+def test_a_strategy_slow_to_make_holds_up_no_other_strategy() -> None:
+    """While one run waits for a slow factory (a cluster to connect to), another run of the
+    same registry (the daemon shares one) still gets its thread executor."""
+    release = threading.Event()
+    entered = threading.Event()
+
+    def slow(deps: ExecutorDeps) -> ParallelExecutor:
+        entered.set()
+        release.wait(10)
+        return ThreadExecutor()
+
+    executors = Executors(plugins=False)
+    executors.register("slow", slow)
+    waiting = threading.Thread(target=executors.get, args=("slow",), daemon=True)
+    waiting.start()
+    assert entered.wait(5)
+    got: list[ParallelExecutor] = []
+    other = threading.Thread(target=lambda: got.append(executors.get("thread")), daemon=True)
+    other.start()
+    other.join(5)
+    made_meanwhile = list(got)  # before the slow factory returns
+    release.set()
+    waiting.join(5)
+    assert made_meanwhile and isinstance(made_meanwhile[0], ThreadExecutor)
+    assert isinstance(executors.get("slow"), ThreadExecutor)
+    executors.close()
+
+
 def test_a_strategy_of_a_registry_is_unknown_to_graphs_checked_without_it() -> None:
     graph = Graph()
     graph.add_node("s")
