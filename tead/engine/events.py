@@ -15,6 +15,9 @@ fan-outs.
 from __future__ import annotations
 
 import dataclasses
+import enum
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +43,9 @@ def format_ts(ts: datetime) -> str:
 
 
 def parse_ts(text: str) -> datetime:
-    """The inverse of `format_ts`."""
+    """The inverse of `format_ts`; ValueError if `text` is no such time."""
+    if not isinstance(text, str):
+        raise ValueError(f"event time {text!r} is not a string")
     ts = datetime.fromisoformat(text)
     if ts.tzinfo is None:
         raise ValueError(f"event time {text!r} has no time zone")
@@ -247,7 +252,8 @@ EVENT_TYPES: Mapping[str, type[Event]] = {
 def event_from_json(data: Mapping[str, Any]) -> Event:
     """The event whose `to_json()` (after a trip through JSON text) is `data`.
 
-    Raises ValueError for an unknown kind, a missing field or an unknown one.
+    Raises ValueError for an unknown kind, a missing field, an unknown one or one of the
+    wrong type.
     """
     kind = data.get("event")
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
@@ -265,10 +271,40 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
     missing = required - set(data)
     if missing:
         raise ValueError(f"{kind} event: missing fields {sorted(missing)}")
+    hints = _FIELD_TYPES[cls.kind]
+    wrong = sorted(name for name in names & set(data) if not _fits(data[name], hints[name]))
+    if wrong:
+        raise ValueError(f"{kind} event: fields of the wrong type {wrong}")
     values = {name: cls.decoders.get(name, _same)(data[name]) for name in names & set(data)}
     values["ts"] = parse_ts(data["ts"])
     return cls(**values)
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value can be the field of type `hint` (as `to_json` writes it)."""
+    if hint is datetime or (isinstance(hint, type) and issubclass(hint, enum.Enum)):
+        return isinstance(value, str)  # parsed by parse_ts or the field's decoder
+    if hint is float:
+        return type(value) in (int, float)
+    if isinstance(hint, type):
+        return type(value) is hint
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return value in args
+    if origin is types.UnionType:
+        return any(_fits(value, arg) for arg in args)
+    if origin is tuple:  # tuple[str, ...]: a list in JSON
+        return isinstance(value, list) and all(_fits(item, args[0]) for item in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    return hint is type(None) and value is None
+
+
 def _same(value: Any) -> Any:
     return value
+
+
+#: each event kind's field types, for `event_from_json` to check what it is given
+_FIELD_TYPES: Mapping[str, dict[str, Any]] = {
+    kind: typing.get_type_hints(cls) for kind, cls in EVENT_TYPES.items()
+}

@@ -237,6 +237,38 @@ def test_ts_is_aware_utc_at_millisecond_precision() -> None:
             {"event": "circuit_changed", "ts": TS_TEXT, "name": "n", "old": "shut", "new": "open"},
             "'shut' is not a valid CircuitState",
         ),
+        # values of the wrong type (what a host might send): refused, not passed on
+        ({"event": "node_started", "ts": 5, "node": "a", "path": ""}, r"wrong type \['ts'\]"),
+        ({"event": "node_started", "ts": TS_TEXT, "node": 5, "path": None}, r"\['node', 'path'\]"),
+        (
+            {
+                "event": "fan_in",
+                "ts": TS_TEXT,
+                "node": "j",
+                "path": "",
+                "branches": "2",
+                "failed": True,
+            },
+            r"wrong type \['branches', 'failed'\]",
+        ),
+        (
+            {
+                "event": "run_finished",
+                "ts": TS_TEXT,
+                "status": "done",
+                "duration_ms": 1,
+                "state": [],
+            },
+            r"wrong type \['state', 'status'\]",
+        ),
+        (
+            {
+                "event": "fanout_started",
+                **{"ts": TS_TEXT, "node": "s", "fan_in": "j", "path": "", "strategy": "thread"},
+                "branches": ["a", 1],
+            },
+            r"wrong type \['branches'\]",
+        ),
     ],
 )
 def test_event_from_json_refuses_what_no_event_encodes_to(
