@@ -74,13 +74,15 @@ class ThreadLauncher:
         """Abandon running attempts (their threads are replaced), cancel queued ones."""
         for attempt in attempts:
             with self._lock:
-                if attempt in self._owners:
-                    self._stops[attempt].cancel("abandoned")
+                stop = self._stops.get(attempt) if attempt in self._owners else None
+                if stop is not None:
                     self._abandoned.add(attempt)
                     self._busy -= 1
                     self._live -= 1
-                    continue
-            attempt.cancel()
+            if stop is not None:
+                stop.cancel("abandoned")  # its listeners run without this launcher's lock
+            else:
+                attempt.cancel()
         self._spawn_for_waiting()
 
     def _spawn_for_waiting(self) -> None:
