@@ -119,10 +119,10 @@ class Executors:
         """The factory of `strategy`; a plug-in's is loaded (imported) without the lock."""
         with self._lock:
             factory = self._factories.get(strategy)
+            if factory is not None:  # built in or registered: no scan of installed packages
+                return factory
             plugin = self._plugins().get(strategy)
             known = [*self._factories, *self._plugins()]
-        if factory is not None:
-            return factory
         if plugin is None:
             raise UnknownStrategyError(strategy, known)
         try:

@@ -30,7 +30,11 @@ class ThreadExecutor:
 
     def execute(self, job: FanOutJob) -> list[ParallelFlowResult]:
         workers = min(job.config.workers, len(job.tasks))
-        return supervise(job.tasks, job.config, ThreadLauncher(workers, job.run_here), job.hooks)
+        config = job.config
+        # Only a timeout, fail_fast or a cancellable run ever gives an attempt up.
+        stoppable = bool(config.timeout_seconds or config.fail_fast or job.hooks.cancel)
+        launcher = ThreadLauncher(workers, job.run_here, stoppable=stoppable)
+        return supervise(job.tasks, config, launcher, job.hooks)
 
     def close(self) -> None:
         """Nothing to release: threads live for one fan-out."""
@@ -42,9 +46,11 @@ class ThreadLauncher:
     copies_state = False
     runs_gate = True
 
-    def __init__(self, workers: int, run: RunHere) -> None:
+    def __init__(self, workers: int, run: RunHere, *, stoppable: bool = True) -> None:
         self._workers = workers
         self._run = run  # runs a branch on this thread, in its run's context
+        # whether attempts may be given up (each then gets a stop token: a small cost)
+        self._stoppable = stoppable
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._busy = 0  # attempts launched and neither finished nor abandoned
@@ -74,14 +80,15 @@ class ThreadLauncher:
         """Abandon running attempts (their threads are replaced), cancel queued ones."""
         for attempt in attempts:
             with self._lock:
-                stop = self._stops.get(attempt) if attempt in self._owners else None
-                if stop is not None:
+                running = attempt in self._owners
+                stop = self._stops.get(attempt)
+                if running:
                     self._abandoned.add(attempt)
                     self._busy -= 1
                     self._live -= 1
             if stop is not None:
                 stop.cancel("abandoned")  # its listeners run without this launcher's lock
-            else:
+            elif not running:
                 attempt.cancel()
         self._spawn_for_waiting()
 
@@ -108,10 +115,11 @@ class ThreadLauncher:
                 with self._lock:
                     self._busy -= 1
                 continue
-            stop = CancelToken()
+            stop = CancelToken() if self._stoppable else None
             with self._lock:
                 self._owners[attempt] = me
-                self._stops[attempt] = stop
+                if stop is not None:
+                    self._stops[attempt] = stop
             try:
                 denied = gate() if gate is not None else None
                 result = denied or Finished(result=self._run(task, stop))
@@ -123,7 +131,7 @@ class ThreadLauncher:
                 outcome = result
             with self._lock:
                 del self._owners[attempt]
-                del self._stops[attempt]
+                self._stops.pop(attempt, None)
                 abandoned = attempt in self._abandoned
                 self._abandoned.discard(attempt)
                 if not abandoned:
