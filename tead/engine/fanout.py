@@ -271,8 +271,9 @@ def _run_here(
 
 
 def _unless_stopped(stop: CancelToken, emit: EventSink, event: Event) -> None:
-    if not stop.cancelled:
-        emit(event)
+    # Under the token's lock: once the attempt is given up (and the run may have finished),
+    # no event of it can slip out after a check made just before.
+    stop.unless_cancelled(emit, event)
 
 
 def _replay(ctx: RunContext, report: BranchReport) -> None:

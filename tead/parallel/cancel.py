@@ -7,6 +7,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 
 class Activity:
@@ -80,6 +83,13 @@ class CancelToken:
         for listener in listeners:
             listener()
         return True
+
+    def unless_cancelled(self, action: Callable[[_T], object], value: _T) -> None:
+        """`action(value)` if not cancelled yet, holding the token: `cancel()` waits for it,
+        so nothing done this way happens after `cancel()` returns."""
+        with self._lock:
+            if self._reason is None:
+                action(value)
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener` on cancellation (at once if already cancelled); returns unsubscribe."""
