@@ -48,6 +48,9 @@ class FanOutJob:
     #: emit, in the calling run, what a branch reported from where it ran (its events,
     #: then its nested fan-outs' results)
     replay: Callable[[BranchReport], None]
+    #: whether the run listens for events: if not, a branch run elsewhere need not send
+    #: its events back (collecting and shipping them is most of a no-op branch's cost)
+    listening: bool = True
 
 
 @runtime_checkable
@@ -82,3 +85,8 @@ class BranchReport:
     events: tuple[Event, ...] = ()
     breakers: tuple[BreakerSnapshot, ...] = ()
     fanouts: tuple[FanOutResults, ...] = ()
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle as a plain tuple (a worker sends one per branch: the dataclass default,
+        through `fields()`, costs several times more)."""
+        return (BranchReport, (self.result, self.events, self.breakers, self.fanouts))

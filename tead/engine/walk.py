@@ -116,11 +116,13 @@ def run_branch_elsewhere(
     task: BranchTask,
     executors: ExecutorSource,
     breakers: Sequence[BreakerSnapshot] = (),
+    *,
+    listening: bool = True,
 ) -> BranchReport:
     """Run one branch away from its run (a worker process, a host). Its nested fan-outs
     use `executors` and start from the run's `breakers` states; its events, its nested
     fan-outs' results and the states of the breakers it changed are sent back with its
-    result."""
+    result (its events only if its run is `listening`)."""
     events: list[Event] = []
     fanouts: list[FanOutResults] = []
 
@@ -131,7 +133,7 @@ def run_branch_elsewhere(
     ctx = RunContext(
         executors=executors,
         breakers=BreakerRegistry(store),
-        emit=events.append,
+        emit=events.append if listening else None,
         on_results=keep,
     )
     result = run_branch(task, ctx)

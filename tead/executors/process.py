@@ -47,11 +47,11 @@ def run_pickled(make_executors: NestedExecutors, payload: bytes) -> bytes:
     workflow loaded once per worker), and run it; fan-outs nested in it get executors of
     their own, closed with the branch. Its events and breaker changes come back with its
     result, as a pickled `BranchReport`."""
-    seed, task_bytes = pickle.loads(payload)
+    seed, task_bytes, listening = pickle.loads(payload)
     task = BranchTask.from_pickle(task_bytes)
     executors = make_executors()
     try:
-        report = run_branch_elsewhere(task, executors, seed)
+        report = run_branch_elsewhere(task, executors, seed, listening=listening)
     finally:
         executors.close()
     return pickle_report(task, report)
@@ -90,9 +90,10 @@ def _seeds_breakers(job: FanOutJob) -> bool:
     return any(f.config.circuit_breaker for group in graph.fanouts.values() for f in group)
 
 
-def _payload(seed: tuple[BreakerSnapshot, ...], task: bytes) -> bytes:
-    """What a worker is sent: the breaker states to start from, and the pickled task."""
-    return pickle.dumps((seed, task), protocol=pickle.HIGHEST_PROTOCOL)
+def _payload(seed: tuple[BreakerSnapshot, ...], task: bytes, listening: bool) -> bytes:
+    """What a worker is sent: the breaker states to start from, the pickled task, and
+    whether its run wants the branch's events."""
+    return pickle.dumps((seed, task, listening), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def pickle_tasks(tasks: Sequence[BranchTask]) -> list[bytes]:
@@ -128,7 +129,13 @@ class ProcessExecutor:
         payloads = pickle_tasks(tasks)
         pool = self.pool(min(job.config.workers, len(tasks)))
         launcher = ProcessLauncher(
-            pool, tasks, payloads, job.replay, job.hooks.breakers, seeded=_seeds_breakers(job)
+            pool,
+            tasks,
+            payloads,
+            job.replay,
+            job.hooks.breakers,
+            seeded=_seeds_breakers(job),
+            listening=job.listening,
         )
         return supervise(tasks, job.config, launcher, job.hooks)
 
@@ -154,10 +161,12 @@ class ProcessLauncher:
         breakers: BreakerRegistry | None,
         *,
         seeded: bool = False,
+        listening: bool = True,
     ) -> None:
         self._pool = pool
         self._payloads = {id(task): payload for task, payload in zip(tasks, payloads, strict=True)}
         self._replay = replay
+        self._listening = listening
         self._breakers = breakers
         # the breaker states a branch starts from are taken as its worker takes it, so that
         # it sees what the branches before it did to them (as a thread branch does)
@@ -214,7 +223,7 @@ class ProcessLauncher:
             return None
         registry, prefix = self._breakers, self._seed_prefix
         seed = registry.seed_for(prefix) if registry is not None and prefix is not None else ()
-        return _payload(seed, task)
+        return _payload(seed, task, self._listening)
 
     def stop(self, attempts: Collection[Attempt]) -> None:
         """Stop each attempt alone (waiting ones never start, running ones are killed)."""
