@@ -10,16 +10,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tead.errors import Location, Problem, WorkflowError
 from tead.graph.compiled import END, START, Edge, FanOut, Node, WorkflowGraph, WorkflowSource
 from tead.graph.nodes import Expr, NodeFn, compile_expr
 from tead.parallel.config import ParallelConfig
 from tead.parallel.strategies import known_strategies, plugin_strategies, strategy_problem
-
-if TYPE_CHECKING:
-    from tead.spec.models import WorkflowSpec
+from tead.spec.models import WorkflowSpec
 
 
 @dataclass(slots=True)
