@@ -22,11 +22,13 @@ from tead.daemon import systemd
 from tead.daemon.api import build_app
 from tead.daemon.background import in_thread, logged, logged_async
 from tead.daemon.config import DaemonConfig, load_config
+from tead.daemon.execution import Execution, ThreadExecution
 from tead.daemon.httpproto import deadline_protocol
 from tead.daemon.instance import instance_lock, listening_socket
 from tead.daemon.metrics import Metrics
 from tead.daemon.registry import Changes, WorkflowEntry, WorkflowRegistry
 from tead.daemon.runs import RunManager
+from tead.daemon.runworkers import WorkerExecution
 from tead.daemon.scheduler import Mark, Scheduler
 from tead.daemon.store import Store
 from tead.daemon.watcher import (
@@ -99,7 +101,7 @@ class Daemon:
         self.breakers = BreakerRegistry(self.store)
         for snapshot in self.breakers.states().values():
             self.metrics.breaker(snapshot.name, snapshot.state, moved=False)
-        self.executors = Executors()
+        self.execution = self._execution()
         server = _Server(
             uvicorn.Config(
                 build_app(self),
@@ -117,8 +119,7 @@ class Daemon:
                 self.runs = RunManager(
                     store=self.store,
                     metrics=self.metrics,
-                    breakers=self.breakers,
-                    executors=self.executors,
+                    execution=self.execution,
                     max_concurrent=config.max_concurrent_runs,
                     retention=config.retention_runs,
                     spawn=tasks.create_task,
@@ -177,9 +178,28 @@ class Daemon:
                 server.should_exit = True
                 await serving
         finally:
-            self.executors.close()
+            await self.execution.close()
         log.info("stopped")
         return 0
+
+    def _execution(self) -> Execution:
+        """Where runs execute: worker processes (`isolation: process`, kept warm from now
+        on) or, with `isolation: thread`, threads of this process."""
+        config = self.config
+        if config.isolation == "thread":
+            return ThreadExecution(
+                metrics=self.metrics, breakers=self.breakers, executors=Executors()
+            )
+        execution = WorkerExecution(
+            size=config.max_concurrent_runs,
+            metrics=self.metrics,
+            breakers=self.breakers,
+            max_state_bytes=config.max_state_bytes,
+            pass_env=config.pass_env,
+            limits=config.limits,
+        )
+        execution.warm_up()
+        return execution
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -305,6 +325,9 @@ class Daemon:
             log.error("reload: %s; keeping the old config", exc)
         else:
             self.runs.max_concurrent = fresh.max_concurrent_runs
+            self.execution.configure(
+                size=fresh.max_concurrent_runs, pass_env=fresh.pass_env, limits=fresh.limits
+            )
             self.runs.retention = fresh.retention_runs
             self.scheduler.catchup_limit = fresh.catchup_limit
             logging.getLogger().setLevel(fresh.log_level.upper())
@@ -313,6 +336,8 @@ class Daemon:
                     "max_concurrent_runs": fresh.max_concurrent_runs,
                     "retention_runs": fresh.retention_runs,
                     "catchup_limit": fresh.catchup_limit,
+                    "pass_env": fresh.pass_env,
+                    "limits": fresh.limits,
                     "log_level": fresh.log_level,
                     "token": fresh.token,
                 }

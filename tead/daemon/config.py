@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
 from tead.errors import Problem, UsageError, WorkflowError
 from tead.graph.loader import read_workflow_text, validation_problems
-from tead.spec.models import Duration
+from tead.spec.models import Duration, Limits
 from tead.spec.yamlfile import parse_yaml
 
 DEFAULT_PORT = 8421
@@ -49,6 +49,28 @@ class DaemonConfig(BaseModel):
     # how long an ended (cancelled, timed-out) run's threads may hold its concurrency group
     stop_grace: Duration = 30.0
     strict_permissions: bool = True
+    # process: each run in a worker process of its own; thread: in the daemon's process
+    isolation: Literal["process", "thread"] = "process"
+    # the daemon's environment variables that runs see (glob patterns), besides `env:`
+    pass_env: tuple[str, ...] = (
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "LC_*",
+        "TZ",
+        "TMPDIR",
+    )
+    limits: Limits = Limits()  # default rlimits of each run (a workflow's `limits:` wins)
+
+    @field_validator("pass_env", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        """TEAD_PASS_ENV="PATH,HOME,LC_*" (commas or spaces) in the environment."""
+        return value.replace(",", " ").split() if isinstance(value, str) else value
 
     @property
     def host(self) -> str:

@@ -1,9 +1,12 @@
-"""One run's execution: its own daemon thread, its whole-run timeout, its outcome.
+"""One run's execution: how it runs, its whole-run timeout, its outcome.
 
-A run executes on a daemon thread of its own (a stuck node cannot hold a shared pool),
-under a CancelToken that a cancel, a timeout or shutdown sets. Its outcome is known when
-the run ends or is stopped; its threads may go on a little longer (the token's
-Activity), which `Outcome.stopped_work` tells.
+Two ways (`isolation` in the daemon's config): `process`, the default, runs each run in a
+warm worker process of its own (`tead.daemon.runworkers`); `thread` runs it here, on a
+daemon thread of its own, under a CancelToken that a cancel, a timeout or shutdown sets:
+faster to start, but a node's crash, `os._exit`, `chdir` or environment change reaches
+the daemon, and a stuck node cannot be stopped. Either way the outcome is known when the
+run ends or is stopped; its work may go on a little longer (a killed worker being reaped,
+threads reaching their next node), which `Outcome.stopped_work` tells.
 """
 
 from __future__ import annotations
@@ -14,16 +17,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tead.daemon.metrics import Metrics
 from tead.daemon.records import RunRecord, RunStatus
+from tead.daemon.storable import StorableEnd, branch_rows
 from tead.engine.runner import run_workflow
 from tead.errors import RunCancelled, TeadError
 from tead.executors.registry import Executors
 from tead.graph.compiled import WorkflowGraph
 from tead.parallel.breaker import BreakerRegistry
 from tead.parallel.cancel import CancelToken
+from tead.spec.models import Limits
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +52,34 @@ class Run:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
-    """How a run ended; `stopped_work` is set once every thread of the run has stopped."""
+    """How a run ended; `stopped_work` is set once all of the run's work has stopped.
+    `end` is the final state and branch results already encoded (a run worker encodes
+    them); else `final` and the run's `branches` are encoded when the end is stored."""
 
     status: RunStatus
     error: str | None
     final: dict[str, Any] | None
     stopped_work: asyncio.Event
+    end: StorableEnd | None = None
 
 
-class RunExecution:
-    """Executes runs, each on a thread of its own, with the daemon's breakers, executors
-    and metrics."""
+class Execution(Protocol):
+    async def execute(self, run: Run) -> Outcome:
+        """Run `run` until it ends, is stopped (`run.stop`) or times out."""
+        ...
+
+    def configure(self, *, size: int, pass_env: tuple[str, ...], limits: Limits) -> None:
+        """Take a reloaded config: ready workers kept, variables passed, default limits."""
+        ...
+
+    async def close(self) -> None:
+        """Stop what is kept for later runs (idle workers)."""
+        ...
+
+
+class ThreadExecution:
+    """Executes runs in this process, each on a thread of its own, with the daemon's
+    breakers, executors and metrics."""
 
     def __init__(
         self, *, metrics: Metrics, breakers: BreakerRegistry, executors: Executors
@@ -110,14 +132,18 @@ class RunExecution:
             final = None
         return Outcome(status=status, error=message, final=final, stopped_work=stopped_work)
 
+    def configure(self, *, size: int, pass_env: tuple[str, ...], limits: Limits) -> None:
+        pass  # runs in this process: no workers, environment or limits of their own
+
+    async def close(self) -> None:
+        self.executors.close()
+
     def _run_sync(self, run: Run) -> dict[str, Any]:
         record = run.record
         observer = self.metrics.run_observer(record.workflow)
 
         def keep(path: str, source: str, fan_in: str, results: list[Any]) -> None:
-            run.branches.extend(
-                {"fan_out": source, "fan_in": fan_in, "path": path, **r.to_dict()} for r in results
-            )
+            run.branches.extend(branch_rows(path, source, fan_in, results))
 
         state = {**record.inputs, "trigger": record.trigger}
         try:

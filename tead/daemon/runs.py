@@ -2,13 +2,12 @@
 
 Runs are queued in arrival order. A run starts when its concurrency group has nothing
 running and fewer than `max_concurrent_runs` runs are running; `cancel_in_progress`
-cancels the group's running and queued runs instead of waiting for them. Each run
-executes on a daemon thread of its own (`tead.daemon.execution`; a stuck node cannot
-hold a shared pool), under a CancelToken that a cancel, a timeout or shutdown sets. A
-run that ends is recorded at once, but its group stays busy until every thread of the
-run has stopped (the token's Activity), or for at most `stop_grace_s` if a node does
-not return. All bookkeeping happens on the event loop; the store records every state
-change.
+cancels the group's running and queued runs instead of waiting for them. An `Execution`
+(`tead.daemon.execution`) runs each one: in a worker process of its own by default,
+which a cancel, a timeout or shutdown kills. A run that ends is recorded at once, but its
+group stays busy until all of its work has stopped (its worker reaped, or in-process,
+every thread of the run), or for at most `stop_grace_s` if an in-process node does not
+return. All bookkeeping happens on the event loop; the store records every state change.
 """
 
 from __future__ import annotations
@@ -22,15 +21,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from tead.daemon.execution import Run, RunExecution
+from tead.daemon.execution import Execution, Run
 from tead.daemon.metrics import Metrics
 from tead.daemon.records import RunRecord, RunStatus, new_run_id, now_utc
 from tead.daemon.registry import WorkflowEntry
-from tead.daemon.storable import MIB, encode_end
+from tead.daemon.storable import MIB, StorableEnd, encode_end
 from tead.daemon.store import Store
 from tead.errors import StorageFullError, TeadError
-from tead.executors.registry import Executors
-from tead.parallel.breaker import BreakerRegistry
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +50,7 @@ class RunManager:
         *,
         store: Store,
         metrics: Metrics,
-        breakers: BreakerRegistry,
-        executors: Executors,
+        execution: Execution,
         max_concurrent: int,
         retention: int,
         spawn: Spawn,
@@ -63,14 +59,12 @@ class RunManager:
     ) -> None:
         self.store = store
         self.metrics = metrics
-        self.breakers = breakers
-        self.executors = executors
         self.max_concurrent = max_concurrent
         self.retention = retention
         self.spawn = spawn
         self.max_state_bytes = max_state_bytes
         self.stop_grace_s = stop_grace_s  # how long an ended run's threads may hold its group
-        self._execution = RunExecution(metrics=metrics, breakers=breakers, executors=executors)
+        self._execution = execution
         self._closing = asyncio.Event()  # shutdown: nothing waits for groups any more
         self.accepting = True
         self._queue: list[Run] = []
@@ -294,7 +288,9 @@ class RunManager:
 
     async def _execute_run(self, run: Run) -> None:
         outcome = await self._execution.execute(run)
-        await self._finish(run, outcome.status, outcome.error, outcome.final, release=False)
+        await self._finish(
+            run, outcome.status, outcome.error, outcome.final, end=outcome.end, release=False
+        )
         await self._release_when_stopped(run, outcome.stopped_work)
 
     async def _release_when_stopped(self, run: Run, stopped_work: asyncio.Event) -> None:
@@ -332,13 +328,15 @@ class RunManager:
         error: str | None,
         final: dict[str, Any] | None,
         *,
+        end: StorableEnd | None = None,
         release: bool = True,
     ) -> None:
         record = run.record
         finished = now_utc()
         run.ending = True
         # Encoding and writing states take a worker thread: the event loop keeps serving.
-        end = await asyncio.to_thread(encode_end, final, run.branches, self.max_state_bytes)
+        if end is None:
+            end = await asyncio.to_thread(encode_end, final, run.branches, self.max_state_bytes)
         if end.problem is not None:  # a state too big or with no JSON form: a recorded error
             status, error = RunStatus.FAILED, end.problem
         try:

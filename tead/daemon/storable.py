@@ -33,6 +33,13 @@ class StorableEnd:
     problem: str | None = None  # why the final state could not be stored
 
 
+def branch_rows(
+    path: str, source: str, fan_in: str, results: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """A fan-out's results (ParallelFlowResults) as the run's branch rows."""
+    return [{"fan_out": source, "fan_in": fan_in, "path": path, **r.to_dict()} for r in results]
+
+
 def size_text(size: int) -> str:
     return f"{size / MIB:.1f} MiB" if size >= MIB else f"{size} bytes"
 

@@ -34,8 +34,9 @@ PARENT_POLL_S = 0.1  # where pidfds are missing: how often a worker checks its p
 Job = Callable[[bytes], Any]  # runs in the worker: payload -> result (pickled back)
 
 
-def context() -> multiprocessing.context.BaseContext:
-    """`forkserver` (no fork of a threaded parent), else `spawn`.
+def context(preload: tuple[str, ...] = PRELOAD) -> multiprocessing.context.BaseContext:
+    """`forkserver` (no fork of a threaded parent), else `spawn`; `preload` is what the
+    fork server imports, if it is not running yet.
 
     The fork server imports its preloads with the working directory first on `sys.path`
     (Python 3.11 ignores the parent's path there), so it preloads tead only when nothing
@@ -45,7 +46,7 @@ def context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([] if _cwd_shadows_imports() else list(PRELOAD))
+    ctx.set_forkserver_preload([] if _cwd_shadows_imports() else list(preload))
     return ctx
 
 
@@ -78,12 +79,17 @@ def _cwd_shadows_imports() -> bool:
 # --- the worker side ------------------------------------------------------------------------
 
 
-def _watch_parent(pid: int) -> None:
-    """Exit at once when process `pid` (the one that started this worker) is gone."""
+def _exit() -> None:
+    os._exit(0)
+
+
+def watch_parent(pid: int, gone: Callable[[], None] = _exit) -> None:
+    """Call `gone` (default: exit) at once when process `pid` (the one that started this
+    worker) is gone; `gone` must not return."""
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
-        os._exit(0)
+        gone()
     except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll
         fd = None
 
@@ -92,12 +98,12 @@ def _watch_parent(pid: int) -> None:
             poller = select.poll()
             poller.register(fd, select.POLLIN)
             poller.poll()  # readable when the process ends
-            os._exit(0)
+            gone()
         while True:
             try:
                 os.kill(pid, 0)
             except (ProcessLookupError, PermissionError):  # gone, or its pid reused
-                os._exit(0)
+                gone()
             threading.Event().wait(PARENT_POLL_S)
 
     threading.Thread(target=watch, name="tead-parent-watch", daemon=True).start()
@@ -106,7 +112,7 @@ def _watch_parent(pid: int) -> None:
 def worker_main(conn: Connection, parent: int, job: Job) -> None:
     """A worker: watch the parent, import, say ready, then run tasks until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _watch_parent(parent)
+    watch_parent(parent)
     try:
         for name in PRELOAD:
             importlib.import_module(name)

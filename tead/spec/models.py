@@ -21,6 +21,7 @@ from pydantic import (
     PositiveInt,
     Tag,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -73,6 +74,40 @@ Duration = Annotated[
 ]
 DurationOrZero = Annotated[
     float, BeforeValidator(_duration_or_zero), WithJsonSchema(_duration_schema("minimum"))
+]
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+_SIZE_UNIT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(value: object) -> int:
+    """`512M`, `2G`, `1.5G` (powers of 1024; `MB`, `MiB` read the same) or bytes → int."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("expected a size such as 512M, 2G or a number of bytes")
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match is None:
+            raise ValueError(f"invalid size {value!r}: use a number of bytes or 512M, 2G")
+        size = float(match.group(1)) * _SIZE_UNIT[match.group(2).lower()]
+    else:
+        size = float(value)
+    if not math.isfinite(size) or size < 1:
+        raise ValueError(f"a size must be positive, got {value!r}")
+    return int(size)
+
+
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": r"^\d+(\.\d+)?[KMGTkmgt]?(i?B)?$"},
+            ],
+            "description": "bytes, or a string such as 512M, 2G",
+        }
+    ),
 ]
 
 
@@ -300,6 +335,17 @@ class EdgeSpec(Model):
         return found
 
 
+class Limits(Model):
+    """Resource limits of a run's process (rlimits; in the daemon, each run is a process)."""
+
+    memory: Size | None = None  # address space (RLIMIT_AS), per process
+    cpu_time: Duration | None = None  # CPU seconds (RLIMIT_CPU), per process
+    open_files: Annotated[int, Field(ge=16)] | None = None  # RLIMIT_NOFILE
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
+
+
 class WorkflowSpec(Model):
     """A workflow file."""
 
@@ -315,10 +361,22 @@ class WorkflowSpec(Model):
     on: Triggers | None = None
     concurrency: Concurrency | None = None
     timeout: Duration | None = None
+    limits: Limits | None = None
+    env: dict[str, str] = {}
     initial_state: dict[str, Any] = {}
     settings: Settings = Settings()
     nodes: list[NodeSpec] = Field(min_length=1)
     edges: list[EdgeSpec] = []
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        if any(not _ENV_NAME.match(name) for name in env):
+            raise ValueError(
+                "an environment variable's name is letters, digits and _, not starting "
+                "with a digit"
+            )
+        return env
 
 
 def json_schema() -> dict[str, Any]:

@@ -1,6 +1,10 @@
 """End to end: a concurrency group stays held until a stopped run's work has really stopped
 (cancel, whole-run timeout; thread and process work), and a node that never returns holds
-it only for `stop_grace`."""
+it only for `stop_grace`.
+
+Most of these run the daemon with `isolation: thread` (runs in its own process), where a
+stopped run's node goes on until it returns; with the default `isolation: process` the
+run's worker is killed instead (test_run_isolation.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ from typing import Any
 
 from tests.daemon.test_daemon_runs import end_of
 from tests.daemon_fixture import DaemonProcess
-from tests.helpers import wait_status
+from tests.helpers import alive, wait_status
 
 Factory = Callable[..., DaemonProcess]
+IN_PROCESS = {"TEAD_ISOLATION": "thread"}
 
 # `run:` code that records when it started and ended, and its pid (in files named after the
 # run's tag).
@@ -81,7 +86,7 @@ def test_a_cancelled_run_holds_its_group_until_its_node_returns(
 ) -> None:
     """Run 1's node sleeps 3 s; it is cancelled 0.3 s in, and run 2 of the same group is
     dispatched at once: run 2's node starts only after run 1's node has ended."""
-    d = daemon_factory()
+    d = daemon_factory(env=IN_PROCESS)
     d.write("g.yaml", workflow(TIMED_NODE, "g"))
     d.start()
     first = d.dispatch("g", {"sleep": 3, "tag": "first", "dir": str(tmp_path)})["id"]
@@ -102,7 +107,7 @@ def test_a_timed_out_run_holds_its_group_until_its_node_returns(
 ) -> None:
     """`timeout: 1s`, a node that sleeps 3 s, and a second run queued behind it: the first
     is timed_out after ~1 s, but the second's node starts only after the first's ended."""
-    d = daemon_factory()
+    d = daemon_factory(env=IN_PROCESS)
     d.write("t.yaml", workflow(TIMED_NODE, "t", "timeout: 1s"))
     d.start()
     first = d.dispatch("t", {"sleep": 3, "tag": "first", "dir": str(tmp_path)})["id"]
@@ -128,7 +133,7 @@ def test_a_cancelled_process_branch_is_dead_before_the_group_moves_on(
     second = d.dispatch("p", {"sleep": 0, "tag": "second", "dir": str(tmp_path)})["id"]
     assert end_of(d, second, timeout_s=60) == "succeeded"
     assert note(tmp_path, "first", "end") is None
-    assert not Path(f"/proc/{worker}").exists() or worker == note(tmp_path, "second", "start")
+    assert not alive(worker) or worker == note(tmp_path, "second", "start")["pid"]
 
 
 def test_a_node_that_never_returns_holds_its_group_for_stop_grace_only(
@@ -136,7 +141,7 @@ def test_a_node_that_never_returns_holds_its_group_for_stop_grace_only(
 ) -> None:
     """With `stop_grace: 1s`, a cancelled run whose node sleeps 30 s holds its group for
     about a second; then the group moves on and the log says why."""
-    d = daemon_factory(env={"TEAD_STOP_GRACE": "1s"})
+    d = daemon_factory(env={**IN_PROCESS, "TEAD_STOP_GRACE": "1s"})
     d.write("s.yaml", workflow(TIMED_NODE, "s"))
     d.start()
     first = d.dispatch("s", {"sleep": 30, "tag": "first", "dir": str(tmp_path)})["id"]
@@ -155,7 +160,7 @@ def test_a_cancelled_thread_branch_holds_the_group_until_it_returns(
 ) -> None:
     """A thread branch sleeping 3 s, its run cancelled: the fan-out gives up on the thread at
     once, but the group's next run starts its node only after that branch's node ended."""
-    d = daemon_factory()
+    d = daemon_factory(env=IN_PROCESS)
     d.write("tb.yaml", workflow(PROCESS_NODE, "tb", strategy="thread"))
     d.start()
     first = d.dispatch("tb", {"sleep": 3, "tag": "first", "dir": str(tmp_path)})["id"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.daemon_fixture import DaemonProcess
-from tests.helpers import sleeper, status_of, wait_status, when
+from tests.helpers import alive, sleeper, status_of, wait_status, when
 
 Factory = Callable[..., DaemonProcess]
 
@@ -82,15 +82,6 @@ def simple(name: str, code: str) -> str:
 def restart(factory: Factory, old: DaemonProcess, **kwargs: Any) -> DaemonProcess:
     """A new daemon on the same folders (workflows and state) as `old`."""
     return factory(root=old.root, env=old.env, extra_args=old.extra_args, **kwargs).start()
-
-
-def alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def metric(daemon: DaemonProcess, name: str, **labels: str) -> float:
@@ -183,10 +174,12 @@ def children(pid: int) -> list[int]:
 
 
 def test_kill_9_leaves_no_pool_processes(daemon_factory: Factory, tmp_path: Path) -> None:
-    """After kill -9, the process strategy's workers and helpers do not linger."""
+    """After kill -9, the process strategy's workers and helpers do not linger (runs in the
+    daemon's process keep their pools across runs; with run workers, see
+    test_run_isolation.py)."""
     pids = tmp_path / "pids"
     pids.mkdir()
-    d = daemon_factory()
+    d = daemon_factory(env={"TEAD_ISOLATION": "thread"})
     d.write("workers.yaml", PIDS_FANOUT.replace("time.sleep(30)", "time.sleep(0.2)"))
     d.start()
     run = d.wait_run(d.dispatch("workers", {"piddir": str(pids)})["id"], timeout_s=60)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.daemon_fixture import DaemonProcess
-from tests.helpers import sleeper, status_of, wait_status, when
+from tests.helpers import alive, sleeper, status_of, wait_status, when
 
 Factory = Callable[..., DaemonProcess]
 # a stopped run's 30 s node holds its group for stop_grace
@@ -79,15 +79,6 @@ def assert_serial(first: dict[str, Any], second: dict[str, Any]) -> None:
     assert first["status"] == second["status"] == "succeeded"
     assert second["final_state"]["t0"] >= first["final_state"]["t1"]
     assert when(second["started_at"]) >= when(first["finished_at"])
-
-
-def alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 # --- concurrency groups ------------------------------------------------------------------------
@@ -279,14 +270,17 @@ def test_dispatch_trigger_and_inputs_over_initial_state(daemon_factory: Factory)
     assert plain["final_state"]["saw"] == {"a": 1, "b": 2, "c": None}
 
 
-def test_process_pool_is_kept_across_runs(daemon_factory: Factory) -> None:
-    """Two dispatched runs with a process fan-out run on the same worker pids."""
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_process_pools_per_isolation(daemon_factory: Factory, isolation: str) -> None:
+    """Two dispatched runs with a process fan-out: in the daemon's process (`isolation:
+    thread`) they share the pool's worker pids; in run workers each run's branches get
+    processes of their own, gone when the run ends."""
     body = """
 import os, time
 time.sleep(0.5)
 return {"pid": os.getpid()}
 """
-    d = daemon_factory()
+    d = daemon_factory(env={"TEAD_ISOLATION": isolation})
     d.write("pool.yaml", process_fanout("pool", body))
     d.start()
     first = d.wait_run(d.dispatch("pool")["id"], timeout_s=60)
@@ -295,9 +289,13 @@ return {"pid": os.getpid()}
     assert first["final_state"]["ok"] == second["final_state"]["ok"] == [True, True]
     pids1, pids2 = first["final_state"]["results"], second["final_state"]["results"]
     assert len(set(pids1)) == 2  # both branches ran at once, on two workers
-    assert set(pids2) == set(pids1)
     assert d.proc is not None and d.proc.pid not in pids1
-    assert all(alive(pid) for pid in pids1)
+    if isolation == "thread":
+        assert set(pids2) == set(pids1)
+        assert all(alive(pid) for pid in pids1)
+    else:
+        assert not set(pids2) & set(pids1)
+        assert not any(alive(pid) for pid in pids1)
     assert d.stop() == 0
 
 

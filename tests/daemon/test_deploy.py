@@ -199,6 +199,7 @@ def unit_syscall_allow_list() -> set[str]:
 
 PROCESS_FANOUT = """\
 name: crunch
+limits: {open_files: 512}
 settings:
   parallel: {strategy: process, max_workers: 2}
 initial_state: {items: [1, 2, 3]}
@@ -207,12 +208,15 @@ nodes:
   - name: work
     run: |
       import os, re
+      import resource
       status = open("/proc/self/status").read()
-      return {"pid": os.getpid(), "seccomp": re.search(r"Seccomp:\\s+(\\d)", status)[1]}
+      return {"pid": os.getpid(), "seccomp": re.search(r"Seccomp:\\s+(\\d)", status)[1],
+              "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
   - name: collect
     run: |
       import os
       return {"pids": sorted({r.state["pid"] for r in parallel_results}),
+              "nofile": sorted({r.state["nofile"] for r in parallel_results}),
               "seccomp": sorted({r.state["seccomp"] for r in parallel_results}),
               "main_pid": os.getpid()}
 edges:
@@ -295,6 +299,7 @@ def test_shipped_unit_and_config_run_the_daemon_under_its_syscall_filter(
     state = run["final_state"]
     assert state["main_pid"] not in state["pids"]  # the branches ran in worker processes
     assert state["seccomp"] == ["2"]  # ... and the filter was in force there
+    assert state["nofile"] == [512]  # the run's limits: reach its branch processes
 
     target = daemon.workflows / "inbox" / "a.txt"
     target.write_text("hello")

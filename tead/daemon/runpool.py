@@ -1,0 +1,197 @@
+"""The warm pool of run workers (the daemon side): started ahead of time, one run each.
+
+Workers are forked from a fork server that has tead's engine imported (a few
+milliseconds each; the server itself starts once, with the daemon's first worker).
+`take()` hands out a ready worker and starts its replacement in the background; a taken
+worker is never given back: the daemon kills and reaps it when its run is over.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import signal
+import threading
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from tead.daemon.runworker import PRELOAD, run_worker_main
+from tead.executors.worker import context
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 60.0  # a worker that is not ready by then is given up
+
+
+class WorkerStartError(Exception):
+    """A run worker could not start."""
+
+
+@dataclass(eq=False, slots=True, weakref_slot=True)
+class RunWorker:
+    """One worker process and its pipes; `kill` and `reap` are safe from any thread."""
+
+    process: Any  # multiprocessing.process.BaseProcess
+    conn: Connection
+    outputs: list[tuple[str, Connection]]  # ("stdout" | "stderr", read end)
+    pid: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    reaped: bool = False
+
+    def kill(self) -> None:
+        """SIGKILL the worker's process group (its own, from its first instruction on:
+        nothing runs there before it is ready), unless it was reaped already."""
+        with self.lock:
+            if self.reaped or not self.pid:
+                return
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signal.SIGKILL)  # not in its group yet (starting)
+
+    def reap(self) -> int | None:
+        """Kill the group, wait for the worker to end; its exit code (negative: signal)."""
+        self.kill()
+        self.process.join()
+        with self.lock:
+            self.reaped = True
+        self.conn.close()
+        return int(self.process.exitcode) if self.process.exitcode is not None else None
+
+
+_live_pools: weakref.WeakSet[RunWorkerPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_pools() -> None:
+    """Kill ready workers of pools left open at exit, before multiprocessing joins them
+    (atexit runs this first: it is registered after multiprocessing's own hook)."""
+    for pool in list(_live_pools):
+        pool.close()
+        pool.kill_all()
+
+
+class RunWorkerPool:
+    """`size` ready workers kept ahead of time; `take()` hands one out (starting one if
+    none is ready) and starts its replacement in the background."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._ctx = context(PRELOAD)
+        self._lock = threading.Lock()
+        self._ready: deque[RunWorker] = deque()
+        self._starting = 0
+        self._closed = False
+        self._workers: weakref.WeakSet[RunWorker] = weakref.WeakSet()  # every one started
+        _live_pools.add(self)
+
+    def take(self) -> RunWorker:
+        """A ready worker (blocking while one starts)."""
+        with self._lock:
+            worker = self._ready.popleft() if self._ready else None
+        if worker is None:
+            worker = self._start()
+        self.refill()
+        return worker
+
+    def resize(self, size: int) -> None:
+        """Keep `size` workers ready from now on (extra ready ones are stopped)."""
+        with self._lock:
+            self._size = size
+            extra = [self._ready.pop() for _ in range(max(0, len(self._ready) - size))]
+        for worker in extra:
+            worker.reap()
+        self.refill()
+
+    def refill(self) -> None:
+        """Start workers in the background until `size` are ready or starting."""
+        with self._lock:
+            missing = self._size - len(self._ready) - self._starting
+            if self._closed or missing <= 0:
+                return
+            self._starting += missing
+        for _ in range(missing):
+            threading.Thread(
+                target=self._add_one, name="tead-run-worker-start", daemon=True
+            ).start()
+
+    def close(self) -> None:
+        """Kill the ready workers; no more are started."""
+        with self._lock:
+            self._closed = True
+            ready, self._ready = list(self._ready), deque()
+        for worker in ready:
+            worker.reap()
+
+    def kill_all(self) -> None:
+        """Kill every worker of this pool, ready or running (at exit)."""
+        for worker in list(self._workers):
+            worker.kill()
+
+    def _add_one(self) -> None:
+        try:
+            worker = self._start()
+        except WorkerStartError as exc:
+            log.error("a run worker did not start: %s", exc)
+            with self._lock:
+                self._starting -= 1
+            return
+        with self._lock:
+            self._starting -= 1
+            if not self._closed:
+                self._ready.append(worker)
+                return
+        worker.reap()
+
+    def _start(self) -> RunWorker:
+        ctx = self._ctx
+        conn, child_conn = ctx.Pipe()
+        out_r, out_w = ctx.Pipe(duplex=False)
+        err_r, err_w = ctx.Pipe(duplex=False)
+        process = ctx.Process(  # type: ignore[attr-defined]
+            target=run_worker_main,
+            args=(child_conn, out_w, err_w, os.getpid()),
+            name="tead-run-worker",
+            daemon=False,  # it starts process branches; the pool (or atexit) kills it
+        )
+        worker = RunWorker(process, conn, [("stdout", out_r), ("stderr", err_r)])
+        self._workers.add(worker)
+        try:
+            process.start()
+        except OSError as exc:
+            raise WorkerStartError(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            for end in (child_conn, out_w, err_w):
+                end.close()  # the worker has its own copies: EOF comes when it is gone
+        worker.pid = process.pid or 0
+        try:
+            if not conn.poll(START_TIMEOUT_S):
+                raise WorkerStartError(f"not ready after {START_TIMEOUT_S:g} s")
+            kind, pid = conn.recv()
+            if kind != "ready" or pid != worker.pid:
+                raise WorkerStartError(f"unexpected first message {kind!r}")
+        except (EOFError, OSError, WorkerStartError) as exc:
+            code = worker.reap()
+            for _, end in worker.outputs:
+                end.close()
+            reason = exc if isinstance(exc, WorkerStartError) else f"it ended ({exit_text(code)})"
+            raise WorkerStartError(str(reason)) from None
+        return worker
+
+
+def exit_text(code: int | None) -> str:
+    if code is None:
+        return "its exit status is unknown"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+            description = signal.strsignal(-code)
+        except ValueError:
+            return f"killed by signal {-code}"
+        return f"killed by {name} ({description})"
+    return f"it exited with code {code}"

@@ -1,0 +1,238 @@
+"""A run worker: one daemon run in a process of its own (the worker side).
+
+The daemon (`tead.daemon.runworkers`) forks each worker warm from its fork server, with a
+connection for messages and the write ends of two pipes for the run's output. A worker
+makes itself a session leader (so its process group holds everything the run starts:
+branch processes, a node's subprocesses), points its file descriptors 1 and 2 at the
+pipes (output of C code and child processes is caught too), follows the daemon (if the
+daemon dies, the worker kills its whole group at once), says it is ready and waits for
+one `RunOrder`. It runs it in the workflow's folder, with the environment, `sys.path` and
+limits the order gives, sends events, breaker changes and the encoded end back, and waits
+for the daemon to kill its group. One run per worker: nothing a run changes in its process
+(working directory, environment, imported modules, threads) reaches another run.
+
+Messages to the daemon, pickled: ("ready", pid), ("event", Event), ("breakers", snapshots),
+("end", RunEnd).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import resource
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from tead.daemon.storable import StorableEnd, branch_rows, encode_end
+from tead.engine.events import Event, RunFinished
+from tead.engine.runner import run_workflow
+from tead.errors import TeadError
+from tead.executors.registry import Executors
+from tead.executors.worker import watch_parent
+from tead.graph.loader import load_workflow_text
+from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot
+from tead.spec.models import Limits
+
+#: what the fork server imports once, so that no run pays for it
+PRELOAD = (
+    "tead.daemon.runworker",
+    "tead.engine.runner",
+    "tead.graph.loader",
+    "tead.executors.registry",
+    "tead.executors.process",
+    "tead.executors.thread",
+)
+
+Send = Callable[[tuple[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOrder:
+    """What a worker needs to run one run."""
+
+    run_id: str
+    text: str  # the workflow file's text, as the daemon loaded it
+    path: str  # the file's path: its folder is the working directory and importable
+    state: dict[str, Any]
+    breakers: tuple[BreakerSnapshot, ...]
+    environ: dict[str, str]
+    sys_path: tuple[str, ...]
+    limits: Limits
+    max_state_bytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunEnd:
+    """How a run ended in its worker: `error` is None on success; `end` is encoded."""
+
+    error: str | None
+    end: StorableEnd
+
+
+def run_worker_main(
+    conn: Connection, stdout: Connection, stderr: Connection, daemon_pid: int
+) -> None:
+    """A run worker's life: set up, say ready, run one order, wait to be killed."""
+    os.setsid()  # a process group (and session) of its own: one kill stops the whole run
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when runs stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.dup2(stdout.fileno(), 1)
+    os.dup2(stderr.fileno(), 2)
+    stdout.close()
+    stderr.close()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    watch_parent(daemon_pid, gone=_kill_own_group)
+    lock = threading.Lock()
+
+    def send(message: tuple[str, Any]) -> None:
+        with lock:
+            conn.send(message)
+
+    try:
+        send(("ready", os.getpid()))
+        order: RunOrder = conn.recv()
+    except (EOFError, OSError):
+        os._exit(0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # user code may rely on the default
+    end = run_order(order, send)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(OSError):
+        send(("end", end))
+        conn.recv()  # the daemon kills this process group now that it has the end
+    os._exit(0)
+
+
+def _kill_own_group() -> None:
+    os.killpg(0, signal.SIGKILL)
+
+
+def run_order(order: RunOrder, send: Send) -> RunEnd:
+    """Run one order in this process: its folder, environment, path and limits first."""
+    folder = str(Path(order.path).parent)
+    os.chdir(folder)
+    os.environ.clear()
+    os.environ.update(order.environ)
+    sys.path[:] = order.sys_path
+    branches: list[dict[str, Any]] = []
+    final: dict[str, Any] | None = None
+    try:
+        _apply(order.limits)
+        workflow = load_workflow_text(order.text, order.path)
+        registry = BreakerRegistry(_ForwardingStore(order.breakers, send))
+
+        def keep(path: str, source: str, fan_in: str, results: list[Any]) -> None:
+            branches.extend(branch_rows(path, source, fan_in, results))
+
+        def on_event(event: Event) -> None:
+            if not isinstance(event, RunFinished):  # its state comes with the end
+                send(("event", event))
+
+        with Executors() as executors:
+            final = run_workflow(
+                workflow,
+                order.state,
+                on_event=on_event,
+                breakers=registry,
+                executors=executors,
+                on_results=keep,
+            )
+        error = None
+    except BaseException as exc:  # whatever a node raised ends this run only
+        error = describe_failure(exc, order.limits)
+    try:
+        end = encode_end(final, branches, order.max_state_bytes)
+    except BaseException as exc:
+        end = StorableEnd(final_state=None, branches=(), problem=describe_failure(exc, Limits()))
+    return RunEnd(error=error, end=end)
+
+
+def describe_failure(exc: BaseException, limits: Limits) -> str:
+    """A run's error line, naming the limit it hit when one explains it."""
+    if isinstance(exc, TeadError):
+        message = str(exc)
+    else:
+        message = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    causes = list(_chain(exc))
+    if limits.memory is not None and any(isinstance(c, MemoryError) for c in causes):
+        return f"the run hit its memory limit ({_size(limits.memory)}): {message}"
+    emfile = any(isinstance(c, OSError) and c.errno == errno.EMFILE for c in causes)
+    if emfile and limits.open_files is not None:
+        return f"the run hit its open_files limit ({limits.open_files}): {message}"
+    return message
+
+
+def _chain(exc: BaseException) -> Iterable[BaseException]:
+    """The exception and its causes (a node's error wraps what the node raised)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _apply(limits: Limits) -> None:
+    """Lower this process's rlimits (children inherit them)."""
+    if limits.memory is not None:
+        _lower(resource.RLIMIT_AS, limits.memory)
+    if limits.cpu_time is not None:
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        spent = used.ru_utime + used.ru_stime  # the fork server's start-up counts
+        _lower(resource.RLIMIT_CPU, max(1, int(spent + limits.cpu_time + 0.999)))
+    if limits.open_files is not None:
+        _lower(resource.RLIMIT_NOFILE, limits.open_files)
+
+
+def _lower(which: int, value: int) -> None:
+    _, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    # SIGXCPU at the soft CPU limit, SIGKILL a second later at the hard one
+    new_hard = (
+        value + 1 if which == resource.RLIMIT_CPU and hard == resource.RLIM_INFINITY else hard
+    )
+    resource.setrlimit(which, (value, new_hard))
+
+
+def describe_limits(limits: Limits) -> str:
+    parts = []
+    if limits.memory is not None:
+        parts.append(f"memory {_size(limits.memory)}")
+    if limits.cpu_time is not None:
+        parts.append(f"cpu_time {limits.cpu_time:g} s")
+    if limits.open_files is not None:
+        parts.append(f"open_files {limits.open_files}")
+    return ", ".join(parts)
+
+
+def _size(value: int) -> str:
+    for unit, size in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if value >= size:
+            return f"{value / size:g}{unit}"
+    return f"{value} bytes"
+
+
+class _ForwardingStore:
+    """The worker's breaker store: starts from the daemon's states and sends each change
+    back (the daemon stores it and shows it to the runs that start after)."""
+
+    def __init__(self, seed: Iterable[BreakerSnapshot], send: Send) -> None:
+        self._seed = list(seed)
+        self._send = send
+
+    def load_all(self) -> list[BreakerSnapshot]:
+        return list(self._seed)
+
+    def save(self, snapshot: BreakerSnapshot) -> None:
+        self._send(("breakers", (snapshot,)))

@@ -1,0 +1,303 @@
+"""Runs in worker processes (the daemon side): a warm pool, one run per worker.
+
+Workers are kept ready ahead of time (`tead.daemon.runpool`). A run takes a ready worker,
+sends it a `RunOrder` (the workflow's text, the run's state, its breakers' states, its
+environment, path and limits) and reads, on a thread of its own, the worker's messages
+(events for metrics, breaker changes to store, the encoded end) and its output. When the
+run ends, is cancelled or times out, or the worker dies, the worker's whole process group
+(its branch processes and whatever its nodes started) is killed with SIGKILL and reaped,
+and only then is the run's work reported stopped, so its concurrency group is released
+at once with nothing left running. A worker never runs a second run.
+
+The daemon alone writes the store and the metrics. A node's output (file descriptors 1
+and 2 of the worker and its children) is logged by the daemon, line by line, with the
+run's id, up to `MAX_LOGGED_LINES` lines per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from tead.daemon.execution import Outcome, Run
+from tead.daemon.metrics import Metrics
+from tead.daemon.records import RunStatus
+from tead.daemon.runpool import RunWorker, RunWorkerPool, WorkerStartError, exit_text
+from tead.daemon.runworker import RunEnd, RunOrder, describe_limits
+from tead.engine.events import Event, NodeStarted
+from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot
+from tead.spec.models import Limits
+
+log = logging.getLogger(__name__)
+output_log = logging.getLogger("tead.run")
+
+MAX_LOGGED_LINES = 10_000  # lines of a run's output logged; the rest is counted
+MAX_LINE = 8192  # a longer line is cut
+
+
+class WorkerExecution:
+    """Executes each run in a worker process of its own (see the module's docstring)."""
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        metrics: Metrics,
+        breakers: BreakerRegistry,
+        max_state_bytes: int,
+        pass_env: Sequence[str],
+        limits: Limits,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.breakers = breakers
+        self.max_state_bytes = max_state_bytes
+        self.limits = limits
+        self._environ = dict(os.environ if environ is None else environ)
+        self._pass_env = tuple(pass_env)
+        self._sys_path = tuple(sys.path)  # before any workflow folder is added to it
+        self._pool = RunWorkerPool(size)
+
+    def configure(self, *, size: int, pass_env: tuple[str, ...], limits: Limits) -> None:
+        self._pass_env = pass_env
+        self.limits = limits
+        self._pool.resize(size)
+
+    def warm_up(self) -> None:
+        """Start the ready workers (in the background)."""
+        self._pool.refill()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._pool.close)
+
+    async def execute(self, run: Run) -> Outcome:
+        loop = asyncio.get_running_loop()
+        stopped_work = asyncio.Event()
+        try:
+            worker = await asyncio.to_thread(self._pool.take)
+        except WorkerStartError as exc:
+            stopped_work.set()
+            return Outcome(
+                status=RunStatus.FAILED,
+                error=f"the run's worker process did not start: {exc}",
+                final=None,
+                stopped_work=stopped_work,
+            )
+        done: asyncio.Future[tuple[RunStatus, str | None, RunEnd | None]] = loop.create_future()
+
+        def settle(outcome: tuple[RunStatus, str | None, RunEnd | None]) -> None:
+            loop.call_soon_threadsafe(_settle, done, outcome)
+
+        session = _Session(worker, self._order(run), run, self, settle)
+        threading.Thread(
+            target=session.serve,
+            args=(lambda: loop.call_soon_threadsafe(stopped_work.set),),
+            name=f"tead-run-{run.record.id}",
+            daemon=True,
+        ).start()
+        spec = run.workflow.spec
+        timeout = spec.timeout if spec else None
+        stopped = asyncio.ensure_future(run.stop.wait())
+        waiters: set[asyncio.Future[Any]] = {done, stopped}
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if done.done():
+            status, error, end = done.result()
+            return Outcome(
+                status=status,
+                error=error,
+                final=None,
+                stopped_work=stopped_work,
+                end=end.end if end else None,
+            )
+        status = run.stop_reason or RunStatus.TIMED_OUT
+        session.stopping = True
+        await asyncio.to_thread(worker.kill)  # the thread reaps it, then sets stopped_work
+        message = (
+            f"run timed out after {timeout:g} s"
+            if status is RunStatus.TIMED_OUT
+            else f"run {status}"
+        )
+        return Outcome(status=status, error=message, final=None, stopped_work=stopped_work)
+
+    def _order(self, run: Run) -> RunOrder:
+        workflow = run.workflow
+        spec = workflow.spec
+        source = workflow.source
+        assert source is not None, "the daemon's workflows are loaded from files"
+        environ = {
+            k: v
+            for k, v in self._environ.items()
+            if any(fnmatch.fnmatchcase(k, p) for p in self._pass_env)
+        }
+        if spec is not None:
+            environ.update(spec.env)
+        limits = self.limits
+        if spec is not None and spec.limits is not None:  # the workflow's own win
+            limits = Limits.model_validate(
+                {
+                    **limits.model_dump(exclude_none=True),
+                    **spec.limits.model_dump(exclude_none=True),
+                }
+            )
+        return RunOrder(
+            run_id=run.record.id,
+            text=source.text,
+            path=str(Path(source.path).resolve()),
+            state={**run.record.inputs, "trigger": run.record.trigger},
+            breakers=self.breakers.seed_for(f"{workflow.name}:"),
+            environ=environ,
+            sys_path=self._sys_path,
+            limits=limits,
+            max_state_bytes=self.max_state_bytes,
+        )
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    if not future.done():
+        future.set_result(outcome)
+
+
+class _Session:
+    """One run in one worker, served on a thread: send the order, read messages and
+    output until the end (or the worker's death), kill and reap the worker."""
+
+    def __init__(
+        self,
+        worker: RunWorker,
+        order: RunOrder,
+        run: Run,
+        execution: WorkerExecution,
+        settle: Callable[[tuple[RunStatus, str | None, RunEnd | None]], None],
+    ) -> None:
+        self.worker = worker
+        self.order = order
+        self.run = run
+        self.breakers = execution.breakers
+        self.observer = execution.metrics.run_observer(run.record.workflow)
+        self.settle = settle
+        self.stopping = False  # the daemon killed it (cancel, timeout, shutdown)
+        self.last_node: str | None = None
+        self.lines = 0
+        self.partial: dict[str, bytes] = {}
+
+    def serve(self, stopped: Callable[[], None]) -> None:
+        worker = self.worker
+        end: RunEnd | None = None
+        try:
+            try:
+                worker.conn.send(self.order)
+                end = self._read_until_end()
+            except (EOFError, OSError):
+                pass
+            code = worker.reap()
+            self._drain()
+            if end is not None:
+                status = RunStatus.SUCCEEDED if end.error is None else RunStatus.FAILED
+                self.settle((status, end.error, end))
+            else:
+                self.settle((RunStatus.FAILED, self._death(code), None))
+        except Exception as exc:  # a bug here must not leave the run hanging
+            log.exception("run %s: serving its worker failed", self.order.run_id)
+            worker.kill()
+            self.settle((RunStatus.FAILED, f"internal error: {exc}", None))
+        finally:
+            self.observer.close()
+            for _, end_r in worker.outputs:
+                end_r.close()
+            stopped()
+
+    def _read_until_end(self) -> RunEnd | None:
+        conn = self.worker.conn
+        outputs = {id(r): (name, r) for name, r in self.worker.outputs}
+        sources: list[Connection] = [conn, *(r for _, r in self.worker.outputs)]
+        while True:
+            for ready in wait(sources):
+                if ready is conn:
+                    kind, body = conn.recv()  # EOFError: the worker is gone
+                    if kind == "end":
+                        return body  # type: ignore[no-any-return]
+                    self._message(kind, body)
+                    continue
+                name, pipe = outputs[id(ready)]
+                data = os.read(pipe.fileno(), 65536)
+                if data:
+                    self._output(name, data)
+                else:
+                    sources.remove(pipe)
+
+    def _message(self, kind: str, body: Any) -> None:
+        if kind == "event":
+            event: Event = body
+            if isinstance(event, NodeStarted):
+                self.last_node = event.node if not event.path else f"{event.path}/{event.node}"
+            self.observer(event)
+        elif kind == "breakers":
+            snapshots: tuple[BreakerSnapshot, ...] = body
+            self.breakers.adopt(snapshots)
+
+    def _drain(self) -> None:
+        """Read what is left of the output (the group is dead: EOF comes at once, unless a
+        process that left the group still holds a pipe; that gets a second)."""
+        deadline = time.monotonic() + 1.0
+        sources = list(self.worker.outputs)
+        while sources and (left := deadline - time.monotonic()) > 0:
+            for ready in wait([r for _, r in sources], timeout=left):
+                name, conn = next((n, r) for n, r in sources if r is ready)
+                data = os.read(conn.fileno(), 65536)
+                if data:
+                    self._output(name, data)
+                else:
+                    sources = [(n, r) for n, r in sources if r is not conn]
+        for name, rest in self.partial.items():
+            if rest:
+                self._line(name, rest)
+
+    def _output(self, stream: str, data: bytes) -> None:
+        pending = self.partial.get(stream, b"") + data
+        *lines, rest = pending.split(b"\n")
+        if len(rest) > MAX_LINE:
+            lines.append(rest)
+            rest = b""
+        self.partial[stream] = rest
+        for line in lines:
+            self._line(stream, line)
+
+    def _line(self, stream: str, line: bytes) -> None:
+        self.lines += 1
+        if self.lines > MAX_LOGGED_LINES:
+            if self.lines == MAX_LOGGED_LINES + 1:
+                output_log.warning(
+                    "run %s: more than %d lines of output; the rest is not logged",
+                    self.order.run_id,
+                    MAX_LOGGED_LINES,
+                )
+            return
+        text = line[:MAX_LINE].decode("utf-8", "replace").rstrip("\r")
+        output_log.info("run %s %s: %s", self.order.run_id, stream, text)
+
+    def _death(self, code: int | None) -> str:
+        where = f" while running node {self.last_node!r}" if self.last_node else ""
+        return f"the run's worker process died{where}: {exit_text(code)}{self._limit_hint(code)}"
+
+    def _limit_hint(self, code: int | None) -> str:
+        limits = self.order.limits
+        if code == -signal.SIGXCPU and limits.cpu_time is not None:
+            return f" (the run hit its cpu_time limit, {limits.cpu_time:g} s)"
+        if code == -signal.SIGKILL and limits.cpu_time is not None:
+            return f" (SIGKILL follows SIGXCPU: the run's cpu_time limit is {limits.cpu_time:g} s)"
+        if limits.memory is not None and code is not None and code < 0:
+            return f" (the run's memory limit is {describe_limits(limits).partition(',')[0]})"
+        return ""
