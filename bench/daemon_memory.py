@@ -15,6 +15,7 @@ Baseline, same run: the daemon's idle figures right after start-up, before any r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 import time
@@ -84,15 +85,38 @@ def dispatch_batch(url: str, count: int, offset: int) -> int:
     return refused[0]
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (from /proc), alive now."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rpartition(")")[2].split()[1]
+                )
+            except (OSError, IndexError, ValueError):
+                continue
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, its_parent in parents.items():
+            if its_parent == parent:
+                found.append(child)
+                todo.append(child)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--isolation", choices=["process", "thread"], default="process")
     args = parser.parse_args()
 
     files = {f"{n}.yaml": WORKFLOW.format(name=n) for n in WORKFLOWS}
-    env = {"TEAD_MAX_CONCURRENT_RUNS": "16"}
+    env = {"TEAD_MAX_CONCURRENT_RUNS": "16", "TEAD_ISOLATION": args.isolation}
     trend: list[tuple[int, int, int]] = []
     with daemon(files, env=env) as proc, client(proc) as http:
         assert proc.proc is not None
@@ -116,15 +140,25 @@ def main() -> None:
                         warm = status
         elapsed = time.monotonic() - began
         end = proc_status(pid)
+        helpers = []
+        for child in descendants(pid):
+            with contextlib.suppress(OSError):  # it may end meanwhile
+                helpers.append(proc_status(child))
         succeeded = counter_total(http.get("/metrics").text, "tead_runs_total", status="succeeded")
 
     rate = done / elapsed
     growth_mb = (end["VmRSS"] - warm["VmRSS"]) / 1024
     threads_delta = end["Threads"] - warm["Threads"]
     print(
-        f"{done} runs ({succeeded:.0f} succeeded, {refused} refused) in {elapsed:.1f} s = "
-        f"{rate:.0f} runs/s, batches of {args.batch}"
+        f"isolation {args.isolation}: {done} runs ({succeeded:.0f} succeeded, {refused} "
+        f"refused) in {elapsed:.1f} s = {rate:.0f} runs/s, batches of {args.batch}"
     )
+    if helpers:
+        largest = max(h["VmRSS"] for h in helpers) / 1024
+        print(
+            f"at the end, {len(helpers)} processes below the daemon (fork server, ready run "
+            f"workers, ...): largest RSS {largest:.1f} MB (each run's worker is new)"
+        )
     print(
         "trend (runs: RSS MB / threads): "
         + ", ".join(f"{n}: {rss / 1024:.1f}/{t}" for n, rss, t in trend)

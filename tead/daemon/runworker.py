@@ -12,7 +12,7 @@ for the daemon to kill its group. One run per worker: nothing a run changes in i
 (working directory, environment, imported modules, threads) reaches another run.
 
 Messages to the daemon, pickled: ("ready", pid), ("event", Event), ("breakers", snapshots),
-("end", RunEnd).
+("ending", None) once the nodes are done (the end is being encoded), ("end", RunEnd).
 """
 
 from __future__ import annotations
@@ -150,6 +150,7 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
         error = None
     except BaseException as exc:  # whatever a node raised ends this run only
         error = describe_failure(exc, order.limits)
+    send(("ending", None))  # the nodes are done: from now on the run is not cancelled
     try:
         end = encode_end(final, branches, order.max_state_bytes)
     except BaseException as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import logging
 import os
 import signal
@@ -98,7 +99,20 @@ class WorkerExecution:
         def settle(outcome: tuple[RunStatus, str | None, RunEnd | None]) -> None:
             loop.call_soon_threadsafe(_settle, done, outcome)
 
-        session = _Session(worker, self._order(run), run, self, settle)
+        ending = asyncio.Event()
+
+        def nodes_done() -> None:  # too late to cancel: the end is being encoded
+            run.ending = True
+            ending.set()
+
+        session = _Session(
+            worker,
+            self._order(run),
+            run,
+            self,
+            settle=settle,
+            ending=functools.partial(loop.call_soon_threadsafe, nodes_done),
+        )
         threading.Thread(
             target=session.serve,
             args=(lambda: loop.call_soon_threadsafe(stopped_work.set),),
@@ -108,11 +122,15 @@ class WorkerExecution:
         spec = run.workflow.spec
         timeout = spec.timeout if spec else None
         stopped = asyncio.ensure_future(run.stop.wait())
-        waiters: set[asyncio.Future[Any]] = {done, stopped}
+        encoding = asyncio.ensure_future(ending.wait())
+        waiters: set[asyncio.Future[Any]] = {done, stopped, encoding}
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopped.cancel()
+            encoding.cancel()
+        if ending.is_set():
+            await done  # the nodes finished in time: the run ends as they did
         if done.done():
             status, error, end = done.result()
             return Outcome(
@@ -180,7 +198,9 @@ class _Session:
         order: RunOrder,
         run: Run,
         execution: WorkerExecution,
+        *,
         settle: Callable[[tuple[RunStatus, str | None, RunEnd | None]], None],
+        ending: Callable[[], object],
     ) -> None:
         self.worker = worker
         self.order = order
@@ -188,6 +208,7 @@ class _Session:
         self.breakers = execution.breakers
         self.observer = execution.metrics.run_observer(run.record.workflow)
         self.settle = settle
+        self.ending = ending
         self.stopping = False  # the daemon killed it (cancel, timeout, shutdown)
         self.last_node: str | None = None
         self.lines = 0
@@ -244,6 +265,8 @@ class _Session:
             if isinstance(event, NodeStarted):
                 self.last_node = event.node if not event.path else f"{event.path}/{event.node}"
             self.observer(event)
+        elif kind == "ending":
+            self.ending()
         elif kind == "breakers":
             snapshots: tuple[BreakerSnapshot, ...] = body
             self.breakers.adopt(snapshots)

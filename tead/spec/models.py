@@ -373,8 +373,7 @@ class WorkflowSpec(Model):
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
         if any(not _ENV_NAME.match(name) for name in env):
             raise ValueError(
-                "an environment variable's name is letters, digits and _, not starting "
-                "with a digit"
+                "an environment variable's name is letters, digits and _, not starting with a digit"
             )
         return env
 

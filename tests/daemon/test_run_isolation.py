@@ -334,12 +334,12 @@ def test_breakers_changed_in_a_worker_are_kept_by_the_daemon(daemon_factory: Fac
     first = d.dispatch("flaky")["id"]
     wait_status(d, first, "succeeded", timeout_s=60)
     assert d.get(f"/api/v1/runs/{first}").json()["final_state"]["types"] == ["RuntimeError"]
-    breakers = {b["name"]: b for b in d.get("/api/v1/breakers").json()}
+    breakers = {b["name"]: b for b in d.get("/api/v1/breakers").json()["breakers"]}
     assert breakers["flaky:fail"]["state"] == "open"
     second = d.dispatch("flaky")["id"]
     wait_status(d, second, "succeeded", timeout_s=60)
     assert d.get(f"/api/v1/runs/{second}").json()["final_state"]["types"] == ["CircuitOpenError"]
-    assert "tead_breaker_state" in d.get("/metrics").text
+    assert 'tead_circuit_breaker_state{breaker="flaky:fail"} 2.0' in d.get("/metrics").text
 
 
 def _pgid(pid: int) -> int | None:
@@ -347,3 +347,20 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
+
+
+def test_cancel_in_progress_kills_the_spinning_run(daemon_factory: Factory, tmp_path: Path) -> None:
+    d = daemon_factory()
+    d.write(
+        "latest.yaml",
+        "name: latest\nconcurrency: {cancel_in_progress: true}\ninitial_state: {tag: x}\n"
+        + node(NOTE + "if state['tag'] == 'first':\n  while True:\n    pass"),
+    )
+    d.start()
+    first = d.dispatch("latest", {"tag": "first", "dir": str(tmp_path)})["id"]
+    pid = started(d, tmp_path, "first")["pid"]
+    second = d.dispatch("latest", {"tag": "second", "dir": str(tmp_path)})["id"]
+    assert end_of(d, second, timeout_s=60) == "succeeded"
+    assert d.get(f"/api/v1/runs/{first}").json()["status"] == "cancelled"
+    assert not alive(pid)
+    assert started(d, tmp_path, "second")["pid"] != pid
