@@ -76,10 +76,9 @@ def measure(isolation: str, trials: int, runs: int) -> dict[str, float]:
             (inbox / f"t{i:03d}.txt").write_text("x")
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                found = http.get("/api/v1/runs", params={"workflow": "on_drop", "limit": 1}).json()
-                if len(found) and found[0]["trigger"]["changes"][0]["path"].endswith(
-                    f"t{i:03d}.txt"
-                ):
+                listing = http.get("/api/v1/runs", params={"workflow": "on_drop", "limit": 1})
+                found = listing.json()["runs"]
+                if found and found[0]["trigger"]["changes"][0]["path"].endswith(f"t{i:03d}.txt"):
                     break
                 time.sleep(0.005)
             saved.append(started_at(http, found[0]["id"]) - before)

@@ -90,6 +90,14 @@ class RunWorkerPool:
         self._workers: weakref.WeakSet[RunWorker] = weakref.WeakSet()  # every one started
         _live_pools.add(self)
 
+    def take_ready(self) -> RunWorker | None:
+        """A ready worker if there is one (never blocks)."""
+        with self._lock:
+            worker = self._ready.popleft() if self._ready else None
+        if worker is not None:
+            self.refill()
+        return worker
+
     def take(self) -> RunWorker:
         """A ready worker (blocking while one starts)."""
         with self._lock:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import os
 import resource
 import signal
@@ -38,6 +39,7 @@ from tead.executors.registry import Executors
 from tead.executors.worker import watch_parent
 from tead.graph.loader import load_workflow_text
 from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot
+from tead.parallel.strategies import plugin_strategies
 from tead.spec.models import Limits
 
 #: what the fork server imports once, so that no run pays for it
@@ -51,6 +53,8 @@ PRELOAD = (
 )
 
 Send = Callable[[tuple[str, Any]], None]
+
+plugin_strategies()  # looked up once, in the fork server, for every worker forked from it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +84,7 @@ def run_worker_main(
     conn: Connection, stdout: Connection, stderr: Connection, daemon_pid: int
 ) -> None:
     """A run worker's life: set up, say ready, run one order, wait to be killed."""
+    gc.freeze()  # what came from the fork server is never collected here: no copy-on-write
     os.setsid()  # a process group (and session) of its own: one kill stops the whole run
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when runs stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -21,6 +21,7 @@ import fnmatch
 import functools
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -65,12 +66,12 @@ class WorkerExecution:
         self.max_state_bytes = max_state_bytes
         self.limits = limits
         self._environ = dict(os.environ if environ is None else environ)
-        self._pass_env = tuple(pass_env)
+        self._passed = _patterns(pass_env)
         self._sys_path = tuple(sys.path)  # before any workflow folder is added to it
         self._pool = RunWorkerPool(size)
 
     def configure(self, *, size: int, pass_env: tuple[str, ...], limits: Limits) -> None:
-        self._pass_env = pass_env
+        self._passed = _patterns(pass_env)
         self.limits = limits
         self._pool.resize(size)
 
@@ -84,8 +85,9 @@ class WorkerExecution:
     async def execute(self, run: Run) -> Outcome:
         loop = asyncio.get_running_loop()
         stopped_work = asyncio.Event()
-        try:
-            worker = await asyncio.to_thread(self._pool.take)
+        try:  # a ready worker at once; else wait (in a thread) for one to start
+            ready = self._pool.take_ready()
+            worker = ready if ready is not None else await asyncio.to_thread(self._pool.take)
         except WorkerStartError as exc:
             stopped_work.set()
             return Outcome(
@@ -155,11 +157,8 @@ class WorkerExecution:
         spec = workflow.spec
         source = workflow.source
         assert source is not None, "the daemon's workflows are loaded from files"
-        environ = {
-            k: v
-            for k, v in self._environ.items()
-            if any(fnmatch.fnmatchcase(k, p) for p in self._pass_env)
-        }
+        passed = self._passed
+        environ = {k: v for k, v in self._environ.items() if passed.match(k)}
         if spec is not None:
             environ.update(spec.env)
         limits = self.limits
@@ -181,6 +180,11 @@ class WorkerExecution:
             limits=limits,
             max_state_bytes=self.max_state_bytes,
         )
+
+
+def _patterns(globs: Sequence[str]) -> re.Pattern[str]:
+    """One regular expression matching any of these glob patterns (case-sensitive)."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs) or "(?!)")
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
@@ -215,30 +219,39 @@ class _Session:
         self.partial: dict[str, bytes] = {}
 
     def serve(self, stopped: Callable[[], None]) -> None:
+        """Serve the run; `stopped()` once nothing of it can run any more: at its end,
+        right after its process group is killed (the reaping goes on afterwards)."""
         worker = self.worker
-        end: RunEnd | None = None
+        told = False
         try:
             try:
                 worker.conn.send(self.order)
                 end = self._read_until_end()
             except (EOFError, OSError):
-                pass
-            code = worker.reap()
-            self._drain()
+                end = None
             if end is not None:
+                worker.kill()  # whatever the run left running stops now
+                self._drain(wait_s=0.0)  # what it wrote before its end
                 status = RunStatus.SUCCEEDED if end.error is None else RunStatus.FAILED
                 self.settle((status, end.error, end))
+                stopped()
+                told = True
+                worker.reap()
             else:
+                code = worker.reap()
+                self._drain(wait_s=1.0)
                 self.settle((RunStatus.FAILED, self._death(code), None))
         except Exception as exc:  # a bug here must not leave the run hanging
             log.exception("run %s: serving its worker failed", self.order.run_id)
             worker.kill()
             self.settle((RunStatus.FAILED, f"internal error: {exc}", None))
         finally:
+            self._drain(wait_s=1.0)
             self.observer.close()
             for _, end_r in worker.outputs:
                 end_r.close()
-            stopped()
+            if not told:
+                stopped()
 
     def _read_until_end(self) -> RunEnd | None:
         conn = self.worker.conn
@@ -271,22 +284,29 @@ class _Session:
             snapshots: tuple[BreakerSnapshot, ...] = body
             self.breakers.adopt(snapshots)
 
-    def _drain(self) -> None:
-        """Read what is left of the output (the group is dead: EOF comes at once, unless a
-        process that left the group still holds a pipe; that gets a second)."""
-        deadline = time.monotonic() + 1.0
-        sources = list(self.worker.outputs)
-        while sources and (left := deadline - time.monotonic()) > 0:
-            for ready in wait([r for _, r in sources], timeout=left):
+    def _drain(self, *, wait_s: float) -> None:
+        """Read what is left of the output: what is there now, then until EOF for at most
+        `wait_s` (the group is dead: EOF comes at once, unless a process that left the
+        group still holds a pipe)."""
+        deadline = time.monotonic() + wait_s
+        sources = [(n, r) for n, r in self.worker.outputs if not r.closed]
+        while sources and time.monotonic() < deadline + 0.05:  # a writer outside the group
+            left = max(0.0, deadline - time.monotonic())
+            ready_now = wait([r for _, r in sources], timeout=left)
+            if not ready_now:
+                break
+            for ready in ready_now:
                 name, conn = next((n, r) for n, r in sources if r is ready)
                 data = os.read(conn.fileno(), 65536)
                 if data:
                     self._output(name, data)
                 else:
                     sources = [(n, r) for n, r in sources if r is not conn]
-        for name, rest in self.partial.items():
-            if rest:
-                self._line(name, rest)
+        if wait_s:
+            for name, rest in self.partial.items():
+                if rest:
+                    self._line(name, rest)
+            self.partial.clear()
 
     def _output(self, stream: str, data: bytes) -> None:
         pending = self.partial.get(stream, b"") + data

@@ -4,6 +4,7 @@ cannot be used here. Checked when a workflow loads, without importing any execut
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Collection
 from importlib.metadata import entry_points
@@ -17,8 +18,17 @@ _NOT_BUILT = ("remote", "dask")
 
 
 def plugin_strategies() -> list[str]:
-    """The strategy names installed packages declare in the entry-point group, sorted."""
-    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    """The strategy names installed packages declare in the entry-point group, sorted.
+    Looked up once per process (reading every installed package's metadata takes
+    milliseconds, and each workflow load asks; the daemon's run workers inherit the
+    fork server's answer): a plug-in installed while a daemon runs is seen after a
+    restart."""
+    return list(_installed_plugins())
+
+
+@functools.cache
+def _installed_plugins() -> tuple[str, ...]:
+    return tuple(sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}))
 
 
 def known_strategies() -> list[str]:
