@@ -364,3 +364,26 @@ def test_cancel_in_progress_kills_the_spinning_run(daemon_factory: Factory, tmp_
     assert d.get(f"/api/v1/runs/{first}").json()["status"] == "cancelled"
     assert not alive(pid)
     assert started(d, tmp_path, "second")["pid"] != pid
+
+
+def test_sighup_reloads_pass_env_and_limits(daemon_factory: Factory, tmp_path: Path) -> None:
+    config = tmp_path / "tead.yaml"
+    config.write_text("pass_env: [PATH]\n")
+    d = daemon_factory(extra_args=["--config", str(config)], env={"FEATURE_FLAG": "on"})
+    d.write(
+        "look.yaml",
+        "name: look\n"
+        + node(
+            "import os, resource\n"
+            "return {'flag': os.environ.get('FEATURE_FLAG'),\n"
+            "        'nofile': resource.getrlimit(resource.RLIMIT_NOFILE)[0]}"
+        ),
+    )
+    d.start()
+    before = d.wait_run(d.dispatch("look")["id"], timeout_s=60)["final_state"]
+    assert before["flag"] is None
+    config.write_text("pass_env: [PATH, FEATURE_*]\nlimits: {open_files: 100}\n")
+    d.signal(signal.SIGHUP)
+    d.wait_for(lambda: "config reloaded" in d.logs(), what="the reload")
+    after = d.wait_run(d.dispatch("look")["id"], timeout_s=60)["final_state"]
+    assert after == {"trigger": {"kind": "dispatch"}, "flag": "on", "nofile": 100}
