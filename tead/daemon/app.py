@@ -199,6 +199,7 @@ class Daemon:
             limits=config.limits,
         )
         execution.warm_up()
+        self.registry.check_uses = execution.check_uses  # user modules never import here
         return execution
 
     def _install_signals(self) -> None:

@@ -17,7 +17,7 @@ import gc
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +94,9 @@ class WorkflowRegistry:
     def __init__(self, folder: Path, *, strict_permissions: bool = True) -> None:
         self.folder = folder
         self.strict_permissions = strict_permissions  # see tead.spec.files
+        # set: `uses:` modules are not imported here but by this (in a worker process),
+        # which answers the file's load errors or None
+        self.check_uses: Callable[[str, str], str | None] | None = None
         self._files: dict[Path, WorkflowEntry] = {}  # every file as it loaded
         self._names: dict[str, WorkflowEntry] = {}  # valid workflows by name
         self._shadowed: dict[Path, WorkflowEntry] = {}  # files whose name was taken
@@ -192,7 +195,13 @@ class WorkflowRegistry:
         if known is not None and known.content_hash == digest:
             return known
         try:
-            workflow = load_workflow_text(decode_workflow(data, str(path)), str(path))
+            text = decode_workflow(data, str(path))
+            check = self.check_uses
+            workflow = load_workflow_text(text, str(path), import_uses=check is None)
+            uses = workflow.spec is not None and any(n.uses for n in workflow.spec.nodes)
+            problem = check(text, str(path)) if check is not None and uses else None
+            if problem is not None:
+                return failed(problem, digest)
         except WorkflowError as exc:
             return failed(str(exc), digest)
         except Exception as exc:  # a file must never take the daemon down

@@ -73,6 +73,16 @@ class RunOrder:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CheckOrder:
+    """Load a workflow file here, importing its `uses:` modules, and say what is wrong:
+    the daemon never imports them itself (their module-level code is user code)."""
+
+    text: str
+    path: str
+    sys_path: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunEnd:
     """How a run ended in its worker: `error` is None on success; `end` is encoded."""
 
@@ -104,18 +114,34 @@ def run_worker_main(
 
     try:
         send(("ready", os.getpid()))
-        order: RunOrder = conn.recv()
+        order: RunOrder | CheckOrder = conn.recv()
     except (EOFError, OSError):
         os._exit(0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # user code may rely on the default
-    end = run_order(order, send)
+    if isinstance(order, CheckOrder):
+        answer: tuple[str, Any] = ("checked", check_order(order))
+    else:
+        answer = ("end", run_order(order, send))
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     with contextlib.suppress(OSError):
-        send(("end", end))
-        conn.recv()  # the daemon kills this process group now that it has the end
+        send(answer)
+        conn.recv()  # the daemon kills this process group now that it has the answer
     os._exit(0)
+
+
+def check_order(order: CheckOrder) -> str | None:
+    """The load errors of the order's file (one line each), or None if it loads."""
+    os.chdir(Path(order.path).parent)
+    sys.path[:] = order.sys_path
+    try:
+        load_workflow_text(order.text, order.path)
+    except TeadError as exc:
+        return str(exc)
+    except BaseException as exc:  # what a module does at import is user code
+        return f"{order.path}: cannot load: {type(exc).__name__}: {exc}"
+    return None
 
 
 def _kill_own_group() -> None:

@@ -35,7 +35,7 @@ from tead.daemon.execution import Outcome, Run
 from tead.daemon.metrics import Metrics
 from tead.daemon.records import RunStatus
 from tead.daemon.runpool import RunWorker, RunWorkerPool, WorkerStartError, exit_text
-from tead.daemon.runworker import RunEnd, RunOrder, describe_limits
+from tead.daemon.runworker import CheckOrder, RunEnd, RunOrder, describe_limits
 from tead.engine.events import Event, NodeStarted
 from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot
 from tead.spec.models import Limits
@@ -45,6 +45,7 @@ output_log = logging.getLogger("tead.run")
 
 MAX_LOGGED_LINES = 10_000  # lines of a run's output logged; the rest is counted
 MAX_LINE = 8192  # a longer line is cut
+CHECK_TIMEOUT_S = 30.0  # importing a workflow's uses: modules in a worker, at most
 
 
 class WorkerExecution:
@@ -74,6 +75,34 @@ class WorkerExecution:
         self._passed = _patterns(pass_env)
         self.limits = limits
         self._pool.resize(size)
+
+    def check_uses(self, text: str, path: str) -> str | None:
+        """Load a workflow file in a worker (its `uses:` modules imported there, never in
+        the daemon): its load errors, one line each, or None. Blocks (a loading thread)."""
+        try:
+            worker = self._pool.take()
+        except WorkerStartError as exc:
+            return f"{path}: cannot check its uses: modules: {exc}"
+        order = CheckOrder(text=text, path=path, sys_path=self._sys_path)
+        answer: tuple[str, Any] | None = None
+        try:
+            worker.conn.send(order)
+            answer = _answer(worker, CHECK_TIMEOUT_S, f"check {Path(path).name}")
+        except (EOFError, OSError):
+            pass
+        finally:
+            code = worker.reap()
+            for _, pipe in worker.outputs:
+                pipe.close()
+        if answer is None:
+            reason = (
+                f"took longer than {CHECK_TIMEOUT_S:g} s"
+                if code == -signal.SIGKILL
+                else f"ended the process ({exit_text(code)})"
+            )
+            return f"{path}: importing its uses: modules {reason}"
+        result: str | None = answer[1]
+        return result
 
     def warm_up(self) -> None:
         """Start the ready workers (in the background)."""
@@ -180,6 +209,27 @@ class WorkerExecution:
             limits=limits,
             max_state_bytes=self.max_state_bytes,
         )
+
+
+def _answer(worker: RunWorker, timeout_s: float, label: str) -> tuple[str, Any] | None:
+    """The worker's next message within `timeout_s` (its output logged meanwhile), or None
+    if it died or took too long (then it is killed)."""
+    deadline = time.monotonic() + timeout_s
+    outputs = {id(r): (name, r) for name, r in worker.outputs}
+    sources: list[Connection] = [worker.conn, *(r for _, r in worker.outputs)]
+    while (left := deadline - time.monotonic()) > 0:
+        for ready in wait(sources, timeout=left):
+            if ready is worker.conn:
+                message: tuple[str, Any] = worker.conn.recv()
+                return message
+            name, pipe = outputs[id(ready)]
+            data = os.read(pipe.fileno(), 65536)
+            if not data:
+                sources.remove(pipe)
+            for line in data.decode("utf-8", "replace").splitlines()[:100]:
+                output_log.info("%s %s: %s", label, name, line[:MAX_LINE])
+    worker.kill()
+    return None
 
 
 def _patterns(globs: Sequence[str]) -> re.Pattern[str]:

@@ -24,6 +24,7 @@ from tead.graph.nodes import (
     compile_run,
     ensure_importable,
     resolve_uses,
+    unimported_uses,
 )
 from tead.parallel.config import ParallelConfig
 from tead.parallel.strategies import known_strategies, unknown_strategy
@@ -62,15 +63,17 @@ def load_workflow(path: str | os.PathLike[str]) -> WorkflowGraph:
     return load_workflow_text(read_workflow_text(path), str(path))
 
 
-def load_workflow_text(text: str, path: str) -> WorkflowGraph:
-    """Load and check workflow source; `path` names it in errors and locates `uses:` modules."""
+def load_workflow_text(text: str, path: str, *, import_uses: bool = True) -> WorkflowGraph:
+    """Load and check workflow source; `path` names it in errors and locates `uses:` modules.
+    `import_uses=False` leaves `uses:` modules unimported (their nodes fail if called): for
+    a process that never runs the nodes and has them checked elsewhere (the daemon)."""
     try:
-        return _load(text, path)
+        return _load(text, path, import_uses)
     except (RecursionError, MemoryError):  # hostile nesting in YAML or in an expression
         raise WorkflowError([Problem("too deeply nested or too large", Location(path))]) from None
 
 
-def _load(text: str, path: str) -> WorkflowGraph:
+def _load(text: str, path: str, import_uses: bool) -> WorkflowGraph:
     doc = parse_yaml(text, path)
     if doc.data is None:
         raise WorkflowError([Problem("empty workflow file", Location(path))])
@@ -82,10 +85,12 @@ def _load(text: str, path: str) -> WorkflowGraph:
         spec = WorkflowSpec.model_validate(doc.data)
     except ValidationError as exc:
         raise WorkflowError(validation_problems(exc, doc)) from None
-    return build_workflow(spec, doc, path, text)
+    return build_workflow(spec, doc, path, text, import_uses=import_uses)
 
 
-def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) -> WorkflowGraph:
+def build_workflow(
+    spec: WorkflowSpec, doc: YamlDocument, path: str, text: str, *, import_uses: bool = True
+) -> WorkflowGraph:
     """Turn a validated spec into a checked WorkflowGraph (every problem reported at once)."""
     folder = str(Path(path).resolve().parent)
     ensure_importable(folder)  # modules beside the file, for `uses:` and `run:` imports
@@ -101,8 +106,10 @@ def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) 
                 line, _ = doc.values[code_at]
                 first = line + 1 if code_at in doc.block_scalars else line
                 fn = compile_run(node.run, node=node.name, where=where, first_line=first)
-            elif node.uses is not None:
+            elif node.uses is not None and import_uses:
                 fn = resolve_uses(node.uses, node.with_, where=doc.where(("nodes", i, "uses")))
+            elif node.uses is not None:
+                fn = unimported_uses(node.uses)
         except WorkflowError as exc:
             problems.extend(exc.problems)
         graph.add_node(node.name, fn, where=where)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tead.errors import Location, Problem, WorkflowError
+from tead.errors import Location, Problem, TeadError, WorkflowError
 
 NodeFn = Callable[..., Mapping[str, Any] | None]
 Expr = Callable[[dict[str, Any]], Any]
@@ -66,6 +66,15 @@ def ensure_importable(folder: str) -> None:
     """Make modules beside a workflow file importable (like a local action)."""
     if folder not in sys.path:
         sys.path.append(folder)  # after the standard library: a local random.py shadows nothing
+
+
+def unimported_uses(ref: str) -> NodeFn:
+    """A `uses:` node of a workflow loaded without importing its modules: never called."""
+
+    def unimported(state: dict[str, Any], **_: Any) -> dict[str, Any] | None:
+        raise TeadError(f"uses: {ref} was not imported in this process")
+
+    return unimported
 
 
 def resolve_uses(ref: str, params: Mapping[str, Any] | None, *, where: Location) -> NodeFn:

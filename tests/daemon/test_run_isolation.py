@@ -387,3 +387,41 @@ def test_sighup_reloads_pass_env_and_limits(daemon_factory: Factory, tmp_path: P
     d.wait_for(lambda: "config reloaded" in d.logs(), what="the reload")
     after = d.wait_run(d.dispatch("look")["id"], timeout_s=60)["final_state"]
     assert after == {"trigger": {"kind": "dispatch"}, "flag": "on", "nofile": 100}
+
+
+def test_uses_modules_are_imported_in_a_worker_never_in_the_daemon(
+    daemon_factory: Factory,
+) -> None:
+    """A `uses:` module whose import calls os._exit takes down only the process that
+    checks it: its file gets a load error, the daemon serves on; a module that imports
+    fine runs; a missing callable is the usual load error."""
+    d = daemon_factory()
+    d.write("evil.py", "import os\nos._exit(7)\n")
+    d.write(
+        "kind.py",
+        "import os\n"
+        "PID = os.getpid()\n"
+        "with open('imported-by', 'a') as f:\n"
+        "    f.write(f'{PID}\\n')\n"
+        "def f(state):\n"
+        "    return {'pid': PID}\n",
+    )
+    d.write("evil.yaml", "name: evil\nnodes:\n  - name: a\n    uses: evil:f\n")
+    d.write("kind.yaml", "name: kind\nnodes:\n  - name: a\n    uses: kind:f\n")
+    d.write("typo.yaml", "name: typo\nnodes:\n  - name: a\n    uses: kind:g\n")
+    d.start()
+    files = {w["name"]: w for w in d.get("/api/v1/workflows").json()["workflows"]}
+    assert files["evil"]["valid"] is False
+    assert files["evil"]["error"].endswith(
+        "evil.yaml: importing its uses: modules ended the process (it exited with code 7)"
+    )
+    assert files["typo"]["error"].endswith("typo.yaml:4:11: uses: 'kind' has no callable 'g'")
+    assert files["kind"]["valid"] is True
+    run = d.dispatch("kind")["id"]
+    assert end_of(d, run, timeout_s=60) == "succeeded"
+    assert d.proc is not None
+    assert d.get(f"/api/v1/runs/{run}").json()["final_state"]["pid"] != d.proc.pid
+    importers = {int(p) for p in (d.workflows / "imported-by").read_text().split()}
+    assert len(importers) >= 2  # the load check (kind.yaml, typo.yaml) and the run
+    assert d.proc.pid not in importers
+    assert d.get("/healthz").status_code == 200
