@@ -131,7 +131,8 @@ def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) 
         except WorkflowError as exc:
             problems.extend(exc.problems)
         if node.name in joins:
-            fn = keep_results(fn, joins[node.name])
+            dynamic = joins[node.name]
+            fn = keep_results(fn, dynamic, spec.nodes.index(dynamic), doc)
         graph.add_node(node.name, fn, where=where)
     _add_edges(graph, spec, doc, problems)
     try:

@@ -66,23 +66,33 @@ def edge_condition(
     return lambda state: bool(test(state)) == wanted
 
 
-def dynamic_fan_ins(spec: WorkflowSpec) -> dict[str, list[str | None]]:
-    """{fan-in node: the `output:` keys of the dynamic_parallel nodes that meet there}."""
-    found: dict[str, list[str | None]] = {}
-    for node in spec.nodes:
-        if node.type == "dynamic_parallel" and isinstance(node.fan_in, str):
-            found.setdefault(node.fan_in, []).append(node.output)
-    return found
+def dynamic_fan_ins(spec: WorkflowSpec) -> dict[str, NodeSpec]:
+    """{fan-in node: the dynamic_parallel node that meets there} (a for_each fan-in is its
+    fan-out's own: the builder refuses a shared one)."""
+    return {
+        node.fan_in: node
+        for node in spec.nodes
+        if node.type == "dynamic_parallel" and isinstance(node.fan_in, str)
+    }
 
 
-def keep_results(fn: NodeFn | None, outputs: Iterable[str | None]) -> NodeFn:
-    """A dynamic_parallel fan-in: its results also go into the state, as TEA puts them."""
-    keys = ["parallel_results", *(k for k in outputs if k)]
+def keep_results(fn: NodeFn | None, dynamic: NodeSpec, i: int, doc: YamlDocument) -> NodeFn:
+    """A dynamic_parallel fan-in, as TEA has it: its results also go into the state
+    (`parallel_results`, and `output:`), and a failed branch's result has the branch's item
+    and index as its state (TEA's `r["index"]` works on failures too)."""
+    keys = ["parallel_results", *([dynamic.output] if dynamic.output else [])]
+    item_var, index_var = dynamic.item_var or "item", dynamic.index_var or "index"
+    items = expression(dynamic.items, "items", doc, ("nodes", i, "items"), [])
 
     def fan_in(
         state: dict[str, Any], parallel_results: Iterable[Any] = ()
     ) -> Mapping[str, Any] | None:
         results = list(parallel_results)
+        if any(r.state is None for r in results) and items is not None:
+            values = list(items(state) or [])
+            for k, r in enumerate(results):
+                if r.state is None and k < len(values):
+                    results[k] = r.evolve(state={item_var: values[k], index_var: k})
         for key in keys:
             state[key] = results
         return fn(state, parallel_results=results) if fn is not None else None
@@ -168,7 +178,7 @@ def fan_in_problems(spec: WorkflowSpec, doc: YamlDocument) -> list[Problem]:
         Problem(
             f"node {node.name!r} has fan_in: true, but no parallel edge or dynamic_parallel "
             "node names it as its fan_in",
-            doc.where(("nodes", i, "fan_in")),
+            doc.where(("nodes", i, "fan_in"), key=True),
         )
         for i, node in enumerate(spec.nodes)
         if node.fan_in is True and node.name not in joins
