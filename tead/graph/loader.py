@@ -92,7 +92,7 @@ def _load(text: str, path: str) -> WorkflowGraph:
         raise WorkflowError(_sorted(tea.refused))
     workflow = build_workflow(spec, doc, path, text)
     if tea.warnings:
-        workflow = dataclasses.replace(workflow, warnings=tuple(tea.warnings))
+        workflow = dataclasses.replace(workflow, warnings=tuple(_sorted(tea.warnings)))
     return workflow
 
 

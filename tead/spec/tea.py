@@ -58,6 +58,7 @@ class _Checker:
     def __init__(self, doc: YamlDocument) -> None:
         self.doc = doc
         self.report = TeaReport(data=copy.deepcopy(doc.data))
+        self.no_return: list[Problem] = []  # warnings in a TEA file, notes in others
 
     def refuse(self, path: Path, message: str) -> None:
         self.report.refused.append(Problem(message, self.doc.where(path, key=True)))
@@ -100,7 +101,10 @@ class _Checker:
             for i, edge in enumerate(edges):
                 if isinstance(edge, dict):
                     self._edge(("edges", i), edge)
-        return self.report
+        report = self.report
+        tea_file = report.refused or report.warnings or report.notes
+        (report.warnings if tea_file else report.notes).extend(self.no_return)
+        return report
 
     def _settings(self, data: dict[str, Any]) -> None:
         settings = data.get("settings")
@@ -252,10 +256,12 @@ class _Checker:
         returns = any(isinstance(n, ast.Return) for n in _own_nodes(body))
         assigns = any(isinstance(n, ast.Assign | ast.AugAssign) for n in body.body)  # type: ignore[attr-defined]
         if not returns and assigns:
-            self.warn(
-                path,
-                f"node {name}: run: has no return: TEA merges its local variables into the "
-                "state, tead merges nothing (end it with return {...})",
+            self.no_return.append(
+                Problem(
+                    f"node {name}: run: has no return: TEA merges its local variables into "
+                    "the state, tead merges nothing (end it with return {...})",
+                    self.doc.where(path, key=True),
+                )
             )
 
     def _dynamic(self, path: Path, node: dict[str, Any], name: str) -> None:

@@ -227,3 +227,21 @@ def test_explain_lists_every_difference_in_file_order():
     assert any("node 'gather': fan_in: true is accepted and checked" in line for line in lines)
     numbers = [int(line.split(":")[0]) for line in lines]
     assert numbers == sorted(numbers)
+
+
+def test_run_without_return_warns_only_in_a_tea_file(tmp_path):
+    """TEA merges a `run:` body's local variables; tead does not. A file that uses TEA's
+    keys gets a warning; a plain tead file only an `--explain` note."""
+    body = "nodes:\n  - name: a\n    run: |\n      x = 1\n"
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(body, encoding="utf-8")
+    assert load_workflow(plain).warnings == ()
+    assert [p.message.split(":")[0] for p in explain_workflow(plain)] == ["node 'a'"]
+    tea = tmp_path / "tea.yaml"
+    tea.write_text(body + "    language: python\n  - name: b\n    condition: x\n", encoding="utf-8")
+    graph = load_workflow(tea)
+    assert [(w.where.line, w.message[:30]) for w in graph.warnings] == [
+        (3, "node 'a': run: has no return: "),
+        (7, "node 'b': condition: is ignore"),
+    ]
+    assert Workflow(graph).invoke() == {}
