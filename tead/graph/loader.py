@@ -117,7 +117,8 @@ def build_workflow(spec: WorkflowSpec, doc: YamlDocument, path: str, text: str) 
     for i, node in enumerate(spec.nodes):
         where = doc.where(("nodes", i))
         if node.type == "dynamic_parallel":
-            add_dynamic_parallel(graph, node, i, doc, problems)
+            known = {n.name for n in spec.nodes}
+            add_dynamic_parallel(graph, node, i, doc, problems, known=known)
             continue
         fn: NodeFn | None = None
         try:

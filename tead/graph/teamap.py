@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from tead.errors import Location, Problem, WorkflowError
@@ -106,7 +106,13 @@ def step_name(node: NodeSpec, j: int) -> str:
 
 
 def add_dynamic_parallel(
-    graph: Graph, node: NodeSpec, i: int, doc: YamlDocument, problems: list[Problem]
+    graph: Graph,
+    node: NodeSpec,
+    i: int,
+    doc: YamlDocument,
+    problems: list[Problem],
+    *,
+    known: Collection[str],
 ) -> None:
     """Add a dynamic_parallel node: itself (a no-op that fans out), its steps, its fan-out."""
     where = doc.where(("nodes", i))
@@ -128,7 +134,8 @@ def add_dynamic_parallel(
         if j > 0:
             graph.add_edge(names[j - 1], names[j], where=where)
     assert isinstance(node.fan_in, str)  # checked by NodeSpec
-    graph.add_edge(names[-1], node.fan_in, where=where)
+    if node.fan_in in known:  # else the fan-out reports the unknown fan-in, once
+        graph.add_edge(names[-1], node.fan_in, where=where)
     items = expression(node.items, "items", doc, ("nodes", i, "items"), problems)
     overrides: dict[str, Any] = {}
     if node.max_concurrency is not None:

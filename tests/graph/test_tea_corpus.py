@@ -245,3 +245,29 @@ def test_run_without_return_warns_only_in_a_tea_file(tmp_path):
         (7, "node 'b': condition: is ignore"),
     ]
     assert Workflow(graph).invoke() == {}
+
+
+def test_dynamic_parallel_mistakes_are_one_line_each(tmp_path):
+    """A misspelt fan_in is reported once (not once per edge); a missing `items:` names it."""
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(
+        "nodes:\n  - name: d\n    type: dynamic_parallel\n    items: '{{ state.xs }}'\n"
+        "    fan_in: joinn\n    steps:\n      - run: return None\n  - name: join\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(typo)
+    assert [p.message for p in caught.value.problems] == [
+        "fan_in: unknown node 'joinn' (did you mean 'join'?)"
+    ]
+    no_items = tmp_path / "no_items.yaml"
+    no_items.write_text(
+        "nodes:\n  - name: d\n    type: dynamic_parallel\n    fan_in: join\n"
+        "    steps:\n      - run: return None\n  - name: join\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(no_items)
+    assert [p.message for p in caught.value.problems] == [
+        "nodes.0: a dynamic_parallel node needs `items:`"
+    ]
