@@ -271,3 +271,19 @@ def test_dynamic_parallel_mistakes_are_one_line_each(tmp_path):
     assert [p.message for p in caught.value.problems] == [
         "nodes.0: a dynamic_parallel node needs `items:`"
     ]
+
+
+def test_run_code_with_braces_is_python_not_a_template(tmp_path):
+    """`{{` in `run:` code is Python (here a string literal), never rendered by Jinja;
+    `--explain` notes that TEA would render it."""
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "initial_state: {x: 5}\nnodes:\n  - name: a\n    language: python\n    run: |\n"
+        "      return {'text': '{{ state.x }}', 'set': {{'a': 1}['a']}}\n",
+        encoding="utf-8",
+    )
+    assert Workflow(load_workflow(path)).invoke() == {"x": 5, "text": "{{ state.x }}", "set": {1}}
+    notes = [p.message for p in explain_workflow(path)]
+    assert "node 'a': run: contains {{ or {%: TEA renders run: code as a Jinja template" in (
+        " ".join(notes)
+    )
