@@ -21,11 +21,12 @@ from tead.cli.daemon import add_commands
 from tead.cli.inputs import read_input
 from tead.cli.progress import LiveProgress, PlainProgress
 from tead.engine.events import Event, EventSink
-from tead.errors import NodeError, TeadError, UsageError, WorkflowError
+from tead.errors import NodeError, Problem, TeadError, UsageError, WorkflowError
 from tead.graph.compiled import END, START
-from tead.graph.loader import load_workflow
+from tead.graph.loader import explain_workflow, load_workflow
 from tead.jsonable import dumps
 from tead.spec.models import json_schema
+from tead.spec.teamodels import state_json_schema
 from tead.version import __version__
 from tead.workflow import Workflow
 
@@ -59,9 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", parents=[common], help="check workflow files")
     validate.add_argument("workflows", nargs="+", help="workflow files")
+    validate.add_argument(
+        "--explain",
+        action="store_true",
+        help="also list every way each file's meaning differs from The Edge Agent's",
+    )
     validate.set_defaults(handler=_cmd_validate)
 
     schema = commands.add_parser("schema", parents=[common], help="print the JSON Schema")
+    schema.add_argument(
+        "--state",
+        metavar="WF",
+        help="print the JSON Schema of this workflow's state (from its state_schema) instead",
+    )
     schema.set_defaults(handler=_cmd_schema)
 
     add_cron_command(commands, common)
@@ -93,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     graph = load_workflow(args.workflow)
+    _print_warnings(graph.warnings)
     state = read_input(args.input) if args.input is not None else {}
     if args.output is not None:
         _check_writable(args.output)
@@ -168,6 +180,8 @@ def _ndjson_printer() -> EventSink:
 def _cmd_validate(args: argparse.Namespace) -> int:
     failed = False
     for path in args.workflows:
+        if args.explain:
+            _explain(path)
         try:
             workflow = load_workflow(path)
         except WorkflowError as exc:
@@ -175,11 +189,36 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
         else:
+            if not args.explain:
+                _print_warnings(workflow.warnings)
             count = len(workflow.nodes)
             print(f"{path}: ok ({workflow.name}, {count} node{'s' * (count != 1)})")
     return 2 if failed else 0
 
 
+def _explain(path: str) -> None:
+    """`validate --explain`: one stdout line per difference from TEA (the checks follow)."""
+    try:
+        differences = explain_workflow(path)
+    except WorkflowError:
+        return  # unreadable or not YAML: the load reports it
+    for problem in differences:
+        print(f"{problem.where}: tea: {problem.message}")
+    if not differences:
+        print(f"{path}: tea: no differences from The Edge Agent's format")
+
+
+def _print_warnings(warnings: Sequence[Problem]) -> None:
+    for warning in warnings:
+        print(f"{warning.where}: warning: {warning.message}", file=sys.stderr)
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(json_schema(), indent=2))
+    if args.state is None:
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    workflow = load_workflow(args.state)
+    if workflow.spec is None or not workflow.spec.state_schema:
+        raise UsageError(f"{args.state}: the workflow has no state_schema")
+    print(json.dumps(state_json_schema(workflow.name, workflow.spec.state_schema), indent=2))
     return 0

@@ -44,6 +44,8 @@ def run_workflow(
     workflow.check_scope(entry_point, exit_point)
     current = copy.deepcopy(workflow.initial_state)
     current.update(copy.deepcopy(dict(state or {})))
+    if entry_point == START:
+        workflow.check_state(current, "initial")
     ctx = RunContext(
         executors=executors,
         breakers=breakers,
@@ -56,6 +58,8 @@ def run_workflow(
         on_event(RunStarted(workflow=workflow.name, entry=entry_point, exit=exit_point))
     try:
         final = run_scope(workflow, current, entry_point, exit_point, ctx=ctx)
+        if exit_point == END:
+            workflow.check_state(final, "final")
     except Exception as exc:
         ctx.publish(RunFinished(status="failed", error=str(exc), duration_ms=ms_since(started)))
         raise

@@ -70,10 +70,12 @@ class Graph:
         *,
         when: str | Expr | None = None,
         where: Location | None = None,
+        text: str | None = None,
     ) -> Graph:
-        """Add an edge; `when` (an expression over `state`, or a callable) makes it conditional."""
+        """Add an edge; `when` (an expression over `state`, or a callable) makes it conditional.
+        `text` is the source of a callable `when`, for messages."""
         expr = self._guard(lambda: _as_expr(when, "when", where))
-        text = when if isinstance(when, str) else None
+        text = when if isinstance(when, str) else text
         self._edges.append(
             Edge(source=source, target=target, when=expr, when_text=text, where=where)
         )

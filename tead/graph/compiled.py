@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tead.errors import Location, Problem, RunError, ScopeError
+from tead.errors import InputError, Location, Problem, RunError, ScopeError
 from tead.graph.nodes import Expr, NodeFn
 from tead.parallel.config import ParallelConfig
 from tead.spec.models import WorkflowSpec
+from tead.spec.teamodels import state_problems
 
 START = "__start__"
 END = "__end__"
@@ -74,6 +75,10 @@ class WorkflowGraph:
     source: WorkflowSource | None = None
     spec: WorkflowSpec | None = None
     fan_in_nodes: frozenset[str] = frozenset()
+    #: `state_schema` as {key: JSON type, or None for any}; empty: the state is not checked
+    state_types: dict[str, str | None] = field(default_factory=dict)
+    #: what the file's TEA keys mean that tead ignores (each once), for the CLI to show
+    warnings: tuple[Problem, ...] = ()
 
     def __post_init__(self) -> None:
         joins = frozenset(f.fan_in for group in self.fanouts.values() for f in group)
@@ -99,6 +104,16 @@ class WorkflowGraph:
             for source, group in self.fanouts.items()
         }
         return (_rebuild, (fields,))
+
+    def check_state(self, state: dict[str, Any], which: str) -> None:
+        """Check the `initial` or `final` state against `state_schema` (InputError for the
+        initial state, RunError for the final one)."""
+        if not self.state_types:
+            return
+        problems = state_problems(self.state_types, state)
+        if problems:
+            error = InputError if which == "initial" else RunError
+            raise error(f"{which} state does not fit state_schema: {'; '.join(problems)}")
 
     # --- walking --------------------------------------------------------------------------
 

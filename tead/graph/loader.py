@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import types
@@ -18,19 +19,28 @@ from tead.errors import Location, Problem, WorkflowError
 from tead.graph.builder import Graph
 from tead.graph.compiled import WorkflowGraph, WorkflowSource
 from tead.graph.nodes import (
-    Expr,
     NodeFn,
-    compile_expr,
     compile_run,
     ensure_importable,
     resolve_uses,
     unimported_uses,
+)
+from tead.graph.teamap import (
+    add_dynamic_parallel,
+    dynamic_edge_problem,
+    dynamic_fan_ins,
+    edge_condition,
+    expression,
+    fan_in_problems,
+    keep_results,
 )
 from tead.parallel.config import ParallelConfig
 from tead.parallel.strategies import known_strategies, unknown_strategy
 from tead.spec.files import read_regular
 from tead.spec.models import WorkflowSpec
 from tead.spec.redact import key_label, path_label, redact, redact_names, strings_in
+from tead.spec.tea import check_tea
+from tead.spec.teamodels import state_types
 from tead.spec.yamlfile import YamlDocument, parse_yaml
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -81,11 +91,27 @@ def _load(text: str, path: str, import_uses: bool) -> WorkflowGraph:
         raise WorkflowError(
             [Problem("a workflow file is a mapping (name:, nodes:, edges:)", doc.where(()))]
         )
+    tea = check_tea(doc)  # TEA features tead does not provide: one line each
     try:
-        spec = WorkflowSpec.model_validate(doc.data)
+        spec = WorkflowSpec.model_validate(tea.data)
     except ValidationError as exc:
-        raise WorkflowError(validation_problems(exc, doc)) from None
-    return build_workflow(spec, doc, path, text, import_uses=import_uses)
+        raise WorkflowError(_sorted([*tea.refused, *validation_problems(exc, doc)])) from None
+    if tea.refused:
+        raise WorkflowError(_sorted(tea.refused))
+    workflow = build_workflow(spec, doc, path, text, import_uses=import_uses)
+    if tea.warnings:
+        workflow = dataclasses.replace(workflow, warnings=tuple(_sorted(tea.warnings)))
+    return workflow
+
+
+def explain_workflow(path: str | os.PathLike[str]) -> list[Problem]:
+    """Every way the file's meaning differs from The Edge Agent's (`validate --explain`)."""
+    doc = parse_yaml(read_workflow_text(path), str(path))
+    return check_tea(doc).differences
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.where.line or 0) if p.where else 0)
 
 
 def build_workflow(
@@ -94,11 +120,16 @@ def build_workflow(
     """Turn a validated spec into a checked WorkflowGraph (every problem reported at once)."""
     folder = str(Path(path).resolve().parent)
     ensure_importable(folder)  # modules beside the file, for `uses:` and `run:` imports
-    problems: list[Problem] = []
+    problems: list[Problem] = fan_in_problems(spec, doc)
     name = spec.name or Path(path).stem
     graph = Graph(name, initial_state=spec.initial_state)
+    joins = dynamic_fan_ins(spec)
     for i, node in enumerate(spec.nodes):
         where = doc.where(("nodes", i))
+        if node.type == "dynamic_parallel":
+            known = {n.name for n in spec.nodes}
+            add_dynamic_parallel(graph, node, i, doc, problems, known=known)
+            continue
         fn: NodeFn | None = None
         try:
             if node.run is not None:
@@ -112,6 +143,9 @@ def build_workflow(
                 fn = unimported_uses(node.uses)
         except WorkflowError as exc:
             problems.extend(exc.problems)
+        if node.name in joins:
+            dynamic = joins[node.name]
+            fn = keep_results(fn, dynamic, spec.nodes.index(dynamic), doc)
         graph.add_node(node.name, fn, where=where)
     _add_edges(graph, spec, doc, problems)
     try:
@@ -128,6 +162,8 @@ def build_workflow(
         located = [Problem(redact_names(p.message), p.where or file) for p in problems]
         located.sort(key=lambda p: (p.where.line or 0) if p.where else 0)
         raise WorkflowError(located)
+    if spec.state_schema:
+        workflow = dataclasses.replace(workflow, state_types=state_types(spec.state_schema))
     return workflow
 
 
@@ -136,13 +172,20 @@ def _add_edges(
 ) -> None:
     """Add the file's edges to `graph`, collecting what is wrong with them."""
     strategies = known_strategies()
+    dynamic = {n.name: n.fan_in for n in spec.nodes if isinstance(n.fan_in, str)}
     for i, edge in enumerate(spec.edges):
         where = doc.where(("edges", i))
+        implied = dynamic_edge_problem(edge, dynamic, where)
+        if implied is True:
+            continue
+        if isinstance(implied, Problem):
+            problems.append(implied)
+            continue
         if edge.is_parallel:
             if edge.fan_in is None:
                 problems.append(Problem("a parallel edge needs `fan_in:`", where))
                 continue
-            if edge.when is not None:
+            if edge.when is not None or edge.condition is not None:
                 problems.append(Problem("`when:` is not allowed on a parallel edge", where))
                 continue
             unknown = (
@@ -157,7 +200,9 @@ def _add_edges(
                 edge.from_,
                 edge.targets,
                 fan_in=edge.fan_in,
-                for_each=_expr(edge.for_each, "for_each", doc, ("edges", i, "for_each"), problems),
+                for_each=expression(
+                    edge.for_each, "for_each", doc, ("edges", i, "for_each"), problems
+                ),
                 item_var=edge.item_var or "item",
                 config=edge.overrides(),
                 where=where,
@@ -177,25 +222,9 @@ def _add_edges(
                 Problem("an edge to several nodes needs `parallel: true` and `fan_in:`", where)
             )
             continue
-        when = _expr(edge.when, "when", doc, ("edges", i, "when"), problems)
-        graph.add_edge(edge.from_, edge.targets[0], when=when, where=where)
-
-
-def _expr(
-    source: str | None,
-    what: str,
-    doc: YamlDocument,
-    path: tuple[str | int, ...],
-    problems: list[Problem],
-) -> Expr | None:
-    """Compile an expression with the location of its own key (problems collected)."""
-    if source is None:
-        return None
-    try:
-        return compile_expr(source, what=what, where=doc.where(path))
-    except WorkflowError as exc:
-        problems.extend(exc.problems)
-        return None
+        when = edge_condition(edge, doc, i, problems)
+        text = edge.when if isinstance(edge.when, str) and edge.condition is None else None
+        graph.add_edge(edge.from_, edge.targets[0], when=when, where=where, text=text)
 
 
 def validation_problems(

@@ -129,16 +129,30 @@ class ParallelFlowResult(Mapping[str, Any]):
     # a base class by name even when the error came from another process.
     error_mro: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
+    # Dict access falls through to the branch's state, as in TEA: `r["x"]`, `r.get("x")` and
+    # `"x" in r` read the key `x` of `r.state` unless `x` is a result field (`branch`,
+    # `success`, `state`, `error`, ...), which takes precedence: a state key named like a
+    # field is read as `r.state["error"]`. Iteration gives the fields, then the state's keys.
+
     def __getitem__(self, key: str) -> Any:
-        if key not in _RESULT_FIELDS:
-            raise KeyError(key)
-        return getattr(self, key)
+        if key in _FIELD_SET:
+            return getattr(self, key)
+        if self.state is not None and isinstance(key, str) and key in self.state:
+            return self.state[key]
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        if key in _FIELD_SET:
+            return True
+        return self.state is not None and isinstance(key, str) and key in self.state
 
     def __iter__(self) -> Iterator[str]:
-        return iter(_RESULT_FIELDS)
+        yield from _RESULT_FIELDS
+        if self.state is not None:
+            yield from (k for k in self.state if isinstance(k, str) and k not in _FIELD_SET)
 
     def __len__(self) -> int:
-        return len(_RESULT_FIELDS)
+        return sum(1 for _ in self)
 
     def evolve(self, **changes: Any) -> ParallelFlowResult:
         """A copy with some fields changed (dataclasses.replace, without its overhead)."""
@@ -158,6 +172,7 @@ class ParallelFlowResult(Mapping[str, Any]):
 
 _ALL_FIELDS = tuple(f.name for f in dataclasses.fields(ParallelFlowResult))
 _RESULT_FIELDS = tuple(name for name in _ALL_FIELDS if name != "error_mro")
+_FIELD_SET = frozenset(_RESULT_FIELDS)
 
 
 def _result_from_values(*values: Any) -> ParallelFlowResult:

@@ -27,6 +27,7 @@ from pydantic import (
 
 from tead.spec.cron import check_cron
 from tead.spec.globs import check_glob
+from tead.spec.teamodels import ExpressionCondition, StateType, StepSpec, TeaConfig, VarName
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -288,6 +289,17 @@ class NodeSpec(Model):
     run: str | None = None
     uses: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
     with_: dict[str, Any] | None = Field(default=None, alias="with")
+    # --- TEA compatibility (see tead.spec.tea and the README's migration table) ---
+    language: Literal["python"] | None = None
+    fan_in: bool | EdgeEnd | None = None  # `true` marks a fan-in; a node name on dynamic_parallel
+    type: Literal["dynamic_parallel"] | None = None
+    items: str | None = None
+    item_var: VarName | None = None
+    index_var: VarName | None = None
+    max_concurrency: PositiveInt | None = None
+    fail_fast: bool | None = None
+    steps: list[StepSpec] | None = None
+    output: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
     @model_validator(mode="after")
     def _one_body(self) -> NodeSpec:
@@ -295,7 +307,36 @@ class NodeSpec(Model):
             raise ValueError("a node has either `run:` or `uses:`, not both")
         if self.with_ is not None and self.uses is None:
             raise ValueError("`with:` needs `uses:`")
+        if self.type == "dynamic_parallel":
+            return self._dynamic_parallel()
+        if isinstance(self.fan_in, str):
+            raise ValueError("`fan_in:` on a node is `true` (or a node name on dynamic_parallel)")
+        extra = [k for k in _DYNAMIC_KEYS if getattr(self, k) is not None]
+        if extra:
+            raise ValueError(f"{', '.join(extra)} only apply to `type: dynamic_parallel` nodes")
         return self
+
+    def _dynamic_parallel(self) -> NodeSpec:
+        if self.items is None:
+            raise ValueError("a dynamic_parallel node needs `items:`")
+        if not isinstance(self.fan_in, str):
+            raise ValueError("a dynamic_parallel node needs `fan_in:` naming its fan-in node")
+        if not self.steps:
+            raise ValueError("a dynamic_parallel node needs `steps:` (Python `run:` steps)")
+        if self.run is not None or self.uses is not None:
+            raise ValueError("a dynamic_parallel node runs its `steps:`, not `run:` or `uses:`")
+        return self
+
+
+_DYNAMIC_KEYS = (
+    "items",
+    "item_var",
+    "index_var",
+    "max_concurrency",
+    "fail_fast",
+    "steps",
+    "output",
+)
 
 
 class EdgeSpec(Model):
@@ -303,7 +344,8 @@ class EdgeSpec(Model):
 
     from_: EdgeEnd = Field(alias="from")
     to: EdgeEnd | list[EdgeEnd]
-    when: str | None = None
+    when: str | bool | None = None  # a YAML boolean: TEA's constant condition
+    condition: str | ExpressionCondition | None = None  # TEA: a Jinja expression
     parallel: bool = False
     type: Literal["parallel", "normal"] | None = None
     fan_in: EdgeEnd | None = None
@@ -367,6 +409,10 @@ class WorkflowSpec(Model):
     settings: Settings = Settings()
     nodes: list[NodeSpec] = Field(min_length=1)
     edges: list[EdgeSpec] = []
+    # --- TEA compatibility (see tead.spec.tea) ---
+    version: str | int | float | None = None  # TEA's file version: informational
+    state_schema: dict[str, StateType] | None = None
+    config: TeaConfig | None = None
 
     @field_validator("env")
     @classmethod
