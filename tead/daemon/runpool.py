@@ -82,7 +82,8 @@ class RunWorkerPool:
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._ctx = context(PRELOAD)
+        # and `__main__` (the `tead` command): else each worker would run it again
+        self._ctx = context((*PRELOAD, "__main__"))
         self._lock = threading.Lock()
         self._ready: deque[RunWorker] = deque()
         self._starting = 0
