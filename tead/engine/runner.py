@@ -18,6 +18,7 @@ from typing import Any
 from tead.engine.context import ResultsSink, RunContext
 from tead.engine.events import Event, EventSink, RunFinished, RunStarted
 from tead.engine.seam import ExecutorSource
+from tead.engine.state import BranchState
 from tead.engine.walk import ms_since, run_scope
 from tead.graph.compiled import END, START, WorkflowGraph
 from tead.parallel.breaker import BreakerRegistry
@@ -42,7 +43,8 @@ def run_workflow(
     fan-out; `on_results` receives every fan-out's results.
     """
     workflow.check_scope(entry_point, exit_point)
-    current = copy.deepcopy(workflow.initial_state)
+    # a dict whose values fan-outs share with their branches (tead.engine.state)
+    current = BranchState(copy.deepcopy(workflow.initial_state))
     current.update(copy.deepcopy(dict(state or {})))
     ctx = RunContext(
         executors=executors,
@@ -55,7 +57,8 @@ def run_workflow(
     if on_event is not None:
         on_event(RunStarted(workflow=workflow.name, entry=entry_point, exit=exit_point))
     try:
-        final = run_scope(workflow, current, entry_point, exit_point, ctx=ctx)
+        run_scope(workflow, current, entry_point, exit_point, ctx=ctx)
+        final = current.raw()
     except Exception as exc:
         ctx.publish(RunFinished(status="failed", error=str(exc), duration_ms=ms_since(started)))
         raise

@@ -3,6 +3,7 @@ branch (a walk from its first node up to its fan-in) recorded as a result."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -12,6 +13,7 @@ from tead.engine.context import RunContext
 from tead.engine.events import Event, FanIn, NodeFinished, NodeStarted
 from tead.engine.fanout import fan_out
 from tead.engine.seam import BranchReport, ExecutorSource, FanOutResults
+from tead.engine.state import BranchState
 from tead.engine.task import BranchTask, failure_result
 from tead.errors import NodeError, RunCancelled
 from tead.graph.compiled import END, START, WorkflowGraph
@@ -99,11 +101,12 @@ def run_branch(task: BranchTask, ctx: RunContext) -> ParallelFlowResult:
     started = time.perf_counter()
     # A branch thread of a cancellable run counts as its work until it returns.
     working = ctx.cancel.activity.working() if ctx.cancel is not None else nullcontext()
+    # A fan-out's branch states share its values (tead.engine.state); one that arrives as
+    # plain data (from a host) is all its own.
+    state = task.state if isinstance(task.state, BranchState) else BranchState(task.state)
     try:
         with working:
-            state = run_scope(
-                task.workflow, task.state, task.entry, task.exit, ctx=ctx, path=task.path
-            )
+            run_scope(task.workflow, state, task.entry, task.exit, ctx=ctx, path=task.path)
     except (Exception, SystemExit) as exc:
         original = exc.error if isinstance(exc, NodeError) else exc
         return failure_result(task, original, timing_ms=ms_since(started))
@@ -118,17 +121,25 @@ def run_branch_elsewhere(
     breakers: Sequence[BreakerSnapshot] = (),
     *,
     listening: bool = True,
+    base: Mapping[str, Any] | None = None,
 ) -> BranchReport:
     """Run one branch away from its run (a worker process, a host). Its nested fan-outs
     use `executors` and start from the run's `breakers` states; its events, its nested
     fan-outs' results and the states of the breakers it changed are sent back with its
-    result (its events only if its run is `listening`)."""
+    result (its events only if its run is `listening`).
+
+    With `base` (the fan-out's state, which the receiver keeps once per fan-out), the
+    task's state is only the branch's own part (its item) and the report carries what the
+    branch changed (`delta`) instead of its whole final state."""
     events: list[Event] = []
     fanouts: list[FanOutResults] = []
 
     def keep(path: str, source: str, fan_in: str, results: list[ParallelFlowResult]) -> None:
         fanouts.append((path, source, fan_in, results))
 
+    own = task.state
+    if base is not None:
+        task = dataclasses.replace(task, state=BranchState.over(base, own))
     store = RecordingBreakerStore(breakers)
     ctx = RunContext(
         executors=executors,
@@ -137,7 +148,12 @@ def run_branch_elsewhere(
         on_results=keep,
     )
     result = run_branch(task, ctx)
-    return BranchReport(result, tuple(events), tuple(store.saved.values()), tuple(fanouts))
+    delta = None
+    if base is not None and isinstance(result.state, BranchState):
+        delta = result.state.delta(base, own)
+        result = result.evolve(state=None)
+    saved = tuple(store.saved.values())
+    return BranchReport(result, tuple(events), saved, tuple(fanouts), delta)
 
 
 def ms_since(started: float) -> float:

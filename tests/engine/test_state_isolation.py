@@ -435,3 +435,38 @@ def test_concurrent_siblings_never_see_each_other(strategy, executors, tmp_path)
     final = run(SIBLINGS_CONCURRENT, strategy, executors, tmp_path, workers=4)
     assert final["pairs"] == [[0, 1]] * 8
     assert final["counter"] == {"n": 0}
+
+
+UNCOPYABLE = """
+nodes:
+  - name: src
+    run: |
+      import threading
+      return {"lock": threading.Lock(), "n": 1}
+  - name: a
+    run: |
+      return {"doubled": state["n"] * 2}
+  - name: b
+    run: |
+      with state["lock"]:
+          return {}
+  - name: join
+    run: |
+      return {"results": [[r.branch, r.success, r.error_type, r.error]
+                          for r in parallel_results]}
+edges:
+  - {from: src, to: [a, b], parallel: true, fan_in: join}
+  - {from: a, to: join}
+  - {from: b, to: join}
+"""
+
+
+def test_a_thread_branch_pays_only_for_what_it_takes_out(executors, tmp_path):
+    """A value that cannot be deep-copied (a lock) fails only the branch that takes it
+    out, with a message naming the key; a sibling that never touches it runs."""
+    final = run(UNCOPYABLE, "thread", executors, tmp_path)
+    (a, b) = final["results"]
+    assert a == ["a", True, None, None]
+    assert b[:3] == ["b", False, "StateCopyError"]
+    assert b[3].startswith("state key 'lock' cannot be copied for the branch (TypeError: ")
+    assert "keep such values (locks, open files, connections) out of the state" in b[3]
