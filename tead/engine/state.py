@@ -30,6 +30,7 @@ from tead.errors import StateCopyError
 #: values that need no copy: immutable all the way down
 IMMUTABLE = frozenset({type(None), bool, int, float, complex, str, bytes, range})
 _MISSING: Any = object()
+NONE_OWN: frozenset[str] = frozenset()  # a state that has taken nothing out yet
 
 
 class BranchState(dict[str, Any]):
@@ -37,9 +38,10 @@ class BranchState(dict[str, Any]):
 
     __slots__ = ("_base", "_memo", "_own")
 
-    # _own: keys whose value is this state's own (None: every key). _memo: the deep-copy
+    # _own: keys whose value is this state's own (None: every key; NONE_OWN, shared by all
+    # states until they take a value out, saves a set per branch). _memo: the deep-copy
     # memo of this state (made on first copy). _base: the shared values it was made over.
-    _own: set[str] | None
+    _own: set[str] | frozenset[str] | None
     _memo: dict[int, Any] | None
     _base: Mapping[str, Any] | None
 
@@ -58,7 +60,7 @@ class BranchState(dict[str, Any]):
         state = cls(base)
         if own:
             dict.update(state, own)
-        state._own = set()
+        state._own = NONE_OWN
         state._base = base
         return state
 
@@ -89,7 +91,7 @@ class BranchState(dict[str, Any]):
     def share(self) -> dict[str, Any]:
         """Freeze: from now on every value is shared (copied on first access, here too);
         the returned dict is the frozen values, for branches to share."""
-        self._own = set()
+        self._own = NONE_OWN
         self._memo = None
         return dict(dict.items(self))
 
@@ -121,6 +123,8 @@ class BranchState(dict[str, Any]):
         own = self._own
         if own is None or key in own:
             return value
+        if type(own) is not set:
+            own = self._own = set()
         if type(value) not in IMMUTABLE:
             if self._memo is None:
                 self._memo = {}
@@ -146,12 +150,15 @@ class BranchState(dict[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         dict.__setitem__(self, key, value)
-        if self._own is not None:
-            self._own.add(key)
+        own = self._own
+        if own is not None:
+            if type(own) is not set:
+                own = self._own = set()
+            own.add(key)
 
     def __delitem__(self, key: str) -> None:
         dict.__delitem__(self, key)
-        if self._own is not None:
+        if type(self._own) is set:
             self._own.discard(key)
 
     def __iter__(self) -> Iterator[str]:
@@ -193,7 +200,7 @@ class BranchState(dict[str, Any]):
     def clear(self) -> None:
         dict.clear(self)
         if self._own is not None:
-            self._own.clear()
+            self._own = NONE_OWN
 
     def copy(self) -> dict[str, Any]:
         """A shallow copy, as dict.copy: a plain dict sharing this state's (own) values."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tead import Executors, load_workflow_text
+from tead import Executors, Graph, load_workflow_text
 
 STRATEGIES = ["thread", "process"]
 
@@ -470,3 +470,20 @@ def test_a_thread_branch_pays_only_for_what_it_takes_out(executors, tmp_path):
     assert b[:3] == ["b", False, "StateCopyError"]
     assert b[3].startswith("state key 'lock' cannot be copied for the branch (TypeError: ")
     assert "keep such values (locks, open files, connections) out of the state" in b[3]
+
+
+def test_the_run_never_changes_its_input_nor_its_initial_state():
+    """Neither is copied up front: a value the run takes out is copied then; one it never
+    touches reaches the final state as the object passed in (the initial state's are
+    copied, so that the next run starts from them unchanged)."""
+    graph = Graph(initial_state={"init": [0], "init_untouched": {"k": []}})
+    graph.add_node("edit", lambda s: s["a"].append(2) or s["init"].append(1))
+    workflow = graph.compile()
+    given = {"a": [1], "b": [2]}
+    final = workflow.invoke(given)
+    assert given == {"a": [1], "b": [2]}
+    assert final["a"] == [1, 2] and final["init"] == [0, 1]
+    assert final["b"] is given["b"]
+    assert final["init_untouched"] == {"k": []}
+    assert final["init_untouched"] is not workflow.graph.initial_state["init_untouched"]
+    assert workflow.graph.initial_state == {"init": [0], "init_untouched": {"k": []}}
