@@ -274,9 +274,8 @@ def entry_index(base: Mapping[str, Any]) -> dict[int, EntryRef]:
     }
 
 
-def resolve_entries(own: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
-    """`own` with each EntryRef replaced by the base's entry it stands for."""
-    return {
-        key: base[value.key][value.index] if type(value) is EntryRef else value
-        for key, value in own.items()
-    }
+def resolve_entries(own: dict[str, Any], base: Mapping[str, Any]) -> None:
+    """Replace, in `own`, each EntryRef by the base's entry it stands for."""
+    for key, value in own.items():
+        if type(value) is EntryRef:
+            own[key] = base[value.key][value.index]

@@ -3,7 +3,6 @@ branch (a walk from its first node up to its fan-in) recorded as a result."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -139,7 +138,7 @@ def run_branch_elsewhere(
 
     own = task.state
     if base is not None:
-        task = dataclasses.replace(task, state=BranchState.over(base, own))
+        task = task.with_state(BranchState.over(base, own))
     store = RecordingBreakerStore(breakers)
     ctx = RunContext(
         executors=executors,

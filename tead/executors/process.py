@@ -56,7 +56,7 @@ def run_pickled(make_executors: NestedExecutors, payload: bytes, bases: BaseCach
     task = BranchTask.from_pickle(task_bytes)
     base = bases.get(base_key) if base_key is not None else None
     if base is not None:
-        task = dataclasses.replace(task, state=resolve_entries(task.state, base))
+        resolve_entries(task.state, base)
     executors = make_executors()
     try:
         report = run_branch_elsewhere(task, executors, seed, listening=listening, base=base)
@@ -229,7 +229,7 @@ class ProcessLauncher:
             if self._entries is None:
                 self._entries = entry_index(self._shared[0])
             own = {key: self._entries.get(id(value), value) for key, value in own.items()}
-        return dataclasses.replace(task, state=own).to_pickle()
+        return task.with_state(own).to_pickle()
 
     def prepare(self) -> None:
         """Nothing to prepare: the gate runs when a ready worker takes the task."""
