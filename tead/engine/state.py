@@ -103,17 +103,19 @@ class BranchState(dict[str, Any]):
     def delta(self, base: Mapping[str, Any], own: Mapping[str, Any]) -> StateDelta:
         """What this state changed since it was made `over(base, own)`: the values it took
         out or set (it may have mutated them), and the keys it dropped. What a branch run
-        elsewhere sends back."""
-        mine = self._own
+        elsewhere sends back.
+
+        By identity: a value still the very object it was made over has not changed (it
+        was never handed out, or is immutable); one taken out is a copy, so it is sent
+        even after a nested fan-out has shared it again."""
         changed = {
             k: v
             for k, v in dict.items(self)
-            if mine is None or k in mine or (k not in base and k not in own)
+            if (own[k] if k in own else base.get(k, _MISSING)) is not v
         }
-        deleted = tuple(
-            k for k in (*base, *own) if not dict.__contains__(self, k) and k not in changed
-        )
-        return StateDelta(changed=changed, deleted=tuple(dict.fromkeys(deleted)))
+        deleted = [k for k in base if not dict.__contains__(self, k)]
+        deleted += [k for k in own if k not in base and not dict.__contains__(self, k)]
+        return StateDelta(changed=changed, deleted=tuple(deleted))
 
     # --- copy-on-access --------------------------------------------------------------------
 

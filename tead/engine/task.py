@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tead.engine.bundle import LoadedWorkflows, bundle_of
+from tead.engine.state import plain
 from tead.errors import PickleValidationError, StateJsonError
 from tead.graph.compiled import WorkflowGraph
 from tead.parallel.task import failure_result as failure_result  # noqa: PLC0414 (re-export)
@@ -84,12 +85,14 @@ class BranchTask:
         BundleError for a workflow built in code; StateJsonError naming the key (and where
         inside it) of a state value JSON would lose or change.
         """
-        for key, value in self.state.items():
+        state = plain(self.state)  # read only: nothing taken out of a branch state
+        for key, value in state.items():
             if type(key) is not str:
                 raise StateJsonError(self.branch, repr(key), "", "JSON keys are strings")
             _check_json(value, self.branch, key, key)
         data = {name: getattr(self, name) for name in _FIELDS}
         data["workflow"] = bundle_of(self.workflow).digest
+        data["state"] = state
         return data
 
     @classmethod

@@ -487,3 +487,41 @@ def test_the_run_never_changes_its_input_nor_its_initial_state():
     assert final["init_untouched"] == {"k": []}
     assert final["init_untouched"] is not workflow.graph.initial_state["init_untouched"]
     assert workflow.graph.initial_state == {"init": [0], "init_untouched": {"k": []}}
+
+
+CHANGE_THEN_FAN_OUT = """
+initial_state: {box: [0], items: [0, 1], inner: [0, 1]}
+nodes:
+  - name: src
+  - name: outer_work
+    run: |
+      state["box"].append(state["o"])
+      return {}
+  - name: inner_work
+  - name: inner_join
+    run: |
+      return {"inner_n": len(parallel_results)}
+  - name: outer_join
+    run: |
+      return {"boxes": [r.state["box"] for r in parallel_results],
+              "inner_n": [r.state["inner_n"] for r in parallel_results]}
+edges:
+  - {from: src, to: outer_work, parallel: true, for_each: "state['items']", item_var: o,
+     fan_in: outer_join}
+  - {from: outer_work, to: inner_work, parallel: true, for_each: "state['inner']",
+     item_var: i, fan_in: inner_join, parallel_strategy: thread}
+  - {from: inner_work, to: inner_join}
+  - {from: inner_join, to: outer_join}
+"""
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_what_a_branch_changed_before_its_own_fan_out_stays_in_its_result(
+    strategy, executors, tmp_path
+):
+    """A branch edits a value, then fans out again (its values are shared with its own
+    branches from then on): its result still holds the edit."""
+    final = run(CHANGE_THEN_FAN_OUT, strategy, executors, tmp_path, workers=2)
+    assert final["boxes"] == [[0, 0], [0, 1]]
+    assert final["inner_n"] == [2, 2]
+    assert final["box"] == [0]
