@@ -28,7 +28,14 @@ from concurrent.futures import Future
 from typing import Any
 
 from tead.engine.seam import BranchReport, ExecutorSource, FanOutJob
-from tead.engine.state import IMMUTABLE, BranchState, EntryRef, entry_index, resolve_entries
+from tead.engine.state import (
+    IMMUTABLE,
+    BranchState,
+    EntryRef,
+    StateDelta,
+    entry_index,
+    resolve_entries,
+)
 from tead.engine.task import BranchTask, failure_result
 from tead.engine.walk import run_branch_elsewhere
 from tead.errors import PickleValidationError
@@ -62,7 +69,37 @@ def run_pickled(make_executors: NestedExecutors, payload: bytes, bases: BaseCach
         report = run_branch_elsewhere(task, executors, seed, listening=listening, base=base)
     finally:
         executors.close()
+    if report.delta is not None and base_key is not None:
+        report = _without_unchanged(report, report.delta, task.state, bases, base_key)
     return pickle_report(task, report)
+
+
+def _without_unchanged(
+    report: BranchReport,
+    delta: StateDelta,
+    own: Mapping[str, Any],
+    bases: BaseCache,
+    base_key: str,
+) -> BranchReport:
+    """Leave out of the delta the base values the branch took out (a copy) but left as they
+    were (they pickle to the same bytes): a branch that only reads a large value does not
+    send it back."""
+    base = bases.get(base_key)
+    same = []
+    for name, value in delta.changed.items():
+        if name in own or name not in base or type(value) in IMMUTABLE:
+            continue
+        try:
+            if pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL) == bases.pickled(
+                base_key, name
+            ):
+                same.append(name)
+        except Exception:  # pickle_report names what cannot be sent
+            continue
+    if not same:
+        return report
+    changed = {k: v for k, v in delta.changed.items() if k not in same}
+    return dataclasses.replace(report, delta=StateDelta(changed=changed, deleted=delta.deleted))
 
 
 def pickle_report(task: BranchTask, report: BranchReport) -> bytes:

@@ -44,6 +44,14 @@ class BaseCache:
     def __init__(self) -> None:
         self._bytes: dict[str, bytes] = {}
         self._loaded: dict[str, Any] = {}
+        self._pickled: dict[str, dict[str, bytes]] = {}  # per base: its values pickled
+
+    def pickled(self, key: str, name: str) -> bytes:
+        """Value `name` of base `key` pickled (once per worker and fan-out)."""
+        values = self._pickled.setdefault(key, {})
+        if name not in values:
+            values[name] = pickle.dumps(self.get(key)[name], protocol=pickle.HIGHEST_PROTOCOL)
+        return values[name]
 
     def put(self, key: str, data: bytes) -> None:
         self._bytes[key] = data
@@ -51,6 +59,7 @@ class BaseCache:
     def drop(self, key: str) -> None:
         self._bytes.pop(key, None)
         self._loaded.pop(key, None)
+        self._pickled.pop(key, None)
 
     def get(self, key: str) -> Any:
         """The base of fan-out `key`; KeyError if this worker was never sent it."""

@@ -75,3 +75,37 @@ def test_process_results_read_as_full_states_merged_from_deltas(tmp_path):
     assert final["mine"] == [0, 10, 20, 30, 40, 50]
     assert final["keys"] == [["big", "item", "items", "mine"]] * 6
     assert final["fan_in_size"] == 100_000
+
+
+READS = """
+settings:
+  parallel: {strategy: process, max_workers: 2}
+nodes:
+  - name: src
+    run: |
+      return {"big": [{"i": i} for i in range(10_000)], "small": [1]}
+  - name: work
+    run: |
+      state["small"].append(state["item"])
+      return {"n": len(state["big"])}     # takes out "big", leaves it as it was
+  - name: join
+    run: |
+      return {"n": [r.state["n"] for r in parallel_results],
+              "big_came_back": [dict.__getitem__(r.state, "big")
+                                is not dict.__getitem__(state, "big")
+                                for r in parallel_results],
+              "small": [r.state["small"] for r in parallel_results]}
+edges:
+  - {from: src, to: work, parallel: true, for_each: "range(3)", fan_in: join}
+"""
+
+
+def test_a_value_a_process_branch_only_read_is_not_sent_back(tmp_path):
+    """Its result shares the fan-out's own value (nothing came back for it); a value it
+    changed did come back."""
+    workflow = load_workflow_text(READS, str(tmp_path / "wf.yaml"))
+    with Executors() as executors:
+        final = workflow.invoke({}, executors=executors)
+    assert final["n"] == [10_000] * 3
+    assert final["big_came_back"] == [False] * 3
+    assert final["small"] == [[1, 0], [1, 1], [1, 2]]
