@@ -9,8 +9,9 @@
 2. for_each: over 10 000 items of the state (small dicts) against a no-op fan-out of
    10 000 branches over `range` (per-branch cost); 100 000 items in a fresh process:
    its time and peak resident memory.
-3. process: 20 no-op branches over a 5 MB state (warm pool) against a plain warm
-   ProcessPoolExecutor given the state as the argument of each task.
+3. process: 20 branches over a 5 MB state (warm pool), no-op and reading the big value,
+   against a plain warm ProcessPoolExecutor given the state as the argument of each task
+   (which reads it).
 """
 
 from __future__ import annotations
@@ -224,6 +225,9 @@ settings: {parallel: {strategy: process, max_workers: WORKERS}}
 nodes:
   - name: start
   - name: work
+    run: |
+      if READS:
+          return {"n": len(state["big"])}
   - name: merge
     run: |
       return {"n": len(parallel_results)}
@@ -237,10 +241,14 @@ def _touch(state: dict[str, Any]) -> int:
     return len(state)
 
 
-def process_big_state(megabytes: float, rounds: int, branches: int = 20) -> None:
+def process_big_state(
+    megabytes: float, rounds: int, branches: int = 20, reads: bool = False
+) -> None:
+    """`reads`: each branch takes the big value out (len), as the plain pool's task does."""
     workers = os.cpu_count() or 2
     big = big_list(megabytes)
     text = PROCESS_WORKFLOW.replace("WORKERS", str(workers)).replace("BRANCHES", str(branches))
+    text = text.replace("READS", str(reads))
     workflow = load_workflow_text(text, "/tmp/bench_process_state.yaml")
     with Executors() as executors, ProcessPoolExecutor(workers) as plain:
 
@@ -257,7 +265,8 @@ def process_big_state(megabytes: float, rounds: int, branches: int = 20) -> None
         )
     ratio = medians["tead"] / medians["plain"]
     print(
-        f"process, {branches} no-op branches, {megabytes:g} MB state, {workers} workers: "
+        f"process, {branches} {'reading' if reads else 'no-op'} branches, {megabytes:g} MB "
+        f"state, {workers} workers: "
         f"plain pool (state passed per task) {medians['plain'] * 1000:.1f} ms | tead "
         f"{medians['tead'] * 1000:.1f} ms | ratio {ratio:.2f}x "
         f"(goal <= 2x: {'met' if ratio <= 2 else 'NOT met'})",
@@ -282,6 +291,7 @@ def main() -> None:
         for_each_huge(100_000)
     if args.only in (None, "process"):
         process_big_state(5, args.rounds)
+        process_big_state(5, args.rounds, reads=True)
 
 
 if __name__ == "__main__":

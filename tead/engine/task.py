@@ -48,7 +48,11 @@ class BranchTask:
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as a plain tuple (faster than the dataclass default); a workflow loaded
         from a file as its text and path, loaded once per receiving process."""
-        values = tuple(getattr(self, name) for name in _FIELDS[1:])
+        return self._reduced(self.state)
+
+    def _reduced(self, state: dict[str, Any]) -> tuple[Any, ...]:
+        values = [getattr(self, name) for name in _FIELDS[1:]]
+        values[_STATE - 1] = state
         source = self.workflow.source
         if source is None:
             return (_task_from_values, (self.workflow, *values))
@@ -60,12 +64,14 @@ class BranchTask:
         values[_STATE] = state
         return _task_from_values(*values)
 
-    def to_pickle(self) -> bytes:
-        """The task pickled; PickleValidationError naming the state key that cannot be."""
+    def to_pickle(self, state: dict[str, Any] | None = None) -> bytes:
+        """The task pickled (on `state` instead of its own, if given, without making a new
+        task); PickleValidationError naming the state key that cannot be."""
         try:
-            return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+            target = self if state is None else _TaskOn(self, state)
+            return pickle.dumps(target, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            for key, value in self.state.items():
+            for key, value in (self.state if state is None else state).items():
                 try:
                     pickle.dumps(value)
                 except Exception as key_exc:
@@ -125,6 +131,19 @@ _JSON_TYPES: dict[str, type] = {
     f.name: {"WorkflowGraph": str, "str": str, "bool": bool, "dict[str, Any]": dict}[str(f.type)]
     for f in dataclasses.fields(BranchTask)
 }
+
+
+class _TaskOn:
+    """Pickles as `task` on another state."""
+
+    __slots__ = ("state", "task")
+
+    def __init__(self, task: BranchTask, state: dict[str, Any]) -> None:
+        self.task = task
+        self.state = state
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.task._reduced(self.state)
 
 
 def _task_from_values(*values: Any) -> BranchTask:

@@ -148,9 +148,9 @@ def run_branch_elsewhere(
     )
     result = run_branch(task, ctx)
     delta = None
-    if base is not None and isinstance(result.state, BranchState):
+    if base is not None and isinstance(result.state, BranchState):  # succeeded
         delta = result.state.delta(base, own)
-        result = result.evolve(state=None)
+        result = ParallelFlowResult(branch=result.branch, success=True, timing_ms=result.timing_ms)
     saved = tuple(store.saved.values())
     return BranchReport(result, tuple(events), saved, tuple(fanouts), delta)
 

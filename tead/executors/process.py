@@ -246,6 +246,7 @@ class ProcessLauncher:
         self.pool = pool
         self._shared = shared
         self._entries: dict[int, EntryRef] | None = None  # made when an item needs it
+        self._owns: dict[int, dict[str, Any]] = {}  # each task's own part, by id(task)
         # every task pickled before the first one starts: the check that all can be sent
         self._payloads = {id(task): self._pickle(task) for task in tasks}
         self._replay = replay
@@ -261,12 +262,14 @@ class ProcessLauncher:
         entry of a base list, a for_each item, as a reference to it)."""
         if self._shared is None or not isinstance(task.state, BranchState):
             return task.to_pickle()
-        own = task.state.own_part()
-        if any(type(value) not in IMMUTABLE for value in own.values()):
-            if self._entries is None:
-                self._entries = entry_index(self._shared[0])
-            own = {key: self._entries.get(id(value), value) for key, value in own.items()}
-        return task.with_state(own).to_pickle()
+        own = self._owns[id(task)] = task.state.own_part()
+        for value in own.values():
+            if type(value) not in IMMUTABLE:
+                if self._entries is None:
+                    self._entries = entry_index(self._shared[0])
+                own = {key: self._entries.get(id(value), value) for key, value in own.items()}
+                break
+        return task.to_pickle(own)
 
     def prepare(self) -> None:
         """Nothing to prepare: the gate runs when a ready worker takes the task."""
@@ -317,8 +320,14 @@ class ProcessLauncher:
         if report.delta is None or self._shared is None:
             return report.result
         base = self._shared[0]
-        own = task.state.own_part() if isinstance(task.state, BranchState) else {}
-        return report.result.evolve(state=BranchState.merged(base, report.delta, own=own))
+        own = self._owns.get(id(task))
+        if own is None:
+            own = task.state.own_part() if isinstance(task.state, BranchState) else {}
+        result = report.result  # a success (a failure has no delta): branch, timing_ms
+        state = BranchState.merged(base, report.delta, own=own)
+        return ParallelFlowResult(
+            branch=result.branch, success=True, state=state, timing_ms=result.timing_ms
+        )
 
     def _dispatch(self, gate: Gate | None, in_pool: Future[Outcome], task: bytes) -> bytes | None:
         """As a worker takes the task: run the gate; if it turns the branch away, the task
