@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tead.engine.events import Event
 from tead.engine.state import StateDelta
@@ -92,5 +92,14 @@ class BranchReport:
     def __reduce__(self) -> tuple[object, ...]:
         """Pickle as a plain tuple (a worker sends one per branch: the dataclass default,
         through `fields()`, costs several times more)."""
-        values = (self.result, self.events, self.breakers, self.fanouts, self.delta)
-        return (BranchReport, values)
+        if self.delta is None:
+            return (BranchReport, (self.result, self.events, self.breakers, self.fanouts))
+        delta = self.delta
+        values = (self.result, self.events, self.breakers, self.fanouts)
+        return (_report_with_delta, (*values, delta.changed, delta.deleted))
+
+
+def _report_with_delta(*values: Any) -> BranchReport:
+    """A report with a delta, from its pickled values (one global, not two classes)."""
+    result, events, breakers, fanouts, changed, deleted = values
+    return BranchReport(result, events, breakers, fanouts, StateDelta(changed, deleted))

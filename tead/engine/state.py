@@ -108,11 +108,18 @@ class BranchState(dict[str, Any]):
         By identity: a value still the very object it was made over has not changed (it
         was never handed out, or is immutable); one taken out is a copy, so it is sent
         even after a nested fan-out has shared it again."""
-        changed = {
-            k: v
-            for k, v in dict.items(self)
-            if (own[k] if k in own else base.get(k, _MISSING)) is not v
-        }
+        changed = {}
+        present = 0  # keys of base or own still here
+        for key, value in dict.items(self):
+            was = own.get(key, _MISSING)
+            if was is _MISSING:
+                was = base.get(key, _MISSING)
+            if was is not _MISSING:
+                present += 1
+            if was is not value:
+                changed[key] = value
+        if present == len(base) + sum(1 for key in own if key not in base):
+            return StateDelta(changed=changed)
         deleted = [k for k in base if not dict.__contains__(self, k)]
         deleted += [k for k in own if k not in base and not dict.__contains__(self, k)]
         return StateDelta(changed=changed, deleted=tuple(deleted))

@@ -94,15 +94,18 @@ def _run_node(
         )
 
 
-def run_branch(task: BranchTask, ctx: RunContext) -> ParallelFlowResult:
-    """Run one branch in `ctx` and record its outcome; never raises for the branch's own
-    errors."""
+def run_branch(
+    task: BranchTask, ctx: RunContext, state: BranchState | None = None
+) -> ParallelFlowResult:
+    """Run one branch in `ctx` (on `state` instead of the task's, if given) and record its
+    outcome; never raises for the branch's own errors."""
     started = time.perf_counter()
     # A branch thread of a cancellable run counts as its work until it returns.
     working = ctx.cancel.activity.working() if ctx.cancel is not None else nullcontext()
     # A fan-out's branch states share its values (tead.engine.state); one that arrives as
     # plain data (from a host) is all its own.
-    state = task.state if isinstance(task.state, BranchState) else BranchState(task.state)
+    if state is None:
+        state = task.state if isinstance(task.state, BranchState) else BranchState(task.state)
     try:
         with working:
             run_scope(task.workflow, state, task.entry, task.exit, ctx=ctx, path=task.path)
@@ -137,8 +140,7 @@ def run_branch_elsewhere(
         fanouts.append((path, source, fan_in, results))
 
     own = task.state
-    if base is not None:
-        task = task.with_state(BranchState.over(base, own))
+    state = BranchState.over(base, own) if base is not None else None
     store = RecordingBreakerStore(breakers)
     ctx = RunContext(
         executors=executors,
@@ -146,7 +148,7 @@ def run_branch_elsewhere(
         emit=events.append if listening else None,
         on_results=keep,
     )
-    result = run_branch(task, ctx)
+    result = run_branch(task, ctx, state)
     delta = None
     if base is not None and isinstance(result.state, BranchState):  # succeeded
         delta = result.state.delta(base, own)
