@@ -10,8 +10,9 @@ in place: no sibling sees it, and the fan-in's state does not change.
 all work). Its storage always holds the current value of every key, shared or its own, so
 whatever only *reads* the storage (len, `in`, ==, repr, iterating the keys) costs nothing;
 every way to get a value out (`[]`, get, items, values, pop, setdefault, copy, and through
-them dict(), `{**state}`, json, pickle) first makes the value the state's own. One memo
-per state keeps values that were shared between keys shared between its copies.
+them dict(), `{**state}`, `**state`, json) first makes the value the state's own; pickling
+and deep-copying read the storage (they copy anyway). While a branch runs, one memo keeps
+values that were shared between keys shared between its copies.
 
 A process branch runs over a base its worker keeps once per fan-out (`over`); what it
 changed comes back as a `StateDelta`, merged over the caller's base (`merged`), so that
@@ -94,6 +95,11 @@ class BranchState(dict[str, Any]):
         self._own = NONE_OWN
         self._memo = None
         return dict(dict.items(self))
+
+    def settle(self) -> None:
+        """The branch is over: forget its copy memo (it holds an entry per object copied),
+        so that a result kept until the fan-in does not keep it too."""
+        self._memo = None
 
     def raw(self) -> dict[str, Any]:
         """The current values as a plain dict, without copying: only for code that reads

@@ -112,6 +112,7 @@ def run_branch(
     except (Exception, SystemExit) as exc:
         original = exc.error if isinstance(exc, NodeError) else exc
         return failure_result(task, original, timing_ms=ms_since(started))
+    state.settle()
     return ParallelFlowResult(
         branch=task.branch, success=True, state=state, timing_ms=ms_since(started)
     )
