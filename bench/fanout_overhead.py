@@ -4,8 +4,8 @@
 
 Both sides run the same number of callables with the same worker count, in this process
 and this run, alternating so that machine noise hits both. tead's side is a whole
-`Workflow.invoke()`: the source node, a `for_each` fan-out of no-op branches (each on a
-deep copy of the state), the fan-in and the results.
+`Workflow.invoke()`: the source node, a `for_each` fan-out of no-op branches (each on its
+copy-on-access view of the state), the fan-in and the results.
 """
 
 from __future__ import annotations
@@ -76,8 +76,10 @@ def main() -> None:
     args = parser.parse_args()
     noop = measure(args.branches, args.workers, 0.0, args.rounds)
     slept = measure(args.branches, args.workers, 0.001, max(args.rounds // 2, 5))
+    # no-op goals: <= 1.5x a plain pool up to 200 branches, <= 2.5x at 10 000
+    goal = 1.5 if args.branches <= 200 else 2.5
     print(
-        f"goal: no-op ratio <= 3.0 ({'met' if noop <= 3 else 'NOT met'}); "
+        f"goal: no-op ratio <= {goal} ({'met' if noop <= goal else 'NOT met'}); "
         f"1 ms ratio <= 1.10 ({'met' if slept <= 1.10 else 'NOT met'})"
     )
 

@@ -13,6 +13,7 @@
     └── RunError                   exit 1: the run could not go on (no edge matched, ...)
         ├── FanOutError            a branch failed under `fail_fast`
         ├── PickleValidationError  process strategy: a state value cannot be sent
+        ├── StateCopyError         a value a branch takes out cannot be deep-copied for it
         ├── StateJsonError         to a host: a state value that JSON cannot carry exactly
         └── BundleError            a workflow that cannot be shipped or received as a bundle
 
@@ -173,6 +174,19 @@ class PickleValidationError(RunError):
                 "values out of the state or use the thread strategy"
             )
         super().__init__(f"branch {branch!r}: {message}")
+
+
+class StateCopyError(RunError):
+    """A state value a branch takes out cannot be deep-copied for it (a lock, an open
+    file): names the key. The branch fails; the others go on."""
+
+    def __init__(self, key: str, error: BaseException) -> None:
+        self.key = key
+        self.error = error
+        super().__init__(
+            f"state key {key!r} cannot be copied for the branch ({type(error).__name__}: "
+            f"{error}); keep such values (locks, open files, connections) out of the state"
+        )
 
 
 class StateJsonError(RunError):

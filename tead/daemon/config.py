@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from tead.errors import Problem, UsageError, WorkflowError
 from tead.graph.loader import read_workflow_text, validation_problems
-from tead.spec.models import Duration, Limits
+from tead.spec.models import Limits
+from tead.spec.units import Duration
 from tead.spec.yamlfile import parse_yaml
 
 DEFAULT_PORT = 8421

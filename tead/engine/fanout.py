@@ -3,7 +3,6 @@ events, and several fan-outs leaving one node run at once."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
@@ -21,8 +20,9 @@ from tead.engine.events import (
     FanOutStarted,
 )
 from tead.engine.seam import BranchReport, FanOutJob
+from tead.engine.state import BranchState
 from tead.engine.task import BranchTask
-from tead.errors import FanOutError, PickleValidationError, RunCancelled, RunError
+from tead.errors import FanOutError, RunCancelled, RunError
 from tead.graph.compiled import FanOut, WorkflowGraph
 from tead.parallel.breaker import Transition
 from tead.parallel.cancel import CancelToken
@@ -42,10 +42,16 @@ def fan_out(
     path: str,
     run_branch: BranchRunner,
 ) -> dict[str, list[ParallelFlowResult]]:
-    """Run every fan-out leaving one node (all at once); results keyed by fan-in node."""
-    run = functools.partial(_run_group, workflow, state=state, path=path, run_branch=run_branch)
+    """Run every fan-out leaving one node (all at once); results keyed by fan-in node.
+
+    The branches share the state's values (copied by whoever first takes one out: see
+    `tead.engine.state`); `state` itself shares them from now on too, so that nothing the
+    run does after the fan-out can change what its branches and results hold."""
+    specs = [_branch_specs(group, state) for group in groups]  # for_each on the live state
+    base = state.share() if isinstance(state, BranchState) else dict(state)
+    run = functools.partial(_run_group, workflow, base=base, path=path, run_branch=run_branch)
     if len(groups) == 1:
-        return {groups[0].fan_in: run(groups[0], ctx=ctx)}
+        return {groups[0].fan_in: run(groups[0], specs[0], ctx=ctx)}
     # The groups share a token of their own: when one fails (fail_fast), the others stop.
     parent = ctx.cancel
     token = parent.child() if parent is not None else CancelToken()
@@ -57,7 +63,10 @@ def fan_out(
     group_ctx = dataclasses.replace(ctx, cancel=token)
     pool = ThreadPoolExecutor(len(groups), thread_name_prefix="tead-fanout")
     try:
-        futures = [pool.submit(run, group, ctx=group_ctx) for group in groups]
+        futures = [
+            pool.submit(run, group, spec, ctx=group_ctx)
+            for group, spec in zip(groups, specs, strict=True)
+        ]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = next((f for f in futures if f in done and f.exception() is not None), None)
         if failed is not None:
@@ -74,20 +83,20 @@ def fan_out(
 def _run_group(
     workflow: WorkflowGraph,
     fanout: FanOut,
+    specs: list[tuple[str, str, Any]],
     *,
-    state: dict[str, Any],
+    base: dict[str, Any],
     ctx: RunContext,
     path: str,
     run_branch: BranchRunner,
 ) -> list[ParallelFlowResult]:
     config = fanout.config
-    specs = _branch_specs(fanout, state)
     tasks = [
         BranchTask(
             workflow=workflow,
             entry=target,
             exit=fanout.fan_in,
-            state=_branch_state(fanout, state, item, branch),
+            state=_branch_state(fanout, base, item),
             branch=branch,
             path=f"{path}/{branch}" if path else branch,
             include_traceback=config.include_traceback,
@@ -96,7 +105,7 @@ def _run_group(
     ]
 
     def fresh_state(index: int) -> dict[str, Any]:  # for retries: the branch's input again
-        return _branch_state(fanout, state, specs[index][2], specs[index][0])
+        return _branch_state(fanout, base, specs[index][2])
 
     hooks = FanOutHooks(breakers=ctx.breakers, fresh_state=fresh_state, cancel=ctx.cancel)
     if ctx.emit is not None:
@@ -208,8 +217,6 @@ def _event_hooks(
 
 
 _NO_ITEM = object()
-#: values a deep copy returns as they are (copying them is only a cost)
-_IMMUTABLE = frozenset({type(None), bool, int, float, str, bytes})
 
 
 def _branch_specs(fanout: FanOut, state: dict[str, Any]) -> list[tuple[str, str, Any]]:
@@ -226,24 +233,12 @@ def _branch_specs(fanout: FanOut, state: dict[str, Any]) -> list[tuple[str, str,
     return [(f"{target}[{index}]", target, item) for index, item in enumerate(items)]
 
 
-def _branch_state(fanout: FanOut, state: dict[str, Any], item: Any, branch: str) -> dict[str, Any]:
-    """A branch's own deep copy of the fan-out state (with its item, for for_each)."""
-    values = dict(state)
-    if item is not _NO_ITEM:
-        values[fanout.item_var] = item
-    memo: dict[int, Any] = {}  # one memo: values shared between keys stay shared
-    try:
-        return {
-            key: value if type(value) in _IMMUTABLE else copy.deepcopy(value, memo)
-            for key, value in values.items()
-        }
-    except Exception as exc:
-        for key, value in values.items():
-            try:
-                copy.deepcopy(value)
-            except Exception as key_exc:
-                raise PickleValidationError(branch, key, key_exc, copying=True) from None
-        raise PickleValidationError(branch, None, exc, copying=True) from None
+def _branch_state(fanout: FanOut, base: dict[str, Any], item: Any) -> BranchState:
+    """A branch's state: the fan-out state's values shared (each copied when the branch
+    first takes it out), with its item for for_each (copied likewise)."""
+    if item is _NO_ITEM:
+        return BranchState.over(base)
+    return BranchState.over(base, {fanout.item_var: item})
 
 
 def _run_here(

@@ -18,6 +18,7 @@ from typing import Any
 from tead.engine.context import ResultsSink, RunContext
 from tead.engine.events import Event, EventSink, RunFinished, RunStarted
 from tead.engine.seam import ExecutorSource
+from tead.engine.state import IMMUTABLE, BranchState
 from tead.engine.walk import ms_since, run_scope
 from tead.graph.compiled import END, START, WorkflowGraph
 from tead.parallel.breaker import BreakerRegistry
@@ -42,8 +43,9 @@ def run_workflow(
     fan-out; `on_results` receives every fan-out's results.
     """
     workflow.check_scope(entry_point, exit_point)
-    current = copy.deepcopy(workflow.initial_state)
-    current.update(copy.deepcopy(dict(state or {})))
+    # The input over the initial state, neither copied up front: a value is copied when
+    # the run first takes it out (tead.engine.state), so neither ever changes.
+    current = BranchState.over(workflow.initial_state, state)
     if entry_point == START:
         workflow.check_state(current, "initial")
     ctx = RunContext(
@@ -57,13 +59,25 @@ def run_workflow(
     if on_event is not None:
         on_event(RunStarted(workflow=workflow.name, entry=entry_point, exit=exit_point))
     try:
-        final = run_scope(workflow, current, entry_point, exit_point, ctx=ctx)
+        run_scope(workflow, current, entry_point, exit_point, ctx=ctx)
+        final = _detached(current, workflow.initial_state)
         if exit_point == END:
             workflow.check_state(final, "final")
     except Exception as exc:
         ctx.publish(RunFinished(status="failed", error=str(exc), duration_ms=ms_since(started)))
         raise
     ctx.publish(RunFinished(status="succeeded", duration_ms=ms_since(started), state=final))
+    return final
+
+
+def _detached(state: BranchState, initial: Mapping[str, Any]) -> dict[str, Any]:
+    """The final state as a plain dict. Values the run never took out are the input's
+    own objects; those of the workflow's initial state are copied (the next run starts
+    from them)."""
+    final = state.raw()
+    for key, value in final.items():
+        if key in initial and value is initial[key] and type(value) not in IMMUTABLE:
+            final[key] = copy.deepcopy(value)
     return final
 
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tead.engine.events import Event
+from tead.engine.state import StateDelta
 from tead.engine.task import BranchTask
 from tead.parallel.breaker import BreakerSnapshot
 from tead.parallel.cancel import CancelToken
@@ -79,14 +80,26 @@ FanOutResults = tuple[str, str, str, list[ParallelFlowResult]]
 class BranchReport:
     """What a branch run elsewhere sends back: its result, the events it emitted, the
     results of the fan-outs nested in it, and the states of the circuit breakers those
-    fan-outs changed."""
+    fan-outs changed. With `delta`, the result's state is left out: `delta` is what the
+    branch changed over the state it was sent (the receiver merges it back)."""
 
     result: ParallelFlowResult
     events: tuple[Event, ...] = ()
     breakers: tuple[BreakerSnapshot, ...] = ()
     fanouts: tuple[FanOutResults, ...] = ()
+    delta: StateDelta | None = None
 
     def __reduce__(self) -> tuple[object, ...]:
         """Pickle as a plain tuple (a worker sends one per branch: the dataclass default,
         through `fields()`, costs several times more)."""
-        return (BranchReport, (self.result, self.events, self.breakers, self.fanouts))
+        if self.delta is None:
+            return (BranchReport, (self.result, self.events, self.breakers, self.fanouts))
+        delta = self.delta
+        values = (self.result, self.events, self.breakers, self.fanouts)
+        return (_report_with_delta, (*values, delta.changed, delta.deleted))
+
+
+def _report_with_delta(*values: Any) -> BranchReport:
+    """A report with a delta, from its pickled values (one global, not two classes)."""
+    result, events, breakers, fanouts, changed, deleted = values
+    return BranchReport(result, events, breakers, fanouts, StateDelta(changed, deleted))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tead.engine.bundle import LoadedWorkflows, bundle_of
+from tead.engine.state import plain
 from tead.errors import PickleValidationError, StateJsonError
 from tead.graph.compiled import WorkflowGraph
 from tead.parallel.task import failure_result as failure_result  # noqa: PLC0414 (re-export)
@@ -47,18 +48,30 @@ class BranchTask:
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as a plain tuple (faster than the dataclass default); a workflow loaded
         from a file as its text and path, loaded once per receiving process."""
-        values = tuple(getattr(self, name) for name in _FIELDS[1:])
+        return self._reduced(self.state)
+
+    def _reduced(self, state: dict[str, Any]) -> tuple[Any, ...]:
+        values = [getattr(self, name) for name in _FIELDS[1:]]
+        values[_STATE - 1] = state
         source = self.workflow.source
         if source is None:
             return (_task_from_values, (self.workflow, *values))
         return (_task_from_source, (source.text, source.path, *values))
 
-    def to_pickle(self) -> bytes:
-        """The task pickled; PickleValidationError naming the state key that cannot be."""
+    def with_state(self, state: dict[str, Any]) -> BranchTask:
+        """This task on another state (dataclasses.replace, without its overhead)."""
+        values = [getattr(self, name) for name in _FIELDS]
+        values[_STATE] = state
+        return _task_from_values(*values)
+
+    def to_pickle(self, state: dict[str, Any] | None = None) -> bytes:
+        """The task pickled (on `state` instead of its own, if given, without making a new
+        task); PickleValidationError naming the state key that cannot be."""
         try:
-            return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+            target = self if state is None else _TaskOn(self, state)
+            return pickle.dumps(target, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            for key, value in self.state.items():
+            for key, value in (self.state if state is None else state).items():
                 try:
                     pickle.dumps(value)
                 except Exception as key_exc:
@@ -78,12 +91,14 @@ class BranchTask:
         BundleError for a workflow built in code; StateJsonError naming the key (and where
         inside it) of a state value JSON would lose or change.
         """
-        for key, value in self.state.items():
+        state = plain(self.state)  # read only: nothing taken out of a branch state
+        for key, value in state.items():
             if type(key) is not str:
                 raise StateJsonError(self.branch, repr(key), "", "JSON keys are strings")
             _check_json(value, self.branch, key, key)
         data = {name: getattr(self, name) for name in _FIELDS}
         data["workflow"] = bundle_of(self.workflow).digest
+        data["state"] = state
         return data
 
     @classmethod
@@ -109,12 +124,26 @@ class BranchTask:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(BranchTask))
+_STATE = _FIELDS.index("state")
 # The type of each field in JSON (a new field of another type fails here, at import):
 # the workflow travels as its bundle's digest.
 _JSON_TYPES: dict[str, type] = {
     f.name: {"WorkflowGraph": str, "str": str, "bool": bool, "dict[str, Any]": dict}[str(f.type)]
     for f in dataclasses.fields(BranchTask)
 }
+
+
+class _TaskOn:
+    """Pickles as `task` on another state."""
+
+    __slots__ = ("state", "task")
+
+    def __init__(self, task: BranchTask, state: dict[str, Any]) -> None:
+        self.task = task
+        self.state = state
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.task._reduced(self.state)
 
 
 def _task_from_values(*values: Any) -> BranchTask:

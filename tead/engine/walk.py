@@ -12,6 +12,7 @@ from tead.engine.context import RunContext
 from tead.engine.events import Event, FanIn, NodeFinished, NodeStarted
 from tead.engine.fanout import fan_out
 from tead.engine.seam import BranchReport, ExecutorSource, FanOutResults
+from tead.engine.state import BranchState
 from tead.engine.task import BranchTask, failure_result
 from tead.errors import NodeError, RunCancelled
 from tead.graph.compiled import END, START, WorkflowGraph
@@ -93,20 +94,25 @@ def _run_node(
         )
 
 
-def run_branch(task: BranchTask, ctx: RunContext) -> ParallelFlowResult:
-    """Run one branch in `ctx` and record its outcome; never raises for the branch's own
-    errors."""
+def run_branch(
+    task: BranchTask, ctx: RunContext, state: BranchState | None = None
+) -> ParallelFlowResult:
+    """Run one branch in `ctx` (on `state` instead of the task's, if given) and record its
+    outcome; never raises for the branch's own errors."""
     started = time.perf_counter()
     # A branch thread of a cancellable run counts as its work until it returns.
     working = ctx.cancel.activity.working() if ctx.cancel is not None else nullcontext()
+    # A fan-out's branch states share its values (tead.engine.state); one that arrives as
+    # plain data (from a host) is all its own.
+    if state is None:
+        state = task.state if isinstance(task.state, BranchState) else BranchState(task.state)
     try:
         with working:
-            state = run_scope(
-                task.workflow, task.state, task.entry, task.exit, ctx=ctx, path=task.path
-            )
+            run_scope(task.workflow, state, task.entry, task.exit, ctx=ctx, path=task.path)
     except (Exception, SystemExit) as exc:
         original = exc.error if isinstance(exc, NodeError) else exc
         return failure_result(task, original, timing_ms=ms_since(started))
+    state.settle()
     return ParallelFlowResult(
         branch=task.branch, success=True, state=state, timing_ms=ms_since(started)
     )
@@ -118,17 +124,24 @@ def run_branch_elsewhere(
     breakers: Sequence[BreakerSnapshot] = (),
     *,
     listening: bool = True,
+    base: Mapping[str, Any] | None = None,
 ) -> BranchReport:
     """Run one branch away from its run (a worker process, a host). Its nested fan-outs
     use `executors` and start from the run's `breakers` states; its events, its nested
     fan-outs' results and the states of the breakers it changed are sent back with its
-    result (its events only if its run is `listening`)."""
+    result (its events only if its run is `listening`).
+
+    With `base` (the fan-out's state, which the receiver keeps once per fan-out), the
+    task's state is only the branch's own part (its item) and the report carries what the
+    branch changed (`delta`) instead of its whole final state."""
     events: list[Event] = []
     fanouts: list[FanOutResults] = []
 
     def keep(path: str, source: str, fan_in: str, results: list[ParallelFlowResult]) -> None:
         fanouts.append((path, source, fan_in, results))
 
+    own = task.state
+    state = BranchState.over(base, own) if base is not None else None
     store = RecordingBreakerStore(breakers)
     ctx = RunContext(
         executors=executors,
@@ -136,8 +149,13 @@ def run_branch_elsewhere(
         emit=events.append if listening else None,
         on_results=keep,
     )
-    result = run_branch(task, ctx)
-    return BranchReport(result, tuple(events), tuple(store.saved.values()), tuple(fanouts))
+    result = run_branch(task, ctx, state)
+    delta = None
+    if base is not None and isinstance(result.state, BranchState):  # succeeded
+        delta = result.state.delta(base, own)
+        result = ParallelFlowResult(branch=result.branch, success=True, timing_ms=result.timing_ms)
+    saved = tuple(store.saved.values())
+    return BranchReport(result, tuple(events), saved, tuple(fanouts), delta)
 
 
 def ms_since(started: float) -> float:

@@ -31,7 +31,47 @@ from typing import Any
 PRELOAD = ("tead.engine.walk", "tead.graph.loader", "tead.executors.registry")
 PARENT_POLL_S = 0.1  # where pidfds are missing: how often a worker checks its parent
 
-Job = Callable[[bytes], Any]  # runs in the worker: payload -> result (pickled back)
+#: a message from the pool that is no task: `BASE` + key, then the base's bytes in a
+#: message of their own; `DROP` + key (task payloads are pickles: they start with 0x80)
+BASE, DROP = b"B:", b"D:"
+
+
+class BaseCache:
+    """What a worker keeps for the fan-outs it serves: each one's base state, sent once
+    per fan-out, unpickled on first use (once the task's workflow, whose folder may hold
+    the classes of its values, is loaded), dropped when the fan-out ends."""
+
+    def __init__(self) -> None:
+        self._bytes: dict[str, bytes] = {}
+        self._loaded: dict[str, Any] = {}
+        self._pickled: dict[str, dict[str, bytes]] = {}  # per base: its values pickled
+
+    def pickled(self, key: str, name: str) -> bytes:
+        """Value `name` of base `key` pickled (once per worker and fan-out)."""
+        values = self._pickled.setdefault(key, {})
+        if name not in values:
+            values[name] = pickle.dumps(self.get(key)[name], protocol=pickle.HIGHEST_PROTOCOL)
+        return values[name]
+
+    def put(self, key: str, data: bytes) -> None:
+        self._bytes[key] = data
+
+    def drop(self, key: str) -> None:
+        self._bytes.pop(key, None)
+        self._loaded.pop(key, None)
+        self._pickled.pop(key, None)
+
+    def get(self, key: str) -> Any:
+        """The base of fan-out `key`; KeyError if this worker was never sent it."""
+        if key not in self._loaded:
+            self._loaded[key] = pickle.loads(self._bytes.pop(key))
+        return self._loaded[key]
+
+    def __len__(self) -> int:
+        return len(self._bytes) + len(self._loaded)
+
+
+Job = Callable[[bytes, BaseCache], Any]  # runs in the worker: payload -> result (pickled back)
 
 
 def context(preload: tuple[str, ...] = PRELOAD) -> multiprocessing.context.BaseContext:
@@ -124,13 +164,20 @@ def worker_main(conn: Connection, parent: int, job: Job) -> None:
         conn.send(("ready", None))
     except OSError:  # the pool was closed while this worker started
         os._exit(0)
+    bases = BaseCache()
     while True:
         try:
             payload = conn.recv_bytes()
+            if payload[:2] == BASE:
+                bases.put(payload[2:].decode(), conn.recv_bytes())
+                continue
         except (EOFError, OSError):
             os._exit(0)
+        if payload[:2] == DROP:
+            bases.drop(payload[2:].decode())
+            continue
         try:
-            message: tuple[str, Any] = ("result", job(payload))
+            message: tuple[str, Any] = ("result", job(payload, bases))
             data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException as exc:
             data = pickle.dumps(("error", _sendable(exc)), protocol=pickle.HIGHEST_PROTOCOL)

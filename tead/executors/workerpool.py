@@ -31,11 +31,11 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from tead.executors.worker import Job, context, worker_main
+from tead.executors.worker import BASE, DROP, Job, context, worker_main
 from tead.parallel.outcomes import Crashed, Finished, Lost, Outcome
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,21 @@ Dispatch = Callable[[Future[Outcome], bytes], bytes | None]
 # --- the parent side ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class SharedBase:
+    """Data that many tasks need (a fan-out's base state): sent to a worker once, before
+    the first of those tasks it takes, and kept there until `WorkerPool.release(key)`."""
+
+    key: str
+    data: bytes
+
+
 @dataclass(eq=False, slots=True)
 class _Task:
     payload: bytes
     future: Future[Outcome]
     dispatch: Dispatch | None
+    base: SharedBase | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -62,6 +72,8 @@ class _Worker:
     ready: bool = False
     task: _Task | None = None
     start_error: str | None = None
+    bases: set[str] = field(default_factory=set)  # keys of the shared bases it holds
+    sending: threading.Lock = field(default_factory=threading.Lock)  # one writer at a time
 
 
 _live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
@@ -98,9 +110,12 @@ class WorkerPool:
 
     # --- public ---------------------------------------------------------------------------
 
-    def submit(self, payload: bytes, dispatch: Dispatch | None = None) -> Future[Outcome]:
-        """Queue a task; `dispatch()` is called (on some thread) as a worker takes it."""
-        task = _Task(payload, Future(), dispatch)
+    def submit(
+        self, payload: bytes, dispatch: Dispatch | None = None, base: SharedBase | None = None
+    ) -> Future[Outcome]:
+        """Queue a task; `dispatch()` is called (on some thread) as a worker takes it; the
+        worker is sent `base` first unless it has it."""
+        task = _Task(payload, Future(), dispatch, base)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the worker pool is closed")
@@ -109,6 +124,17 @@ class WorkerPool:
                 self._spawn()
         self._pump()
         return task.future
+
+    def release(self, key: str) -> None:
+        """The tasks that needed shared base `key` are done: the workers drop it."""
+        with self._lock:
+            holders = [w for w in self._workers if key in w.bases]
+        message = DROP + key.encode()
+        for worker in holders:
+            with worker.sending:
+                worker.bases.discard(key)
+                with contextlib.suppress(OSError):  # it died: nothing to drop
+                    worker.conn.send_bytes(message)
 
     def stop(self, future: Future[Outcome]) -> None:
         """Stop one task: a waiting one never starts (cancelled); a running one's worker
@@ -194,7 +220,13 @@ class WorkerPool:
                 self._release(worker, task)  # the future is finished: not sent
                 continue
             try:
-                worker.conn.send_bytes(sent)
+                with worker.sending:
+                    base = task.base
+                    if base is not None and base.key not in worker.bases:
+                        worker.conn.send_bytes(BASE + base.key.encode())
+                        worker.conn.send_bytes(base.data)
+                        worker.bases.add(base.key)
+                    worker.conn.send_bytes(sent)
             except OSError:  # it died just now: the serve loop sees its sentinel
                 continue
 

@@ -420,8 +420,8 @@ edges:
         (
             "lock",
             '__import__("threading").Lock()',
-            "cannot be copied for the branch (",
-            "keep such values (locks, open files, connections) out of the state",
+            "cannot be sent to a worker process (",
+            "keep such values out of the state or use the thread strategy",
         ),
         (
             "fn",
@@ -435,8 +435,8 @@ edges:
 def test_unpicklable_state_fails_before_any_branch_runs(
     tead_cli, write_workflow, tmp_path, key, value, problem, advice
 ):
-    """One line naming the key and the first branch, exit 1, and nothing ran. A lock
-    cannot even be deep-copied (any strategy); a lambda copies but cannot be pickled."""
+    """One line naming the key and the first branch, exit 1, and nothing ran (the fan-out's
+    state is pickled once, before any branch starts)."""
     write_workflow(fill(UNPICKLABLE, key=key, value=value))
     proc, elapsed = timed_run(tead_cli, "run", "wf.yaml", "-q")
     assert proc.returncode == 1, proc.stderr

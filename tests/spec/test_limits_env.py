@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tead.spec.models import Limits, WorkflowSpec, parse_size
+from tead.spec.models import Limits, WorkflowSpec
+from tead.spec.units import parse_size
 
 NODES = "nodes:\n  - name: a\n"
 

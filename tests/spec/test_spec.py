@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tead import Graph, ParallelConfig, WorkflowError, load_workflow_text
-from tead.spec.models import WorkflowSpec, json_schema, parse_duration
+from tead.spec.models import WorkflowSpec, json_schema
+from tead.spec.units import parse_duration
 from tead.spec.yamlfile import parse_yaml
 
 
