@@ -203,9 +203,9 @@ def test_a_spinning_node_is_cancelled_within_2s_and_frees_its_group_at_once(
         "spin.yaml",
         "name: spin\ninitial_state: {tag: x}\n"
         + node(
-            NOTE
-            + "import subprocess\n"
-            + "subprocess.Popen(['sleep', '300'])\n"
+            "import subprocess\n"
+            + "subprocess.Popen(['sleep', '300'])\n"  # before the note: in the group by then
+            + NOTE
             + "if state['tag'] == 'first':\n  while True:\n    pass"
         ),
     )
