@@ -125,7 +125,8 @@ class NodeError(TeadError):
     def __init__(self, node: str, error: BaseException) -> None:
         self.node = node
         self.error = error
-        super().__init__(f"node {node!r} failed: {type(error).__name__}: {error}")
+        detail = f": {error}" if str(error) else ""
+        super().__init__(f"node {node!r} failed: {type(error).__name__}{detail}")
 
 
 class RunError(TeadError):

@@ -14,13 +14,14 @@ import logging
 import os
 import signal
 import threading
+import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from tead.daemon.runworker import PRELOAD, run_worker_main
+from tead.daemon.runworker import PRELOAD, MalformedMessage, kill_tree, receive, run_worker_main
 from tead.executors.worker import context
 
 log = logging.getLogger(__name__)
@@ -44,15 +45,27 @@ class RunWorker:
     reaped: bool = False
 
     def kill(self) -> None:
-        """SIGKILL the worker's process group (its own, from its first instruction on:
-        nothing runs there before it is ready), unless it was reaped already."""
+        """SIGKILL what the worker started (processes that left its group too: it is their
+        subreaper) and its process group (its own, from its first instruction on: nothing
+        runs there before it is ready), unless it was reaped already."""
         with self.lock:
             if self.reaped or not self.pid:
                 return
+            if self.process.exitcode is None:  # alive: freeze it, then what it started
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pid, signal.SIGSTOP)
+                kill_tree(self.pid)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.pid, signal.SIGKILL)  # not in its group yet (starting)
+
+    def usable(self) -> bool:
+        """Whether a ready worker is still alive and has said nothing more."""
+        try:
+            return self.process.exitcode is None and not self.conn.poll()
+        except (OSError, ValueError):
+            return False
 
     def reap(self) -> int | None:
         """Kill the group, wait for the worker to end; its exit code (negative: signal)."""
@@ -85,6 +98,7 @@ class RunWorkerPool:
         # and `__main__` (the `tead` command): else each worker would run it again
         self._ctx = context((*PRELOAD, "__main__"))
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a worker became ready
         self._ready: deque[RunWorker] = deque()
         self._starting = 0
         self._closed = False
@@ -92,21 +106,31 @@ class RunWorkerPool:
         _live_pools.add(self)
 
     def take_ready(self) -> RunWorker | None:
-        """A ready worker if there is one (never blocks)."""
-        with self._lock:
-            worker = self._ready.popleft() if self._ready else None
-        if worker is not None:
-            self.refill()
-        return worker
-
-    def take(self) -> RunWorker:
-        """A ready worker (blocking while one starts)."""
-        with self._lock:
-            worker = self._ready.popleft() if self._ready else None
-        if worker is None:
-            worker = self._start()
+        """A ready worker if there is one (never blocks long: one found dead is reaped)."""
+        while True:
+            with self._lock:
+                worker = self._ready.popleft() if self._ready else None
+            if worker is None or worker.usable():
+                break
+            log.warning("a ready run worker (pid %d) died; it is replaced", worker.pid)
+            worker.reap()
         self.refill()
         return worker
+
+    def take(self, timeout_s: float = START_TIMEOUT_S) -> RunWorker:
+        """A ready worker, waiting at most `timeout_s` for one to start (WorkerStartError
+        then: the fork server does not answer)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            worker = self.take_ready()
+            if worker is not None:
+                return worker
+            with self._changed:
+                if not self._ready:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise WorkerStartError(f"none was ready within {timeout_s:g} s")
+                    self._changed.wait(min(left, 1.0))
 
     def resize(self, size: int) -> None:
         """Keep `size` workers ready from now on (extra ready ones are stopped)."""
@@ -145,7 +169,7 @@ class RunWorkerPool:
     def _add_one(self) -> None:
         try:
             worker = self._start()
-        except WorkerStartError as exc:
+        except Exception as exc:  # the fork server died or refused: the next take tries again
             log.error("a run worker did not start: %s", exc)
             with self._lock:
                 self._starting -= 1
@@ -154,6 +178,7 @@ class RunWorkerPool:
             self._starting -= 1
             if not self._closed:
                 self._ready.append(worker)
+                self._changed.notify_all()
                 return
         worker.reap()
 
@@ -172,7 +197,7 @@ class RunWorkerPool:
         self._workers.add(worker)
         try:
             process.start()
-        except OSError as exc:
+        except (OSError, EOFError, ValueError) as exc:  # the fork server died meanwhile
             raise WorkerStartError(f"{type(exc).__name__}: {exc}") from None
         finally:
             for end in (child_conn, out_w, err_w):
@@ -181,10 +206,10 @@ class RunWorkerPool:
         try:
             if not conn.poll(START_TIMEOUT_S):
                 raise WorkerStartError(f"not ready after {START_TIMEOUT_S:g} s")
-            kind, pid = conn.recv()
+            kind, pid = receive(conn, 1024)
             if kind != "ready" or pid != worker.pid:
                 raise WorkerStartError(f"unexpected first message {kind!r}")
-        except (EOFError, OSError, WorkerStartError) as exc:
+        except (EOFError, OSError, MalformedMessage, WorkerStartError) as exc:
             code = worker.reap()
             for _, end in worker.outputs:
                 end.close()

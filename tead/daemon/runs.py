@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
 PRUNE_EVERY = 100  # finished runs between retention passes
+MAX_ERROR_CHARS = 65_536  # a run's recorded error is cut there
 RECORD_RETRY_S = 1.0  # how often writes that waited for space are tried again
 
 
@@ -334,6 +335,8 @@ class RunManager:
         record = run.record
         finished = now_utc()
         run.ending = True
+        if error is not None and len(error) > MAX_ERROR_CHARS:  # a node's 50 MB message
+            error = f"{error[:MAX_ERROR_CHARS]} ... (cut: {len(error)} characters in all)"
         # Encoding and writing states take a worker thread: the event loop keeps serving.
         if end is None:
             end = await asyncio.to_thread(encode_end, final, run.branches, self.max_state_bytes)

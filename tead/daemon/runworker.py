@@ -11,15 +11,25 @@ limits the order gives, sends events, breaker changes and the encoded end back, 
 for the daemon to kill its group. One run per worker: nothing a run changes in its process
 (working directory, environment, imported modules, threads) reaches another run.
 
-Messages to the daemon, pickled: ("ready", pid), ("event", Event), ("breakers", snapshots),
-("ending", None) once the nodes are done (the end is being encoded), ("end", RunEnd).
+Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
+and the daemon must not run what it reads): `[kind, body]` with kind "ready" (the pid),
+"event" (an event's JSON), "breakers" (snapshots), "ending" once the nodes are done (the
+end is being encoded), "end" (`RunEnd.to_json`) or "checked" (a load error or null).
+Orders from the daemon are pickles (the worker trusts the daemon).
+
+The worker is a child subreaper: a process the run starts that leaves its group (a new
+session, a double fork) stays below the worker, so that killing the worker's descendants
+reaches it too (`kill_tree`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import dataclasses
 import errno
 import gc
+import json
 import os
 import resource
 import signal
@@ -38,6 +48,7 @@ from tead.errors import TeadError
 from tead.executors.registry import Executors
 from tead.executors.worker import watch_parent
 from tead.graph.loader import load_workflow_text
+from tead.jsonable import json_default
 from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot
 from tead.parallel.strategies import plugin_strategies
 from tead.spec.models import Limits
@@ -89,6 +100,53 @@ class RunEnd:
     error: str | None
     end: StorableEnd
 
+    def to_json(self) -> dict[str, Any]:
+        end = self.end
+        return {
+            "error": self.error,
+            "final_state": end.final_state,
+            "branches": list(end.branches),
+            "problem": end.problem,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunEnd:
+        """The end a worker sent; ValueError if it is not one."""
+        if not isinstance(data, dict):
+            raise ValueError("an end is an object")
+        error, state, problem = data.get("error"), data.get("final_state"), data.get("problem")
+        branches = data.get("branches")
+        if not all(v is None or isinstance(v, str) for v in (error, state, problem)):
+            raise ValueError("an end's error, final_state and problem are strings or null")
+        if not isinstance(branches, list) or not all(isinstance(b, str) for b in branches):
+            raise ValueError("an end's branches are strings")
+        return cls(
+            error=error,
+            end=StorableEnd(final_state=state, branches=tuple(branches), problem=problem),
+        )
+
+
+class MalformedMessage(Exception):
+    """What a worker sent is not a message of its protocol."""
+
+
+def receive(conn: Connection, limit: int) -> tuple[str, Any]:
+    """The next message from a worker: EOFError if it is gone, MalformedMessage if what
+    came is not JSON `[kind, body]` or is longer than `limit` bytes."""
+    try:
+        data = conn.recv_bytes(limit)
+    except OSError as exc:
+        if conn.closed:
+            raise
+        raise MalformedMessage(f"unreadable ({exc})") from None
+    try:
+        message = json.loads(data)
+    except ValueError:
+        raise MalformedMessage("not JSON") from None
+    if not (isinstance(message, list) and len(message) == 2 and isinstance(message[0], str)):
+        raise MalformedMessage("not a [kind, body] pair")
+    return message[0], message[1]
+
 
 def run_worker_main(
     conn: Connection, stdout: Connection, stderr: Connection, daemon_pid: int
@@ -96,6 +154,7 @@ def run_worker_main(
     """A run worker's life: set up, say ready, run one order, wait to be killed."""
     gc.freeze()  # what came from the fork server is never collected here: no copy-on-write
     os.setsid()  # a process group (and session) of its own: one kill stops the whole run
+    _become_subreaper()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when runs stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.dup2(stdout.fileno(), 1)
@@ -105,12 +164,13 @@ def run_worker_main(
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    watch_parent(daemon_pid, gone=_kill_own_group)
+    watch_parent(daemon_pid, gone=_kill_everything)
     lock = threading.Lock()
 
     def send(message: tuple[str, Any]) -> None:
+        data = json.dumps(message, default=json_default).encode()
         with lock:
-            conn.send(message)
+            conn.send_bytes(data)
 
     try:
         send(("ready", os.getpid()))
@@ -121,7 +181,7 @@ def run_worker_main(
     if isinstance(order, CheckOrder):
         answer: tuple[str, Any] = ("checked", check_order(order))
     else:
-        answer = ("end", run_order(order, send))
+        answer = ("end", run_order(order, send).to_json())
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -144,20 +204,69 @@ def check_order(order: CheckOrder) -> str | None:
     return None
 
 
-def _kill_own_group() -> None:
+def _kill_everything() -> None:
+    """The daemon is gone: kill what this run started, then this process group."""
+    kill_tree(os.getpid())
     os.killpg(0, signal.SIGKILL)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> None:
+    """Orphans of this run are reparented to this process, not to init (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux: /proc/PID/task/*/children), parents first."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", encoding="ascii") as f:
+                    children = [int(c) for c in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            for child in children:
+                if child not in found:
+                    found.append(child)
+                    todo.append(child)
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL every process below `pid` (not `pid` itself): stopped first, so that none
+    forks meanwhile, then killed; repeated until none is left (at most a few rounds)."""
+    for _ in range(5):
+        found = descendants(pid)
+        if not found:
+            return
+        for child in found:
+            with contextlib.suppress(OSError):
+                os.kill(child, signal.SIGSTOP)
+        for child in descendants(pid):
+            with contextlib.suppress(OSError):
+                os.kill(child, signal.SIGKILL)
 
 
 def run_order(order: RunOrder, send: Send) -> RunEnd:
     """Run one order in this process: its folder, environment, path and limits first."""
-    folder = str(Path(order.path).parent)
-    os.chdir(folder)
-    os.environ.clear()
-    os.environ.update(order.environ)
-    sys.path[:] = order.sys_path
     branches: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
     try:
+        os.chdir(Path(order.path).parent)
+        os.environ.clear()
+        os.environ.update(order.environ)
+        sys.path[:] = order.sys_path
         _apply(order.limits)
         workflow = load_workflow_text(order.text, order.path)
         registry = BreakerRegistry(_ForwardingStore(order.breakers, send))
@@ -167,7 +276,7 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
 
         def on_event(event: Event) -> None:
             if not isinstance(event, RunFinished):  # its state comes with the end
-                send(("event", event))
+                send(("event", event.to_json()))
 
         with Executors() as executors:
             final = run_workflow(
@@ -267,4 +376,4 @@ class _ForwardingStore:
         return list(self._seed)
 
     def save(self, snapshot: BreakerSnapshot) -> None:
-        self._send(("breakers", (snapshot,)))
+        self._send(("breakers", [dataclasses.asdict(snapshot)]))

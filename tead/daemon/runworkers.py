@@ -26,8 +26,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from multiprocessing.connection import Connection, wait
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +34,18 @@ from tead.daemon.execution import Outcome, Run
 from tead.daemon.metrics import Metrics
 from tead.daemon.records import RunStatus
 from tead.daemon.runpool import RunWorker, RunWorkerPool, WorkerStartError, exit_text
-from tead.daemon.runworker import CheckOrder, RunEnd, RunOrder, describe_limits
-from tead.engine.events import Event, NodeStarted
-from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot
+from tead.daemon.runsession import RunSession, SessionHooks
+from tead.daemon.runsession import answer as session_answer
+from tead.daemon.runworker import CheckOrder, RunEnd, RunOrder
+from tead.daemon.storable import MIB
+from tead.parallel.breaker import BreakerRegistry
 from tead.spec.models import Limits
 
 log = logging.getLogger(__name__)
-output_log = logging.getLogger("tead.run")
 
-MAX_LOGGED_LINES = 10_000  # lines of a run's output logged; the rest is counted
-MAX_LINE = 8192  # a longer line is cut
 CHECK_TIMEOUT_S = 30.0  # importing a workflow's uses: modules in a worker, at most
+ENCODE_LIMIT_S = 60.0  # encoding a run's end in its worker (JSON of its states), at most
+RunOutcome = tuple[RunStatus, str | None, RunEnd | None]
 
 
 class WorkerExecution:
@@ -87,7 +87,7 @@ class WorkerExecution:
         answer: tuple[str, Any] | None = None
         try:
             worker.conn.send(order)
-            answer = _answer(worker, CHECK_TIMEOUT_S, f"check {Path(path).name}")
+            answer = session_answer(worker, CHECK_TIMEOUT_S, f"check {Path(path).name}")
         except (EOFError, OSError):
             pass
         finally:
@@ -101,8 +101,10 @@ class WorkerExecution:
                 else f"ended the process ({exit_text(code)})"
             )
             return f"{path}: importing its uses: modules {reason}"
-        result: str | None = answer[1]
-        return result
+        kind, body = answer
+        if kind != "checked" or not (body is None or isinstance(body, str)):
+            return f"{path}: importing its uses: modules gave no answer"
+        return body
 
     def warm_up(self) -> None:
         """Start the ready workers (in the background)."""
@@ -114,54 +116,50 @@ class WorkerExecution:
     async def execute(self, run: Run) -> Outcome:
         loop = asyncio.get_running_loop()
         stopped_work = asyncio.Event()
-        try:  # a ready worker at once; else wait (in a thread) for one to start
-            ready = self._pool.take_ready()
-            worker = ready if ready is not None else await asyncio.to_thread(self._pool.take)
-        except WorkerStartError as exc:
+        worker = await self._take(run)
+        if isinstance(worker, str):
             stopped_work.set()
-            return Outcome(
-                status=RunStatus.FAILED,
-                error=f"the run's worker process did not start: {exc}",
-                final=None,
-                stopped_work=stopped_work,
-            )
-        done: asyncio.Future[tuple[RunStatus, str | None, RunEnd | None]] = loop.create_future()
-
-        def settle(outcome: tuple[RunStatus, str | None, RunEnd | None]) -> None:
-            loop.call_soon_threadsafe(_settle, done, outcome)
-
+            status = run.stop_reason or RunStatus.FAILED
+            return Outcome(status=status, error=worker, final=None, stopped_work=stopped_work)
+        done: asyncio.Future[RunOutcome] = loop.create_future()
         ending = asyncio.Event()
 
         def nodes_done() -> None:  # too late to cancel: the end is being encoded
             run.ending = True
             ending.set()
 
-        session = _Session(
+        session = RunSession(
             worker,
             self._order(run),
-            run,
-            self,
-            settle=settle,
+            workflow=run.workflow.name,
+            breakers=self.breakers,
+            observer=self.metrics.run_observer(run.record.workflow),
+            message_limit=4 * self.max_state_bytes + MIB,
+        )
+        hooks = SessionHooks(
+            settle=lambda outcome: loop.call_soon_threadsafe(_settle, done, outcome),
             ending=functools.partial(loop.call_soon_threadsafe, nodes_done),
+            stopped=functools.partial(loop.call_soon_threadsafe, stopped_work.set),
         )
         threading.Thread(
-            target=session.serve,
-            args=(lambda: loop.call_soon_threadsafe(stopped_work.set),),
-            name=f"tead-run-{run.record.id}",
-            daemon=True,
+            target=session.serve, args=(hooks,), name=f"tead-run-{run.record.id}", daemon=True
         ).start()
         spec = run.workflow.spec
         timeout = spec.timeout if spec else None
-        stopped = asyncio.ensure_future(run.stop.wait())
-        encoding = asyncio.ensure_future(ending.wait())
-        waiters: set[asyncio.Future[Any]] = {done, stopped, encoding}
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-            encoding.cancel()
-        if ending.is_set():
-            await done  # the nodes finished in time: the run ends as they did
+        await _first(done, run.stop, ending, timeout=timeout)
+        # The nodes finished in time: the run ends as they did, unless encoding its end
+        # (user code: __repr__, to_dict) does not finish; only shutdown cuts it short.
+        if ending.is_set() and not done.done() and not await _encoded(done, run):
+            await asyncio.to_thread(worker.kill)
+            cut = run.stop_reason is RunStatus.INTERRUPTED
+            return Outcome(
+                status=RunStatus.INTERRUPTED if cut else RunStatus.FAILED,
+                error="the daemon stopped while the run's end was being encoded"
+                if cut
+                else f"encoding the run's final state took longer than {ENCODE_LIMIT_S:g} s",
+                final=None,
+                stopped_work=stopped_work,
+            )
         if done.done():
             status, error, end = done.result()
             return Outcome(
@@ -172,14 +170,29 @@ class WorkerExecution:
                 end=end.end if end else None,
             )
         status = run.stop_reason or RunStatus.TIMED_OUT
-        session.stopping = True
-        await asyncio.to_thread(worker.kill)  # the thread reaps it, then sets stopped_work
+        await asyncio.to_thread(worker.kill)  # the session reaps it, then sets stopped_work
         message = (
             f"run timed out after {timeout:g} s"
             if status is RunStatus.TIMED_OUT
             else f"run {status}"
         )
         return Outcome(status=status, error=message, final=None, stopped_work=stopped_work)
+
+    async def _take(self, run: Run) -> RunWorker | str:
+        """A ready worker for `run` (waiting while one starts, unless the run is stopped
+        meanwhile), or why there is none."""
+        worker = self._pool.take_ready()
+        if worker is not None:
+            return worker
+        taking = asyncio.ensure_future(asyncio.to_thread(self._pool.take))
+        await _first(taking, run.stop)
+        if not taking.done():  # stopped while waiting: the worker it gets is not needed
+            taking.add_done_callback(_reap_taken)
+            return f"run {run.stop_reason}"
+        try:
+            return taking.result()
+        except WorkerStartError as exc:
+            return f"the run's worker process did not start: {exc}"
 
     def _order(self, run: Run) -> RunOrder:
         workflow = run.workflow
@@ -211,27 +224,6 @@ class WorkerExecution:
         )
 
 
-def _answer(worker: RunWorker, timeout_s: float, label: str) -> tuple[str, Any] | None:
-    """The worker's next message within `timeout_s` (its output logged meanwhile), or None
-    if it died or took too long (then it is killed)."""
-    deadline = time.monotonic() + timeout_s
-    outputs = {id(r): (name, r) for name, r in worker.outputs}
-    sources: list[Connection] = [worker.conn, *(r for _, r in worker.outputs)]
-    while (left := deadline - time.monotonic()) > 0:
-        for ready in wait(sources, timeout=left):
-            if ready is worker.conn:
-                message: tuple[str, Any] = worker.conn.recv()
-                return message
-            name, pipe = outputs[id(ready)]
-            data = os.read(pipe.fileno(), 65536)
-            if not data:
-                sources.remove(pipe)
-            for line in data.decode("utf-8", "replace").splitlines()[:100]:
-                output_log.info("%s %s: %s", label, name, line[:MAX_LINE])
-    worker.kill()
-    return None
-
-
 def _patterns(globs: Sequence[str]) -> re.Pattern[str]:
     """One regular expression matching any of these glob patterns (case-sensitive)."""
     return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs) or "(?!)")
@@ -242,155 +234,30 @@ def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
         future.set_result(outcome)
 
 
-class _Session:
-    """One run in one worker, served on a thread: send the order, read messages and
-    output until the end (or the worker's death), kill and reap the worker."""
+async def _first(
+    future: asyncio.Future[Any], *events: asyncio.Event, timeout: float | None = None
+) -> None:
+    """Wait until `future` is done, one of `events` is set, or `timeout` passes."""
+    waiters = {asyncio.ensure_future(e.wait()) for e in events}
+    try:
+        await asyncio.wait({future, *waiters}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
-    def __init__(
-        self,
-        worker: RunWorker,
-        order: RunOrder,
-        run: Run,
-        execution: WorkerExecution,
-        *,
-        settle: Callable[[tuple[RunStatus, str | None, RunEnd | None]], None],
-        ending: Callable[[], object],
-    ) -> None:
-        self.worker = worker
-        self.order = order
-        self.run = run
-        self.breakers = execution.breakers
-        self.observer = execution.metrics.run_observer(run.record.workflow)
-        self.settle = settle
-        self.ending = ending
-        self.stopping = False  # the daemon killed it (cancel, timeout, shutdown)
-        self.last_node: str | None = None
-        self.lines = 0
-        self.partial: dict[str, bytes] = {}
 
-    def serve(self, stopped: Callable[[], None]) -> None:
-        """Serve the run; `stopped()` once nothing of it can run any more: at its end,
-        right after its process group is killed (the reaping goes on afterwards)."""
-        worker = self.worker
-        told = False
-        try:
-            try:
-                worker.conn.send(self.order)
-                end = self._read_until_end()
-            except (EOFError, OSError):
-                end = None
-            if end is not None:
-                worker.kill()  # whatever the run left running stops now
-                self._drain(wait_s=0.0)  # what it wrote before its end
-                status = RunStatus.SUCCEEDED if end.error is None else RunStatus.FAILED
-                self.settle((status, end.error, end))
-                stopped()
-                told = True
-                worker.reap()
-            else:
-                code = worker.reap()
-                self._drain(wait_s=1.0)
-                self.settle((RunStatus.FAILED, self._death(code), None))
-        except Exception as exc:  # a bug here must not leave the run hanging
-            log.exception("run %s: serving its worker failed", self.order.run_id)
-            worker.kill()
-            self.settle((RunStatus.FAILED, f"internal error: {exc}", None))
-        finally:
-            self._drain(wait_s=1.0)
-            self.observer.close()
-            for _, end_r in worker.outputs:
-                end_r.close()
-            if not told:
-                stopped()
+async def _encoded(done: asyncio.Future[Any], run: Run) -> bool:
+    """Wait for a run's end while its worker encodes it: at most `ENCODE_LIMIT_S`, and
+    not once the daemon is stopping (a cancel is refused meanwhile). Whether it came."""
+    deadline = time.monotonic() + ENCODE_LIMIT_S
+    while not done.done() and run.stop_reason is not RunStatus.INTERRUPTED:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        await asyncio.wait({done}, timeout=min(left, 0.1))
+    return done.done()
 
-    def _read_until_end(self) -> RunEnd | None:
-        conn = self.worker.conn
-        outputs = {id(r): (name, r) for name, r in self.worker.outputs}
-        sources: list[Connection] = [conn, *(r for _, r in self.worker.outputs)]
-        while True:
-            for ready in wait(sources):
-                if ready is conn:
-                    kind, body = conn.recv()  # EOFError: the worker is gone
-                    if kind == "end":
-                        return body  # type: ignore[no-any-return]
-                    self._message(kind, body)
-                    continue
-                name, pipe = outputs[id(ready)]
-                data = os.read(pipe.fileno(), 65536)
-                if data:
-                    self._output(name, data)
-                else:
-                    sources.remove(pipe)
 
-    def _message(self, kind: str, body: Any) -> None:
-        if kind == "event":
-            event: Event = body
-            if isinstance(event, NodeStarted):
-                self.last_node = event.node if not event.path else f"{event.path}/{event.node}"
-            self.observer(event)
-        elif kind == "ending":
-            self.ending()
-        elif kind == "breakers":
-            snapshots: tuple[BreakerSnapshot, ...] = body
-            self.breakers.adopt(snapshots)
-
-    def _drain(self, *, wait_s: float) -> None:
-        """Read what is left of the output: what is there now, then until EOF for at most
-        `wait_s` (the group is dead: EOF comes at once, unless a process that left the
-        group still holds a pipe)."""
-        deadline = time.monotonic() + wait_s
-        sources = [(n, r) for n, r in self.worker.outputs if not r.closed]
-        while sources and time.monotonic() < deadline + 0.05:  # a writer outside the group
-            left = max(0.0, deadline - time.monotonic())
-            ready_now = wait([r for _, r in sources], timeout=left)
-            if not ready_now:
-                break
-            for ready in ready_now:
-                name, conn = next((n, r) for n, r in sources if r is ready)
-                data = os.read(conn.fileno(), 65536)
-                if data:
-                    self._output(name, data)
-                else:
-                    sources = [(n, r) for n, r in sources if r is not conn]
-        if wait_s:
-            for name, rest in self.partial.items():
-                if rest:
-                    self._line(name, rest)
-            self.partial.clear()
-
-    def _output(self, stream: str, data: bytes) -> None:
-        pending = self.partial.get(stream, b"") + data
-        *lines, rest = pending.split(b"\n")
-        if len(rest) > MAX_LINE:
-            lines.append(rest)
-            rest = b""
-        self.partial[stream] = rest
-        for line in lines:
-            self._line(stream, line)
-
-    def _line(self, stream: str, line: bytes) -> None:
-        self.lines += 1
-        if self.lines > MAX_LOGGED_LINES:
-            if self.lines == MAX_LOGGED_LINES + 1:
-                output_log.warning(
-                    "run %s: more than %d lines of output; the rest is not logged",
-                    self.order.run_id,
-                    MAX_LOGGED_LINES,
-                )
-            return
-        text = line[:MAX_LINE].decode("utf-8", "replace").rstrip("\r")
-        output_log.info("run %s %s: %s", self.order.run_id, stream, text)
-
-    def _death(self, code: int | None) -> str:
-        where = f" while running node {self.last_node!r}" if self.last_node else ""
-        return f"the run's worker process died{where}: {exit_text(code)}{self._limit_hint(code)}"
-
-    def _limit_hint(self, code: int | None) -> str:
-        limits = self.order.limits
-        if code == -signal.SIGXCPU and limits.cpu_time is not None:
-            return f" (the run hit its cpu_time limit, {limits.cpu_time:g} s)"
-        if code == -signal.SIGKILL and limits.cpu_time is not None:
-            return f" (SIGKILL follows SIGXCPU: the run's cpu_time limit is {limits.cpu_time:g} s)"
-        if limits.memory is not None and code is not None and code < 0:
-            return f" (the run's memory limit is {describe_limits(limits).partition(',')[0]})"
-        return ""
+def _reap_taken(taking: asyncio.Future[RunWorker]) -> None:
+    if not taking.cancelled() and taking.exception() is None:
+        threading.Thread(target=taking.result().reap, daemon=True).start()

@@ -298,9 +298,11 @@ class EdgeSpec(Model):
 class Limits(Model):
     """Resource limits of a run's process (rlimits; in the daemon, each run is a process)."""
 
-    memory: Size | None = None  # address space (RLIMIT_AS), per process
-    cpu_time: Duration | None = None  # CPU seconds (RLIMIT_CPU), per process
-    open_files: Annotated[int, Field(ge=16)] | None = None  # RLIMIT_NOFILE
+    # address space (RLIMIT_AS), per process: from 16M (less cannot run Python) to 1 EiB
+    memory: Annotated[Size, Field(ge=16 * 1024**2, le=1024**6)] | None = None
+    # CPU seconds (RLIMIT_CPU), per process: at most about 68 years
+    cpu_time: Annotated[Duration, Field(le=2**31 - 1)] | None = None
+    open_files: Annotated[int, Field(ge=16, le=2**20)] | None = None  # RLIMIT_NOFILE
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
@@ -339,6 +341,8 @@ class WorkflowSpec(Model):
             raise ValueError(
                 "an environment variable's name is letters, digits and _, not starting with a digit"
             )
+        if any("\0" in value for value in env.values()):
+            raise ValueError("an environment variable's value cannot hold a NUL character")
         return env
 
 

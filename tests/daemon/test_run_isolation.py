@@ -203,9 +203,9 @@ def test_a_spinning_node_is_cancelled_within_2s_and_frees_its_group_at_once(
         "spin.yaml",
         "name: spin\ninitial_state: {tag: x}\n"
         + node(
-            NOTE
-            + "import subprocess\n"
-            + "subprocess.Popen(['sleep', '300'])\n"
+            "import subprocess\n"
+            + "subprocess.Popen(['sleep', '300'])\n"  # before the note: in the group by then
+            + NOTE
             + "if state['tag'] == 'first':\n  while True:\n    pass"
         ),
     )
@@ -425,3 +425,127 @@ def test_uses_modules_are_imported_in_a_worker_never_in_the_daemon(
     assert len(importers) >= 2  # the load check (kind.yaml, typo.yaml) and the run
     assert d.proc.pid not in importers
     assert d.get("/healthz").status_code == 200
+
+
+ESCAPE = """
+import json, os, subprocess, time
+child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+with open(os.path.join(state["dir"], state["tag"] + ".escapee"), "w") as f:
+    f.write(str(child.pid))
+"""
+
+
+def test_processes_that_leave_the_group_die_with_their_run(
+    daemon_factory: Factory, tmp_path: Path
+) -> None:
+    """A node's child in a session of its own dies when the run is cancelled, and when
+    the run ends normally: nothing outlives its run."""
+    d = daemon_factory()
+    d.write(
+        "escape.yaml",
+        "name: escape\ninitial_state: {tag: x}\n"
+        + node(ESCAPE + "if state['tag'] == 'spin':\n  while True:\n    pass"),
+    )
+    d.start()
+    ended = d.dispatch("escape", {"tag": "done", "dir": str(tmp_path)})["id"]
+    assert end_of(d, ended, timeout_s=60) == "succeeded"
+    spinning = d.dispatch("escape", {"tag": "spin", "dir": str(tmp_path)})["id"]
+    spin_pid = d.wait_for(
+        lambda: (tmp_path / "spin.escapee").exists() and (tmp_path / "spin.escapee").read_text(),
+        timeout_s=60,
+        what="the escapee to start",
+    )
+    assert alive(int(spin_pid))
+    assert d.post(f"/api/v1/runs/{spinning}/cancel").json()["status"] == "cancelled"
+    for tag in ("done", "spin"):
+        pid = int((tmp_path / f"{tag}.escapee").read_text())
+        d.wait_for(lambda pid=pid: not alive(pid), timeout_s=5, what=f"escapee {pid} to die")
+
+
+FORGE = """
+import os, pickle, struct
+class Boom:
+    def __reduce__(self):
+        return (exec, ("open({!r}, 'w').write(str(__import__('os').getpid()))",))
+payload = pickle.dumps(Boom())
+for fd in range(3, 64):
+    try:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+            os.write(fd, struct.pack("!i", len(payload)) + payload)
+    except OSError:
+        pass
+return {"sent": True}
+"""
+
+
+def test_a_node_cannot_make_the_daemon_unpickle(daemon_factory: Factory, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    d = daemon_factory()
+    d.write("forge.yaml", "name: forge\n" + node(FORGE.replace("{!r}", repr(str(marker)))))
+    d.write("fine.yaml", "name: fine\n" + node("return {'ok': True}"))
+    d.start()
+    run = d.dispatch("forge")["id"]
+    assert end_of(d, run, timeout_s=60) == "failed"
+    assert "sent something that is not a message" in error_of(d, run)
+    assert not marker.exists()
+    fine = d.dispatch("fine")["id"]
+    assert end_of(d, fine, timeout_s=60) == "succeeded"
+
+
+def test_dead_ready_workers_are_replaced(daemon_factory: Factory) -> None:
+    """Ready workers killed behind the daemon's back (OOM killer, an admin) are never
+    handed a run."""
+    d = daemon_factory()
+    d.write("fine.yaml", "name: fine\n" + node("return {'ok': True}"))
+    d.start()
+    assert d.proc is not None
+    assert end_of(d, d.dispatch("fine")["id"], timeout_s=60) == "succeeded"
+
+    def ready_workers() -> list[int]:
+        return [p for p in descendants(d.proc.pid) if _session(p) == p]  # type: ignore[union-attr]
+
+    workers = d.wait_for(lambda: len(ready_workers()) >= 4 and ready_workers(), what="4 ready")
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    runs = [d.dispatch("fine")["id"] for _ in range(4)]
+    assert [end_of(d, r, timeout_s=60) for r in runs] == ["succeeded"] * 4
+    assert "died; it is replaced" in d.logs()
+
+
+def test_shutdown_interrupts_a_run_whose_end_never_encodes(
+    daemon_factory: Factory, tmp_path: Path
+) -> None:
+    """A final state whose repr() never returns: a cancel is refused (the nodes are done),
+    but SIGTERM still stops the daemon after shutdown_grace, the run interrupted."""
+    d = daemon_factory(env={"TEAD_SHUTDOWN_GRACE": "1"})
+    d.write(
+        "stuck.yaml",
+        "name: stuck\n"
+        + node(
+            "import time\n"
+            "class Slow:\n"
+            "    def __repr__(self):\n"
+            f"        open({str(tmp_path / 'encoding')!r}, 'w').close()\n"
+            "        time.sleep(3600)\n"
+            "return {'x': Slow()}"
+        ),
+    )
+    d.start()
+    run = d.dispatch("stuck")["id"]
+    d.wait_for((tmp_path / "encoding").exists, timeout_s=60, what="the run's end to encode")
+    refused = d.post(f"/api/v1/runs/{run}/cancel")
+    assert refused.status_code == 409, refused.text
+    d.signal(signal.SIGTERM)
+    assert d.proc is not None
+    assert d.proc.wait(timeout=30) == 0
+    again = d  # the same folders, a new daemon
+    again.start()
+    record = again.get(f"/api/v1/runs/{run}").json()
+    assert record["status"] == "interrupted", record
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except ProcessLookupError:
+        return None

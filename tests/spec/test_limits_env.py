@@ -56,6 +56,13 @@ def test_limits_and_env_parse() -> None:
         ("limits: {open_files: 3}", "wf.yaml:1:22: limits.open_files: Input should be greater"),
         ("limits: {disk: 1G}", "wf.yaml:1:10: unknown key 'disk'"),
         ("env: {LOG_LEVEL: 3}", "wf.yaml:1:18: env.LOG_LEVEL: Input should be a valid string"),
+        ("limits: {memory: 1}", "wf.yaml:1:18: limits.memory: Input should be greater than"),
+        ("limits: {memory: 9999999T}", "wf.yaml:1:18: limits.memory: Input should be less than"),
+        ("limits: {cpu_time: 1e30}", "wf.yaml:1:20: limits.cpu_time: Input should be less than"),
+        (
+            'env: {A: "x\\0y"}',
+            "wf.yaml:1:6: env: an environment variable's value cannot hold a NUL",
+        ),
         ("env: {'bad name': x}", "wf.yaml:1:6: env: an environment variable's name is letters"),
     ],
 )

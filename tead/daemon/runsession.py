@@ -1,0 +1,261 @@
+"""One run in one worker process, served by the daemon on a thread of its own.
+
+The session sends the worker its order, then reads what comes back until the run's end
+or the worker's death: the worker's messages (JSON only; events go to the run's metrics,
+breaker changes of the run's own workflow to the daemon's breakers) and its output (file
+descriptors 1 and 2 of the worker and its children), logged line by line with the run's
+id. Anything the worker sends that is not a message of its protocol fails the run (its
+code may have written to the pipe) and kills the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from tead.daemon.metrics import RunEventMetrics
+from tead.daemon.records import RunStatus
+from tead.daemon.runpool import RunWorker, exit_text
+from tead.daemon.runworker import (
+    MalformedMessage,
+    RunEnd,
+    RunOrder,
+    describe_limits,
+    receive,
+)
+from tead.engine.events import NodeStarted, event_from_json
+from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot, CircuitState
+from tead.parallel.strategies import known_strategies
+
+log = logging.getLogger(__name__)
+output_log = logging.getLogger("tead.run")
+
+MAX_LOGGED_LINES = 10_000  # lines of a run's output logged; the rest is counted
+MAX_LINE = 8192  # a longer line is logged in pieces of this many bytes
+#: printable, or a tab: other characters of a run's output are logged escaped
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32) if c != 9} | {127: "\\x7f"}
+
+Outcome = tuple[RunStatus, str | None, RunEnd | None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionHooks:
+    """What a session tells the daemon (each is called on the session's thread)."""
+
+    settle: Callable[[Outcome], object]  # the run's outcome is known
+    ending: Callable[[], object]  # its nodes are done; its end is being encoded
+    stopped: Callable[[], object]  # nothing of the run can run any more
+
+
+class RunSession:
+    """Serve one run in one worker (see the module's docstring)."""
+
+    def __init__(
+        self,
+        worker: RunWorker,
+        order: RunOrder,
+        *,
+        workflow: str,
+        breakers: BreakerRegistry,
+        observer: RunEventMetrics,
+        message_limit: int,
+    ) -> None:
+        self.worker = worker
+        self.order = order
+        self.workflow = workflow
+        self.breakers = breakers
+        self.observer = observer
+        self.message_limit = message_limit
+        self.last_node: str | None = None
+        self.lines = 0
+        self.partial: dict[str, bytes] = {}
+        self._strategies = set(known_strategies())
+        self._hooks: SessionHooks | None = None
+
+    def serve(self, hooks: SessionHooks) -> None:
+        """Serve the run; `hooks.stopped()` once nothing of it can run any more: at its
+        end, right after its processes are killed (the reaping goes on afterwards)."""
+        worker = self.worker
+        self._hooks = hooks
+        told = False
+        try:
+            end: RunEnd | None = None
+            malformed: str | None = None
+            try:
+                worker.conn.send(self.order)
+                end = self._read_until_end()
+            except (EOFError, OSError):
+                pass
+            except MalformedMessage as exc:
+                malformed = str(exc)
+            if end is not None:
+                worker.kill()  # whatever the run left running stops now
+                self._drain(wait_s=0.0)  # what it wrote before its end
+                status = RunStatus.SUCCEEDED if end.error is None else RunStatus.FAILED
+                hooks.settle((status, end.error, end))
+                hooks.stopped()
+                told = True
+                worker.reap()
+            else:
+                code = worker.reap()
+                self._drain(wait_s=1.0)
+                error = (
+                    f"the run's worker sent something that is not a message ({malformed}); "
+                    "it was killed"
+                    if malformed is not None
+                    else self._death(code)
+                )
+                hooks.settle((RunStatus.FAILED, error, None))
+        except Exception as exc:  # a bug here must not leave the run hanging
+            log.exception("run %s: serving its worker failed", self.order.run_id)
+            worker.kill()
+            hooks.settle((RunStatus.FAILED, f"internal error: {exc}", None))
+        finally:
+            self._drain(wait_s=1.0)
+            self.observer.close()
+            for _, pipe in worker.outputs:
+                pipe.close()
+            if not told:
+                hooks.stopped()
+
+    def _read_until_end(self) -> RunEnd:
+        conn = self.worker.conn
+        outputs = {id(r): (name, r) for name, r in self.worker.outputs}
+        sources: list[Connection] = [conn, *(r for _, r in self.worker.outputs)]
+        while True:
+            for ready in wait(sources):
+                if ready is conn:
+                    kind, body = receive(conn, self.message_limit)  # EOFError: it is gone
+                    if kind == "end":
+                        try:
+                            return RunEnd.from_json(body)
+                        except ValueError as exc:
+                            raise MalformedMessage(str(exc)) from None
+                    self._message(kind, body)
+                    continue
+                name, pipe = outputs[id(ready)]
+                data = os.read(pipe.fileno(), 65536)
+                if data:
+                    self._output(name, data)
+                else:
+                    sources.remove(pipe)
+
+    def _message(self, kind: str, body: Any) -> None:
+        try:
+            if kind == "event":
+                event = event_from_json(body)
+                if getattr(event, "strategy", None) not in (None, *self._strategies):
+                    raise ValueError("an event of an unknown strategy")  # label values
+                if isinstance(event, NodeStarted):
+                    self.last_node = f"{event.path}/{event.node}" if event.path else event.node
+                self.observer(event)
+            elif kind == "ending":
+                assert self._hooks is not None
+                self._hooks.ending()
+            elif kind == "breakers":
+                self.breakers.adopt([self._snapshot(item) for item in body])
+            else:
+                raise ValueError(f"unknown kind {kind[:40]!r}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedMessage(f"a bad {kind[:40]!r} message: {exc}") from None
+
+    def _snapshot(self, item: Any) -> BreakerSnapshot:
+        """A breaker state the worker sent: only its own workflow's breakers."""
+        name = item["name"]
+        if not isinstance(name, str) or not name.startswith(f"{self.workflow}:"):
+            raise ValueError("a breaker of another workflow")
+        opened = item["opened_at"]
+        return BreakerSnapshot(
+            name=name,
+            state=CircuitState(item["state"]),
+            failure_count=int(item["failure_count"]),
+            opened_at=None if opened is None else float(opened),
+        )
+
+    def _drain(self, *, wait_s: float) -> None:
+        """Read what is left of the output: what is there now, then until EOF for at most
+        `wait_s` (the processes are dead: EOF comes at once, unless one that escaped them
+        still holds a pipe)."""
+        deadline = time.monotonic() + wait_s
+        sources = [(n, r) for n, r in self.worker.outputs if not r.closed]
+        while sources and time.monotonic() < deadline + 0.05:  # a writer still going
+            left = max(0.0, deadline - time.monotonic())
+            ready_now = wait([r for _, r in sources], timeout=left)
+            if not ready_now:
+                break
+            for ready in ready_now:
+                name, pipe = next((n, r) for n, r in sources if r is ready)
+                data = os.read(pipe.fileno(), 65536)
+                if data:
+                    self._output(name, data)
+                else:
+                    sources = [(n, r) for n, r in sources if r is not pipe]
+        if wait_s:
+            for name, rest in self.partial.items():
+                if rest:
+                    self._line(name, rest)
+            self.partial.clear()
+
+    def _output(self, stream: str, data: bytes) -> None:
+        pending = self.partial.get(stream, b"") + data
+        *lines, rest = pending.split(b"\n")
+        while len(rest) > MAX_LINE:  # no newline for a long while: log it in pieces
+            lines.append(rest[:MAX_LINE])
+            rest = rest[MAX_LINE:]
+        self.partial[stream] = rest
+        for line in lines:
+            self._line(stream, line)
+
+    def _line(self, stream: str, line: bytes) -> None:
+        self.lines += 1
+        if self.lines > MAX_LOGGED_LINES:
+            if self.lines == MAX_LOGGED_LINES + 1:
+                output_log.warning(
+                    "run %s: more than %d lines of output; the rest is not logged",
+                    self.order.run_id,
+                    MAX_LOGGED_LINES,
+                )
+            return
+        text = line[:MAX_LINE].decode("utf-8", "replace").translate(_CONTROL)
+        output_log.info("run %s %s: %s", self.order.run_id, stream, text)
+
+    def _death(self, code: int | None) -> str:
+        where = f" while running node {self.last_node!r}" if self.last_node else ""
+        return f"the run's worker process died{where}: {exit_text(code)}{self._limit_hint(code)}"
+
+    def _limit_hint(self, code: int | None) -> str:
+        limits = self.order.limits
+        if code == -signal.SIGXCPU and limits.cpu_time is not None:
+            return f" (the run hit its cpu_time limit, {limits.cpu_time:g} s)"
+        if code is not None and code < 0 and (described := describe_limits(limits)):
+            return f" (the run's limits: {described})"
+        return ""
+
+
+def answer(worker: RunWorker, timeout_s: float, label: str) -> tuple[str, Any] | None:
+    """The worker's next message within `timeout_s` (its output logged meanwhile), or None
+    if it died, sent no message of its protocol or took too long (then it is killed)."""
+    deadline = time.monotonic() + timeout_s
+    outputs = {id(r): (name, r) for name, r in worker.outputs}
+    sources: list[Connection] = [worker.conn, *(r for _, r in worker.outputs)]
+    while (left := deadline - time.monotonic()) > 0:
+        for ready in wait(sources, timeout=left):
+            if ready is worker.conn:
+                try:
+                    return receive(worker.conn, 1024 * 1024)
+                except (EOFError, OSError, MalformedMessage):
+                    return None
+            name, pipe = outputs[id(ready)]
+            data = os.read(pipe.fileno(), 65536)
+            if not data:
+                sources.remove(pipe)
+            for line in data.decode("utf-8", "replace").splitlines()[:100]:
+                output_log.info("%s %s: %s", label, name, line[:MAX_LINE].translate(_CONTROL))
+    worker.kill()
+    return None
