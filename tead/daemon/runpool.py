@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from tead.daemon.runworker import PRELOAD, MalformedMessage, kill_tree, receive, run_worker_main
+from tead.daemon.runprocess import kill_tree
+from tead.daemon.runworker import PRELOAD, MalformedMessage, receive, run_worker_main
 from tead.executors.worker import context
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class RunWorker:
     pid: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     reaped: bool = False
+    runs: int = 0  # runs it has served
+    kept_for: object = None  # the workflow version whose next run it may serve
 
     def kill(self) -> None:
         """SIGKILL what the worker started (processes that left its group too: it is their
@@ -100,22 +103,40 @@ class RunWorkerPool:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a worker became ready
         self._ready: deque[RunWorker] = deque()
+        self._kept: dict[object, RunWorker] = {}  # by workflow version, oldest first
         self._starting = 0
         self._closed = False
         self._workers: weakref.WeakSet[RunWorker] = weakref.WeakSet()  # every one started
         _live_pools.add(self)
 
-    def take_ready(self) -> RunWorker | None:
-        """A ready worker if there is one (never blocks long: one found dead is reaped)."""
+    def take_ready(self, key: object = None) -> RunWorker | None:
+        """A worker kept after a clean run of the same workflow version `key`, else a
+        ready one, if there is one (never blocks long: one found dead is reaped)."""
         while True:
             with self._lock:
-                worker = self._ready.popleft() if self._ready else None
+                kept = self._kept.pop(key, None) if key is not None else None
+                worker = kept or (self._ready.popleft() if self._ready else None)
             if worker is None or worker.usable():
                 break
             log.warning("a ready run worker (pid %d) died; it is replaced", worker.pid)
             worker.reap()
-        self.refill()
+        if kept is None:
+            self.refill()
         return worker
+
+    def keep(self, worker: RunWorker, key: object) -> None:
+        """Keep a worker that ended a run cleanly for the next run of `key` (one per key,
+        at most `size` in all; the oldest goes first)."""
+        with self._lock:
+            if self._closed:
+                dropped = [worker]
+            else:
+                dropped = [w for w in [self._kept.pop(key, None)] if w is not None]
+                self._kept[key] = worker
+                while len(self._kept) > max(self._size, 1):
+                    dropped.append(self._kept.pop(next(iter(self._kept))))
+        for old in dropped:
+            threading.Thread(target=old.reap, daemon=True).start()
 
     def take(self, timeout_s: float = START_TIMEOUT_S) -> RunWorker:
         """A ready worker, waiting at most `timeout_s` for one to start (WorkerStartError
@@ -157,7 +178,8 @@ class RunWorkerPool:
         """Kill the ready workers; no more are started."""
         with self._lock:
             self._closed = True
-            ready, self._ready = list(self._ready), deque()
+            ready, self._ready = [*self._ready, *self._kept.values()], deque()
+            self._kept = {}
         for worker in ready:
             worker.reap()
 

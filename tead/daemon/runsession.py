@@ -51,6 +51,8 @@ class SessionHooks:
     settle: Callable[[Outcome], object]  # the run's outcome is known
     ending: Callable[[], object]  # its nodes are done; its end is being encoded
     stopped: Callable[[], object]  # nothing of the run can run any more
+    # a worker that ended its run cleanly: kept for the next run (True) or not
+    keep: Callable[[RunWorker], bool] = lambda worker: False
 
 
 class RunSession:
@@ -83,7 +85,7 @@ class RunSession:
         end, right after its processes are killed (the reaping goes on afterwards)."""
         worker = self.worker
         self._hooks = hooks
-        told = False
+        told = kept = False
         try:
             end: RunEnd | None = None
             malformed: str | None = None
@@ -95,13 +97,16 @@ class RunSession:
             except MalformedMessage as exc:
                 malformed = str(exc)
             if end is not None:
-                worker.kill()  # whatever the run left running stops now
+                if not end.clean:
+                    worker.kill()  # whatever the run left running stops now
                 self._drain(wait_s=0.0)  # what it wrote before its end
                 status = RunStatus.SUCCEEDED if end.error is None else RunStatus.FAILED
                 hooks.settle((status, end.error, end))
                 hooks.stopped()
                 told = True
-                worker.reap()
+                kept = end.clean and hooks.keep(worker)
+                if not kept:
+                    worker.reap()
             else:
                 code = worker.reap()
                 self._drain(wait_s=1.0)
@@ -117,10 +122,11 @@ class RunSession:
             worker.kill()
             hooks.settle((RunStatus.FAILED, f"internal error: {exc}", None))
         finally:
-            self._drain(wait_s=1.0)
             self.observer.close()
-            for _, pipe in worker.outputs:
-                pipe.close()
+            if not kept:
+                self._drain(wait_s=1.0)
+                for _, pipe in worker.outputs:
+                    pipe.close()
             if not told:
                 hooks.stopped()
 

@@ -8,8 +8,10 @@ pipes (output of C code and child processes is caught too), follows the daemon (
 daemon dies, the worker kills its whole group at once), says it is ready and waits for
 one `RunOrder`. It runs it in the workflow's folder, with the environment, `sys.path` and
 limits the order gives, sends events, breaker changes and the encoded end back, and waits
-for the daemon to kill its group. One run per worker: nothing a run changes in its process
-(working directory, environment, imported modules, threads) reaches another run.
+for the daemon to kill its group, or, if the run left nothing running and lowered no
+limit, for the next run of the same workflow version, before which it puts back what a
+run may change in the process (`runprocess.Baseline`). A worker never serves two
+workflows, or two versions of one.
 
 Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
 and the daemon must not run what it reads): `[kind, body]` with kind "ready" (the pid),
@@ -25,7 +27,6 @@ reaches it too (`kill_tree`).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import errno
 import gc
@@ -41,6 +42,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
 from tead.engine.events import Event, RunFinished
 from tead.engine.runner import run_workflow
@@ -99,6 +101,7 @@ class RunEnd:
 
     error: str | None
     end: StorableEnd
+    clean: bool = False  # nothing of the run is left in the worker: it may run another
 
     def to_json(self) -> dict[str, Any]:
         end = self.end
@@ -107,6 +110,7 @@ class RunEnd:
             "final_state": end.final_state,
             "branches": list(end.branches),
             "problem": end.problem,
+            "clean": self.clean,
         }
 
     @classmethod
@@ -123,6 +127,7 @@ class RunEnd:
         return cls(
             error=error,
             end=StorableEnd(final_state=state, branches=tuple(branches), problem=problem),
+            clean=data.get("clean") is True,
         )
 
 
@@ -154,7 +159,7 @@ def run_worker_main(
     """A run worker's life: set up, say ready, run one order, wait to be killed."""
     gc.freeze()  # what came from the fork server is never collected here: no copy-on-write
     os.setsid()  # a process group (and session) of its own: one kill stops the whole run
-    _become_subreaper()
+    become_subreaper()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when runs stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.dup2(stdout.fileno(), 1)
@@ -179,16 +184,32 @@ def run_worker_main(
         os._exit(0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # user code may rely on the default
     if isinstance(order, CheckOrder):
-        answer: tuple[str, Any] = ("checked", check_order(order))
-    else:
-        answer = ("end", run_order(order, send).to_json())
+        _answer(send, conn, ("checked", check_order(order)))
+        os._exit(0)
+    baseline = Baseline()
+    while isinstance(order, RunOrder):
+        end = run_order(order, send)
+        clean = baseline.left_nothing(order.limits != Limits())
+        next_order = _answer(send, conn, ("end", dataclasses.replace(end, clean=clean).to_json()))
+        if not clean or not isinstance(next_order, RunOrder):
+            break
+        baseline.restore()  # the next run of this workflow version starts as the first did
+        order = next_order
+    os._exit(0)
+
+
+def _answer(send: Send, conn: Connection, answer: tuple[str, Any]) -> object:
+    """Send the answer; then the daemon kills this process group, or (after a clean run)
+    sends the next order of the same workflow, which this returns."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    with contextlib.suppress(OSError):
+    try:
         send(answer)
-        conn.recv()  # the daemon kills this process group now that it has the answer
-    os._exit(0)
+        next_order: object = conn.recv()
+    except (EOFError, OSError):
+        return None
+    return next_order
 
 
 def check_order(order: CheckOrder) -> str | None:
@@ -208,54 +229,6 @@ def _kill_everything() -> None:
     """The daemon is gone: kill what this run started, then this process group."""
     kill_tree(os.getpid())
     os.killpg(0, signal.SIGKILL)
-
-
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def _become_subreaper() -> None:
-    """Orphans of this run are reparented to this process, not to init (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (Linux: /proc/PID/task/*/children), parents first."""
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{parent}/task/{task}/children", encoding="ascii") as f:
-                    children = [int(c) for c in f.read().split()]
-            except (OSError, ValueError):
-                continue
-            for child in children:
-                if child not in found:
-                    found.append(child)
-                    todo.append(child)
-    return found
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL every process below `pid` (not `pid` itself): stopped first, so that none
-    forks meanwhile, then killed; repeated until none is left (at most a few rounds)."""
-    for _ in range(5):
-        found = descendants(pid)
-        if not found:
-            return
-        for child in found:
-            with contextlib.suppress(OSError):
-                os.kill(child, signal.SIGSTOP)
-        for child in descendants(pid):
-            with contextlib.suppress(OSError):
-                os.kill(child, signal.SIGKILL)
 
 
 def run_order(order: RunOrder, send: Send) -> RunEnd:

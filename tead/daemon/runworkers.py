@@ -7,7 +7,9 @@ environment, path and limits) and reads, on a thread of its own, the worker's me
 run ends, is cancelled or times out, or the worker dies, the worker's whole process group
 (its branch processes and whatever its nodes started) is killed with SIGKILL and reaped,
 and only then is the run's work reported stopped, so its concurrency group is released
-at once with nothing left running. A worker never runs a second run.
+at once with nothing left running. A worker whose run ended cleanly (nothing left
+running, no limit lowered) may serve the next run of the same workflow version, at most
+`MAX_RUNS_PER_WORKER` runs.
 
 The daemon alone writes the store and the metrics. A node's output (file descriptors 1
 and 2 of the worker and its children) is logged by the daemon, line by line, with the
@@ -44,6 +46,7 @@ from tead.spec.models import Limits
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 30.0  # importing a workflow's uses: modules in a worker, at most
+MAX_RUNS_PER_WORKER = 100  # then a worker is replaced, whatever it kept
 ENCODE_LIMIT_S = 60.0  # encoding a run's end in its worker (JSON of its states), at most
 RunOutcome = tuple[RunStatus, str | None, RunEnd | None]
 
@@ -136,7 +139,16 @@ class WorkerExecution:
             observer=self.metrics.run_observer(run.record.workflow),
             message_limit=4 * self.max_state_bytes + MIB,
         )
+
+        def keep(worker: RunWorker) -> bool:  # on the session's thread
+            worker.runs += 1
+            if worker.runs >= MAX_RUNS_PER_WORKER or run.stop.is_set():
+                return False
+            self._pool.keep(worker, _version(run))
+            return True
+
         hooks = SessionHooks(
+            keep=keep,
             settle=lambda outcome: loop.call_soon_threadsafe(_settle, done, outcome),
             ending=functools.partial(loop.call_soon_threadsafe, nodes_done),
             stopped=functools.partial(loop.call_soon_threadsafe, stopped_work.set),
@@ -179,9 +191,10 @@ class WorkerExecution:
         return Outcome(status=status, error=message, final=None, stopped_work=stopped_work)
 
     async def _take(self, run: Run) -> RunWorker | str:
-        """A ready worker for `run` (waiting while one starts, unless the run is stopped
-        meanwhile), or why there is none."""
-        worker = self._pool.take_ready()
+        """A worker for `run`: one kept after the last run of its workflow version, else a
+        ready one (waiting while one starts, unless the run is stopped meanwhile), or why
+        there is none."""
+        worker = self._pool.take_ready(_version(run))
         if worker is not None:
             return worker
         taking = asyncio.ensure_future(asyncio.to_thread(self._pool.take))
@@ -227,6 +240,11 @@ class WorkerExecution:
 def _patterns(globs: Sequence[str]) -> re.Pattern[str]:
     """One regular expression matching any of these glob patterns (case-sensitive)."""
     return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs) or "(?!)")
+
+
+def _version(run: Run) -> tuple[str, str]:
+    """Which runs may share a worker one after the other: those of one workflow version."""
+    return (run.record.workflow, run.record.workflow_hash)
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

@@ -549,3 +549,63 @@ def _session(pid: int) -> int | None:
         return os.getsid(pid)
     except ProcessLookupError:
         return None
+
+
+RESET = """
+import logging, os, signal, socket, sys, warnings
+seen = {
+    "pid": os.getpid(),
+    "cwd": os.getcwd(),
+    "leaked": os.environ.get("LEAKED"),
+    "handler": signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL,
+    "umask": os.umask(0o022),
+    "limit": sys.getrecursionlimit(),
+    "timeout": socket.getdefaulttimeout(),
+    "filters": len(warnings.filters),
+    "handlers": len(logging.getLogger().handlers),
+    "imported": "helper" in sys.modules,
+}
+import helper
+helper.VALUE = "changed"
+os.chdir("/")
+os.environ["LEAKED"] = "yes"
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+os.umask(0o077)
+sys.setrecursionlimit(5000)
+socket.setdefaulttimeout(3)
+warnings.simplefilter("ignore")
+logging.getLogger().addHandler(logging.NullHandler())
+if state.get("thread"):
+    import threading, time
+    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+return {"seen": seen, "value": helper.VALUE}
+"""
+
+
+def test_a_worker_serves_its_workflows_next_run_only_after_a_reset(
+    daemon_factory: Factory,
+) -> None:
+    """Runs of one workflow version may share a worker; what a run changed in the
+    process is put back first. A run that leaves a thread gets its worker killed."""
+    d = daemon_factory()
+    d.write("helper.py", "VALUE = 'original'\n")
+    d.write("reset.yaml", "name: reset\n" + node(RESET))
+    d.start()
+
+    def seen(inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+        run = d.dispatch("reset", inputs)["id"]
+        assert end_of(d, run, timeout_s=60) == "succeeded", error_of(d, run)
+        return d.get(f"/api/v1/runs/{run}").json()["final_state"]["seen"]  # type: ignore[no-any-return]
+
+    first, second = seen(), seen()
+    assert second["pid"] == first["pid"]  # the same worker ...
+    assert {k: v for k, v in second.items() if k != "pid"} == {
+        k: v for k, v in first.items() if k != "pid"
+    }  # ... as it was before the first run
+    assert first["cwd"] == str(d.workflows.resolve()) and first["leaked"] is None
+    assert first["imported"] is False
+    third = seen({"thread": True})
+    assert third["pid"] == first["pid"]
+    fourth = seen()
+    assert fourth["pid"] != first["pid"]  # the thread left behind: a new worker
+    assert not alive(first["pid"])

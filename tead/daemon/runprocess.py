@@ -1,0 +1,113 @@
+"""What a run leaves in its worker process: the processes below it (killed with it, even
+those that left its process group: the worker is their subreaper) and the process-wide
+state a run may change, put back before the worker serves the next run of the same
+workflow version."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import linecache
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import warnings
+from typing import Any, cast
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    """Orphans of this run are reparented to this process, not to init (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux: /proc/PID/task/*/children), parents first."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", encoding="ascii") as f:
+                    children = [int(c) for c in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            for child in children:
+                if child not in found:
+                    found.append(child)
+                    todo.append(child)
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL every process below `pid` (not `pid` itself): stopped first, so that none
+    forks meanwhile, then killed; repeated until none is left (at most a few rounds)."""
+    for _ in range(5):
+        found = descendants(pid)
+        if not found:
+            return
+        for child in found:
+            with contextlib.suppress(OSError):
+                os.kill(child, signal.SIGSTOP)
+        for child in descendants(pid):
+            with contextlib.suppress(OSError):
+                os.kill(child, signal.SIGKILL)
+
+
+class Baseline:
+    """What a worker was like before its first run, to check that a run left nothing
+    running and to put back what a run may have changed in the process. The next order
+    sets the working directory, environment and `sys.path` itself."""
+
+    def __init__(self) -> None:
+        self.modules = set(sys.modules)
+        self.threads = threading.active_count()
+        self.signals = {s: signal.getsignal(s) for s in _CATCHABLE}
+        self.umask = os.umask(0o022)
+        os.umask(self.umask)
+        self.recursion_limit = sys.getrecursionlimit()
+        self.streams = (sys.stdout, sys.stderr, sys.stdin)
+        self.warnings = list(warnings.filters)
+        root = logging.getLogger()
+        self.logging = (root.level, list(root.handlers))
+        self.socket_timeout = socket.getdefaulttimeout()
+
+    def left_nothing(self, limited: bool) -> bool:
+        """Whether the run left nothing running and lowered no limit."""
+        return (
+            not limited
+            and threading.active_count() <= self.threads
+            and not descendants(os.getpid())
+        )
+
+    def restore(self) -> None:
+        for name in set(sys.modules) - self.modules:  # the next run imports its own
+            del sys.modules[name]
+        importlib.invalidate_caches()  # ... and sees edited files
+        linecache.clearcache()
+        for number, handler in self.signals.items():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                signal.signal(number, handler)
+        os.umask(self.umask)
+        sys.setrecursionlimit(self.recursion_limit)
+        sys.stdout, sys.stderr, sys.stdin = self.streams
+        cast(list[Any], warnings.filters)[:] = self.warnings
+        root = logging.getLogger()
+        root.setLevel(self.logging[0])
+        root.handlers[:] = self.logging[1]
+        socket.setdefaulttimeout(self.socket_timeout)
+
+
+_CATCHABLE = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
