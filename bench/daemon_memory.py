@@ -157,7 +157,7 @@ def main() -> None:
         largest = max(h["VmRSS"] for h in helpers) / 1024
         print(
             f"at the end, {len(helpers)} processes below the daemon (fork server, ready run "
-            f"workers, ...): largest RSS {largest:.1f} MB (each run's worker is new)"
+            f"workers, ...): largest RSS {largest:.1f} MB (a worker serves at most 100 runs)"
         )
     print(
         "trend (runs: RSS MB / threads): "
