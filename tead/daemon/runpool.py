@@ -45,7 +45,6 @@ class RunWorker:
     lock: threading.Lock = field(default_factory=threading.Lock)
     reaped: bool = False
     runs: int = 0  # runs it has served
-    kept_for: object = None  # the workflow version whose next run it may serve
 
     def kill(self) -> None:
         """SIGKILL what the worker started (processes that left its group too: it is their
