@@ -262,12 +262,16 @@ class BreakerRegistry:
         """Close the breaker `name`; KeyError if there is no such breaker."""
         with self._lock:
             breaker = self._breakers.get(name)
-            if breaker is None:
+            live = breaker is not None
+            if breaker is None:  # known from the store only: reset a copy, keep its state
                 snapshot = self._saved[name]  # KeyError: unknown breaker
                 breaker = CircuitBreaker(
                     name, CircuitBreakerConfig(), clock=self._clock, snapshot=snapshot
                 )
-                self._breakers[name] = breaker
         change = breaker.reset()
-        self._store.save(breaker.snapshot())
+        snapshot = breaker.snapshot()
+        if not live:  # not kept: its config is not the workflow's (its next use makes it)
+            with self._lock:
+                self._saved[name] = snapshot
+        self._store.save(snapshot)
         return change

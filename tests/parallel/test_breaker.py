@@ -75,6 +75,25 @@ def test_reset_closes_an_open_breaker() -> None:
     assert breaker.reset() is None  # already closed
 
 
+def test_resetting_a_stored_breaker_keeps_no_copy_with_a_guessed_config() -> None:
+    """The daemon resets breakers its runs (in worker processes) use with configs it does
+    not hold: the reset is stored, and a state adopted later reads as it was stored (no
+    half-open computed from a default reset_timeout, the workflow's is 1 h)."""
+    clock = FakeClock()
+    store = MemoryBreakerStore()
+    store.save(BreakerSnapshot(name="wf:a", state=CircuitState.OPEN, failure_count=1, opened_at=0))
+    registry = BreakerRegistry(store, clock=clock)
+    assert registry.reset("wf:a") == Transition("wf:a", CircuitState.OPEN, CircuitState.CLOSED)
+    assert registry.states()["wf:a"].state is CircuitState.CLOSED
+    assert store.load_all()[0].state is CircuitState.CLOSED
+    opened = BreakerSnapshot(
+        name="wf:a", state=CircuitState.OPEN, failure_count=1, opened_at=clock()
+    )
+    registry.adopt([opened])
+    clock.advance(CircuitBreakerConfig().reset_timeout + 1)
+    assert registry.states()["wf:a"].state is CircuitState.OPEN
+
+
 def test_concurrent_failures_are_all_counted() -> None:
     breaker = CircuitBreaker(
         "wf:a", CircuitBreakerConfig(failure_threshold=10_000), clock=FakeClock()
