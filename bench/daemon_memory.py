@@ -26,6 +26,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.daemon_common import client, counter_total, daemon, proc_status, verdict, wait_idle
+from tests.helpers import descendants
 
 WORKFLOW = """
 name: {name}
@@ -83,28 +84,6 @@ def dispatch_batch(url: str, count: int, offset: int) -> int:
     for thread in threads:
         thread.join()
     return refused[0]
-
-
-def descendants(pid: int) -> list[int]:
-    """The processes below `pid` (from /proc), alive now."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(
-                    (entry / "stat").read_text().rpartition(")")[2].split()[1]
-                )
-            except (OSError, IndexError, ValueError):
-                continue
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        for child, its_parent in parents.items():
-            if its_parent == parent:
-                found.append(child)
-                todo.append(child)
-    return found
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from tests.daemon.test_daemon_runs import end_of
 from tests.daemon_fixture import DaemonProcess
-from tests.helpers import alive, wait_status
+from tests.helpers import alive, descendants, wait_status
 
 Factory = Callable[..., DaemonProcess]
 
@@ -45,27 +45,6 @@ def started(d: DaemonProcess, folder: Path, tag: str) -> dict[str, Any]:
         timeout_s=60,
         what=f"{tag} to start",
     )
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below `pid` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def error_of(d: DaemonProcess, run_id: str) -> str:

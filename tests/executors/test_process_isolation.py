@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tests.daemon.test_daemon_runs import alive, end_of, process_fanout
 from tests.daemon_fixture import ROOT, DaemonProcess
-from tests.helpers import fill, final_state
+from tests.helpers import descendants, fill, final_state
 
 Factory = Callable[..., DaemonProcess]
 CONSOLE_SCRIPT = Path(sys.executable).with_name("tead")  # the installed `tead` command
@@ -48,28 +48,6 @@ def shadow_tead(folder: Path) -> None:
     (folder / "tead").mkdir(parents=True, exist_ok=True)
     (folder / "tead" / "__init__.py").write_text('raise RuntimeError("the wrong tead")\n')
     (folder / "yaml.py").write_text('raise RuntimeError("the wrong yaml")\n')
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid` (children, grandchildren, ...), from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def gone_within(pids: set[int], limit_s: float) -> tuple[set[int], float]:
