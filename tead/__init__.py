@@ -2,7 +2,7 @@
 
 The Python API: load or build a workflow, run it (`invoke`, `stream`), share executors
 across runs (`Executors`), add a strategy (`Executors.register`, or a package in the
-`tead.executors` entry-point group).
+`tead.executors` entry-point group), run async work in parallel groups (`parallel`).
 """
 
 from tead.engine.events import (
@@ -23,6 +23,7 @@ from tead.engine.events import (
 from tead.engine.seam import FanOutJob, ParallelExecutor
 from tead.engine.task import BranchTask
 from tead.errors import (
+    GroupError,
     InputError,
     NodeError,
     PluginError,
@@ -36,12 +37,17 @@ from tead.errors import (
 )
 from tead.executors.registry import ExecutorDeps, Executors
 from tead.graph.compiled import END, START
+from tead.groups import parallel
 from tead.parallel.config import (
     CircuitBreakerConfig,
     ParallelConfig,
     ParallelFlowResult,
     RetryPolicy,
 )
+from tead.parallel.group import ParallelGroup
+from tead.parallel.journal import Journal, SqliteJournal
+from tead.parallel.members import GroupListener, GroupMetrics
+from tead.parallel.scope import current_key
 from tead.parallel.strategies import known_strategies
 from tead.version import __version__
 from tead.workflow import Graph, Workflow, load_workflow, load_workflow_text
@@ -63,13 +69,18 @@ __all__ = [
     "FanOutJob",
     "FanOutStarted",
     "Graph",
+    "GroupError",
+    "GroupListener",
+    "GroupMetrics",
     "InputError",
+    "Journal",
     "NodeError",
     "NodeFinished",
     "NodeStarted",
     "ParallelConfig",
     "ParallelExecutor",
     "ParallelFlowResult",
+    "ParallelGroup",
     "PluginError",
     "RetryPolicy",
     "RunCancelled",
@@ -77,14 +88,17 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "ScopeError",
+    "SqliteJournal",
     "TeadError",
     "UnknownStrategyError",
     "UsageError",
     "Workflow",
     "WorkflowError",
     "__version__",
+    "current_key",
     "event_from_json",
     "known_strategies",
     "load_workflow",
     "load_workflow_text",
+    "parallel",
 ]

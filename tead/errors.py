@@ -10,6 +10,7 @@
     ├── NodeError                  exit 1: a node raised outside a fan-out
     ├── RunCancelled               exit 1: the run was cancelled (or timed out) from outside
     ├── StorageFullError           the state folder's file system is full (the API: 503)
+    ├── GroupError                 a member of a `tead.parallel` group failed under `fail_fast`
     └── RunError                   exit 1: the run could not go on (no edge matched, ...)
         ├── FanOutError            a branch failed under `fail_fast`
         ├── PickleValidationError  process strategy: a state value cannot be sent
@@ -228,6 +229,21 @@ class StorageFullError(TeadError):
         self.path = path
         self.cause = cause
         super().__init__(f"the state folder's disk is full ({path}: {cause}); nothing was written")
+
+
+class GroupError(TeadError):
+    """A member of a parallel group (`tead.parallel`) failed under `fail_fast`: the others
+    were cancelled. `result` is the failed member's result, `results` every member's, in
+    add order."""
+
+    def __init__(self, group: str, result: Any, results: Sequence[Any]) -> None:
+        self.group = group
+        self.result = result
+        self.results = list(results)
+        super().__init__(
+            f"group {group!r} failed fast: member {result.branch!r} failed: "
+            f"{result.error_type}: {result.error}"
+        )
 
 
 class CircuitOpenError(Exception):

@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (  # low -> high, names relative to the pa
     ("graph",),
     ("engine",),
     ("executors",),
-    ("workflow", "daemon"),
+    ("workflow", "groups", "daemon"),
     ("cli",),
 )
 

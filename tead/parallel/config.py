@@ -125,6 +125,8 @@ class ParallelFlowResult(Mapping[str, Any]):
     retry_count: int = 0
     attempt_errors: tuple[str, ...] = field(default_factory=tuple)
     circuit_state: str | None = None
+    #: what a `tead.parallel` group member returned (None for fan-out branches)
+    value: Any = None
     # The names of the error's classes, most derived first, so that `retry_on` can match
     # a base class by name even when the error came from another process.
     error_mro: tuple[str, ...] = field(default=(), repr=False, compare=False)
