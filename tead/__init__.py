@@ -5,6 +5,8 @@ across runs (`Executors`), add a strategy (`Executors.register`, or a package in
 `tead.executors` entry-point group), run async work in parallel groups (`parallel`).
 """
 
+from typing import Any
+
 from tead.engine.events import (
     BranchFinished,
     BranchRetry,
@@ -101,4 +103,15 @@ __all__ = [
     "load_workflow",
     "load_workflow_text",
     "parallel",
+    "progress_display",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`progress_display` (tead.cli.progress), imported on first use: rich takes tens of
+    milliseconds to import, which programs that never show progress should not pay."""
+    if name == "progress_display":
+        from tead.cli.progress import progress_display  # deferred: rich costs ~40 ms
+
+        return progress_display
+    raise AttributeError(f"module 'tead' has no attribute {name!r}")
