@@ -4,6 +4,7 @@ clock."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import heapq
 import itertools
@@ -255,3 +256,40 @@ class FakeLauncher:
                 job.settle(outcome)
             job.future.set_result(outcome)
         self._pump()
+
+
+class FakeAsyncClock:
+    """An `AsyncClock` (tead.parallel.scope) for parallel groups: time moves only when the
+    test calls `advance`, which wakes the sleepers whose time has come."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.now + seconds, future))
+        await future
+
+    @property
+    def sleeping(self) -> int:
+        """How many sleeps are waiting."""
+        return sum(not future.done() for _, future in self._sleepers)
+
+    async def advance(self, seconds: float) -> None:
+        """Move time on, wake the sleepers that are due, and let the loop run them."""
+        self.now += seconds
+        for due, future in self._sleepers:
+            if due <= self.now and not future.done():
+                future.set_result(None)
+        self._sleepers = [(d, f) for d, f in self._sleepers if not f.done()]
+        await settle()
+
+
+async def settle(rounds: int = 20) -> None:
+    """Let every task that can run do so (a few passes of the event loop)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)

@@ -194,7 +194,7 @@ class ParallelGroup:
             raise UsageError(
                 f"member {key!r}: {type(item).__name__} is neither awaitable nor callable"
             )
-        if inspect.iscoroutinefunction(item):
+        if inspect.iscoroutinefunction(item) or inspect.iscoroutinefunction(type(item).__call__):
             return lambda: self._awaited(key, item(*args, **kwargs))
         run_call = self._run_call
         if run_call is None:
@@ -313,7 +313,7 @@ class ParallelGroup:
         return self._failure(member.key, error, member.first_started, timeout=timeout)
 
     async def _expire(self, after_s: float) -> None:
-        await self._clock.sleep(after_s)
+        await self._clock.sleep(self._started + after_s - self._clock.monotonic())
         error = TimeoutError(f"group {self.key!r} timed out after {after_s:g} s")
         if self._callbacks.has("on_flow_timeout"):
             for member in self._members:
