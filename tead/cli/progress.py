@@ -143,6 +143,9 @@ class LiveProgress:
             console=self.console,
             transient=True,
             auto_refresh=False,
+            # prints to stdout go through the display only when they share the terminal:
+            # a piped stdout (`tead run > out.json`, a script's results) stays untouched
+            redirect_stdout=sys.stdout.isatty(),
         )
         self.lock = threading.Lock()
         self.bars: dict[tuple[str, str], TaskID] = {}
