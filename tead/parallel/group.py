@@ -15,9 +15,9 @@ the rest. Leaving the block, however, cancels and awaits every member still runn
 from __future__ import annotations
 
 import asyncio
-import inspect
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from types import CoroutineType
 from typing import Any
 
 from tead.errors import CircuitOpenError, FanOutCancelledError, GroupError, UsageError
@@ -32,6 +32,7 @@ from tead.parallel.members import (
     GroupStream,
     Member,
     MemberTask,
+    attempt_of,
     check_settings,
     close_if_coroutine,
     drain,
@@ -80,6 +81,8 @@ class ParallelGroup:
         self._breakers = breakers
         self._run_call = run_call
         self._clock = clock or LoopClock()
+        self._now = self._clock.monotonic
+        self._plain = circuit_breaker is None and not callbacks  # no policy around an attempt
         self._on_exit = on_exit
         self._callbacks = CallbackDispatcher(callbacks)
         self._members: list[Member] = []
@@ -128,8 +131,8 @@ class ParallelGroup:
             self._stop(FanOutCancelledError(f"cancelled: group {self.key!r} was {how}"))
             if self._deadline is not None:
                 self._deadline.cancel()
-            waits: list[asyncio.Future[Any]] = [m.task for m in self._members if m.task]
-            await drain([*waits, *([self._deadline] if self._deadline else []), *self._side])
+                self._side.append(self._deadline)
+            await drain([*(m.task for m in self._members if m.task), *self._side])
         finally:
             for member in self._members:
                 if member.coro is not None:
@@ -160,8 +163,17 @@ class ParallelGroup:
                 f"group {self.key!r}: member name {own!r} is empty, has '/' or is taken"
             )
         key = f"{self.key}/{own}"
-        member = Member(key=key, name=own, attempt=self._attempt_of(key, item, args, kwargs))
-        if inspect.iscoroutine(item):
+        attempt = attempt_of(
+            key,
+            item,
+            args,
+            kwargs,
+            retry=self.retry,
+            awaited=self._awaited,
+            run_call=self._run_call,
+        )
+        member = Member(key=key, name=own, attempt=attempt)
+        if type(item) is CoroutineType:
             member.coro = item
         self._names.add(own)
         self._members.append(member)
@@ -177,43 +189,34 @@ class ParallelGroup:
             member.task = asyncio.get_running_loop().create_task(self._run(index, member))
         return self
 
-    def _attempt_of(
-        self, key: str, item: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Callable[[], Awaitable[ParallelFlowResult]]:
-        if inspect.isawaitable(item):
-            if args or kwargs:
-                raise UsageError(f"member {key!r}: arguments go with a callable, not an awaitable")
-            if self.retry is not None and self.retry.max_retries > 0:
-                close_if_coroutine(item)
-                raise UsageError(
-                    f"member {key!r}: an awaitable runs once and cannot be retried; add the "
-                    "async function and its arguments instead: group.add(fetch, url)"
-                )
-            return lambda: self._awaited(key, item)
-        if not callable(item):
-            raise UsageError(
-                f"member {key!r}: {type(item).__name__} is neither awaitable nor callable"
-            )
-        if inspect.iscoroutinefunction(item) or inspect.iscoroutinefunction(type(item).__call__):
-            return lambda: self._awaited(key, item(*args, **kwargs))
-        run_call = self._run_call
-        if run_call is None:
-            raise UsageError(f"member {key!r}: this group runs no plain callables (no executor)")
-        return lambda: run_call(item, args, kwargs, key)
-
     async def _awaited(self, key: str, awaitable: Awaitable[Any]) -> ParallelFlowResult:
-        started = self._clock.monotonic()
+        started = self._now()
         try:
             value = await awaitable
         except Exception as exc:
             return self._failure(key, exc, started)
-        return value_result(key, value, ms(self._clock.monotonic() - started))
+        return value_result(key, value, ms(self._now() - started))
 
     async def _run(self, index: int, member: Member) -> None:
         scope = Scope(key=member.key, breakers=self._breakers, journal=self._journal)
         enter_member(scope, self._listener)
+        coro = member.coro
         try:
-            result = await self._attempts(member)
+            if coro is None or not self._plain:
+                result = await self._attempts(member)
+            else:  # the hot path: one awaitable, no breaker or callbacks around it
+                async with self._slots:
+                    member.first_started = started = self._now()
+                    self._running += 1
+                    self._max_running = max(self._max_running, self._running)
+                    try:
+                        value = await coro
+                    except Exception as exc:
+                        value, result = None, self._failure(member.key, exc, started)
+                    else:
+                        result = value_result(member.key, value, ms(self._now() - started))
+                    finally:
+                        self._running -= 1
         except Exception as exc:  # a CallRunner's own failure: the member's failure
             result = self._failure(member.key, exc, member.first_started)
         self._settle(member, index, result)
@@ -267,8 +270,9 @@ class ParallelGroup:
     def _totals(
         self, member: Member, result: ParallelFlowResult, attempts: int, errors: list[str]
     ) -> ParallelFlowResult:
-        """The member's final result: its attempts, their errors, the breaker's state and the
-        time since its first attempt began."""
+        """The final result: attempts, their errors, the breaker's state, time since the first."""
+        if attempts == 1 and self._breaker is None:
+            return result  # nothing to add
         first = member.first_started
         timing = result.timing_ms if first is None else ms(self._clock.monotonic() - first)
         return result.evolve(
@@ -314,14 +318,10 @@ class ParallelGroup:
 
     async def _expire(self, after_s: float) -> None:
         await self._clock.sleep(self._started + after_s - self._clock.monotonic())
-        error = TimeoutError(f"group {self.key!r} timed out after {after_s:g} s")
-        if self._callbacks.has("on_flow_timeout"):
-            for member in self._members:
-                if member.result is None:
-                    self._side.append(
-                        asyncio.ensure_future(self._fire("on_flow_timeout", member.key, after_s, 1))
-                    )
-        self._stop(error)
+        late = [m.key for m in self._members if m.result is None]
+        for key in late if self._callbacks.has("on_flow_timeout") else ():
+            self._side.append(asyncio.ensure_future(self._fire("on_flow_timeout", key, after_s, 1)))
+        self._stop(TimeoutError(f"group {self.key!r} timed out after {after_s:g} s"))
 
     def _failure(
         self, key: str, error: BaseException, started: float | None, *, timeout: bool = False

@@ -8,10 +8,11 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from types import CoroutineType
 from typing import Any, Protocol
 
 from tead.errors import UsageError
-from tead.parallel.config import ParallelFlowResult
+from tead.parallel.config import ParallelFlowResult, RetryPolicy
 
 
 class CallRunner(Protocol):
@@ -73,6 +74,40 @@ class Member:
     first_started: float | None = None
     result: ParallelFlowResult | None = None
     replayed: bool = False
+
+
+Attempt = Callable[[], Awaitable[ParallelFlowResult]]
+#: awaits a member's awaitable into its result
+Awaiter = Callable[[str, Awaitable[Any]], Awaitable[ParallelFlowResult]]
+
+
+def attempt_of(
+    key: str,
+    item: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    retry: RetryPolicy | None,
+    awaited: Awaiter,
+    run_call: CallRunner | None,
+) -> Attempt:
+    """How to make one attempt of a member; UsageError for an item that cannot be one."""
+    if type(item) is CoroutineType or inspect.isawaitable(item):
+        if args or kwargs or (retry is not None and retry.max_retries > 0):
+            close_if_coroutine(item)
+            why = "takes no arguments" if args or kwargs else "runs once and cannot be retried"
+            raise UsageError(
+                f"member {key!r}: an awaitable {why}; add the async function and its "
+                "arguments instead: group.add(fetch, url)"
+            )
+        return lambda: awaited(key, item)
+    if not callable(item):
+        raise UsageError(f"member {key!r}: {type(item).__name__} is neither awaitable nor callable")
+    if inspect.iscoroutinefunction(item) or inspect.iscoroutinefunction(type(item).__call__):
+        return lambda: awaited(key, item(*args, **kwargs))
+    if run_call is None:
+        raise UsageError(f"member {key!r}: this group runs no plain callables (no executor)")
+    return lambda: run_call(item, args, kwargs, key)
 
 
 def check_settings(name: str, max_workers: int, timeout: float | None) -> None:
