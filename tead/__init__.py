@@ -39,7 +39,7 @@ from tead.errors import (
 )
 from tead.executors.registry import ExecutorDeps, Executors
 from tead.graph.compiled import END, START
-from tead.groups import parallel
+from tead.groups import ParallelEntry
 from tead.parallel.config import (
     CircuitBreakerConfig,
     ParallelConfig,
@@ -105,6 +105,11 @@ __all__ = [
     "parallel",
     "progress_display",
 ]
+
+
+#: `tead.parallel(...)` makes a parallel group (CONTRACT §5); `tead.parallel.<module>` are
+#: still the modules of the package tead.parallel
+parallel = ParallelEntry()
 
 
 def __getattr__(name: str) -> Any:

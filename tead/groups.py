@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -97,6 +98,20 @@ def parallel(
         clock=clock,
         on_exit=on_exit,
     )
+
+
+class ParallelEntry:
+    """What `tead.parallel` is: calling it makes a group (`parallel()` above); its other
+    attributes are the package tead.parallel's, so that `import tead.parallel.config as c`
+    and `mock.patch("tead.parallel.supervisor...")` still reach the package it shadows."""
+
+    __call__ = staticmethod(parallel)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys.modules["tead.parallel"], name)
+
+    def __repr__(self) -> str:
+        return "<tead.parallel: call it for a parallel group; also the package tead.parallel>"
 
 
 class ExecutorCalls:

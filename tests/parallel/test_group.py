@@ -341,3 +341,11 @@ def test_nested_groups_get_deterministic_keys_from_contextvars() -> None:
     assert results == [[f"outer/{i}/inner/{j}" for j in range(3)] for i in range(4)]
     assert second == "outer#2/0"
     assert tead.current_key() == ""
+
+
+def test_tead_parallel_is_callable_and_still_the_package() -> None:
+    """`tead.parallel(...)` makes a group; dotted imports of the package's modules still work."""
+    import tead.parallel.config as cfg  # the form that a function named tead.parallel broke
+
+    assert cfg.ParallelFlowResult is tead.ParallelFlowResult
+    assert isinstance(tead.parallel(), tead.ParallelGroup)

@@ -287,3 +287,29 @@ def test_a_plug_in_strategy_runs_plain_callables() -> None:
     with executors:
         assert run(main()) == [0, -1, -2]
     assert jobs == [1, 1, 1]
+
+
+def test_thread_members_leave_no_threads_behind() -> None:
+    """Groups of blocking members on threads, one timing out (its thread abandoned until
+    its call returns): once the calls have returned, no thread of theirs is left."""
+    before = threading.active_count()
+
+    async def one(n: int) -> int:
+        async with tead.parallel(name=f"t{n}", max_workers=4, timeout=2 if n else 0.2) as group:
+            for i in range(10):
+                group.add(time.sleep, 0.5 if n == 0 and i == 0 else 0.01)
+            results = await group.gather()
+        return sum(r.success for r in results)
+
+    async def main() -> list[int]:
+        ok = await asyncio.gather(*(one(n) for n in range(10)))
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+        return ok
+
+    ok = run(main())
+    assert ok[0] < 10
+    assert ok[1:] == [10] * 9
+    deadline = time.monotonic() + 10
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before
