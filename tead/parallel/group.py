@@ -15,6 +15,7 @@ the rest. Leaving the block, however, cancels and awaits every member still runn
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from types import CoroutineType
@@ -31,17 +32,16 @@ from tead.parallel.members import (
     GroupMetrics,
     GroupStream,
     Member,
-    MemberTask,
     attempt_of,
     check_settings,
     close_if_coroutine,
     drain,
+    failed_result,
     metrics_of,
     ms,
     value_result,
 )
 from tead.parallel.scope import AsyncClock, LoopClock, Scope, current_scope, enter_member
-from tead.parallel.task import failure_result
 
 
 class ParallelGroup:
@@ -84,6 +84,9 @@ class ParallelGroup:
         self._now = self._clock.monotonic
         self._plain = circuit_breaker is None and not callbacks  # no policy around an attempt
         self._on_exit = on_exit
+        self._attempt_of = functools.partial(
+            attempt_of, retry=retry, awaited=self._awaited, run_call=run_call
+        )
         self._callbacks = CallbackDispatcher(callbacks)
         self._members: list[Member] = []
         self._names: set[str] = set()
@@ -163,15 +166,7 @@ class ParallelGroup:
                 f"group {self.key!r}: member name {own!r} is empty, has '/' or is taken"
             )
         key = f"{self.key}/{own}"
-        attempt = attempt_of(
-            key,
-            item,
-            args,
-            kwargs,
-            retry=self.retry,
-            awaited=self._awaited,
-            run_call=self._run_call,
-        )
+        attempt = self._attempt_of(key, item, args, kwargs)
         member = Member(key=key, name=own, attempt=attempt)
         if type(item) is CoroutineType:
             member.coro = item
@@ -212,7 +207,7 @@ class ParallelGroup:
                     try:
                         value = await coro
                     except Exception as exc:
-                        value, result = None, self._failure(member.key, exc, started)
+                        result = self._failure(member.key, exc, started, attempt=True)
                     else:
                         result = value_result(member.key, value, ms(self._now() - started))
                     finally:
@@ -271,7 +266,7 @@ class ParallelGroup:
         self, member: Member, result: ParallelFlowResult, attempts: int, errors: list[str]
     ) -> ParallelFlowResult:
         """The final result: attempts, their errors, the breaker's state, time since the first."""
-        if attempts == 1 and self._breaker is None:
+        if attempts == 1 and result.success and self._breaker is None:
             return result  # nothing to add
         first = member.first_started
         timing = result.timing_ms if first is None else ms(self._clock.monotonic() - first)
@@ -324,11 +319,11 @@ class ParallelGroup:
         self._stop(TimeoutError(f"group {self.key!r} timed out after {after_s:g} s"))
 
     def _failure(
-        self, key: str, error: BaseException, started: float | None, *, timeout: bool = False
+        self, key: str, error: BaseException, started: float | None, **flags: bool
     ) -> ParallelFlowResult:
         now = self._clock.monotonic()
-        task = MemberTask(branch=key, include_traceback=self.include_traceback)
-        return failure_result(task, error, timing_ms=ms(now - (started or now)), timeout=timeout)
+        timing_ms = ms(now - (started or now))
+        return failed_result(key, error, timing_ms, self.include_traceback, **flags)
 
     def _transition(self, change: Transition | None) -> None:
         if change is not None and self._callbacks.has("on_circuit_state_change"):

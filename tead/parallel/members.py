@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from tead.errors import UsageError
 from tead.parallel.config import ParallelFlowResult, RetryPolicy
+from tead.parallel.task import failure_result
 
 
 class CallRunner(Protocol):
@@ -118,6 +119,23 @@ def check_settings(name: str, max_workers: int, timeout: float | None) -> None:
         raise UsageError(f"max_workers must be at least 1, not {max_workers}")
     if timeout is not None and timeout <= 0:
         raise UsageError(f"a group timeout must be positive, not {timeout}")
+
+
+def failed_result(
+    key: str,
+    error: BaseException,
+    timing_ms: float,
+    include_traceback: bool,
+    *,
+    timeout: bool = False,
+    attempt: bool = False,
+) -> ParallelFlowResult:
+    """A member's failure; `timeout`: stopped by the group's deadline; `attempt`: the error
+    of its one attempt, kept in `attempt_errors` as fan-outs keep it."""
+    task = MemberTask(branch=key, include_traceback=include_traceback)
+    kept = (f"{type(error).__name__}: {str(error) or type(error).__name__}",)
+    extra = {"attempt_errors": kept} if attempt else {}
+    return failure_result(task, error, timing_ms=timing_ms, timeout=timeout, **extra)
 
 
 def value_result(key: str, value: Any, timing_ms: float) -> ParallelFlowResult:

@@ -349,3 +349,21 @@ def test_tead_parallel_is_callable_and_still_the_package() -> None:
 
     assert cfg.ParallelFlowResult is tead.ParallelFlowResult
     assert isinstance(tead.parallel(), tead.ParallelGroup)
+
+
+def test_a_failed_member_keeps_its_error_like_a_fan_out_branch() -> None:
+    """A member that failed once has its error in attempt_errors (as fan-out branches do);
+    one stopped by the group's deadline has none of its own."""
+    clock = FakeAsyncClock()
+
+    async def main() -> list[tead.ParallelFlowResult]:
+        async with tead.parallel(timeout=1, clock=clock) as group:
+            group.add(boom("bad"))
+            group.add(clock.sleep(5))
+            await settle()
+            await clock.advance(1)
+            return await group.gather()
+
+    failed, late = run(main())
+    assert failed.attempt_errors == ("ValueError: bad",)
+    assert (failed.timeout, late.timeout, late.attempt_errors) == (False, True, ())
