@@ -313,3 +313,33 @@ def test_thread_members_leave_no_threads_behind() -> None:
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert threading.active_count() <= before
+
+
+class Concurrency:
+    """Counts how many blocking calls run at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+
+    def __call__(self, seconds: float) -> None:
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        time.sleep(seconds)
+        with self.lock:
+            self.running -= 1
+
+
+def test_max_workers_bounds_blocking_members_on_threads() -> None:
+    counter = Concurrency()
+
+    async def main() -> None:
+        async with tead.parallel(strategy="thread", max_workers=4) as group:
+            for _ in range(60):
+                group.add(counter, 0.005)
+            assert all(r.success for r in await group.gather())
+
+    run(main())
+    assert counter.peak == 4
