@@ -26,7 +26,7 @@ from tead.engine.seam import BranchReport, FanOutJob
 from tead.engine.task import BranchTask
 from tead.engine.walk import run_branch
 from tead.errors import UnknownStrategyError
-from tead.executors.registry import Executors
+from tead.executors.registry import BUILTIN_FACTORIES, Executors
 from tead.graph.compiled import END, START, Edge, Node, WorkflowGraph
 from tead.parallel.breaker import BreakerRegistry
 from tead.parallel.cancel import CancelToken
@@ -70,9 +70,10 @@ def parallel(
     closed when the block ends. UnknownStrategyError for a strategy nobody provides.
     """
     registry = executors or Executors()
-    names = registry.names()
-    if strategy not in names:
-        raise UnknownStrategyError(strategy, names)
+    if strategy not in BUILTIN_FACTORIES:  # else no scan of installed plug-ins (ms)
+        names = registry.names()
+        if strategy not in names:
+            raise UnknownStrategyError(strategy, names)
     own_journal = SqliteJournal(journal) if isinstance(journal, str | os.PathLike) else None
 
     def on_exit() -> None:
