@@ -15,8 +15,9 @@ workflows, or two versions of one.
 
 Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
 and the daemon must not run what it reads): `[kind, body]` with kind "ready" (the pid),
-"event" (an event's JSON), "breakers" (snapshots), "ending" once the nodes are done (the
-end is being encoded), "end" (`RunEnd.to_json`) or "checked" (a load error or null).
+"events" (a list of events' JSON), "breakers" (snapshots), "ending" once the nodes are done
+(the end is being encoded; its body: the events not sent yet), "end" (`RunEnd.to_json`)
+or "checked" (a load error or null).
 Orders from the daemon are pickles (the worker trusts the daemon).
 
 The worker is a child subreaper: a process the run starts that leaves its group (a new
@@ -36,6 +37,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -44,7 +46,7 @@ from typing import Any
 
 from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
-from tead.engine.events import Event, RunFinished
+from tead.engine.events import Event, NodeStarted, RunFinished
 from tead.engine.runner import run_workflow
 from tead.errors import TeadError
 from tead.executors.registry import Executors
@@ -235,6 +237,7 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
     """Run one order in this process: its folder, environment, path and limits first."""
     branches: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
+    events = _EventBatch(send)
     try:
         os.chdir(Path(order.path).parent)
         os.environ.clear()
@@ -249,7 +252,7 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
 
         def on_event(event: Event) -> None:
             if not isinstance(event, RunFinished):  # its state comes with the end
-                send(("event", event.to_json()))
+                events.add(event)
 
         with Executors() as executors:
             final = run_workflow(
@@ -263,12 +266,41 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
         error = None
     except BaseException as exc:  # whatever a node raised ends this run only
         error = describe_failure(exc, order.limits)
-    send(("ending", None))  # the nodes are done: from now on the run is not cancelled
+    send(("ending", events.take()))  # the nodes are done: from now on it is not cancelled
     try:
         end = encode_end(final, branches, order.max_state_bytes)
     except BaseException as exc:
         end = StorableEnd(final_state=None, branches=(), problem=describe_failure(exc, Limits()))
     return RunEnd(error=error, end=end)
+
+
+class _EventBatch:
+    """A run's events, sent a few at a time: each message costs the daemon a wake-up, so
+    events wait for the next node to start (sent at once, so that a run that dies names
+    the node it was in), for `FLUSH_S` to pass, or for the end of the nodes."""
+
+    FLUSH_S = 0.1
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._pending: list[dict[str, Any]] = []
+        self._since = 0.0
+
+    def add(self, event: Event) -> None:
+        with self._lock:
+            if not self._pending:
+                self._since = time.monotonic()
+            self._pending.append(event.to_json())
+            if isinstance(event, NodeStarted) or time.monotonic() - self._since > self.FLUSH_S:
+                self._send(("events", self._pending))
+                self._pending = []
+
+    def take(self) -> list[dict[str, Any]]:
+        """The events not sent yet (and no more are expected)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        return pending
 
 
 def describe_failure(exc: BaseException, limits: Limits) -> str:
