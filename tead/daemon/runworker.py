@@ -179,6 +179,7 @@ def run_worker_main(
         with lock:
             conn.send_bytes(data)
 
+    events = EventBatch(send)  # started before a run, so its thread is not the run's
     try:
         send(("ready", os.getpid()))
         order: RunOrder | CheckOrder = conn.recv()
@@ -190,7 +191,7 @@ def run_worker_main(
         os._exit(0)
     baseline = Baseline()
     while isinstance(order, RunOrder):
-        end = run_order(order, send)
+        end = run_order(order, send, events)
         clean = baseline.left_nothing(order.limits != Limits())
         next_order = _answer(send, conn, ("end", dataclasses.replace(end, clean=clean).to_json()))
         if not clean or not isinstance(next_order, RunOrder):
@@ -233,11 +234,10 @@ def _kill_everything() -> None:
     os.killpg(0, signal.SIGKILL)
 
 
-def run_order(order: RunOrder, send: Send) -> RunEnd:
+def run_order(order: RunOrder, send: Send, events: EventBatch) -> RunEnd:
     """Run one order in this process: its folder, environment, path and limits first."""
     branches: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
-    events = _EventBatch(send)
     try:
         os.chdir(Path(order.path).parent)
         os.environ.clear()
@@ -274,33 +274,47 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
     return RunEnd(error=error, end=end)
 
 
-class _EventBatch:
-    """A run's events, sent a few at a time: each message costs the daemon a wake-up, so
-    events wait for the next node to start (sent at once, so that a run that dies names
-    the node it was in), for `FLUSH_S` to pass, or for the end of the nodes."""
+class EventBatch:
+    """A run's events, sent a few at a time: each message costs the daemon a wake-up. An
+    event waits at most `FLUSH_S` (a thread of the worker's own sends what waited), and a
+    node's start goes at once with what waited before it, so that a run that dies names
+    the node it was in."""
 
     FLUSH_S = 0.1
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._pending: list[dict[str, Any]] = []
-        self._since = 0.0
+        threading.Thread(target=self._flush_late, name="tead-events", daemon=True).start()
 
     def add(self, event: Event) -> None:
-        with self._lock:
-            if not self._pending:
-                self._since = time.monotonic()
+        with self._changed:
             self._pending.append(event.to_json())
-            if isinstance(event, NodeStarted) or time.monotonic() - self._since > self.FLUSH_S:
-                self._send(("events", self._pending))
-                self._pending = []
+            if isinstance(event, NodeStarted):
+                self._flush()
+            else:
+                self._changed.notify()
 
     def take(self) -> list[dict[str, Any]]:
-        """The events not sent yet (and no more are expected)."""
-        with self._lock:
+        """The events not sent yet."""
+        with self._changed:
             pending, self._pending = self._pending, []
         return pending
+
+    def _flush(self) -> None:
+        self._send(("events", self._pending))
+        self._pending = []
+
+    def _flush_late(self) -> None:
+        with self._changed:
+            while True:
+                self._changed.wait_for(lambda: bool(self._pending))
+                deadline = time.monotonic() + self.FLUSH_S
+                while self._pending and (left := deadline - time.monotonic()) > 0:
+                    self._changed.wait(left)
+                if self._pending:
+                    self._flush()
 
 
 def describe_failure(exc: BaseException, limits: Limits) -> str:
