@@ -343,3 +343,32 @@ def test_max_workers_bounds_blocking_members_on_threads() -> None:
 
     run(main())
     assert counter.peak == 4
+
+
+class SyncFlaky:
+    """A blocking callable failing with ConnectionError for its first `failures` calls."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError(f"call {self.calls}")
+        return "ok"
+
+
+def test_blocking_members_are_retried_on_their_executor() -> None:
+    """Each retry of a plain callable is a new attempt on the strategy's executor."""
+    flaky = SyncFlaky(2)
+    retry = tead.RetryPolicy(max_retries=2, base_delay=0, jitter=0)
+
+    async def main() -> tead.ParallelFlowResult:
+        async with tead.parallel(strategy="thread", retry=retry) as group:
+            group.add(flaky)
+            return (await group.gather())[0]
+
+    result = run(main())
+    assert (result.value, result.retry_count, flaky.calls) == ("ok", 2, 3)
+    assert result.attempt_errors == ("ConnectionError: call 1", "ConnectionError: call 2")
