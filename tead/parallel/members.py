@@ -67,6 +67,8 @@ class GroupMetrics:
 
 @dataclass(slots=True, kw_only=True)
 class Member:
+    """One member of a group, as the group keeps it (changed on the loop thread only)."""
+
     key: str
     name: str
     attempt: Callable[[], Awaitable[ParallelFlowResult]]
