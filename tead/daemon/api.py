@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from tead.daemon.apiguard import Guard, load_json, storable_problem
 from tead.daemon.config import DaemonConfig
 from tead.daemon.metrics import Metrics
-from tead.daemon.records import RunStatus, iso_utc
+from tead.daemon.records import RunRecord, RunStatus, iso_utc
 from tead.daemon.registry import WorkflowEntry, WorkflowRegistry
 from tead.daemon.runs import Conflict, NotFound, RunManager
 from tead.daemon.store import RunJson, Store
@@ -65,10 +65,27 @@ class DaemonView(Protocol):
         """Close the circuit breaker `name`; KeyError if there is none."""
         ...
 
+    @property
+    def disabled(self) -> set[str]: ...
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        """Enable or disable a workflow's triggers (persisted)."""
+        ...
+
+    def rerun(self, record: RunRecord) -> RunRecord:
+        """Queue a new run of the workflow version `record` ran, with its trigger and
+        inputs; Conflict if that version cannot run any more."""
+        ...
+
 
 class DispatchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: dict[str, Any] = {}
+
+
+class RerunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_failure: bool = False
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -214,6 +231,7 @@ def build_app(daemon: DaemonView) -> FastAPI:
     app.router.route_class = JsonRoute
     app.add_middleware(Guard, config=lambda: daemon.config)
     _add_routes(app, daemon)
+    _add_operation_routes(app, daemon)
     return app
 
 
@@ -246,6 +264,8 @@ def _add_routes(app: FastAPI, daemon: DaemonView) -> None:
             raise ApiError(409, f"workflow {name!r} does not load: {entry.error}")
         if not daemon.runs.accepting:
             raise ApiError(503, "the daemon is shutting down")
+        if name in daemon.disabled:
+            raise ApiError(409, f"workflow {name!r} is disabled (tead workflows enable {name})")
         inputs = check_inputs(entry.workflow.spec, (body or DispatchBody()).inputs)
         problem = storable_problem(inputs, max_bytes=daemon.config.max_request_bytes)
         if problem is not None:
@@ -293,12 +313,52 @@ def _add_routes(app: FastAPI, daemon: DaemonView) -> None:
         return _breaker(daemon.breakers.states()[name])
 
 
+def _add_operation_routes(app: FastAPI, daemon: DaemonView) -> None:
+    """Disable and enable workflows; re-run runs."""
+
+    @app.post("/api/v1/workflows/{name}/disable")
+    async def disable(name: str) -> dict[str, Any]:
+        return _switch(daemon, name, enabled=False)
+
+    @app.post("/api/v1/workflows/{name}/enable")
+    async def enable(name: str) -> dict[str, Any]:
+        return _switch(daemon, name, enabled=True)
+
+    @app.post("/api/v1/runs/{run_id}/rerun", status_code=202)
+    async def rerun(run_id: str, body: RerunBody | None = None) -> Response:
+        if (body or RerunBody()).from_failure:
+            raise ApiError(501, "resuming from a failure is not available yet")
+        record = await asyncio.to_thread(daemon.store.get_run, run_id)
+        if record is None:
+            raise ApiError(404, f"no run {run_id!r}")
+        if not record.status.finished:
+            raise ApiError(409, f"run {run_id} is {record.status}: only a finished run is re-run")
+        if record.workflow in daemon.disabled:
+            raise ApiError(409, f"workflow {record.workflow!r} is disabled")
+        if not daemon.runs.accepting:
+            raise ApiError(503, "the daemon is shutting down")
+        try:
+            new = daemon.rerun(record)
+        except Conflict as exc:
+            raise ApiError(409, str(exc)) from None
+        return run_response(new.to_dict(), status_code=202)
+
+
 def _read_run(daemon: DaemonView, run_id: str) -> Response:
     """A stored run's answer (on a worker thread: it may be megabytes)."""
     stored = daemon.store.run_json(run_id)
     if stored is None:
         raise ApiError(404, f"no run {run_id!r}")
     return stored_run_response(stored)
+
+
+def _switch(daemon: DaemonView, name: str, *, enabled: bool) -> dict[str, Any]:
+    """Enable or disable workflow `name`: its description as `GET /workflows` shows it."""
+    entry = daemon.registry.get(name)
+    if entry is None:
+        raise ApiError(404, f"no workflow {name!r}")
+    daemon.set_enabled(name, enabled)
+    return daemon.describe(entry)
 
 
 def _breaker(snapshot: Any) -> dict[str, Any]:

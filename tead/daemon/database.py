@@ -59,6 +59,18 @@ MIGRATIONS: Sequence[str] = (
         last_fire REAL NOT NULL
     );
     """,
+    # runops: disabled workflows; each workflow version's text (to re-run old runs)
+    """
+    CREATE TABLE disabled_workflows (
+        name TEXT PRIMARY KEY,
+        disabled_at REAL NOT NULL
+    );
+    CREATE TABLE workflow_texts (
+        hash TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        text TEXT NOT NULL
+    );
+    """,
 )
 
 

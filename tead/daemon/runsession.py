@@ -67,6 +67,7 @@ class RunSession:
         breakers: BreakerRegistry,
         observer: RunEventMetrics,
         message_limit: int,
+        mask: Callable[[str], str] | None = None,
     ) -> None:
         self.worker = worker
         self.order = order
@@ -74,6 +75,7 @@ class RunSession:
         self.breakers = breakers
         self.observer = observer
         self.message_limit = message_limit
+        self.mask = mask or (lambda text: text)  # secrets' values out of logged lines
         self.last_node: str | None = None
         self.lines = 0
         self.partial: dict[str, bytes] = {}
@@ -229,7 +231,7 @@ class RunSession:
                 )
             return
         text = line[:MAX_LINE].decode("utf-8", "replace").translate(_CONTROL)
-        output_log.info("run %s %s: %s", self.order.run_id, stream, text)
+        output_log.info("run %s %s: %s", self.order.run_id, stream, self.mask(text))
 
     def _death(self, code: int | None) -> str:
         where = f" while running node {self.last_node!r}" if self.last_node else ""

@@ -39,6 +39,7 @@ from tead.daemon.runpool import RunWorker, RunWorkerPool, WorkerStartError, exit
 from tead.daemon.runsession import RunSession, SessionHooks
 from tead.daemon.runsession import answer as session_answer
 from tead.daemon.runworker import CheckOrder, RunEnd, RunOrder
+from tead.daemon.secrets import SecretError, Secrets
 from tead.daemon.storable import MIB
 from tead.parallel.breaker import BreakerRegistry
 from tead.spec.models import Limits
@@ -64,12 +65,14 @@ class WorkerExecution:
         pass_env: Sequence[str],
         limits: Limits,
         environ: Mapping[str, str] | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self.metrics = metrics
         self.breakers = breakers
         self.max_state_bytes = max_state_bytes
         self.limits = limits
         self._environ = dict(os.environ if environ is None else environ)
+        self.secrets = secrets if secrets is not None else Secrets(None, {})
         self._passed = _patterns(pass_env)
         self._sys_path = tuple(sys.path)  # before any workflow folder is added to it
         self._pool = RunWorkerPool(size)
@@ -119,6 +122,13 @@ class WorkerExecution:
     async def execute(self, run: Run) -> Outcome:
         loop = asyncio.get_running_loop()
         stopped_work = asyncio.Event()
+        try:
+            order = self._order(run)
+        except SecretError as exc:  # an unknown secret: the run fails, naming it
+            stopped_work.set()
+            return Outcome(
+                status=RunStatus.FAILED, error=str(exc), final=None, stopped_work=stopped_work
+            )
         worker = await self._take(run)
         if isinstance(worker, str):
             stopped_work.set()
@@ -133,11 +143,12 @@ class WorkerExecution:
 
         session = RunSession(
             worker,
-            self._order(run),
+            order,
             workflow=run.workflow.name,
             breakers=self.breakers,
             observer=self.metrics.run_observer(run.record.workflow),
             message_limit=4 * self.max_state_bytes + MIB,
+            mask=self.secrets.mask,
         )
 
         def keep(worker: RunWorker) -> bool:  # on the session's thread
@@ -215,7 +226,7 @@ class WorkerExecution:
         passed = self._passed
         environ = {k: v for k, v in self._environ.items() if passed.match(k)}
         if spec is not None:
-            environ.update(spec.env)
+            environ.update(self.secrets.resolve(spec.env))
         limits = self.limits
         if spec is not None and spec.limits is not None:  # the workflow's own win
             limits = Limits.model_validate(
