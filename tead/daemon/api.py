@@ -25,9 +25,9 @@ from tead.daemon.records import RunRecord, RunStatus, iso_utc
 from tead.daemon.registry import WorkflowEntry, WorkflowRegistry
 from tead.daemon.runs import Conflict, NotFound, RunManager
 from tead.daemon.store import RunJson, Store
-from tead.errors import StorageFullError
+from tead.errors import InputError, StorageFullError
 from tead.parallel.breaker import BreakerRegistry
-from tead.spec.models import input_matches
+from tead.spec.triggerdata import dispatch_inputs
 from tead.version import __version__
 
 
@@ -373,20 +373,7 @@ def _breaker(snapshot: Any) -> dict[str, Any]:
 
 def check_inputs(spec: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     """Dispatch inputs checked against `on.dispatch.inputs` (defaults filled in)."""
-    declared = spec.on.dispatch.inputs if spec and spec.on and spec.on.dispatch else None
-    if declared is None:
-        return inputs
-    unknown = sorted(set(inputs) - set(declared))
-    if unknown:
-        raise ApiError(422, f"unknown input {unknown[0]!r} (declared: {', '.join(declared)})")
-    checked = {}
-    for name, item in declared.items():
-        if name in inputs:
-            if not input_matches(item.type, inputs[name]):
-                raise ApiError(422, f"input {name!r} must be of type {item.type}")
-            checked[name] = inputs[name]
-        elif item.required and item.default is None:
-            raise ApiError(422, f"input {name!r} is required")
-        elif item.default is not None:
-            checked[name] = item.default
-    return checked
+    try:
+        return dispatch_inputs(spec, inputs)
+    except InputError as exc:
+        raise ApiError(422, str(exc)) from None
