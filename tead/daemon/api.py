@@ -72,9 +72,9 @@ class DaemonView(Protocol):
         """Enable or disable a workflow's triggers (persisted)."""
         ...
 
-    def rerun(self, record: RunRecord) -> RunRecord:
+    def rerun(self, record: RunRecord, *, from_failure: bool = False) -> RunRecord:
         """Queue a new run of the workflow version `record` ran, with its trigger and
-        inputs; Conflict if that version cannot run any more."""
+        inputs (`from_failure`: resuming it); Conflict if that cannot be done."""
         ...
 
 
@@ -326,19 +326,20 @@ def _add_operation_routes(app: FastAPI, daemon: DaemonView) -> None:
 
     @app.post("/api/v1/runs/{run_id}/rerun", status_code=202)
     async def rerun(run_id: str, body: RerunBody | None = None) -> Response:
-        if (body or RerunBody()).from_failure:
-            raise ApiError(501, "resuming from a failure is not available yet")
+        from_failure = (body or RerunBody()).from_failure
         record = await asyncio.to_thread(daemon.store.get_run, run_id)
         if record is None:
             raise ApiError(404, f"no run {run_id!r}")
         if not record.status.finished:
             raise ApiError(409, f"run {run_id} is {record.status}: only a finished run is re-run")
+        if from_failure and record.status is RunStatus.SUCCEEDED:
+            raise ApiError(409, f"run {run_id} succeeded: there is no failure to resume from")
         if record.workflow in daemon.disabled:
             raise ApiError(409, f"workflow {record.workflow!r} is disabled")
         if not daemon.runs.accepting:
             raise ApiError(503, "the daemon is shutting down")
         try:
-            new = daemon.rerun(record)
+            new = daemon.rerun(record, from_failure=from_failure)
         except Conflict as exc:
             raise ApiError(409, str(exc)) from None
         return run_response(new.to_dict(), status_code=202)

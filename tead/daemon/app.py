@@ -29,7 +29,7 @@ from tead.daemon.metrics import Metrics
 from tead.daemon.operations import keep_versions, rerun_entry, workflow_run_followers
 from tead.daemon.records import RunRecord
 from tead.daemon.registry import Changes, WorkflowEntry, WorkflowRegistry
-from tead.daemon.runs import RunManager
+from tead.daemon.runs import Conflict, RunManager
 from tead.daemon.runworkers import WorkerExecution
 from tead.daemon.scheduler import Mark, Scheduler
 from tead.daemon.secrets import Secrets
@@ -207,6 +207,7 @@ class Daemon:
             pass_env=config.pass_env,
             limits=config.limits,
             secrets=self.secrets,
+            journals=self.store,
         )
         execution.warm_up()
         self.registry.check_uses = execution.check_uses  # user modules never import here
@@ -349,10 +350,21 @@ class Daemon:
         ):
             self.runs.submit(entry, trigger)
 
-    def rerun(self, record: RunRecord) -> RunRecord:
-        """A new run of the version `record` ran, with its trigger data and inputs."""
+    def rerun(self, record: RunRecord, *, from_failure: bool = False) -> RunRecord:
+        """A new run of the version `record` ran, with its trigger data and inputs; with
+        `from_failure`, the steps `record` completed are not run again (its journal)."""
         entry = rerun_entry(self.registry, self.store, record)
-        return self.runs.submit(entry, {**record.trigger, "rerun_of": record.id}, record.inputs)
+        if not from_failure:
+            trigger = {**record.trigger, "rerun_of": record.id}
+            return self.runs.submit(entry, trigger, record.inputs)
+        if self.config.isolation != "process":
+            raise Conflict("resuming a run needs isolation: process (each run in a worker)")
+        trigger = {**record.trigger, "resumed_from": record.id}
+        new = self.runs.submit(entry, trigger, record.inputs)
+        # Before the new run's order is made: that happens in a task of its own, later.
+        steps = self.store.copy_journal(record.id, new.id)
+        log.info("run %s resumes run %s: %d completed step(s)", new.id, record.id, steps)
+        return new
 
     def reset_breaker(self, name: str) -> None:
         change = self.breakers.reset(name)

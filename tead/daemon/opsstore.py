@@ -1,11 +1,14 @@
-"""The store's tables for operating workflows: which are disabled, and the text of each
-workflow version that runs used (so that a run can be re-run as it ran). Part of
-`tead.daemon.store.Store`; the connection and migrations are `tead.daemon.database`'s."""
+"""The store's tables for operating workflows: which are disabled, the text of each
+workflow version that runs used (so that a run can be re-run as it ran), and each run's
+journal of completed steps (so that it can be resumed). Part of `tead.daemon.store.Store`;
+the connection and migrations are `tead.daemon.database`'s."""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from tead.daemon.database import Database
 
@@ -53,5 +56,30 @@ class OpsTables(Database):
                 "DELETE FROM workflow_texts WHERE hash NOT IN (SELECT workflow_hash FROM runs)"
                 f" AND hash NOT IN ({marks})",
                 keep,
+            )
+            return cursor.rowcount
+
+    # --- journals -----------------------------------------------------------------------------
+
+    def add_journal(self, run_id: str, steps: Sequence[tuple[str, str]]) -> None:
+        """Record completed steps of a run: (key, JSON text of the result) each."""
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO journal VALUES (?, ?, ?)",
+                [(run_id, key, value) for key, value in steps],
+            )
+
+    def journal(self, run_id: str) -> dict[str, Any]:
+        """A run's completed steps, decoded, by key."""
+        with self._tx() as db:
+            rows = db.execute("SELECT key, value FROM journal WHERE run_id = ?", (run_id,))
+            return {row["key"]: json.loads(row["value"]) for row in rows}
+
+    def copy_journal(self, source: str, target: str) -> int:
+        """Give run `target` the journal of run `source` (a resume); how many steps."""
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT OR REPLACE INTO journal SELECT ?, key, value FROM journal WHERE run_id = ?",
+                (target, source),
             )
             return cursor.rowcount

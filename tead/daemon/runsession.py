@@ -38,6 +38,7 @@ output_log = logging.getLogger("tead.run")
 
 MAX_LOGGED_LINES = 10_000  # lines of a run's output logged; the rest is counted
 MAX_LINE = 8192  # a longer line is logged in pieces of this many bytes
+STEPS_PER_WRITE, STEPS_WRITE_S = 500, 0.2  # a run's journal is written in batches
 #: printable, or a tab: other characters of a run's output are logged escaped
 _CONTROL = {c: f"\\x{c:02x}" for c in range(32) if c != 9} | {127: "\\x7f"}
 
@@ -68,6 +69,7 @@ class RunSession:
         observer: RunEventMetrics,
         message_limit: int,
         mask: Callable[[str], str] | None = None,
+        keep_steps: Callable[[list[tuple[str, Any]]], object] | None = None,
     ) -> None:
         self.worker = worker
         self.order = order
@@ -76,6 +78,9 @@ class RunSession:
         self.observer = observer
         self.message_limit = message_limit
         self.mask = mask or (lambda text: text)  # secrets' values out of logged lines
+        self.keep_steps = keep_steps  # stores the run's journal (completed steps)
+        self._steps: list[tuple[str, Any]] = []
+        self._steps_kept_at = time.monotonic()
         self.last_node: str | None = None
         self.lines = 0
         self.partial: dict[str, bytes] = {}
@@ -98,6 +103,7 @@ class RunSession:
                 pass
             except MalformedMessage as exc:
                 malformed = str(exc)
+            self._keep_steps()
             if end is not None:
                 if not end.clean:
                     worker.kill()  # whatever the run left running stops now
@@ -137,7 +143,10 @@ class RunSession:
         outputs = {id(r): (name, r) for name, r in self.worker.outputs}
         sources: list[Connection] = [conn, *(r for _, r in self.worker.outputs)]
         while True:
-            for ready in wait(sources):
+            found = wait(sources, timeout=STEPS_WRITE_S if self._steps else None)
+            if not found:  # quiet for a while: store the steps that wait
+                self._keep_steps()
+            for ready in found:
                 if ready is conn:
                     kind, body = receive(conn, self.message_limit)  # EOFError: it is gone
                     if kind == "end":
@@ -168,10 +177,28 @@ class RunSession:
                 self._hooks.ending()
             elif kind == "breakers":
                 self.breakers.adopt([self._snapshot(item) for item in body])
+            elif kind == "journal":
+                key, value = body
+                if not isinstance(key, str) or len(key) > 4096:
+                    raise ValueError("a journal key is a string of at most 4096 characters")
+                self._steps.append((key, value))
+                if len(self._steps) >= STEPS_PER_WRITE or (
+                    time.monotonic() - self._steps_kept_at > STEPS_WRITE_S
+                ):
+                    self._keep_steps()
             else:
                 raise ValueError(f"unknown kind {kind[:40]!r}")
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedMessage(f"a bad {kind[:40]!r} message: {exc}") from None
+
+    def _keep_steps(self) -> None:
+        """Store the completed steps received since the last time (in batches: one write
+        per step would slow wide fan-outs down; a crash loses the last fraction of a
+        second of them, which a resume then runs again)."""
+        steps, self._steps = self._steps, []
+        self._steps_kept_at = time.monotonic()
+        if steps and self.keep_steps is not None:
+            self.keep_steps(steps)
 
     def _snapshot(self, item: Any) -> BreakerSnapshot:
         """A breaker state the worker sent: only its own workflow's breakers."""

@@ -15,7 +15,8 @@ workflows, or two versions of one.
 
 Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
 and the daemon must not run what it reads): `[kind, body]` with kind "ready" (the pid),
-"event" (an event's JSON), "breakers" (snapshots), "ending" once the nodes are done (the
+"event" (an event's JSON), "breakers" (snapshots), "journal" (a completed step's key
+and result, `tead.engine.journal`), "ending" once the nodes are done (the
 end is being encoded), "end" (`RunEnd.to_json`) or "checked" (a load error or null).
 Orders from the daemon are pickles (the worker trusts the daemon).
 
@@ -37,7 +38,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from typing import Any
 from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
 from tead.engine.events import Event, RunFinished
+from tead.engine.journal import Journal
 from tead.engine.runner import run_workflow
 from tead.errors import TeadError
 from tead.executors.registry import Executors
@@ -83,6 +85,7 @@ class RunOrder:
     sys_path: tuple[str, ...]
     limits: Limits
     max_state_bytes: int
+    journal: dict[str, Any] = field(default_factory=dict)  # completed steps (a resume)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,6 +254,7 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
             if not isinstance(event, RunFinished):  # its state comes with the end
                 send(("event", event.to_json()))
 
+        journal = Journal(done=order.journal, record=lambda k, v: send(("journal", [k, v])))
         with Executors() as executors:
             final = run_workflow(
                 workflow,
@@ -259,6 +263,7 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
                 breakers=registry,
                 executors=executors,
                 on_results=keep,
+                journal=journal,
             )
         error = None
     except BaseException as exc:  # whatever a node raised ends this run only

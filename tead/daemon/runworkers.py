@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import functools
+import json
 import logging
 import os
 import re
@@ -34,6 +35,7 @@ from typing import Any
 
 from tead.daemon.execution import Outcome, Run
 from tead.daemon.metrics import Metrics
+from tead.daemon.opsstore import OpsTables
 from tead.daemon.records import RunStatus
 from tead.daemon.runpool import RunWorker, RunWorkerPool, WorkerStartError, exit_text
 from tead.daemon.runsession import RunSession, SessionHooks
@@ -41,6 +43,7 @@ from tead.daemon.runsession import answer as session_answer
 from tead.daemon.runworker import CheckOrder, RunEnd, RunOrder
 from tead.daemon.secrets import SecretError, Secrets
 from tead.daemon.storable import MIB
+from tead.errors import StorageFullError
 from tead.parallel.breaker import BreakerRegistry
 from tead.spec.models import Limits
 
@@ -66,6 +69,7 @@ class WorkerExecution:
         limits: Limits,
         environ: Mapping[str, str] | None = None,
         secrets: Secrets | None = None,
+        journals: OpsTables | None = None,
     ) -> None:
         self.metrics = metrics
         self.breakers = breakers
@@ -73,6 +77,7 @@ class WorkerExecution:
         self.limits = limits
         self._environ = dict(os.environ if environ is None else environ)
         self.secrets = secrets if secrets is not None else Secrets(None, {})
+        self.journals = journals  # where runs' completed steps are kept (to resume them)
         self._passed = _patterns(pass_env)
         self._sys_path = tuple(sys.path)  # before any workflow folder is added to it
         self._pool = RunWorkerPool(size)
@@ -149,6 +154,7 @@ class WorkerExecution:
             observer=self.metrics.run_observer(run.record.workflow),
             message_limit=4 * self.max_state_bytes + MIB,
             mask=self.secrets.mask,
+            keep_steps=functools.partial(self._keep_steps, run.record.id),
         )
 
         def keep(worker: RunWorker) -> bool:  # on the session's thread
@@ -245,7 +251,19 @@ class WorkerExecution:
             sys_path=self._sys_path,
             limits=limits,
             max_state_bytes=self.max_state_bytes,
+            journal=self.journals.journal(run.record.id) if self.journals else {},
         )
+
+    def _keep_steps(self, run_id: str, steps: list[tuple[str, Any]]) -> None:
+        """Store a run's completed steps (secrets masked; on the run's session thread)."""
+        if self.journals is None:
+            return
+        mask = self.secrets.mask_json
+        try:
+            rows = [(key, mask(json.dumps(value, allow_nan=False))) for key, value in steps]
+            self.journals.add_journal(run_id, rows)
+        except (StorageFullError, TypeError, ValueError) as exc:
+            log.warning("run %s: %d completed step(s) not recorded: %s", run_id, len(steps), exc)
 
 
 def _patterns(globs: Sequence[str]) -> re.Pattern[str]:
