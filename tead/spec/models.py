@@ -330,6 +330,12 @@ class SecretRef(Model):
     secret: Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]
 
 
+EnvValue = Annotated[
+    Annotated[str, Tag("<string>")] | Annotated[SecretRef, Tag("<secret>")],
+    Discriminator(lambda v: "<secret>" if isinstance(v, dict | SecretRef) else "<string>"),
+]
+
+
 class WorkflowSpec(Model):
     """A workflow file."""
 
@@ -346,7 +352,7 @@ class WorkflowSpec(Model):
     concurrency: Concurrency | None = None
     timeout: Duration | None = None
     limits: Limits | None = None
-    env: dict[str, str | SecretRef] = {}
+    env: dict[str, EnvValue] = {}
     initial_state: dict[str, Any] = {}
     settings: Settings = Settings()
     nodes: list[NodeSpec] = Field(min_length=1)
