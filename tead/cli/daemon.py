@@ -163,12 +163,12 @@ def _cmd_workflows(args: argparse.Namespace) -> int:
             "file": os.path.basename(w["path"]),
             "triggers": trigger_summary(w["triggers"]),
             "next_fire": next_fire(w["triggers"]),
-            "enabled": w["enabled"],
             "status": "ok" if w["valid"] else (w["error"] or "").splitlines()[0],
+            "enabled": w["enabled"],
         }
         for w in found
     ]
-    columns = ["name", "file", "triggers", "next_fire", "enabled", "status"]
+    columns = ["name", "file", "triggers", "next_fire", "status", "enabled"]
     print_table(rows, columns, empty="no workflows")
     return 0
 

@@ -207,7 +207,7 @@ class Daemon:
             pass_env=config.pass_env,
             limits=config.limits,
             secrets=self.secrets,
-            journals=self.store,
+            journals=self.store if config.journal else None,
         )
         execution.warm_up()
         self.registry.check_uses = execution.check_uses  # user modules never import here

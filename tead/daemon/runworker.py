@@ -86,6 +86,7 @@ class RunOrder:
     limits: Limits
     max_state_bytes: int
     journal: dict[str, Any] = field(default_factory=dict)  # completed steps (a resume)
+    record_steps: bool = True  # send each completed step (the daemon keeps a journal)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -254,7 +255,10 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
             if not isinstance(event, RunFinished):  # its state comes with the end
                 send(("event", event.to_json()))
 
-        journal = Journal(done=order.journal, record=lambda k, v: send(("journal", [k, v])))
+        journal = Journal(
+            done=order.journal,
+            record=(lambda k, v: send(("journal", [k, v]))) if order.record_steps else None,
+        )
         with Executors() as executors:
             final = run_workflow(
                 workflow,

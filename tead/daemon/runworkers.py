@@ -252,6 +252,7 @@ class WorkerExecution:
             limits=limits,
             max_state_bytes=self.max_state_bytes,
             journal=self.journals.journal(run.record.id) if self.journals else {},
+            record_steps=self.journals is not None,
         )
 
     def _keep_steps(self, run_id: str, steps: list[tuple[str, Any]]) -> None:

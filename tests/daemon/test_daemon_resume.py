@@ -145,3 +145,18 @@ def test_an_interrupted_run_resumes_after_a_crash(daemon_factory: Factory) -> No
     assert resumed["status"] == "succeeded", resumed["error"]
     assert resumed["final_state"]["outs"] == [0, 1, 2]
     assert _counts(daemon) == {"prepare": 1, "work0": 1, "work1": 1, "work2": 2}
+
+
+def test_without_a_journal_a_resume_runs_everything_again(daemon_factory: Factory) -> None:
+    """`journal: false` (TEAD_JOURNAL): no steps are recorded, so nothing is skipped."""
+    daemon = daemon_factory(env={"TEAD_JOURNAL": "false"})
+    (daemon.workflows / "counts").mkdir(parents=True)
+    daemon.write("flaky.yaml", fill(FLAKY, strategy="thread"))
+    daemon.start()
+    failed = daemon.wait_run(daemon.dispatch("flaky")["id"])
+    assert failed["status"] == "failed"
+    (daemon.workflows / "fixed").write_text("")
+    response = daemon.post(f"/api/v1/runs/{failed['id']}/rerun", json={"from_failure": True})
+    assert response.status_code == 202, response.text
+    assert daemon.wait_run(response.json()["id"])["status"] == "succeeded"
+    assert set(_counts(daemon).values()) == {2}

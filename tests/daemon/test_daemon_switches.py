@@ -55,11 +55,11 @@ def test_disable_survives_a_restart_and_enable_resumes(
         "file",
         "triggers",
         "next_fire",
-        "enabled",
         "status",
+        "enabled",
     ]
     row = listed.stdout.splitlines()[1].split("\t")
-    assert row[0] == "ticker" and row[3] != "-" and row[4] == "yes", row
+    assert row[0] == "ticker" and row[3] != "-" and row[5] == "yes", row
 
     proc = tead_cli("workflows", "disable", "ticker", "--url", daemon.url)
     assert (proc.returncode, proc.stdout) == (0, "workflow ticker disabled\n"), proc.stderr
@@ -79,7 +79,7 @@ def test_disable_survives_a_restart_and_enable_resumes(
     assert daemon.post("/api/v1/workflows/ticker/dispatch").status_code == 409
     _quiet_for(daemon, 2.0)
     row = tead_cli("workflows", "--url", daemon.url).stdout.splitlines()[1].split("\t")
-    assert row[3:5] == ["-", "no"], row
+    assert (row[3], row[5]) == ("-", "no"), row
 
     enabled = daemon.post("/api/v1/workflows/ticker/enable")
     assert enabled.status_code == 200
