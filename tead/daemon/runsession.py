@@ -21,12 +21,12 @@ from typing import Any
 
 from tead.daemon.metrics import RunEventMetrics
 from tead.daemon.records import RunStatus
+from tead.daemon.runlimits import describe_limits
 from tead.daemon.runpool import RunWorker, exit_text
 from tead.daemon.runworker import (
     MalformedMessage,
     RunEnd,
     RunOrder,
-    describe_limits,
     receive,
 )
 from tead.engine.events import NodeStarted, event_from_json
@@ -49,7 +49,8 @@ Outcome = tuple[RunStatus, str | None, RunEnd | None]
 class SessionHooks:
     """What a session tells the daemon (each is called on the session's thread)."""
 
-    settle: Callable[[Outcome], object]  # the run's outcome is known
+    # the run's outcome is known (and, if True, nothing of it can run any more)
+    settle: Callable[[Outcome, bool], object]
     ending: Callable[[], object]  # its nodes are done; its end is being encoded
     stopped: Callable[[], object]  # nothing of the run can run any more
     # a worker that ended its run cleanly: kept for the next run (True) or not
@@ -69,7 +70,7 @@ class RunSession:
         observer: RunEventMetrics,
         message_limit: int,
         mask: Callable[[str], str] | None = None,
-        keep_steps: Callable[[list[tuple[str, Any]]], object] | None = None,
+        keep_steps: Callable[[list[tuple[str, str]]], object] | None = None,
     ) -> None:
         self.worker = worker
         self.order = order
@@ -79,9 +80,10 @@ class RunSession:
         self.message_limit = message_limit
         self.mask = mask or (lambda text: text)  # secrets' values out of logged lines
         self.keep_steps = keep_steps  # stores the run's journal (completed steps)
-        self._steps: list[tuple[str, Any]] = []
+        self._steps: list[tuple[str, str]] = []
         self._steps_kept_at = time.monotonic()
         self.last_node: str | None = None
+        self.ending = False  # the worker said its nodes are done; the daemon not told yet
         self.lines = 0
         self.partial: dict[str, bytes] = {}
         self._strategies = set(known_strategies())
@@ -108,11 +110,11 @@ class RunSession:
                 if not end.clean:
                     worker.kill()  # whatever the run left running stops now
                 self._drain(wait_s=0.0)  # what it wrote before its end
-                status = RunStatus.SUCCEEDED if end.error is None else RunStatus.FAILED
-                hooks.settle((status, end.error, end))
-                hooks.stopped()
-                told = True
+                # kept before the run settles: the next run of its workflow finds it
                 kept = end.clean and hooks.keep(worker)
+                status = RunStatus.SUCCEEDED if end.error is None else RunStatus.FAILED
+                hooks.settle((status, end.error, end), True)
+                told = True
                 if not kept:
                     worker.reap()
             else:
@@ -124,11 +126,11 @@ class RunSession:
                     if malformed is not None
                     else self._death(code)
                 )
-                hooks.settle((RunStatus.FAILED, error, None))
+                hooks.settle((RunStatus.FAILED, error, None), False)
         except Exception as exc:  # a bug here must not leave the run hanging
             log.exception("run %s: serving its worker failed", self.order.run_id)
             worker.kill()
-            hooks.settle((RunStatus.FAILED, f"internal error: {exc}", None))
+            hooks.settle((RunStatus.FAILED, f"internal error: {exc}", None), False)
         finally:
             self.observer.close()
             if not kept:
@@ -155,6 +157,10 @@ class RunSession:
                         except ValueError as exc:
                             raise MalformedMessage(str(exc)) from None
                     self._message(kind, body)
+                    if self.ending and not conn.poll(0):
+                        assert self._hooks is not None
+                        self._hooks.ending()
+                        self.ending = False
                     continue
                 name, pipe = outputs[id(ready)]
                 data = os.read(pipe.fileno(), 65536)
@@ -165,23 +171,18 @@ class RunSession:
 
     def _message(self, kind: str, body: Any) -> None:
         try:
-            if kind == "event":
-                event = event_from_json(body)
-                if getattr(event, "strategy", None) not in (None, *self._strategies):
-                    raise ValueError("an event of an unknown strategy")  # label values
-                if isinstance(event, NodeStarted):
-                    self.last_node = f"{event.path}/{event.node}" if event.path else event.node
-                self.observer(event)
+            if kind == "events":
+                self._events(body)
             elif kind == "ending":
-                assert self._hooks is not None
-                self._hooks.ending()
+                self._events(body)
+                self.ending = True  # told unless the end follows at once
             elif kind == "breakers":
                 self.breakers.adopt([self._snapshot(item) for item in body])
             elif kind == "journal":
-                key, value = body
-                if not isinstance(key, str) or len(key) > 4096:
-                    raise ValueError("a journal key is a string of at most 4096 characters")
-                self._steps.append((key, value))
+                for key, text in body:
+                    if not isinstance(key, str) or len(key) > 4096 or not isinstance(text, str):
+                        raise ValueError("a step is a key (at most 4096 characters) and a text")
+                    self._steps.append((key, text))
                 if len(self._steps) >= STEPS_PER_WRITE or (
                     time.monotonic() - self._steps_kept_at > STEPS_WRITE_S
                 ):
@@ -199,6 +200,17 @@ class RunSession:
         self._steps_kept_at = time.monotonic()
         if steps and self.keep_steps is not None:
             self.keep_steps(steps)
+
+    def _events(self, body: Any) -> None:
+        if not isinstance(body, list):
+            raise TypeError("events come in a list")
+        for item in body:
+            event = event_from_json(item)
+            if getattr(event, "strategy", None) not in (None, *self._strategies):
+                raise ValueError("an event of an unknown strategy")  # label values
+            if isinstance(event, NodeStarted):
+                self.last_node = f"{event.path}/{event.node}" if event.path else event.node
+            self.observer(event)
 
     def _snapshot(self, item: Any) -> BreakerSnapshot:
         """A breaker state the worker sent: only its own workflow's breakers."""
