@@ -26,7 +26,7 @@ from tead.daemon.execution import Execution, ThreadExecution
 from tead.daemon.httpproto import deadline_protocol
 from tead.daemon.instance import instance_lock, listening_socket
 from tead.daemon.metrics import Metrics
-from tead.daemon.operations import keep_versions, rerun_entry, workflow_run_followers
+from tead.daemon.operations import keep_versions, start_rerun, workflow_run_followers
 from tead.daemon.records import RunRecord
 from tead.daemon.registry import Changes, WorkflowEntry, WorkflowRegistry
 from tead.daemon.runs import Conflict, RunManager
@@ -353,18 +353,9 @@ class Daemon:
     def rerun(self, record: RunRecord, *, from_failure: bool = False) -> RunRecord:
         """A new run of the version `record` ran, with its trigger data and inputs; with
         `from_failure`, the steps `record` completed are not run again (its journal)."""
-        entry = rerun_entry(self.registry, self.store, record)
-        if not from_failure:
-            trigger = {**record.trigger, "rerun_of": record.id}
-            return self.runs.submit(entry, trigger, record.inputs)
-        if self.config.isolation != "process":
+        if from_failure and self.config.isolation != "process":
             raise Conflict("resuming a run needs isolation: process (each run in a worker)")
-        trigger = {**record.trigger, "resumed_from": record.id}
-        new = self.runs.submit(entry, trigger, record.inputs)
-        # Before the new run's order is made: that happens in a task of its own, later.
-        steps = self.store.copy_journal(record.id, new.id)
-        log.info("run %s resumes run %s: %d completed step(s)", new.id, record.id, steps)
-        return new
+        return start_rerun(self.runs, self.registry, record, from_failure=from_failure)
 
     def reset_breaker(self, name: str) -> None:
         change = self.breakers.reset(name)

@@ -17,9 +17,9 @@ from typing import Any
 
 from tead.daemon.records import RunRecord
 from tead.daemon.registry import WorkflowEntry, WorkflowRegistry
-from tead.daemon.runs import Conflict
+from tead.daemon.runs import Conflict, RunManager
 from tead.daemon.store import Store
-from tead.errors import WorkflowError
+from tead.errors import StorageFullError, WorkflowError
 from tead.graph.loader import load_workflow_text
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,25 @@ def rerun_entry(registry: WorkflowRegistry, store: Store, record: RunRecord) -> 
     return WorkflowEntry(
         path=Path(path), name=workflow.name, content_hash=record.workflow_hash, workflow=workflow
     )
+
+
+def start_rerun(
+    runs: RunManager, registry: WorkflowRegistry, record: RunRecord, *, from_failure: bool
+) -> RunRecord:
+    """Queue a new run of the version `record` ran, with its trigger data and inputs;
+    `from_failure`: resuming it (it gets the journal of `record`'s completed steps)."""
+    store = runs.store
+    entry = rerun_entry(registry, store, record)
+    mark = "resumed_from" if from_failure else "rerun_of"
+    new = runs.submit(entry, {**record.trigger, mark: record.id}, record.inputs)
+    if from_failure:  # before the new run's order is made: in a task of its own, later
+        try:
+            steps = store.copy_journal(record.id, new.id)
+        except StorageFullError as exc:
+            log.warning("run %s: no journal from run %s, it runs whole: %s", new.id, record.id, exc)
+        else:
+            log.info("run %s resumes run %s: %d completed step(s)", new.id, record.id, steps)
+    return new
 
 
 def keep_versions(registry: WorkflowRegistry, store: Store, names: Iterable[str]) -> None:
