@@ -38,7 +38,11 @@ def test_secret_refs_and_workflow_run_parse() -> None:
     ("header", "message"),
     [
         ("env: {A: {secret: ../etc}}", "wf.yaml:1:19: env.A.secret: String should match"),
-        ("env: {A: {secrets: x}}", "wf.yaml:1:11: unknown key 'secrets'"),
+        (
+            "env: {A: {secrets: x}}",
+            "wf.yaml:1:10: missing required key 'secret'\n"
+            "wf.yaml:1:11: unknown key 'secrets' (did you mean 'secret'?)",
+        ),
         ("on: {workflow_run: {workflows: []}}", "wf.yaml:1:32: on.workflow_run.workflows: List"),
         (
             "on: {workflow_run: {status: [failed]}}",
@@ -57,5 +61,5 @@ def test_bad_secret_refs_and_workflow_run_get_one_line(
     proc = tead_cli("validate", "wf.yaml")
     assert proc.returncode == 2, proc
     assert message in proc.stderr, proc.stderr
-    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert len(proc.stderr.splitlines()) == len(message.splitlines()), proc.stderr
     assert "Traceback" not in proc.stderr
