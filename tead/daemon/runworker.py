@@ -304,7 +304,7 @@ class EventBatch:
         with self._changed:
             self._pending.append(event.to_json())
             if isinstance(event, NodeStarted):
-                self._flush()
+                self._send_events()  # the steps wait: they need no wake-up of their own
             else:
                 self._changed.notify()
 
@@ -313,7 +313,8 @@ class EventBatch:
         text = json.dumps(value, allow_nan=False, separators=(",", ":"))
         with self._changed:
             self._steps.append((key, text))
-            self._changed.notify()
+            if len(self._steps) == 1 and not self._pending:  # else the thread is awake
+                self._changed.notify()
 
     def take_steps(self) -> list[tuple[str, str]]:
         """The completed steps not sent yet."""
@@ -328,9 +329,12 @@ class EventBatch:
         return pending
 
     def _flush(self) -> None:
-        if self._steps:  # before the events: a node's start may be the last thing sent
+        if self._steps:
             self._send(("journal", self._steps))
             self._steps = []
+        self._send_events()
+
+    def _send_events(self) -> None:
         if self._pending:
             self._send(("events", self._pending))
             self._pending = []
