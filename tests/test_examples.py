@@ -150,6 +150,10 @@ EXPECTED: dict[str, Any] = {
         "total_cents": 2000,
         "message": "loaded 2 records, 2000 cents",
     },
+    "notify_webhook.yaml": {
+        "message": "nightly-import run example failed: an example",
+        "posted": False,
+    },
     "thumbnails.yaml": {
         "size": 128,
         "files": ["inbox/beach.jpg", "inbox/broken.jpg", "inbox/cat.jpg"],

@@ -89,6 +89,8 @@ def trigger_summary(triggers: dict[str, Any]) -> str:
         )
     if triggers.get("watch"):
         parts.append("watch " + ",".join(triggers["watch"]["paths"]))
+    if triggers.get("workflow_run"):
+        parts.append("after " + ",".join(triggers["workflow_run"]["workflows"]))
     if triggers.get("dispatch") is not None:
         parts.append("dispatch")
     return "; ".join(parts) or "-"

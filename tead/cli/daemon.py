@@ -36,6 +36,11 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "workflows", parents=[common, client], help="list the daemon's workflows"
     )
     workflows.set_defaults(handler=_cmd_workflows)
+    switches = workflows.add_subparsers(dest="action", parser_class=type(commands._parser_class()))
+    for action, text in (("disable", "pause a workflow's triggers"), ("enable", "resume them")):
+        switch = switches.add_parser(action, parents=[common, action_client], help=text)
+        switch.add_argument("name")
+        switch.set_defaults(handler=_cmd_workflow_switch, enabled=action == "enable")
 
     runs = commands.add_parser("runs", parents=[common, client], help="list runs (newest first)")
     runs.add_argument("--workflow", help="only runs of this workflow")
@@ -49,6 +54,14 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     cancel = actions.add_parser("cancel", parents=[common, action_client], help="cancel a run")
     cancel.add_argument("id")
     cancel.set_defaults(handler=_cmd_run_cancel)
+    rerun = actions.add_parser(
+        "rerun", parents=[common, action_client], help="run a finished run again"
+    )
+    rerun.add_argument("id")
+    rerun.add_argument(
+        "--from-failure", action="store_true", help="resume: completed steps are not run again"
+    )
+    rerun.set_defaults(handler=_cmd_run_rerun)
 
     dispatch = commands.add_parser(
         "dispatch", parents=[common, client], help="start a run of a workflow"
@@ -151,11 +164,22 @@ def _cmd_workflows(args: argparse.Namespace) -> int:
             "triggers": trigger_summary(w["triggers"]),
             "next_fire": next_fire(w["triggers"]),
             "status": "ok" if w["valid"] else (w["error"] or "").splitlines()[0],
+            "enabled": w["enabled"],
         }
         for w in found
     ]
-    columns = ["name", "file", "triggers", "next_fire", "status"]
+    columns = ["name", "file", "triggers", "next_fire", "status", "enabled"]
     print_table(rows, columns, empty="no workflows")
+    return 0
+
+
+def _cmd_workflow_switch(args: argparse.Namespace) -> int:
+    action = "enable" if args.enabled else "disable"
+    found = _client(args).call("POST", f"/api/v1/workflows/{args.name}/{action}")
+    if args.json:
+        print_json(found)
+    else:
+        print(f"workflow {found['name']} {action}d")
     return 0
 
 
@@ -217,6 +241,16 @@ def _cmd_run_cancel(args: argparse.Namespace) -> int:
         print_json(run)
     else:
         print(f"run {run['id']} {run['status']}")
+    return 0
+
+
+def _cmd_run_rerun(args: argparse.Namespace) -> int:
+    body = {"from_failure": args.from_failure}
+    run = _client(args).call("POST", f"/api/v1/runs/{args.id}/rerun", json=body)
+    if args.json:
+        print_json(run)
+    else:
+        print(f"run {run['id']} {run['status']} (re-run of {args.id})")
     return 0
 
 

@@ -21,12 +21,13 @@ from tead.cli.daemon import add_commands
 from tead.cli.inputs import read_input
 from tead.cli.progress import LiveProgress, PlainProgress
 from tead.engine.events import Event, EventSink
-from tead.errors import NodeError, Problem, TeadError, UsageError, WorkflowError
+from tead.errors import InputError, NodeError, Problem, TeadError, UsageError, WorkflowError
 from tead.graph.compiled import END, START
 from tead.graph.loader import explain_workflow, load_workflow
 from tead.jsonable import dumps
 from tead.spec.models import json_schema
 from tead.spec.teamodels import state_json_schema
+from tead.spec.triggerdata import check_trigger, dispatch_inputs
 from tead.version import __version__
 from tead.workflow import Workflow
 
@@ -55,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--entry-point", default=START, help="start at this node (default __start__)")
     run.add_argument("--exit-point", default=END, help="stop before this node (default __end__)")
     run.add_argument("--stream", action="store_true", help="print NDJSON events on stdout")
+    run.add_argument(
+        "--trigger",
+        help='fake a trigger: state["trigger"] as the daemon would give it, inline JSON or @file',
+    )
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     run.set_defaults(handler=_cmd_run)
 
@@ -106,6 +111,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     graph = load_workflow(args.workflow)
     _print_warnings(graph.warnings)
     state = read_input(args.input) if args.input is not None else {}
+    try:  # declared dispatch inputs: defaults filled in, types checked
+        state = dispatch_inputs(graph.spec, state, others=True)
+    except InputError as exc:
+        raise InputError(f"--input: {exc}") from None
+    if args.trigger is not None:
+        state["trigger"] = check_trigger(read_input(args.trigger, "--trigger"))
     if args.output is not None:
         _check_writable(args.output)
     graph.check_scope(args.entry_point, args.exit_point)

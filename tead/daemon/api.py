@@ -21,13 +21,13 @@ from starlette.exceptions import HTTPException
 from tead.daemon.apiguard import Guard, load_json, storable_problem
 from tead.daemon.config import DaemonConfig
 from tead.daemon.metrics import Metrics
-from tead.daemon.records import RunStatus, iso_utc
+from tead.daemon.records import RunRecord, RunStatus, iso_utc
 from tead.daemon.registry import WorkflowEntry, WorkflowRegistry
 from tead.daemon.runs import Conflict, NotFound, RunManager
 from tead.daemon.store import RunJson, Store
-from tead.errors import StorageFullError
+from tead.errors import InputError, StorageFullError
 from tead.parallel.breaker import BreakerRegistry
-from tead.spec.models import input_matches
+from tead.spec.triggerdata import dispatch_inputs
 from tead.version import __version__
 
 
@@ -65,10 +65,27 @@ class DaemonView(Protocol):
         """Close the circuit breaker `name`; KeyError if there is none."""
         ...
 
+    @property
+    def disabled(self) -> set[str]: ...
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        """Enable or disable a workflow's triggers (persisted)."""
+        ...
+
+    def rerun(self, record: RunRecord, *, from_failure: bool = False) -> RunRecord:
+        """Queue a new run of the workflow version `record` ran, with its trigger and
+        inputs (`from_failure`: resuming it); Conflict if that cannot be done."""
+        ...
+
 
 class DispatchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: dict[str, Any] = {}
+
+
+class RerunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_failure: bool = False
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -214,6 +231,7 @@ def build_app(daemon: DaemonView) -> FastAPI:
     app.router.route_class = JsonRoute
     app.add_middleware(Guard, config=lambda: daemon.config)
     _add_routes(app, daemon)
+    _add_operation_routes(app, daemon)
     return app
 
 
@@ -246,6 +264,8 @@ def _add_routes(app: FastAPI, daemon: DaemonView) -> None:
             raise ApiError(409, f"workflow {name!r} does not load: {entry.error}")
         if not daemon.runs.accepting:
             raise ApiError(503, "the daemon is shutting down")
+        if name in daemon.disabled:
+            raise ApiError(409, f"workflow {name!r} is disabled (tead workflows enable {name})")
         inputs = check_inputs(entry.workflow.spec, (body or DispatchBody()).inputs)
         problem = storable_problem(inputs, max_bytes=daemon.config.max_request_bytes)
         if problem is not None:
@@ -293,12 +313,53 @@ def _add_routes(app: FastAPI, daemon: DaemonView) -> None:
         return _breaker(daemon.breakers.states()[name])
 
 
+def _add_operation_routes(app: FastAPI, daemon: DaemonView) -> None:
+    """Disable and enable workflows; re-run runs."""
+
+    @app.post("/api/v1/workflows/{name}/disable")
+    async def disable(name: str) -> dict[str, Any]:
+        return _switch(daemon, name, enabled=False)
+
+    @app.post("/api/v1/workflows/{name}/enable")
+    async def enable(name: str) -> dict[str, Any]:
+        return _switch(daemon, name, enabled=True)
+
+    @app.post("/api/v1/runs/{run_id}/rerun", status_code=202)
+    async def rerun(run_id: str, body: RerunBody | None = None) -> Response:
+        from_failure = (body or RerunBody()).from_failure
+        record = await asyncio.to_thread(daemon.store.get_run, run_id)
+        if record is None:
+            raise ApiError(404, f"no run {run_id!r}")
+        if not record.status.finished:
+            raise ApiError(409, f"run {run_id} is {record.status}: only a finished run is re-run")
+        if from_failure and record.status is RunStatus.SUCCEEDED:
+            raise ApiError(409, f"run {run_id} succeeded: there is no failure to resume from")
+        if record.workflow in daemon.disabled:
+            raise ApiError(409, f"workflow {record.workflow!r} is disabled")
+        if not daemon.runs.accepting:
+            raise ApiError(503, "the daemon is shutting down")
+        try:
+            new = daemon.rerun(record, from_failure=from_failure)
+        except Conflict as exc:
+            raise ApiError(409, str(exc)) from None
+        return run_response(new.to_dict(), status_code=202)
+
+
 def _read_run(daemon: DaemonView, run_id: str) -> Response:
     """A stored run's answer (on a worker thread: it may be megabytes)."""
     stored = daemon.store.run_json(run_id)
     if stored is None:
         raise ApiError(404, f"no run {run_id!r}")
     return stored_run_response(stored)
+
+
+def _switch(daemon: DaemonView, name: str, *, enabled: bool) -> dict[str, Any]:
+    """Enable or disable workflow `name`: its description as `GET /workflows` shows it."""
+    entry = daemon.registry.get(name)
+    if entry is None:
+        raise ApiError(404, f"no workflow {name!r}")
+    daemon.set_enabled(name, enabled)
+    return daemon.describe(entry)
 
 
 def _breaker(snapshot: Any) -> dict[str, Any]:
@@ -313,20 +374,7 @@ def _breaker(snapshot: Any) -> dict[str, Any]:
 
 def check_inputs(spec: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     """Dispatch inputs checked against `on.dispatch.inputs` (defaults filled in)."""
-    declared = spec.on.dispatch.inputs if spec and spec.on and spec.on.dispatch else None
-    if declared is None:
-        return inputs
-    unknown = sorted(set(inputs) - set(declared))
-    if unknown:
-        raise ApiError(422, f"unknown input {unknown[0]!r} (declared: {', '.join(declared)})")
-    checked = {}
-    for name, item in declared.items():
-        if name in inputs:
-            if not input_matches(item.type, inputs[name]):
-                raise ApiError(422, f"input {name!r} must be of type {item.type}")
-            checked[name] = inputs[name]
-        elif item.required and item.default is None:
-            raise ApiError(422, f"input {name!r} is required")
-        elif item.default is not None:
-            checked[name] = item.default
-    return checked
+    try:
+        return dispatch_inputs(spec, inputs)
+    except InputError as exc:
+        raise ApiError(422, str(exc)) from None

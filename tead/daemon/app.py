@@ -26,10 +26,13 @@ from tead.daemon.execution import Execution, ThreadExecution
 from tead.daemon.httpproto import deadline_protocol
 from tead.daemon.instance import instance_lock, listening_socket
 from tead.daemon.metrics import Metrics
+from tead.daemon.operations import keep_versions, start_rerun, workflow_run_followers
+from tead.daemon.records import RunRecord
 from tead.daemon.registry import Changes, WorkflowEntry, WorkflowRegistry
-from tead.daemon.runs import RunManager
+from tead.daemon.runs import Conflict, RunManager
 from tead.daemon.runworkers import WorkerExecution
 from tead.daemon.scheduler import Mark, Scheduler
+from tead.daemon.secrets import Secrets
 from tead.daemon.store import Store
 from tead.daemon.watcher import (
     FileChanges,
@@ -90,7 +93,11 @@ class Daemon:
         if config.strict_permissions and (problem := folder_problem(config.workflows)):
             raise UsageError(f"{problem} (chmod go-w it, or set strict_permissions: false)")
         with instance_lock(config.state_dir), listening_socket(config.host, config.port) as sock:
+            self.secrets = Secrets(config.state_dir / "secrets")
+            if problem := self.secrets.folder_problem():
+                raise UsageError(problem)
             self.store = Store(config.state_dir / "tead.db")
+            self.disabled = self.store.disabled_workflows()
             try:
                 return await self._serve(sock)
             finally:
@@ -125,6 +132,8 @@ class Daemon:
                     spawn=tasks.create_task,
                     max_state_bytes=config.max_state_bytes,
                     stop_grace_s=config.stop_grace,
+                    secrets=self.secrets,
+                    on_end=self._run_ended,
                 )
                 self.scheduler = Scheduler(
                     store=self.store,
@@ -197,6 +206,8 @@ class Daemon:
             max_state_bytes=config.max_state_bytes,
             pass_env=config.pass_env,
             limits=config.limits,
+            secrets=self.secrets,
+            journals=self.store if config.journal else None,
         )
         execution.warm_up()
         self.registry.check_uses = execution.check_uses  # user modules never import here
@@ -259,6 +270,9 @@ class Daemon:
                     entry.error.splitlines()[0],
                 )
         self.metrics.workflows_loaded.set(len(self.registry.workflows()))
+        if changes:
+            with contextlib.suppress(StorageFullError):  # then re-runs of them may fail
+                keep_versions(self.registry, self.store, changes.loaded)
         if changes and not initial:
             self.watcher.restart()
 
@@ -285,11 +299,11 @@ class Daemon:
             return
         for entry in self.registry.workflows():
             matched = matching_changes(entry, changes)
-            if matched:
+            if matched and entry.name not in self.disabled:
                 self.runs.submit(entry, {"kind": "watch", "changes": matched}, seen_at=seen_at)
 
     def _fire(self, entry: WorkflowEntry, trigger: dict[str, Any], mark: Mark) -> None:
-        if self.runs.accepting:
+        if self.runs.accepting and entry.name not in self.disabled:
             self.runs.submit(entry, trigger, mark=mark)
         else:
             self.store.set_last_fire(*mark)
@@ -300,10 +314,11 @@ class Daemon:
         triggers = (
             spec.on.model_dump(mode="json", exclude_defaults=False) if spec and spec.on else {}
         )
+        enabled = entry.name not in self.disabled
         if triggers.get("schedule") and entry.workflow is not None:
             upcoming = self.scheduler.next_fires(entry.workflow)
             for schedule, when in zip(triggers["schedule"], upcoming, strict=True):
-                schedule["next_fire"] = when
+                schedule["next_fire"] = when if enabled else None
         return {
             "name": entry.name,
             "path": str(entry.path),
@@ -312,7 +327,35 @@ class Daemon:
             "description": spec.description if spec else None,
             "triggers": triggers,
             "content_hash": entry.content_hash,
+            "enabled": enabled,
         }
+
+    # --- operations (tead.daemon.operations) -----------------------------------------------
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        """Enable or disable a workflow's triggers (persisted; StorageFullError if not)."""
+        self.store.set_disabled(name, not enabled)
+        if enabled:
+            self.disabled.discard(name)
+        else:
+            self.disabled.add(name)
+        log.info("workflow %s %s", name, "enabled" if enabled else "disabled")
+
+    def _run_ended(self, ended: RunRecord) -> None:
+        """Start the runs that `on.workflow_run` asks for when a run ends."""
+        if not self.runs.accepting:
+            return
+        for entry, trigger in workflow_run_followers(
+            self.registry.workflows(), ended, self.disabled
+        ):
+            self.runs.submit(entry, trigger)
+
+    def rerun(self, record: RunRecord, *, from_failure: bool = False) -> RunRecord:
+        """A new run of the version `record` ran, with its trigger data and inputs; with
+        `from_failure`, the steps `record` completed are not run again (its journal)."""
+        if from_failure and self.config.isolation != "process":
+            raise Conflict("resuming a run needs isolation: process (each run in a worker)")
+        return start_rerun(self.runs, self.registry, record, from_failure=from_failure)
 
     def reset_breaker(self, name: str) -> None:
         change = self.breakers.reset(name)

@@ -66,6 +66,8 @@ class DaemonConfig(BaseModel):
         "TMPDIR",
     )
     limits: Limits = Limits()  # default rlimits of each run (a workflow's `limits:` wins)
+    # record each run's completed steps, so that a failed run can be resumed
+    journal: bool = True
 
     @field_validator("pass_env", mode="before")
     @classmethod

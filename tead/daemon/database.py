@@ -59,6 +59,25 @@ MIGRATIONS: Sequence[str] = (
         last_fire REAL NOT NULL
     );
     """,
+    # runops: disabled workflows; each workflow version's text (to re-run old runs); each
+    # run's journal of completed steps (to resume it)
+    """
+    CREATE TABLE disabled_workflows (
+        name TEXT PRIMARY KEY,
+        disabled_at REAL NOT NULL
+    );
+    CREATE TABLE workflow_texts (
+        hash TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE TABLE journal (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (run_id, key)
+    );
+    """,
 )
 
 

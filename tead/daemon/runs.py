@@ -4,10 +4,10 @@ Runs are queued in arrival order. A run starts when its concurrency group has no
 running and fewer than `max_concurrent_runs` runs are running; `cancel_in_progress`
 cancels the group's running and queued runs instead of waiting for them. An `Execution`
 (`tead.daemon.execution`) runs each one: in a worker process of its own by default,
-which a cancel, a timeout or shutdown kills. A run that ends is recorded at once, but its
-group stays busy until all of its work has stopped (its worker reaped, or in-process,
-every thread of the run), or for at most `stop_grace_s` if an in-process node does not
-return. All bookkeeping happens on the event loop; the store records every state change.
+which a cancel, a timeout or shutdown kills. An ended run is recorded at once (secrets
+masked), but its group stays busy until all of its work has stopped (its worker reaped,
+or in-process, every thread of the run), or for at most `stop_grace_s`. All bookkeeping
+happens on the event loop; the store records every state change.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from tead.daemon.execution import Execution, Run
 from tead.daemon.metrics import Metrics
 from tead.daemon.records import RunRecord, RunStatus, new_run_id, now_utc
 from tead.daemon.registry import WorkflowEntry
+from tead.daemon.secrets import Secrets
 from tead.daemon.storable import MIB, StorableEnd, encode_end
 from tead.daemon.store import Store
 from tead.errors import StorageFullError, TeadError
@@ -57,8 +58,12 @@ class RunManager:
         spawn: Spawn,
         max_state_bytes: int = 16 * MIB,
         stop_grace_s: float = 30.0,
+        secrets: Secrets | None = None,
+        on_end: Callable[[RunRecord], object] | None = None,
     ) -> None:
         self.store = store
+        self.secrets = secrets if secrets is not None else Secrets(None, {})
+        self.on_end = on_end  # told of each run that ends (workflow_run triggers)
         self.metrics = metrics
         self.max_concurrent = max_concurrent
         self.retention = retention
@@ -164,7 +169,15 @@ class RunManager:
         ).inc()
         log.info("run %s %s (was queued) workflow=%s", run.record.id, status, run.record.workflow)
         self._check_idle()
-        return replace(run.record, status=status, finished_at=finished, error=error)
+        ended = replace(run.record, status=status, finished_at=finished, error=error)
+        self._ended(ended)
+        return ended
+
+    def _ended(self, record: RunRecord) -> None:
+        try:  # a trigger's problem must not touch the run that ended
+            self.on_end(record) if self.on_end is not None else None
+        except Exception:
+            log.exception("run %s: its workflow_run triggers failed", record.id)
 
     def _stop(self, run: Run, reason: RunStatus) -> None:
         if run.stop_reason is None:
@@ -266,7 +279,7 @@ class RunManager:
         m.queue_wait.labels(record.workflow).observe(time.monotonic() - run.queued_at)
         m.runs_in_progress.labels(record.workflow).inc()
         if (scheduled := record.trigger.get("scheduled_time")) is not None:
-            lateness = started.timestamp() - _timestamp(scheduled)
+            lateness = started.timestamp() - datetime.fromisoformat(str(scheduled)).timestamp()
             m.schedule_delay.labels(record.workflow).observe(max(lateness, 0.0))
         if run.seen_at is not None:
             kind = record.trigger.get("kind", "watch")
@@ -342,6 +355,8 @@ class RunManager:
             end = await asyncio.to_thread(encode_end, final, run.branches, self.max_state_bytes)
         if end.problem is not None:  # a state too big or with no JSON form: a recorded error
             status, error = RunStatus.FAILED, end.problem
+        error = self.secrets.mask(error) if error is not None else None
+        end = await asyncio.to_thread(self.secrets.mask_end, end)
         try:
             await asyncio.to_thread(
                 self.store.record_end, record.id, status, finished_at=finished, error=error, end=end
@@ -352,6 +367,7 @@ class RunManager:
         if release:
             self._busy_groups.discard(run.group)
         run.finished.set()
+        self._ended(replace(record, status=status, finished_at=finished, error=error))
         m = self.metrics
         kind = record.trigger.get("kind", "")
         m.runs.labels(record.workflow, kind, str(status)).inc()
@@ -381,7 +397,3 @@ class RunManager:
     @property
     def running(self) -> int:
         return len(self._running)
-
-
-def _timestamp(value: Any) -> float:
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()

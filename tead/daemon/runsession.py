@@ -21,12 +21,12 @@ from typing import Any
 
 from tead.daemon.metrics import RunEventMetrics
 from tead.daemon.records import RunStatus
+from tead.daemon.runlimits import describe_limits
 from tead.daemon.runpool import RunWorker, exit_text
 from tead.daemon.runworker import (
     MalformedMessage,
     RunEnd,
     RunOrder,
-    describe_limits,
     receive,
 )
 from tead.engine.events import NodeStarted, event_from_json
@@ -38,6 +38,7 @@ output_log = logging.getLogger("tead.run")
 
 MAX_LOGGED_LINES = 10_000  # lines of a run's output logged; the rest is counted
 MAX_LINE = 8192  # a longer line is logged in pieces of this many bytes
+STEPS_PER_WRITE, STEPS_WRITE_S = 500, 0.2  # a run's journal is written in batches
 #: printable, or a tab: other characters of a run's output are logged escaped
 _CONTROL = {c: f"\\x{c:02x}" for c in range(32) if c != 9} | {127: "\\x7f"}
 
@@ -68,6 +69,8 @@ class RunSession:
         breakers: BreakerRegistry,
         observer: RunEventMetrics,
         message_limit: int,
+        mask: Callable[[str], str] | None = None,
+        keep_steps: Callable[[list[tuple[str, str]]], object] | None = None,
     ) -> None:
         self.worker = worker
         self.order = order
@@ -75,6 +78,10 @@ class RunSession:
         self.breakers = breakers
         self.observer = observer
         self.message_limit = message_limit
+        self.mask = mask or (lambda text: text)  # secrets' values out of logged lines
+        self.keep_steps = keep_steps  # stores the run's journal (completed steps)
+        self._steps: list[tuple[str, str]] = []
+        self._steps_kept_at = time.monotonic()
         self.last_node: str | None = None
         self.ending = False  # the worker said its nodes are done; the daemon not told yet
         self.lines = 0
@@ -98,6 +105,7 @@ class RunSession:
                 pass
             except MalformedMessage as exc:
                 malformed = str(exc)
+            self._keep_steps()
             if end is not None:
                 if not end.clean:
                     worker.kill()  # whatever the run left running stops now
@@ -137,7 +145,10 @@ class RunSession:
         outputs = {id(r): (name, r) for name, r in self.worker.outputs}
         sources: list[Connection] = [conn, *(r for _, r in self.worker.outputs)]
         while True:
-            for ready in wait(sources):
+            found = wait(sources, timeout=STEPS_WRITE_S if self._steps else None)
+            if not found:  # quiet for a while: store the steps that wait
+                self._keep_steps()
+            for ready in found:
                 if ready is conn:
                     kind, body = receive(conn, self.message_limit)  # EOFError: it is gone
                     if kind == "end":
@@ -167,10 +178,28 @@ class RunSession:
                 self.ending = True  # told unless the end follows at once
             elif kind == "breakers":
                 self.breakers.adopt([self._snapshot(item) for item in body])
+            elif kind == "journal":
+                for key, text in body:
+                    if not isinstance(key, str) or len(key) > 4096 or not isinstance(text, str):
+                        raise ValueError("a step is a key (at most 4096 characters) and a text")
+                    self._steps.append((key, text))
+                if len(self._steps) >= STEPS_PER_WRITE or (
+                    time.monotonic() - self._steps_kept_at > STEPS_WRITE_S
+                ):
+                    self._keep_steps()
             else:
                 raise ValueError(f"unknown kind {kind[:40]!r}")
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedMessage(f"a bad {kind[:40]!r} message: {exc}") from None
+
+    def _keep_steps(self) -> None:
+        """Store the completed steps received since the last time (in batches: one write
+        per step would slow wide fan-outs down; a crash loses the last fraction of a
+        second of them, which a resume then runs again)."""
+        steps, self._steps = self._steps, []
+        self._steps_kept_at = time.monotonic()
+        if steps and self.keep_steps is not None:
+            self.keep_steps(steps)
 
     def _events(self, body: Any) -> None:
         if not isinstance(body, list):
@@ -241,7 +270,7 @@ class RunSession:
                 )
             return
         text = line[:MAX_LINE].decode("utf-8", "replace").translate(_CONTROL)
-        output_log.info("run %s %s: %s", self.order.run_id, stream, text)
+        output_log.info("run %s %s: %s", self.order.run_id, stream, self.mask(text))
 
     def _death(self, code: int | None) -> str:
         where = f" while running node {self.last_node!r}" if self.last_node else ""

@@ -15,9 +15,10 @@ workflows, or two versions of one.
 
 Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
 and the daemon must not run what it reads): `[kind, body]` with kind "ready" (the pid),
-"events" (a list of events' JSON), "breakers" (snapshots), "ending" once the nodes are done
-(the end is being encoded; its body: the events not sent yet), "end" (`RunEnd.to_json`)
-or "checked" (a load error or null).
+"events" (a list of events' JSON), "journal" (completed steps: a list of [key, JSON text
+of its result], `tead.engine.journal`), "breakers" (snapshots), "ending" once the nodes
+are done (the end is being encoded; its body: the events not sent yet), "end"
+(`RunEnd.to_json`) or "checked" (a load error or null).
 Orders from the daemon are pickles (the worker trusts the daemon).
 
 The worker is a child subreaper: a process the run starts that leaves its group (a new
@@ -33,20 +34,21 @@ import errno
 import gc
 import json
 import os
-import resource
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from tead.daemon.runlimits import apply_limits, size_text
 from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
 from tead.engine.events import Event, NodeStarted, RunFinished
+from tead.engine.journal import Journal
 from tead.engine.runner import run_workflow
 from tead.errors import TeadError
 from tead.executors.registry import Executors
@@ -85,6 +87,8 @@ class RunOrder:
     sys_path: tuple[str, ...]
     limits: Limits
     max_state_bytes: int
+    journal: dict[str, Any] = field(default_factory=dict)  # completed steps (a resume)
+    record_steps: bool = True  # send each completed step (the daemon keeps a journal)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,7 +247,7 @@ def run_order(order: RunOrder, send: Send, events: EventBatch) -> RunEnd:
         os.environ.clear()
         os.environ.update(order.environ)
         sys.path[:] = order.sys_path
-        _apply(order.limits)
+        apply_limits(order.limits)
         workflow = load_workflow_text(order.text, order.path)
         registry = BreakerRegistry(_ForwardingStore(order.breakers, send))
 
@@ -254,6 +258,9 @@ def run_order(order: RunOrder, send: Send, events: EventBatch) -> RunEnd:
             if not isinstance(event, RunFinished):  # its state comes with the end
                 events.add(event)
 
+        journal = Journal(
+            done=order.journal, record=events.add_step if order.record_steps else None
+        )
         with Executors() as executors:
             final = run_workflow(
                 workflow,
@@ -262,10 +269,13 @@ def run_order(order: RunOrder, send: Send, events: EventBatch) -> RunEnd:
                 breakers=registry,
                 executors=executors,
                 on_results=keep,
+                journal=journal,
             )
         error = None
     except BaseException as exc:  # whatever a node raised ends this run only
         error = describe_failure(exc, order.limits)
+    if steps := events.take_steps():  # stored before the run's end
+        send(("journal", steps))
     send(("ending", events.take()))  # the nodes are done: from now on it is not cancelled
     try:
         end = encode_end(final, branches, order.max_state_bytes)
@@ -278,7 +288,8 @@ class EventBatch:
     """A run's events, sent a few at a time: each message costs the daemon a wake-up. An
     event waits at most `FLUSH_S` (a thread of the worker's own sends what waited), and a
     node's start goes at once with what waited before it, so that a run that dies names
-    the node it was in."""
+    the node it was in. Completed steps for the run's journal travel the same way, each
+    encoded as it is added (its value may change afterwards)."""
 
     FLUSH_S = 0.1
 
@@ -286,15 +297,30 @@ class EventBatch:
         self._send = send
         self._changed = threading.Condition()
         self._pending: list[dict[str, Any]] = []
+        self._steps: list[tuple[str, str]] = []
         threading.Thread(target=self._flush_late, name="tead-events", daemon=True).start()
 
     def add(self, event: Event) -> None:
         with self._changed:
             self._pending.append(event.to_json())
             if isinstance(event, NodeStarted):
-                self._flush()
+                self._send_events()  # the steps wait: they need no wake-up of their own
             else:
                 self._changed.notify()
+
+    def add_step(self, key: str, value: Any) -> None:
+        """A completed step (tead.engine.journal): its key and result (strict JSON)."""
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        with self._changed:
+            self._steps.append((key, text))
+            if len(self._steps) == 1 and not self._pending:  # else the thread is awake
+                self._changed.notify()
+
+    def take_steps(self) -> list[tuple[str, str]]:
+        """The completed steps not sent yet."""
+        with self._changed:
+            steps, self._steps = self._steps, []
+        return steps
 
     def take(self) -> list[dict[str, Any]]:
         """The events not sent yet."""
@@ -303,18 +329,24 @@ class EventBatch:
         return pending
 
     def _flush(self) -> None:
-        self._send(("events", self._pending))
-        self._pending = []
+        if self._steps:
+            self._send(("journal", self._steps))
+            self._steps = []
+        self._send_events()
+
+    def _send_events(self) -> None:
+        if self._pending:
+            self._send(("events", self._pending))
+            self._pending = []
 
     def _flush_late(self) -> None:
         with self._changed:
             while True:
-                self._changed.wait_for(lambda: bool(self._pending))
+                self._changed.wait_for(lambda: bool(self._pending or self._steps))
                 deadline = time.monotonic() + self.FLUSH_S
-                while self._pending and (left := deadline - time.monotonic()) > 0:
+                while (self._pending or self._steps) and (left := deadline - time.monotonic()) > 0:
                     self._changed.wait(left)
-                if self._pending:
-                    self._flush()
+                self._flush()
 
 
 def describe_failure(exc: BaseException, limits: Limits) -> str:
@@ -325,7 +357,7 @@ def describe_failure(exc: BaseException, limits: Limits) -> str:
         message = f"{type(exc).__name__}: {exc}".rstrip(": ")
     causes = list(_chain(exc))
     if limits.memory is not None and any(isinstance(c, MemoryError) for c in causes):
-        return f"the run hit its memory limit ({_size(limits.memory)}): {message}"
+        return f"the run hit its memory limit ({size_text(limits.memory)}): {message}"
     emfile = any(isinstance(c, OSError) and c.errno == errno.EMFILE for c in causes)
     if emfile and limits.open_files is not None:
         return f"the run hit its open_files limit ({limits.open_files}): {message}"
@@ -340,47 +372,6 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
         seen.add(id(current))
         yield current
         current = current.__cause__ or current.__context__
-
-
-def _apply(limits: Limits) -> None:
-    """Lower this process's rlimits (children inherit them)."""
-    if limits.memory is not None:
-        _lower(resource.RLIMIT_AS, limits.memory)
-    if limits.cpu_time is not None:
-        used = resource.getrusage(resource.RUSAGE_SELF)
-        spent = used.ru_utime + used.ru_stime  # the fork server's start-up counts
-        _lower(resource.RLIMIT_CPU, max(1, int(spent + limits.cpu_time + 0.999)))
-    if limits.open_files is not None:
-        _lower(resource.RLIMIT_NOFILE, limits.open_files)
-
-
-def _lower(which: int, value: int) -> None:
-    _, hard = resource.getrlimit(which)
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    # SIGXCPU at the soft CPU limit, SIGKILL a second later at the hard one
-    new_hard = (
-        value + 1 if which == resource.RLIMIT_CPU and hard == resource.RLIM_INFINITY else hard
-    )
-    resource.setrlimit(which, (value, new_hard))
-
-
-def describe_limits(limits: Limits) -> str:
-    parts = []
-    if limits.memory is not None:
-        parts.append(f"memory {_size(limits.memory)}")
-    if limits.cpu_time is not None:
-        parts.append(f"cpu_time {limits.cpu_time:g} s")
-    if limits.open_files is not None:
-        parts.append(f"open_files {limits.open_files}")
-    return ", ".join(parts)
-
-
-def _size(value: int) -> str:
-    for unit, size in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
-        if value >= size:
-            return f"{value / size:g}{unit}"
-    return f"{value} bytes"
 
 
 class _ForwardingStore:

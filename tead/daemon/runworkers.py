@@ -35,12 +35,15 @@ from typing import Any
 
 from tead.daemon.execution import Outcome, Run
 from tead.daemon.metrics import Metrics
+from tead.daemon.opsstore import OpsTables
 from tead.daemon.records import RunStatus
 from tead.daemon.runpool import RunWorker, RunWorkerPool, WorkerStartError, exit_text
 from tead.daemon.runsession import RunSession, SessionHooks
 from tead.daemon.runsession import answer as session_answer
 from tead.daemon.runworker import CheckOrder, RunEnd, RunOrder
+from tead.daemon.secrets import SecretError, Secrets
 from tead.daemon.storable import MIB
+from tead.errors import StorageFullError
 from tead.parallel.breaker import BreakerRegistry
 from tead.spec.models import Limits
 
@@ -65,12 +68,16 @@ class WorkerExecution:
         pass_env: Sequence[str],
         limits: Limits,
         environ: Mapping[str, str] | None = None,
+        secrets: Secrets | None = None,
+        journals: OpsTables | None = None,
     ) -> None:
         self.metrics = metrics
         self.breakers = breakers
         self.max_state_bytes = max_state_bytes
         self.limits = limits
         self._environ = dict(os.environ if environ is None else environ)
+        self.secrets = secrets if secrets is not None else Secrets(None, {})
+        self.journals = journals  # where runs' completed steps are kept (to resume them)
         self._passed = self._pass(pass_env)
         self._sys_path = tuple(sys.path)  # before any workflow folder is added to it
         self._pool = RunWorkerPool(size)
@@ -126,6 +133,13 @@ class WorkerExecution:
     async def execute(self, run: Run) -> Outcome:
         loop = asyncio.get_running_loop()
         stopped_work = asyncio.Event()
+        try:
+            order = self._order(run)
+        except SecretError as exc:  # an unknown secret: the run fails, naming it
+            stopped_work.set()
+            return Outcome(
+                status=RunStatus.FAILED, error=str(exc), final=None, stopped_work=stopped_work
+            )
         worker = await self._take(run)
         if isinstance(worker, str):
             stopped_work.set()
@@ -140,11 +154,13 @@ class WorkerExecution:
 
         session = RunSession(
             worker,
-            self._order(run),
+            order,
             workflow=run.workflow.name,
             breakers=self.breakers,
             observer=self.metrics.run_observer(run.record.workflow),
             message_limit=4 * self.max_state_bytes + MIB,
+            mask=self.secrets.mask,
+            keep_steps=functools.partial(self._keep_steps, run.record.id),
         )
 
         def keep(worker: RunWorker) -> bool:  # on the session's thread
@@ -222,7 +238,7 @@ class WorkerExecution:
         assert source is not None, "the daemon's workflows are loaded from files"
         environ = dict(self._passed)
         if spec is not None:
-            environ.update(spec.env)
+            environ.update(self.secrets.resolve(spec.env))
         limits = self.limits
         if spec is not None and spec.limits is not None:  # the workflow's own win
             limits = Limits.model_validate(
@@ -241,7 +257,19 @@ class WorkerExecution:
             sys_path=self._sys_path,
             limits=limits,
             max_state_bytes=self.max_state_bytes,
+            journal=self.journals.journal(run.record.id) if self.journals else {},
+            record_steps=self.journals is not None,
         )
+
+    def _keep_steps(self, run_id: str, steps: list[tuple[str, str]]) -> None:
+        """Store a run's completed steps (secrets masked; on the run's session thread)."""
+        if self.journals is None:
+            return
+        mask = self.secrets.mask_json
+        try:
+            self.journals.add_journal(run_id, [(key, mask(text)) for key, text in steps])
+        except (StorageFullError, ValueError) as exc:  # ValueError: a text not JSON
+            log.warning("run %s: %d completed step(s) not recorded: %s", run_id, len(steps), exc)
 
 
 class SessionThreads:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tead.daemon.database import Database
+from tead.daemon.opsstore import OpsTables
 from tead.daemon.records import RunRecord, RunStatus
 from tead.daemon.storable import StorableEnd
 from tead.errors import StorageFullError
@@ -60,7 +60,7 @@ def _dt(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value is not None else None
 
 
-class Store(Database):
+class Store(OpsTables):
     """The daemon's database at `path` (created and migrated on open)."""
 
     def __init__(self, path: str | Path) -> None:

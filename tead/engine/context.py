@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tead.engine.events import Event, EventSink
+from tead.engine.journal import Journal
 from tead.engine.seam import ExecutorSource
 from tead.parallel.breaker import BreakerRegistry
 from tead.parallel.cancel import CancelToken
@@ -26,6 +27,7 @@ class RunContext:
     emit: EventSink | None = None
     cancel: CancelToken | None = None
     on_results: ResultsSink | None = None
+    journal: Journal | None = None  # completed steps: replayed and recorded (resume)
 
     def publish(self, event: Event) -> None:
         """Emit `event` (if anyone listens; hot paths check `emit` before building one)."""

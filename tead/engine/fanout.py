@@ -19,6 +19,7 @@ from tead.engine.events import (
     EventSink,
     FanOutStarted,
 )
+from tead.engine.journal import Journal
 from tead.engine.seam import BranchReport, FanOutJob
 from tead.engine.state import BranchState
 from tead.engine.task import BranchTask
@@ -104,22 +105,39 @@ def _run_group(
         for branch, target, item in specs
     ]
 
+    journal = ctx.journal
+    replayed: dict[int, ParallelFlowResult] = {}
+    if journal is not None:  # branches the resumed run completed are not run again
+        for index, task in enumerate(tasks):
+            if (found := journal.branch(task.path, task.branch, base)) is not None:
+                replayed[index] = found
+                journal.branch_done(task.path, found, base)
+    todo = [i for i in range(len(tasks)) if i not in replayed]
+    running = [tasks[i] for i in todo]
+
     def fresh_state(index: int) -> dict[str, Any]:  # for retries: the branch's input again
-        return _branch_state(fanout, base, specs[index][2])
+        return _branch_state(fanout, base, specs[todo[index]][2])
 
     hooks = FanOutHooks(breakers=ctx.breakers, fresh_state=fresh_state, cancel=ctx.cancel)
     if ctx.emit is not None:
-        hooks = _event_hooks(ctx, fanout, tasks, hooks, path)
+        hooks = _event_hooks(ctx, fanout, running, hooks, path)
+    if journal is not None:
+        hooks = _journal_hooks(journal, running, hooks, base)
     job = FanOutJob(
-        tasks=tasks,
+        tasks=running,
         config=config,
         hooks=hooks,
         run_here=functools.partial(_run_here, run_branch, ctx),
         replay=functools.partial(_replay, ctx),
         listening=ctx.emit is not None,
     )
-    results = ctx.executors.get(config.strategy).execute(job)
-    _check_results(fanout, tasks, results)
+    ran = ctx.executors.get(config.strategy).execute(job) if running else []
+    _check_results(fanout, running, ran)
+    by_index = dict(zip(todo, ran, strict=True))
+    results = [replayed[i] if i in replayed else by_index[i] for i in range(len(tasks))]
+    if journal is not None:  # a plug-in strategy may not report each result as it comes
+        for task, result in zip(running, ran, strict=True):
+            journal.branch_done(task.path, result, base)
     if ctx.cancel is not None and ctx.cancel.reason is not None:
         raise RunCancelled(ctx.cancel.reason)
     if ctx.on_results is not None:
@@ -130,6 +148,20 @@ def _run_group(
         if cause is not None:
             raise FanOutError(fanout.source, cause)
     return results
+
+
+def _journal_hooks(
+    journal: Journal, tasks: list[BranchTask], hooks: FanOutHooks, base: dict[str, Any]
+) -> FanOutHooks:
+    """`hooks` plus recording each branch that succeeds, as it does."""
+    inner = hooks.on_result
+
+    def on_result(index: int, result: ParallelFlowResult) -> None:
+        journal.branch_done(tasks[index].path, result, base)
+        if inner is not None:
+            inner(index, result)
+
+    return dataclasses.replace(hooks, on_result=on_result)
 
 
 def _check_results(

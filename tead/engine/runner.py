@@ -17,6 +17,7 @@ from typing import Any
 
 from tead.engine.context import ResultsSink, RunContext
 from tead.engine.events import Event, EventSink, RunFinished, RunStarted
+from tead.engine.journal import Journal
 from tead.engine.seam import ExecutorSource
 from tead.engine.state import IMMUTABLE, BranchState
 from tead.engine.walk import ms_since, run_scope
@@ -36,11 +37,13 @@ def run_workflow(
     on_event: EventSink | None = None,
     cancel: CancelToken | None = None,
     on_results: ResultsSink | None = None,
+    journal: Journal | None = None,
 ) -> dict[str, Any]:
     """Run `workflow` on its initial state updated with `state`; return the final state.
 
     Setting `cancel` stops the run (RunCancelled) at the next node, or at once inside a
-    fan-out; `on_results` receives every fan-out's results.
+    fan-out; `on_results` receives every fan-out's results; `journal` replays the steps
+    an earlier run completed and records this run's (tead.engine.journal).
     """
     workflow.check_scope(entry_point, exit_point)
     # The input over the initial state, neither copied up front: a value is copied when
@@ -54,6 +57,7 @@ def run_workflow(
         emit=on_event,
         cancel=cancel,
         on_results=on_results,
+        journal=journal,
     )
     started = time.perf_counter()
     if on_event is not None:

@@ -11,6 +11,7 @@ from typing import Any
 from tead.engine.context import RunContext
 from tead.engine.events import Event, FanIn, NodeFinished, NodeStarted
 from tead.engine.fanout import fan_out
+from tead.engine.journal import node_key
 from tead.engine.seam import BranchReport, ExecutorSource, FanOutResults
 from tead.engine.state import BranchState
 from tead.engine.task import BranchTask, failure_result
@@ -31,12 +32,16 @@ def run_scope(
 ) -> dict[str, Any]:
     """Walk from `entry` until `exit` (not run) or `__end__`, fanning out on the way."""
     pending: dict[str, list[ParallelFlowResult]] = {}
+    visits: dict[str, int] = {}  # for the journal's keys (a loop runs a node again)
     current = entry
     while current not in (exit, END):
         if ctx.cancel is not None and ctx.cancel.reason is not None:
             raise RunCancelled(ctx.cancel.reason)
         if current != START:
-            _run_node(workflow, current, state, pending.pop(current, None), ctx=ctx, path=path)
+            visits[current] = visits.get(current, 0) + 1
+            key = node_key(path, current, visits[current])
+            fanned_in = pending.pop(current, None)
+            _run_node(workflow, current, state, fanned_in, ctx=ctx, path=path, key=key)
         groups = workflow.fanouts.get(current)
         if groups:
             results = fan_out(workflow, groups, state, ctx=ctx, path=path, run_branch=run_branch)
@@ -55,6 +60,7 @@ def _run_node(
     *,
     ctx: RunContext,
     path: str,
+    key: str = "",
 ) -> None:
     node = workflow.nodes[name]
     if ctx.emit is not None:
@@ -62,6 +68,15 @@ def _run_node(
             failed = sum(not r.success for r in results)
             ctx.publish(FanIn(node=name, path=path, branches=len(results), failed=failed))
         ctx.publish(NodeStarted(node=name, path=path))
+    journal = ctx.journal
+    replayed = journal.node(key) if journal is not None else None
+    if replayed is not None:  # completed by the run this one resumes: not run again
+        state.update(replayed)
+        assert journal is not None
+        journal.node_done(key, replayed)
+        if ctx.emit is not None:
+            ctx.publish(NodeFinished(node=name, path=path, status="succeeded", duration_ms=0.0))
+        return
     if node.fn is None:
         if ctx.emit is not None:
             ctx.publish(NodeFinished(node=name, path=path, status="succeeded", duration_ms=0.0))
@@ -88,6 +103,8 @@ def _run_node(
         raise NodeError(name, exc) from exc
     if update:
         state.update(update)
+    if journal is not None:
+        journal.node_done(key, update)
     if ctx.emit is not None:
         ctx.publish(
             NodeFinished(node=name, path=path, status="succeeded", duration_ms=ms_since(started))

@@ -107,6 +107,20 @@ class DispatchTrigger(Model):
     inputs: dict[str, DispatchInput] = {}
 
 
+RunEnding = Literal["succeeded", "failed", "cancelled", "timed_out", "interrupted"]
+
+
+class WorkflowRunTrigger(Model):
+    """Runs of other workflows that end with one of these statuses (default: any)."""
+
+    workflows: list[Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)]] = Field(
+        min_length=1
+    )
+    status: list[RunEnding] = Field(
+        default=["succeeded", "failed", "cancelled", "timed_out", "interrupted"], min_length=1
+    )
+
+
 # Tags show up in error locations; they must not look like keys of the data.
 _CRON_TAG, _EVERY_TAG = "<cron schedule>", "<interval schedule>"
 
@@ -131,6 +145,7 @@ class Triggers(Model):
     schedule: list[Schedule] = []
     watch: WatchTrigger | None = None
     dispatch: DispatchTrigger | None = None
+    workflow_run: WorkflowRunTrigger | None = None
     catchup: Literal["skip", "latest", "all"] = "latest"
 
 
@@ -306,6 +321,19 @@ class Limits(Model):
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
+SECRET_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$"
+
+
+class SecretRef(Model):
+    """`{secret: name}` as an `env:` value: a secret kept by the daemon."""
+
+    secret: Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]
+
+
+EnvValue = Annotated[
+    Annotated[str, Tag("<string>")] | Annotated[SecretRef, Tag("<secret>")],
+    Discriminator(lambda v: "<secret>" if isinstance(v, dict | SecretRef) else "<string>"),
+]
 
 
 class WorkflowSpec(Model):
@@ -324,7 +352,7 @@ class WorkflowSpec(Model):
     concurrency: Concurrency | None = None
     timeout: Duration | None = None
     limits: Limits | None = None
-    env: dict[str, str] = {}
+    env: dict[str, EnvValue] = {}
     initial_state: dict[str, Any] = {}
     settings: Settings = Settings()
     nodes: list[NodeSpec] = Field(min_length=1)
@@ -336,12 +364,12 @@ class WorkflowSpec(Model):
 
     @field_validator("env")
     @classmethod
-    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+    def _env_names(cls, env: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:
         if any(not _ENV_NAME.match(name) for name in env):
             raise ValueError(
                 "an environment variable's name is letters, digits and _, not starting with a digit"
             )
-        if any("\0" in value for value in env.values()):
+        if any(isinstance(value, str) and "\0" in value for value in env.values()):
             raise ValueError("an environment variable's value cannot hold a NUL character")
         return env
 

@@ -835,7 +835,9 @@ def test_conditional_edges_first_true_in_file_order(tead_cli, write_workflow, gi
     assert state["trail"] == trail
 
 
-def test_triggers_concurrency_and_timeout_parse_and_run_ignores_triggers(tead_cli, write_workflow):
+def test_triggers_concurrency_and_timeout_parse_and_run_takes_dispatch_defaults(
+    tead_cli, write_workflow
+):
     """`on:`, `concurrency:`, `timeout:` validate, and `tead run` runs at once regardless."""
     write_workflow(
         """
@@ -869,5 +871,8 @@ def test_triggers_concurrency_and_timeout_parse_and_run_ignores_triggers(tead_cl
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "wf.yaml: ok (thumbnails, 1 node)"
     state = final_state(tead_cli("run", "wf.yaml", "-q"))
-    assert state["size"] == 64
+    # as a dispatch without inputs: the input's default is merged over initial_state
+    assert state["size"] == 128
+    assert state["doubled"] == 256
+    state = final_state(tead_cli("run", "wf.yaml", "-q", "-i", '{"size": 64}'))
     assert state["doubled"] == 128

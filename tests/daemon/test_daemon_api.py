@@ -605,7 +605,7 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 
 def test_cli_workflows(api: DaemonProcess, tead_cli: RunTead) -> None:
     header, rows = table(ok(tead_cli("workflows", "--url", api.url)))
-    assert header == ["name", "file", "triggers", "next_fire", "status"]
+    assert header == ["name", "file", "triggers", "next_fire", "status", "enabled"]
     by_name = {row[0]: row for row in rows}
     assert by_name["fan"][1] == "fan.yaml"
     assert "dispatch" in by_name["fan"][2]

@@ -1,0 +1,163 @@
+"""Secrets kept by a real daemon: they reach nodes through `env:` only, and their values
+appear nowhere the daemon writes or answers (database files, its log, any API answer)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.daemon_fixture import DaemonProcess
+
+Factory = Callable[..., DaemonProcess]
+
+FILE_SECRET = "hunter2-file-secret-value"
+ENV_SECRET = "tok-Env-Secret-ABC123"
+
+SECRETS_WORKFLOW = """\
+name: uses-secrets
+env:
+  API_TOKEN: {secret: api_token}
+  DB_PASS: {secret: db_pass}
+  PLAIN: visible
+nodes:
+  - name: use
+    run: |
+      import hashlib, os
+      token, password = os.environ["API_TOKEN"], os.environ["DB_PASS"]
+      print("token is", token, "and the password is", password)
+      return {
+          "token_sha": hashlib.sha256(token.encode()).hexdigest(),
+          "pass_sha": hashlib.sha256(password.encode()).hexdigest(),
+          "leaked": [token, {password: "as a key"}, f"in a sentence: {password}!"],
+          "plain": os.environ["PLAIN"],
+          "items": [token, password],
+      }
+  - name: spread
+    run: |
+      return None
+edges:
+  - {from: __start__, to: use}
+  - {from: use, to: branch, parallel: true, for_each: "state['items']", item_var: it,
+     fan_in: spread}
+  - {from: branch, to: spread}
+  - {from: spread, to: __end__}
+"""
+
+BRANCH_NODE = """\
+  - name: branch
+    run: |
+      return {"seen": state["it"]}
+"""
+
+FAILING_WORKFLOW = """\
+name: fails-with-secret
+env:
+  DB_PASS: {secret: db_pass}
+nodes:
+  - name: boom
+    run: |
+      import os
+      raise ValueError("cannot connect with " + os.environ["DB_PASS"])
+"""
+
+
+def _daemon_with_secrets(daemon_factory: Factory) -> DaemonProcess:
+    daemon = daemon_factory(env={"TEAD_SECRET_API_TOKEN": ENV_SECRET})
+    folder = daemon.state_dir / "secrets"
+    folder.mkdir(parents=True, mode=0o700)
+    os.chmod(daemon.state_dir, 0o700)
+    secret = folder / "db_pass"
+    secret.write_text(FILE_SECRET + "\n")
+    os.chmod(secret, 0o600)
+    text = SECRETS_WORKFLOW.replace("  - name: spread\n", BRANCH_NODE + "  - name: spread\n")
+    daemon.write("secrets.yaml", text)
+    daemon.write("fails.yaml", FAILING_WORKFLOW)
+    return daemon.start()
+
+
+def _sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def test_secrets_reach_nodes_and_are_masked_everywhere(daemon_factory: Factory) -> None:
+    """A file secret and a TEAD_SECRET_ variable reach the node through `env:`; the run's
+    final state, branch results, error, output log lines, database files and every API
+    answer show `***` instead of their values."""
+    daemon = _daemon_with_secrets(daemon_factory)
+    run = daemon.wait_run(daemon.dispatch("uses-secrets")["id"])
+    assert run["status"] == "succeeded", run
+    final = run["final_state"]
+    assert final["token_sha"] == _sha(ENV_SECRET)  # the node saw the real values
+    assert final["pass_sha"] == _sha(FILE_SECRET)
+    assert final["leaked"] == ["***", {"***": "as a key"}, "in a sentence: ***!"]
+    assert final["plain"] == "visible"
+    assert [b["state"]["seen"] for b in run["branches"]] == ["***", "***"]
+    failed = daemon.wait_run(daemon.dispatch("fails-with-secret")["id"])
+    assert failed["status"] == "failed"
+    assert "cannot connect with ***" in failed["error"], failed["error"]
+
+    daemon.wait_for(lambda: "token is *** and the password is ***" in daemon.logs(), what="log")
+    answers = [
+        daemon.get(path).text
+        for path in (
+            "/api/v1/runs",
+            f"/api/v1/runs/{run['id']}",
+            f"/api/v1/runs/{failed['id']}",
+            "/api/v1/workflows",
+            "/metrics",
+        )
+    ]
+    daemon.stop()
+    stored = b"".join(p.read_bytes() for p in daemon.state_dir.glob("tead.db*"))
+    for value in (FILE_SECRET, ENV_SECRET):
+        assert value.encode() not in stored
+        assert value not in daemon.logs()
+        for answer in answers:
+            assert value not in answer
+
+
+def test_an_unknown_secret_fails_the_run_naming_it(daemon_factory: Factory) -> None:
+    daemon = daemon_factory()
+    daemon.write(
+        "wf.yaml",
+        """\
+        name: missing
+        env: {TOKEN: {secret: no_such_secret}}
+        nodes:
+          - name: a
+        """,
+    )
+    daemon.start()
+    run = daemon.wait_run(daemon.dispatch("missing")["id"])
+    assert run["status"] == "failed"
+    assert run["error"].startswith("env.TOKEN: unknown secret 'no_such_secret' (no file "), run
+    assert "TEAD_SECRET_NO_SUCH_SECRET" in run["error"]
+
+
+def test_a_secrets_folder_open_to_others_is_refused(daemon_factory: Factory) -> None:
+    """The daemon does not start with a secrets folder that others may read."""
+    daemon = daemon_factory()
+    folder = daemon.state_dir / "secrets"
+    folder.mkdir(parents=True)
+    os.chmod(folder, 0o755)
+    daemon.start(wait=False)
+    assert daemon.proc is not None
+    assert daemon.proc.wait(timeout=30) == 2
+    assert "is open to group or others (mode 0755): chmod 700 it" in daemon.logs()
+    assert "Traceback" not in daemon.logs()
+
+
+def test_a_secret_file_open_to_others_fails_the_run(daemon_factory: Factory) -> None:
+    daemon = daemon_factory()
+    folder = daemon.state_dir / "secrets"
+    folder.mkdir(parents=True, mode=0o700)
+    secret: Path = folder / "token"
+    secret.write_text("abcdef")
+    os.chmod(secret, 0o644)
+    daemon.write("wf.yaml", "name: w\nenv: {T: {secret: token}}\nnodes:\n  - name: a\n")
+    daemon.start()
+    run = daemon.wait_run(daemon.dispatch("w")["id"])
+    assert run["status"] == "failed"
+    assert "is open to group or others (mode 0644): chmod 600 it" in run["error"]
