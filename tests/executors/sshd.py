@@ -29,9 +29,7 @@ SSHD = "/usr/sbin/sshd"
 
 
 def _keygen(path: Path) -> str:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True
-    )
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
     return path.with_suffix(".pub").read_text().strip()
 
 
@@ -76,11 +74,10 @@ class SshHost:
                 ]
             )
         )
-        self.process = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.folder / "sshd.log", "wb"),  # noqa: SIM115 (kept by the child)
-        )
+        with open(self.folder / "sshd.log", "wb") as log_file:
+            self.process = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log_file
+            )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -167,7 +164,9 @@ class SshLab:
     def known_hosts(self) -> Path:
         return self.root / "known_hosts"
 
-    def remote(self, workdir: Path, hosts: list[SshHost] | None = None, **extra: Any) -> dict[str, Any]:
+    def remote(
+        self, workdir: Path, hosts: list[SshHost] | None = None, **extra: Any
+    ) -> dict[str, Any]:
         """`settings.parallel.remote` for these hosts (this interpreter runs the workers)."""
         return {
             "hosts": [h.address for h in (hosts or self.hosts)],

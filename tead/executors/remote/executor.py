@@ -76,7 +76,7 @@ class RemoteExecutor:
         breakers = job.hooks.breakers or self._own_breakers
         cb = job.config.circuit_breaker
         reset_s = cb.reset_timeout if cb is not None else HOST_RESET_TIMEOUT_S
-        slots = self._connect_all(config, breakers, job.hooks.on_transition, reset_s)
+        slots, down = self._connect_all(config, breakers, job.hooks.on_transition, reset_s)
         launcher = RemoteLauncher(
             tasks,
             slots,
@@ -86,6 +86,7 @@ class RemoteExecutor:
             breakers=job.hooks.breakers,
             listening=job.listening,
             register=self._route,
+            down=down,
             host_failed=lambda slot, reason: self._host_failed(
                 slot, reason, breakers, job.hooks.on_transition
             ),
@@ -116,6 +117,8 @@ class RemoteExecutor:
             closing.result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()
 
     # --- hosts ---------------------------------------------------------------------------
 
@@ -148,17 +151,24 @@ class RemoteExecutor:
         breakers: BreakerRegistry,
         on_transition: Callable[[Transition], None] | None,
         reset_s: float,
-    ) -> list[Slot]:
+    ) -> tuple[list[Slot], dict[str, str]]:
         """A slot per host whose breaker lets it through, connected (in parallel) if it
-        is not yet; hosts that cannot be reached open their breakers."""
+        is not yet; hosts that cannot be reached open their breakers. Also why each host
+        left out is down."""
         settings = LinkSettings.of(config)
         wanted: list[tuple[HostAddress, int | None, CircuitBreaker]] = []
+        down: dict[str, str] = {}
         for index, text in enumerate(config.hosts):
             address = HostAddress.parse(text)
             breaker = breakers.get(f"host:{address.label}", _host_breaker_config(reset_s))
             allowed, change = breaker.allow()
             _tell(on_transition, change)
-            if allowed:
+            if not allowed:
+                down[address.label] = (
+                    f"remote host {address.label}: its breaker {breaker.name!r} is open"
+                    + (f" ({self._errors[address.label]})" if address.label in self._errors else "")
+                )
+            else:
                 capacity = config.slots[index] if index < len(config.slots) else None
                 wanted.append((address, capacity, breaker))
         links = [self._link(address, settings) for address, _, _ in wanted]
@@ -177,6 +187,7 @@ class RemoteExecutor:
                 message = str(error) if isinstance(error, RemoteHostError) else repr(error)
                 with self._lock:
                     self._errors[address.label] = message
+                down[address.label] = message
                 log.warning("%s", message)
                 _tell(on_transition, breaker.record_failure())
             else:
@@ -185,7 +196,7 @@ class RemoteExecutor:
                 _tell(on_transition, breaker.record_success())
                 slots.append(Slot(link=link, capacity=capacity or link.cpus, breaker=breaker))
             breakers.save(breaker)
-        return slots
+        return slots, down
 
     def _link(self, address: HostAddress, settings: LinkSettings) -> HostLink:
         key = (address.label, settings)

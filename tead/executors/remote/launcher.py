@@ -81,6 +81,7 @@ class RemoteLauncher:
         listening: bool,
         register: Router,
         host_failed: Callable[[Slot, str], None],
+        down: Mapping[str, str] | None = None,
     ) -> None:
         self._bundle: WorkflowBundle = bundle_of(tasks[0].workflow)
         # every task encoded before the first one is sent: the check that all can be
@@ -105,7 +106,7 @@ class RemoteLauncher:
         self._waiting: deque[_Attempt] = deque()
         self._running: dict[int, _Attempt] = {}
         self._by_future: dict[Attempt, _Attempt] = {}
-        self._down: dict[str, str] = {}  # host label -> why it left this fan-out
+        self._down = dict(down or {})  # host label -> why it is out of this fan-out
 
     # --- the supervisor's side -----------------------------------------------------------
 
