@@ -117,6 +117,7 @@ def _run_group(
         run_here=functools.partial(_run_here, run_branch, ctx),
         replay=functools.partial(_replay, ctx),
         listening=ctx.emit is not None,
+        emit=ctx.emit,
     )
     results = ctx.executors.get(config.strategy).execute(job)
     _check_results(fanout, tasks, results)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tead.daemon.metrics import Metrics
 from tead.executors.registry import Executors
 from tead.executors.remote.executor import RemoteExecutor
 from tead.graph.loader import load_workflow
@@ -428,3 +429,31 @@ def test_remote_settings_are_checked_at_load(tead_cli: RunTead, tmp_path: Path) 
     )
     proc = tead_cli("validate", str(write(tmp_path, data)))
     assert proc.returncode == 2 and "wf.yaml:" in proc.stderr
+
+
+def test_metrics_count_commands_per_host_and_mark_hosts_up(lab: SshLab, tmp_path: Path) -> None:
+    """`tead_remote_host_up` and `tead_remote_commands_total` by host, and the branch
+    metrics with strategy="remote", from the run's events."""
+    metrics = Metrics()
+    observer = metrics.run_observer("remote_test")
+    remote = lab.remote(tmp_path / "jobs")
+    remote["hosts"] = [h.address for h in lab.hosts] + ["root@127.0.0.9:1"]
+    path = write(tmp_path, fan_out(remote, "return {}", RESULTS))
+    with Executors() as executors:
+        Workflow(load_workflow(path)).invoke(executors=executors, on_event=observer)
+    text = metrics.exposition().decode()
+    sent = 0.0
+    for host in lab.hosts:
+        assert f'tead_remote_host_up{{host="{host.address}"}} 1.0' in text
+        line = next(
+            x
+            for x in text.splitlines()
+            if x.startswith(f'tead_remote_commands_total{{host="{host.address}"')
+        )
+        sent += float(line.split()[-1])
+    assert sent == 6
+    assert 'tead_remote_host_up{host="root@127.0.0.9:1"} 0.0' in text
+    assert (
+        'tead_parallel_flows_total{outcome="success",strategy="remote",workflow="remote_test"} 6.0'
+        in text
+    )

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tead.engine.events import RemoteHost
 from tead.engine.seam import FanOutJob
 from tead.errors import RemoteHostError
 from tead.executors.remote.hosts import HostAddress, HostLink, LinkSettings
@@ -95,6 +96,13 @@ class RemoteExecutor:
             return supervise(tasks, job.config, launcher, job.hooks)
         finally:
             launcher.close()
+            if job.emit is not None:
+                for slot in slots:
+                    label = slot.link.label
+                    sent = launcher.sent.get(label, 0)
+                    job.emit(RemoteHost(host=label, up=slot.link.alive, commands=sent))
+                for label in down:
+                    job.emit(RemoteHost(host=label, up=False, commands=0))
 
     def close(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ is left, waiting attempts end Crashed, naming why each host is down.
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
@@ -107,6 +107,7 @@ class RemoteLauncher:
         self._running: dict[int, _Attempt] = {}
         self._by_future: dict[Attempt, _Attempt] = {}
         self._down = dict(down or {})  # host label -> why it is out of this fan-out
+        self.sent: Counter[str] = Counter()  # tasks sent, by host label
 
     # --- the supervisor's side -----------------------------------------------------------
 
@@ -209,6 +210,7 @@ class RemoteLauncher:
         registry, prefix = self._breakers, self._seed_prefix
         seed = registry.seed_for(prefix) if registry is not None and prefix is not None else ()
         link.commands += 1
+        self.sent[link.label] += 1
         link.send(
             {
                 "kind": "task",
