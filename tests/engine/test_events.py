@@ -306,6 +306,7 @@ def test_progress_describes_typed_events() -> None:
         "branch a/b failed: TimeoutError: branch timed out after 1 s (1000.0 ms)",
         "fan-in j: 3 results, 1 failed",
         None,
+        None,
     ]
 
 
