@@ -19,14 +19,16 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import asyncssh
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from tead.errors import RemoteHostError
 from tead.executors.remote.protocol import HEADER, MAX_FRAME, PROTOCOL, frame, parse
 from tead.parallel.config import RemoteConfig
 from tead.version import __version__
+
+if TYPE_CHECKING:
+    import asyncssh
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,7 @@ class HostLink:
     async def _connect(self) -> None:
         """Connect, start the worker and shake hands; RemoteHostError naming the problem."""
         self._loop = asyncio.get_running_loop()
+        ssh = _asyncssh()
         settings, address = self.settings, self.address
         if not Path(settings.known_hosts).is_file():
             raise RemoteHostError(
@@ -146,7 +149,7 @@ class HostLink:
             {"client_keys": [settings.identity], "agent_path": None} if settings.identity else {}
         )
         try:
-            self._conn = await asyncssh.connect(
+            self._conn = await ssh.connect(
                 address.host,
                 port=address.port,
                 username=address.user,
@@ -159,16 +162,16 @@ class HostLink:
             )
             command = f"{shlex.quote(settings.python)} -m {WORKER_MODULE}"
             self._process = await self._conn.create_process(command, encoding=None)
-        except asyncssh.HostKeyNotVerifiable:
+        except ssh.HostKeyNotVerifiable:
             raise RemoteHostError(
                 self.label,
                 f"its host key is not in {settings.known_hosts}, or it changed: tead never "
                 "trusts a host key on first use (check the key, then add it to that file)",
             ) from None
-        except asyncssh.PermissionDenied:
+        except ssh.PermissionDenied:
             how = f"the key {settings.identity}" if settings.identity else "the SSH agent"
             raise RemoteHostError(self.label, f"SSH login refused with {how}") from None
-        except (asyncssh.Error, OSError, TimeoutError) as exc:
+        except (ssh.Error, OSError, TimeoutError) as exc:
             raise RemoteHostError(self.label, f"cannot connect: {_describe(exc)}") from None
         self._tasks.append(asyncio.create_task(self._read_stderr()))
         hello = {
@@ -183,7 +186,7 @@ class HostLink:
         try:
             async with asyncio.timeout(HELLO_TIMEOUT_S):
                 reply = await self._read_message()
-        except (asyncio.IncompleteReadError, asyncssh.Error, OSError, TimeoutError, ValueError):
+        except (asyncio.IncompleteReadError, ssh.Error, OSError, TimeoutError, ValueError):
             await asyncio.sleep(0.05)  # let the stderr reader catch the worker's last words
             self._drop()
             raise RemoteHostError(
@@ -282,8 +285,17 @@ class HostLink:
             self._conn = None
 
 
+def _asyncssh() -> ModuleType:
+    """asyncssh, imported when a host is first connected: with cryptography it costs about
+    0.5 s, which neither a run without remote fan-outs nor a host's worker should pay."""
+    import asyncssh  # deferred: 0.5 s of imports only a connecting client needs
+
+    return asyncssh
+
+
 def _is_eof(exc: BaseException) -> bool:
-    return isinstance(exc, asyncio.IncompleteReadError | asyncssh.ConnectionLost | EOFError)
+    lost = _asyncssh().ConnectionLost
+    return isinstance(exc, asyncio.IncompleteReadError | lost | EOFError)
 
 
 def _describe(exc: BaseException) -> str:
