@@ -1,5 +1,8 @@
-"""The worker's side of one branch: checking what a task message carries, and the forked
-child that runs the branch (worker.py forks it) and writes its report as one frame."""
+"""The worker's children: each a forked process (worker.py forks them) leading a process
+group of its own, that runs branches one at a time and writes each report as one frame.
+A child is reused for the next branch (a fork per branch costs 10-30 ms on a loaded
+machine: the child's first writes copy the parent's pages) until the worker kills its group
+(a deadline, a cancel) or it dies."""
 
 from __future__ import annotations
 
@@ -7,30 +10,19 @@ import contextlib
 import ctypes
 import os
 import signal
-from dataclasses import dataclass
 from typing import Any
 
+from tead.engine.bundle import LoadedWorkflows, WorkflowBundle
 from tead.engine.seam import BranchReport
 from tead.engine.task import BranchTask, check_json_state, failure_result
 from tead.engine.walk import run_branch_elsewhere
 from tead.errors import TeadError
 from tead.executors.registry import Executors
-from tead.executors.remote.protocol import frame, report_to_json
+from tead.executors.remote.protocol import FrameBuffer, frame, report_to_json
 from tead.parallel.breaker import BreakerSnapshot, CircuitState
 
 PR_SET_PDEATHSIG = 1
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Branch:
-    """A task as the worker received it, checked."""
-
-    id: int
-    task: BranchTask
-    env: dict[str, str]
-    seed: tuple[BreakerSnapshot, ...]
-    listening: bool
-    deadline: float | None
+READ_SIZE = 1 << 16
 
 
 def parse_env(data: Any) -> dict[str, str]:
@@ -53,9 +45,13 @@ def parse_breakers(data: Any) -> tuple[BreakerSnapshot, ...]:
     )
 
 
-def run_child(branch: Branch, *, close: tuple[int, ...], write: int) -> None:
-    """In the forked child: lead a new process group, die with the worker, run the branch
-    and write its result frame to the pipe."""
+def child_main(
+    tasks: int, results: int, workflows: LoadedWorkflows, *, close: tuple[int, ...]
+) -> None:
+    """In a forked child: lead a new process group, die with the worker, then run the
+    branches the worker sends on `tasks` one at a time (bundles it lacks come first) and
+    write each result frame to `results`, until `tasks` closes. The environment and the
+    working directory are put back after each branch."""
     code = 0
     try:
         os.setpgid(0, 0)
@@ -63,25 +59,49 @@ def run_child(branch: Branch, *, close: tuple[int, ...], write: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         for fd in close:
             os.close(fd)
-        os.environ.update(branch.env)
-        executors = Executors()
-        try:
-            report = run_branch_elsewhere(
-                branch.task, executors, branch.seed, listening=branch.listening
-            )
-        finally:
-            executors.close()
-        data = _result_frame(branch.id, branch.task, report)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(write, view) :]
+        environ, cwd = dict(os.environ), os.getcwd()
+        frames = FrameBuffer()
+        while data := os.read(tasks, READ_SIZE):
+            for message in frames.feed(data):
+                if message["kind"] == "bundle":
+                    workflows.receive(WorkflowBundle.from_json(message["bundle"]))
+                    continue
+                _write_all(results, _run(message, workflows))
+                os.environ.clear()
+                os.environ.update(environ)
+                os.chdir(cwd)
     except BaseException:
         code = 70
     finally:
         os._exit(code)
 
 
-def _result_frame(task_id: int, task: BranchTask, report: BranchReport) -> bytes:
+def _run(message: dict[str, Any], workflows: LoadedWorkflows) -> bytes:
+    """Run one task message; its result frame (a `crashed` frame if it cannot run)."""
+    task_id = message.get("id")
+    try:
+        task = BranchTask.from_json(message.get("task"), workflows.get)
+        os.environ.update(parse_env(message.get("env")))
+        seed = parse_breakers(message.get("breakers"))
+        executors = Executors()
+        try:
+            report = run_branch_elsewhere(
+                task, executors, seed, listening=message.get("listening") is not False
+            )
+        finally:
+            executors.close()
+    except Exception as exc:
+        return frame({"kind": "crashed", "id": task_id, "detail": f"{type(exc).__name__}: {exc}"})
+    return _result_frame(task_id, task, report)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _result_frame(task_id: Any, task: BranchTask, report: BranchReport) -> bytes:
     """The report as a frame; if its final state is no JSON, the branch fails instead
     (naming the key), its events kept; nested results that are not are left out."""
     state = report.result.state

@@ -2,11 +2,11 @@
 and connection, speaking length-prefixed JSON on its stdin and stdout (protocol.py).
 
 It is one thread around a selector: it reads messages, receives workflow bundles (written
-once per content hash under `workdir/code/<hash>/`, with an atomic rename) and forks one
-child per branch. The child leads a process group of its own, runs the branch with the same
-engine code as every other strategy (`run_branch_elsewhere`), writes its report to a pipe and
-exits. The group is killed with SIGKILL when the branch's deadline passes, when the client
-cancels it, and when the branch is over (so nothing a branch starts outlives it); every
+once per content hash under `workdir/code/<hash>/`, with an atomic rename) and hands each
+branch to a child (child.py): a forked process leading a process group of its own, which
+runs the branch with the same engine code as every other strategy (`run_branch_elsewhere`)
+and writes its report back. Children are kept for the next branches; a child's group is
+killed with SIGKILL when its branch's deadline passes or the client cancels it, and every
 group is killed, and the worker exits, when its stdin closes or the client's heartbeat
 stops. Children die with the worker (PR_SET_PDEATHSIG).
 
@@ -31,7 +31,7 @@ from typing import Any
 from tead.engine.bundle import LoadedWorkflows, WorkflowBundle
 from tead.engine.task import BranchTask
 from tead.errors import TeadError
-from tead.executors.remote.child import Branch, parse_breakers, parse_env, run_child
+from tead.executors.remote.child import child_main, parse_breakers, parse_env
 from tead.executors.remote.protocol import (
     HEADER,
     PROTOCOL,
@@ -42,16 +42,20 @@ from tead.executors.remote.protocol import (
 from tead.version import __version__
 
 READ_SIZE = 1 << 16
-PR_SET_PDEATHSIG = 1
+MAX_IDLE = 64  # idle children kept for the next branches
 
 
 @dataclass(eq=False, slots=True)
 class _Child:
-    id: int
+    """A forked child: its pid (and pidfd), the pipes to it, and the task it runs."""
+
     pid: int
     pidfd: int
-    pipe: int
-    deadline: float | None
+    tasks: int  # write end: task messages (and bundles) to it
+    results: int  # read end: its result frames
+    known: set[str]  # digests of the bundles it has loaded
+    id: int | None = None  # the task it runs
+    deadline: float | None = None
     data: bytearray = field(default_factory=bytearray)
 
 
@@ -63,7 +67,9 @@ class Worker:
         self._out = proto_out
         self._frames = FrameBuffer()
         self._selector = selectors.DefaultSelector()
-        self._children: dict[int, _Child] = {}
+        self._children: dict[int, _Child] = {}  # busy ones, by task id
+        self._idle: list[_Child] = []
+        self._bundles: dict[str, dict[str, Any]] = {}  # received bundles (for children)
         self._workflows: LoadedWorkflows | None = None
         self._bad_bundles: dict[str, str] = {}
         self._workdir: Path | None = None
@@ -224,6 +230,7 @@ class Worker:
             folder = self._workdir / "code" / bundle.digest if self._workdir else None
             new = folder is not None and not folder.exists()
             self._workflows.receive(bundle)
+            self._bundles[bundle.digest] = data
             if new and folder is not None and folder.exists():
                 self._created.append(folder)
         except Exception as exc:  # a bad bundle, or its workflow fails to load here
@@ -243,9 +250,9 @@ class Worker:
             digest = data.get("workflow") if isinstance(data, dict) else None
             if isinstance(digest, str) and digest in self._bad_bundles:
                 raise ValueError(f"its workflow bundle was refused: {self._bad_bundles[digest]}")
-            task = BranchTask.from_json(data, self._workflows.get)
-            env = parse_env(message.get("env"))
-            seed = parse_breakers(message.get("breakers"))
+            BranchTask.from_json(data, self._workflows.get)  # checked before a child has it
+            parse_env(message.get("env"))
+            parse_breakers(message.get("breakers"))
             timeout = message.get("timeout")
             deadline = (
                 time.monotonic() + float(timeout) if isinstance(timeout, int | float) else None
@@ -253,66 +260,85 @@ class Worker:
         except (TeadError, ValueError, TypeError) as exc:
             self._send({"kind": "error", "id": task_id, "error": str(exc)})
             return
-        listening = message.get("listening") is not False
-        self._fork(
-            Branch(
-                id=task_id, task=task, env=env, seed=seed, listening=listening, deadline=deadline
-            )
-        )
+        child = self._idle.pop() if self._idle else self._fork()
+        child.id, child.deadline = task_id, deadline
+        self._children[task_id] = child
+        try:
+            if digest not in child.known and isinstance(digest, str):
+                _write_all(child.tasks, frame({"kind": "bundle", "bundle": self._bundles[digest]}))
+                child.known.add(digest)
+            _write_all(child.tasks, frame(message))
+        except OSError:  # it died meanwhile: its pidfd says so next (crashed)
+            pass
 
     # --- children ------------------------------------------------------------------------
 
-    def _fork(self, branch: Branch) -> None:
-        read, write = os.pipe()
+    def _fork(self) -> _Child:
+        assert self._workflows is not None
+        task_r, task_w = os.pipe()
+        result_r, result_w = os.pipe()
+        others = [fd for c in (*self._children.values(), *self._idle) for fd in _fds(c)]
         pid = os.fork()
         if pid == 0:  # the child: never returns
-            run_child(
-                branch, close=(read, self._in, self._out, self._selector.fileno()), write=write
-            )
-        os.close(write)
+            inherited = (task_w, result_r, self._in, self._out, self._selector.fileno(), *others)
+            child_main(task_r, result_w, self._workflows, close=inherited)
+        os.close(task_r)
+        os.close(result_w)
         with contextlib.suppress(OSError):  # the child may have done it (or exited) first
             os.setpgid(pid, pid)
-        pidfd = os.pidfd_open(pid)
-        os.set_blocking(read, False)
-        child = _Child(branch.id, pid, pidfd, read, branch.deadline)
-        self._children[branch.id] = child
-        self._selector.register(read, selectors.EVENT_READ, child)
-        self._selector.register(pidfd, selectors.EVENT_READ, child)
+        os.set_blocking(result_r, False)
+        child = _Child(pid, os.pidfd_open(pid), task_w, result_r, set(self._bundles))
+        self._selector.register(result_r, selectors.EVENT_READ, child)
+        self._selector.register(child.pidfd, selectors.EVENT_READ, child)
+        return child
 
     def _child_event(self, child: _Child, fd: int) -> None:
         self._drain(child)
-        if child.id not in self._children:
-            return
-        if _complete(child.data):
-            self._end(child)
-            self._write(bytes(child.data))
-        elif fd == child.pidfd:  # it exited without its whole report: a crash, a signal
+        if len(child.data) >= HEADER.size:
+            size: int = HEADER.unpack_from(child.data)[0]
+            end = HEADER.size + size
+            if len(child.data) >= end:  # its result: forward it, and the child is idle
+                result, child.data = bytes(child.data[:end]), child.data[end:]
+                if child.id is not None and self._children.pop(child.id, None) is child:
+                    self._write(result)
+                child.id, child.deadline = None, None
+                if len(self._idle) < MAX_IDLE:
+                    self._idle.append(child)
+                else:
+                    self._end(child)
+                return
+        if fd == child.pidfd:  # it died: a crash, os._exit, a signal
+            task_id = child.id
             status = self._end(child)
-            self._send({"kind": "crashed", "id": child.id, "detail": status})
+            if task_id is not None:
+                self._send({"kind": "crashed", "id": task_id, "detail": status})
 
     def _drain(self, child: _Child) -> bool:
         """Read what the child wrote; whether its pipe is still open."""
         while True:
             try:
-                data = os.read(child.pipe, READ_SIZE)
+                data = os.read(child.results, READ_SIZE)
             except BlockingIOError:
                 return True
             except OSError:
                 return False
             if not data:
                 with contextlib.suppress(KeyError, ValueError):
-                    self._selector.unregister(child.pipe)
+                    self._selector.unregister(child.results)
                 return False
             child.data += data
 
     def _end(self, child: _Child) -> str:
         """Kill the child's process group, reap the child, forget it; how it ended."""
-        self._children.pop(child.id, None)
+        if child.id is not None:
+            self._children.pop(child.id, None)
+        if child in self._idle:
+            self._idle.remove(child)
         with contextlib.suppress(OSError):
             os.killpg(child.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.kill(child.pid, signal.SIGKILL)
-        for fd in (child.pipe, child.pidfd):
+        for fd in _fds(child):
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(fd)
             with contextlib.suppress(OSError):
@@ -326,7 +352,7 @@ class Worker:
         return f"the branch's process exited with code {os.waitstatus_to_exitcode(status)}"
 
     def _stop_all(self) -> None:
-        for child in list(self._children.values()):
+        for child in [*self._children.values(), *self._idle]:
             self._end(child)
 
     def _clean(self) -> None:
@@ -338,11 +364,14 @@ class Worker:
         self._created.clear()
 
 
-def _complete(data: bytearray) -> bool:
-    if len(data) < HEADER.size:
-        return False
-    size: int = HEADER.unpack_from(data)[0]
-    return len(data) >= HEADER.size + size
+def _fds(child: _Child) -> tuple[int, ...]:
+    return (child.results, child.pidfd, child.tasks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def main() -> None:
