@@ -24,6 +24,7 @@ from tead.executors.remote.executor import RemoteExecutor
 from tead.graph.loader import load_workflow
 from tead.parallel.breaker import BreakerRegistry, CircuitState
 from tead.workflow import Workflow
+from tests.daemon_fixture import DaemonProcess
 from tests.executors.sshd import SshLab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -457,3 +458,46 @@ def test_metrics_count_commands_per_host_and_mark_hosts_up(lab: SshLab, tmp_path
         'tead_parallel_flows_total{outcome="success",strategy="remote",workflow="remote_test"} 6.0'
         in text
     )
+
+
+def test_a_tea_basefile_is_accepted_with_a_warning(tead_cli: RunTead, tmp_path: Path) -> None:
+    """The seeds' `basefile:` loads, with one line saying tead ships the code itself."""
+    data = fan_out({"hosts": ["a.example"], "known_hosts": "/k"}, "return {}", RESULTS)
+    data["settings"]["parallel"]["remote"]["basefile"] = "./tead-binary"
+    proc = tead_cli("validate", str(write(tmp_path, data)))
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: settings.parallel.remote.basefile is ignored: tead ships" in proc.stderr
+
+
+def test_the_daemon_persists_host_breakers_reports_hosts_and_cancel_kills_remote_work(
+    lab: SshLab, daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """In the daemon (runs in run workers): a host that cannot be reached has an open
+    `host:` breaker in `/api/v1/breakers`, live hosts show in /metrics, and cancelling a
+    run kills its branches' process groups on the hosts."""
+    remote = lab.remote(tmp_path / "jobs")
+    remote["hosts"] = [lab.hosts[0].address, "root@127.0.0.9:1"]
+    data = fan_out(remote, "return {'ok': True}", RESULTS)
+    data["name"] = "remote_ok"
+    data["on"] = {"dispatch": {}}
+    daemon.write("remote_ok.yaml", yaml.safe_dump(data, sort_keys=False))
+    data = fan_out(lab.remote(tmp_path / "jobs"), SPAWNS, RESULTS)
+    data["name"] = "remote_slow"
+    data["on"] = {"dispatch": {}}
+    daemon.write("remote_slow.yaml", yaml.safe_dump(data, sort_keys=False))
+    daemon.wait_for(lambda: len(daemon.get("/api/v1/workflows").json()["workflows"]) == 2)
+
+    run = daemon.wait_run(daemon.dispatch("remote_ok")["id"])
+    assert run["status"] == "succeeded", run["error"]
+    breakers = {b["name"]: b["state"] for b in daemon.get("/api/v1/breakers").json()["breakers"]}
+    assert breakers["host:root@127.0.0.9:1"] == "open"
+    assert breakers[f"host:{lab.hosts[0].address}"] == "closed"
+    metrics = daemon.get("/metrics").text
+    assert f'tead_remote_host_up{{host="{lab.hosts[0].address}"}} 1.0' in metrics
+    assert 'tead_remote_host_up{host="root@127.0.0.9:1"} 0.0' in metrics
+
+    slow = daemon.dispatch("remote_slow")["id"]
+    daemon.wait_for(lambda: len(_sleepers(lab)) == 6, timeout_s=30, what="6 remote sleepers")
+    assert daemon.post(f"/api/v1/runs/{slow}/cancel").status_code == 200
+    assert daemon.wait_run(slow)["status"] == "cancelled"
+    daemon.wait_for(lambda: not _sleepers(lab), timeout_s=15, what="no remote sleepers")
