@@ -245,8 +245,8 @@ class HostLink:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            reason = "the connection closed" if _is_eof(exc) else _describe(exc)
-            self._lose(reason + self._stderr_tail())
+            # (not the worker's stderr: it carries the nodes' output, which errors must not)
+            self._lose("the connection closed" if _is_eof(exc) else _describe(exc))
 
     async def _ping_loop(self) -> None:
         ping = frame({"kind": "ping"})
