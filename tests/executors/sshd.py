@@ -105,12 +105,13 @@ class SshHost:
         """The host dies: its sshd, its sessions and their processes, at once."""
         if self.process is None:
             return
-        pids = self.session_pids()
-        with contextlib.suppress(OSError):
-            self.process.kill()
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        # stopped first, then killed: none of them sees another die (as when a machine
+        # dies: its worker cannot report its branches' processes as crashed first)
+        pids = {self.process.pid, *self.session_pids()}
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
         self.process.wait()
         self.process = None
 

@@ -501,3 +501,19 @@ def test_the_daemon_persists_host_breakers_reports_hosts_and_cancel_kills_remote
     assert daemon.post(f"/api/v1/runs/{slow}/cancel").status_code == 200
     assert daemon.wait_run(slow)["status"] == "cancelled"
     daemon.wait_for(lambda: not _sleepers(lab), timeout_s=15, what="no remote sleepers")
+
+
+def test_a_host_with_another_tead_version_is_refused(lab: SshLab, tmp_path: Path) -> None:
+    """The handshake compares versions: a worker of another tead version is not used."""
+    other = tmp_path / "other-tead"
+    code = (
+        "import tead.version as v; v.__version__ = '9.9.9'; import runpy; "
+        "runpy.run_module('tead.executors.remote.worker', run_name='__main__')"
+    )
+    other.write_text(f'#!/bin/sh\nexec {sys.executable} -c "{code}"\n')
+    other.chmod(0o755)
+    path = write(tmp_path, fan_out(lab.remote(tmp_path / "jobs", python=str(other)), "", RESULTS))
+    with Executors() as executors:
+        final = run(path, executors)
+    error = final["results"][0]["error"]
+    assert "the host has tead 9.9.9" in error and "install the same version on both" in error
