@@ -184,7 +184,11 @@ class RemoteLauncher:
             self._send(attempt, slot)
 
     def _send(self, attempt: _Attempt, slot: Slot) -> None:
-        if not attempt.future.set_running_or_notify_cancel():
+        try:
+            started = attempt.future.set_running_or_notify_cancel()
+        except RuntimeError:  # stopped (finished Lost) while it was being placed
+            started = False
+        if not started:
             self._free(attempt)
             return
         denied = attempt.gate() if attempt.gate is not None else None
@@ -202,8 +206,16 @@ class RemoteLauncher:
         link = slot.link
         task_id = self._register(self)
         with self._lock:
-            attempt.id = task_id
-            self._running[task_id] = attempt
+            if attempt.future.done():  # stopped meanwhile: not sent
+                stopped = True
+            else:
+                stopped = False
+                attempt.id = task_id
+                self._running[task_id] = attempt
+        if stopped:
+            self._register(None, task_id)
+            self._free(attempt)
+            return
         if self._bundle.digest not in link.shipped:
             link.shipped.add(self._bundle.digest)
             link.send({"kind": "bundle", "bundle": self._bundle.to_json()})
