@@ -175,8 +175,10 @@ def test_cleanup_leaves_the_workdir_as_it_was(lab: SshLab, tmp_path: Path) -> No
     existing.mkdir()
     (existing / "mine.txt").write_text("keep")
     missing = tmp_path / "made" / "jobs"
+    # one host: on loopback the hosts share one file system, where real hosts do not
     for workdir in (existing, missing):
-        path = write(tmp_path, fan_out(lab.remote(workdir), "return {'x': 1}", RESULTS))
+        remote = lab.remote(workdir, hosts=lab.hosts[:1])
+        path = write(tmp_path, fan_out(remote, "return {'x': 1}", RESULTS))
         with Executors() as executors:
             final = run(path, executors)
             assert all(r["ok"] for r in final["results"])
@@ -184,7 +186,8 @@ def test_cleanup_leaves_the_workdir_as_it_was(lab: SshLab, tmp_path: Path) -> No
         assert sorted(p.name for p in existing.iterdir()) == ["mine.txt"]
     assert not (tmp_path / "made").exists()
     kept = tmp_path / "kept"
-    path = write(tmp_path, fan_out(lab.remote(kept, cleanup=False), "return {}", RESULTS))
+    remote = lab.remote(kept, hosts=lab.hosts[:1], cleanup=False)
+    path = write(tmp_path, fan_out(remote, "return {}", RESULTS))
     with Executors() as executors:
         run(path, executors)
     assert len(list((kept / "code").iterdir())) == 1

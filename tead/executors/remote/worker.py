@@ -73,7 +73,8 @@ class Worker:
         self._workflows: LoadedWorkflows | None = None
         self._bad_bundles: dict[str, str] = {}
         self._workdir: Path | None = None
-        self._created: list[Path] = []  # what to remove on cleanup, deepest last
+        self._created: list[Path] = []  # code folders this worker wrote (removed on cleanup)
+        self._made_folders: list[Path] = []  # folders it made (removed on cleanup if empty)
         self._cleanup = False
         self._heartbeat_s: float | None = None
         self._heard = time.monotonic()
@@ -208,16 +209,12 @@ class Worker:
         )
 
     def _make_workdir(self, workdir: Path) -> Path:
-        """The workdir (and its `code/` folder), made if missing; what was made is noted
-        for cleanup (the highest folder this worker created)."""
-        missing = [p for p in (workdir, *workdir.parents) if not p.exists()]
-        workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if missing:
-            self._created.append(missing[-1])
+        """The workdir (and its `code/` folder), made if missing; the folders this worker
+        made are noted for cleanup (highest first)."""
         code = workdir / "code"
-        if not missing and not code.exists():
-            code.mkdir(mode=0o700)
-            self._created.append(code)
+        missing = [p for p in (code, workdir, *workdir.parents) if not p.exists()]
+        code.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._made_folders = list(reversed(missing))
         self._workdir = workdir
         os.chdir(workdir)
         return workdir
@@ -356,12 +353,17 @@ class Worker:
             self._end(child)
 
     def _clean(self) -> None:
-        """Remove what this worker created (the workdir, if it made it; else its `code/`
-        folder or the bundle folders it wrote)."""
+        """Remove what this worker created: the code folders it wrote, then the folders it
+        made (`code/`, the workdir and its missing parents) if nothing else is in them
+        (another worker's code, a branch's files): it never deletes what it did not make."""
         os.chdir("/")
-        for path in reversed(self._created):
+        for path in self._created:
             shutil.rmtree(path, ignore_errors=True)
+        for folder in reversed(self._made_folders):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         self._created.clear()
+        self._made_folders.clear()
 
 
 def _fds(child: _Child) -> tuple[int, ...]:
