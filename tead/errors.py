@@ -16,7 +16,9 @@
         ├── PickleValidationError  process strategy: a state value cannot be sent
         ├── StateCopyError         a value a branch takes out cannot be deep-copied for it
         ├── StateJsonError         to a host: a state value that JSON cannot carry exactly
-        └── BundleError            a workflow that cannot be shipped or received as a bundle
+        ├── BundleError            a workflow that cannot be shipped or received as a bundle
+        └── RemoteHostError        remote strategy: a host that cannot serve (unreachable,
+                                   host key refused, no or another tead there)
 
 The CLI maps these to one line on stderr and an exit code; the engine turns errors inside
 fan-out branches into recorded results instead of raising them.
@@ -212,6 +214,16 @@ class StateJsonError(RunError):
 class BundleError(RunError):
     """A workflow that cannot be made into a bundle (built in code, too big) or a bundle
     that cannot be received (malformed, altered, unknown)."""
+
+
+class RemoteHostError(RunError):
+    """A remote host cannot run branches: names the host and the problem (never a secret:
+    the message holds the host, a file name and the SSH or worker error)."""
+
+    def __init__(self, host: str, problem: str) -> None:
+        self.host = host
+        self.problem = problem
+        super().__init__(f"remote host {host}: {problem}")
 
 
 class RunCancelled(TeadError):

@@ -23,6 +23,7 @@ from tead.engine.events import (
     CircuitChanged,
     Event,
     FanOutStarted,
+    RemoteHost,
 )
 from tead.parallel.breaker import CircuitState
 from tead.version import __version__
@@ -186,6 +187,9 @@ class RunEventMetrics:
                 m.fanout_width.labels(self.workflow).observe(len(branches))
             case CircuitChanged(name=name, new=new):
                 m.breaker(name, new)
+            case RemoteHost(host=host, up=up, commands=commands):
+                m.remote_host_up.labels(host).set(1 if up else 0)
+                m.remote_commands.labels(host).inc(commands)
             case _:
                 pass
 

@@ -213,9 +213,10 @@ class RunSession:
             self.observer(event)
 
     def _snapshot(self, item: Any) -> BreakerSnapshot:
-        """A breaker state the worker sent: only its own workflow's breakers."""
+        """A breaker state the worker sent: only its own workflow's breakers, and remote
+        hosts' (`host:<user@host>`, shared by the workflows that use the host)."""
         name = item["name"]
-        if not isinstance(name, str) or not name.startswith(f"{self.workflow}:"):
+        if not isinstance(name, str) or not name.startswith((f"{self.workflow}:", "host:")):
             raise ValueError("a breaker of another workflow")
         opened = item["opened_at"]
         return BreakerSnapshot(

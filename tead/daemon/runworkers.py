@@ -252,7 +252,7 @@ class WorkerExecution:
             text=source.text,
             path=str(Path(source.path).resolve()),
             state={**run.record.inputs, "trigger": run.record.trigger},
-            breakers=self.breakers.seed_for(f"{workflow.name}:"),
+            breakers=self.breakers.seed_for(f"{workflow.name}:") + self.breakers.seed_for("host:"),
             environ=environ,
             sys_path=self._sys_path,
             limits=limits,

@@ -218,6 +218,17 @@ class CircuitChanged(_Event):
     new: CircuitState
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteHost(_Event):
+    """At the end of a remote fan-out, for each of its hosts: whether it is `up` and how
+    many branch `commands` this fan-out sent it."""
+
+    kind: ClassVar[str] = "remote_host"
+    host: str
+    up: bool
+    commands: int
+
+
 Event: TypeAlias = (
     RunStarted
     | RunFinished
@@ -229,6 +240,7 @@ Event: TypeAlias = (
     | BranchFinished
     | FanIn
     | CircuitChanged
+    | RemoteHost
 )
 EventSink: TypeAlias = Callable[[Event], None]
 
@@ -245,6 +257,7 @@ EVENT_TYPES: Mapping[str, type[Event]] = {
         BranchFinished,
         FanIn,
         CircuitChanged,
+        RemoteHost,
     )
 }
 

@@ -130,6 +130,7 @@ def _run_group(
         run_here=functools.partial(_run_here, run_branch, ctx),
         replay=functools.partial(_replay, ctx),
         listening=ctx.emit is not None,
+        emit=ctx.emit,
     )
     ran = ctx.executors.get(config.strategy).execute(job) if running else []
     _check_results(fanout, running, ran)

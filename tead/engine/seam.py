@@ -52,6 +52,8 @@ class FanOutJob:
     #: whether the run listens for events: if not, a branch run elsewhere need not send
     #: its events back (collecting and shipping them is most of a no-op branch's cost)
     listening: bool = True
+    #: emit an event of the executor's own in the calling run (None: nobody listens)
+    emit: Callable[[Event], None] | None = None
 
 
 @runtime_checkable

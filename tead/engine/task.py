@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,10 +92,7 @@ class BranchTask:
         inside it) of a state value JSON would lose or change.
         """
         state = plain(self.state)  # read only: nothing taken out of a branch state
-        for key, value in state.items():
-            if type(key) is not str:
-                raise StateJsonError(self.branch, repr(key), "", "JSON keys are strings")
-            _check_json(value, self.branch, key, key)
+        check_json_state(self.branch, state)
         data = {name: getattr(self, name) for name in _FIELDS}
         data["workflow"] = bundle_of(self.workflow).digest
         data["state"] = state
@@ -152,6 +149,15 @@ def _task_from_values(*values: Any) -> BranchTask:
 
 def _task_from_source(text: str, path: str, *values: Any) -> BranchTask:
     return _task_from_values(THIS_PROCESS.from_source(text, path), *values)
+
+
+def check_json_state(branch: str, state: Mapping[str, Any]) -> None:
+    """StateJsonError naming the key (and where inside it) of the first value of `state`
+    that JSON would lose or change (the state of branch `branch`)."""
+    for key, value in state.items():
+        if type(key) is not str:
+            raise StateJsonError(branch, repr(key), "", "JSON keys are strings")
+        _check_json(value, branch, key, key)
 
 
 def _check_json(value: Any, branch: str, key: str, at: str, depth: int = 0) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from tead.engine.seam import ParallelExecutor
 from tead.errors import PluginError, UnknownStrategyError
 from tead.executors.process import ProcessExecutor
+from tead.executors.remote.executor import RemoteExecutor
 from tead.executors.thread import ThreadExecutor
 from tead.parallel.strategies import ENTRY_POINT_GROUP
 
@@ -45,6 +46,11 @@ def _process(deps: ExecutorDeps) -> ParallelExecutor:
     return ProcessExecutor(Executors)
 
 
+def _remote(deps: ExecutorDeps) -> ParallelExecutor:
+    # hosts and how to reach them come with each fan-out's settings (`remote:`)
+    return RemoteExecutor()
+
+
 def _make(strategy: str, factory: ExecutorFactory, deps: ExecutorDeps) -> ParallelExecutor:
     """`factory(deps)`, or PluginError (one line) if it raises or makes no executor."""
     target = f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', factory)}"
@@ -58,7 +64,11 @@ def _make(strategy: str, factory: ExecutorFactory, deps: ExecutorDeps) -> Parall
     return executor
 
 
-BUILTIN_FACTORIES: Mapping[str, ExecutorFactory] = {"thread": _thread, "process": _process}
+BUILTIN_FACTORIES: Mapping[str, ExecutorFactory] = {
+    "thread": _thread,
+    "process": _process,
+    "remote": _remote,
+}
 
 
 class Executors:

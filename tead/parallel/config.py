@@ -9,7 +9,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tead.spec.models import CircuitBreakerSpec, ParallelSpec, RemoteSpec, RetrySpec
+from tead.spec.models import (
+    CircuitBreakerSpec,
+    ParallelSpec,
+    RemoteHostSpec,
+    RemoteSpec,
+    RetrySpec,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,11 +63,39 @@ class CircuitBreakerConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RemoteConfig:
+    """`settings.parallel.remote`: SSH hosts (`[user@]host[:port]`) and how to reach them;
+    `slots[i]` is host i's branch slots (None: its CPU count, as its worker reports)."""
+
     hosts: tuple[str, ...]
+    known_hosts: str = ""
+    slots: tuple[int | None, ...] = ()
+    identity: str | None = None
+    python: str = "python3"
     workdir: str = "/tmp/tead-jobs"
     cleanup: bool = True
+    connect_timeout_s: float = 10.0
+    keepalive_s: float = 5.0
     env_include: tuple[str, ...] = ()
     env_exclude_patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def from_spec(cls, remote: RemoteSpec) -> RemoteConfig:
+        hosts = [
+            h if isinstance(h, RemoteHostSpec) else RemoteHostSpec(host=h) for h in remote.hosts
+        ]
+        return cls(
+            hosts=tuple(h.host for h in hosts),
+            slots=tuple(h.slots for h in hosts),
+            known_hosts=remote.known_hosts,
+            identity=remote.identity,
+            python=remote.python,
+            workdir=remote.workdir,
+            cleanup=remote.cleanup,
+            connect_timeout_s=remote.connect_timeout,
+            keepalive_s=remote.keepalive,
+            env_include=tuple(remote.env_vars.include),
+            env_exclude_patterns=tuple(remote.env_vars.exclude_patterns),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,13 +134,7 @@ def _convert(values: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("circuit_breaker"), CircuitBreakerSpec):
         out["circuit_breaker"] = CircuitBreakerConfig(**out["circuit_breaker"].model_dump())
     if isinstance(remote := out.get("remote"), RemoteSpec):
-        out["remote"] = RemoteConfig(
-            hosts=tuple(remote.hosts),
-            workdir=remote.workdir,
-            cleanup=remote.cleanup,
-            env_include=tuple(remote.env_vars.include),
-            env_exclude_patterns=tuple(remote.env_vars.exclude_patterns),
-        )
+        out["remote"] = RemoteConfig.from_spec(remote)
     return out
 
 

@@ -14,7 +14,7 @@ from tead.parallel.config import ParallelConfig
 ENTRY_POINT_GROUP = "tead.executors"
 BUILTIN_STRATEGIES = ("thread", "process", "remote", "dask")
 #: built-in strategies this version of tead does not run yet
-_NOT_BUILT = ("remote", "dask")
+_NOT_BUILT = ("dask",)
 
 
 def plugin_strategies() -> list[str]:

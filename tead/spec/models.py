@@ -186,10 +186,27 @@ class EnvVarsSpec(Model):
     exclude_patterns: list[str] = []
 
 
+HostName = Annotated[str, AfterValidator(_check_host)]
+
+
+class RemoteHostSpec(Model):
+    """A host with its own number of branch slots (default: the host's CPU count)."""
+
+    host: HostName
+    slots: PositiveInt | None = None
+
+
 class RemoteSpec(Model):
-    hosts: list[Annotated[str, AfterValidator(_check_host)]] = Field(min_length=1)
-    workdir: str = "/tmp/tead-jobs"
+    """`settings.parallel.remote`: SSH hosts, each running one warm tead worker."""
+
+    hosts: list[HostName | RemoteHostSpec] = Field(min_length=1)
+    known_hosts: Annotated[str, Field(min_length=1)]  # required: never trust on first use
+    identity: Annotated[str, Field(min_length=1)] | None = None  # default: the SSH agent
+    python: Annotated[str, Field(min_length=1, pattern=r"^[^\s\x00]+$")] = "python3"
+    workdir: Annotated[str, Field(min_length=1, pattern=r"^/[^\x00]*$")] = "/tmp/tead-jobs"
     cleanup: bool = True
+    connect_timeout: Duration = 10.0
+    keepalive: Duration = 5.0
     env_vars: EnvVarsSpec = EnvVarsSpec()
 
 

@@ -29,6 +29,7 @@ from tead.engine.events import (
     FanOutStarted,
     NodeFinished,
     NodeStarted,
+    RemoteHost,
     RunFinished,
     RunStarted,
     event_from_json,
@@ -152,6 +153,10 @@ SAMPLES: list[tuple[Event, dict[str, Any]]] = [
         CircuitChanged(ts=TS, name="wf:a", old=CircuitState.CLOSED, new=CircuitState.OPEN),
         {"name": "wf:a", "old": "closed", "new": "open"},
     ),
+    (
+        RemoteHost(ts=TS, host="worker@10.0.0.11", up=True, commands=4),
+        {"host": "worker@10.0.0.11", "up": True, "commands": 4},
+    ),
 ]
 
 
@@ -162,7 +167,7 @@ def _ids() -> list[str]:
 def test_the_samples_cover_every_kind() -> None:
     """Adding a kind without a sample here fails (and so gets its encoding tested)."""
     assert {event.kind for event, _ in SAMPLES} == set(EVENT_TYPES)
-    assert len(EVENT_TYPES) == 10
+    assert len(EVENT_TYPES) == 11
 
 
 @pytest.mark.parametrize(("event", "fields"), SAMPLES, ids=_ids())
@@ -300,6 +305,7 @@ def test_progress_describes_typed_events() -> None:
         "branch a ok (4.5 ms)",
         "branch a/b failed: TimeoutError: branch timed out after 1 s (1000.0 ms)",
         "fan-in j: 3 results, 1 failed",
+        None,
         None,
     ]
 

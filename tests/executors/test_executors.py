@@ -272,7 +272,7 @@ def test_without_the_plug_in_the_strategy_is_unknown_at_load(
     path = write_workflow(TOY_WORKFLOW)
     proc = _tead(plugin_site, tmp_path, "validate", str(path))
     assert proc.returncode == 2
-    assert "unknown parallel strategy 'toy' (available: thread, process)" in proc.stderr
+    assert "unknown parallel strategy 'toy' (available: thread, process, remote)" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -356,10 +356,7 @@ def test_a_plug_in_that_returns_results_out_of_order_fails_the_run(
     ("settings", "message"),
     [
         ("{strategy: remote}", "strategy 'remote' needs `remote: {hosts: [...]}`"),
-        (
-            "{strategy: remote, remote: {hosts: [a.example]}}",
-            "strategy 'remote' is not available in this version of tead",
-        ),
+        ("{strategy: remote, remote: {hosts: [a.example]}}", "known_hosts"),
     ],
 )
 def test_known_strategies_that_cannot_run_here_fail_at_load(
@@ -377,14 +374,11 @@ def test_known_strategies_that_cannot_run_here_fail_at_load(
     assert message in line and "wf.yaml:" in line
 
 
-@pytest.mark.parametrize(
-    ("name", "settings"),
-    [("remote", "{strategy: remote, remote: {hosts: [a.example]}}"), ("dask", "{strategy: dask}")],
-)
-def test_a_plug_in_named_remote_or_dask_is_used_as_it_is(
+@pytest.mark.parametrize(("name", "settings"), [("dask", "{strategy: dask}")])
+def test_a_plug_in_named_dask_is_used_as_it_is(
     plugin_site: Path, write_workflow: Callable[..., Path], tmp_path: Path, name: str, settings: str
 ) -> None:
-    """`remote` and `dask` validate and run as soon as a package provides them."""
+    """`dask` validates and runs as soon as a package provides it."""
     _install_plugin(plugin_site, name, "toy_tead:make")
     path = write_workflow(TOY_WORKFLOW.replace("{strategy: toy}", settings))
     assert _tead(plugin_site, tmp_path, "validate", str(path)).returncode == 0
