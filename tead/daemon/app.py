@@ -244,6 +244,8 @@ class Daemon:
         for name in sorted(changes.loaded):
             entry = self.registry.get(name)
             if entry is not None:
+                if entry.workflow is not None:
+                    self.metrics.workflow_loaded(entry.workflow)
                 self.scheduler.load(entry)
                 log.info(
                     "workflow %s %s from %s",
