@@ -21,6 +21,9 @@ import pytest
 from tead.daemon.metrics import Metrics
 from tests.daemon_fixture import ROOT, DaemonProcess, free_port
 
+#: the first test also sets up (two daemon starts, a Prometheus): room for a loaded machine
+pytestmark = pytest.mark.timeout(300)
+
 DASHBOARD = ROOT / "dashboards" / "tead.json"
 ALERTS = ROOT / "dashboards" / "alerts.yaml"
 
