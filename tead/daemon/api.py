@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
@@ -182,11 +183,13 @@ class ApiError(Exception):
 
 
 def build_app(daemon: DaemonView) -> FastAPI:
-    app = FastAPI(
-        title="tead",
-        version=__version__,
+    app = FastAPIOffline(  # /docs with Swagger UI's files served from /docs/static, no CDN
         docs_url="/docs",
         redoc_url=None,
+        static_url="/docs/static",
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from elsewhere
+        title="tead",
+        version=__version__,
         default_response_class=AsciiJSONResponse,
     )
 

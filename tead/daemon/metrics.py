@@ -17,6 +17,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from tead.daemon.records import RunStatus
 from tead.engine.events import (
     BranchFinished,
     BranchStarted,
@@ -25,6 +26,7 @@ from tead.engine.events import (
     FanOutStarted,
     RemoteHost,
 )
+from tead.graph.compiled import WorkflowGraph
 from tead.parallel.breaker import CircuitState
 from tead.version import __version__
 
@@ -34,6 +36,9 @@ LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 BRANCH_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600)
 WIDTH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 STATE_VALUE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+#: how a finished run can end, and a branch (the `status` and `outcome` label values)
+RUN_ENDS = tuple(str(status) for status in RunStatus if status.finished)
+BRANCH_OUTCOMES = ("success", "error", "timeout", "circuit_open", "cancelled")
 
 
 class Metrics:
@@ -133,12 +138,62 @@ class Metrics:
             "tead_remote_commands_total", "Remote commands run", ["host"], registry=r
         )
         Info("tead_build", "tead build", registry=r).info({"version": __version__})
+        self._lock = threading.Lock()
+        self._breakers_shown: set[str] = set()
+
+    def workflow_loaded(self, workflow: WorkflowGraph) -> None:
+        """Create at 0 the series a loaded workflow can move, so that `rate()` and
+        `increase()` see its first event (a series born at 1 looks like no change).
+
+        Counters, for each way a run can start and end; gauges of runs and branches
+        running; branch counters, for each strategy its fan-outs use; breaker transitions
+        (and the state, closed, of a breaker never seen); missed schedules under its
+        catch-up policy. Histograms with a status label are left out (5 x 18 series).
+        """
+        name = workflow.name
+        spec = workflow.spec
+        on = spec.on if spec is not None else None
+        kinds = ["dispatch"]
+        if on is not None and on.schedule:
+            kinds += ["schedule", "catchup"]
+            self.missed_schedules.labels(name, on.catchup)
+            self.schedule_delay.labels(name)
+        if on is not None and on.watch is not None:
+            kinds.append("watch")
+            self.trigger_latency.labels("watch")
+        for kind in kinds:
+            for status in RUN_ENDS:
+                self.runs.labels(name, kind, status)
+        self.runs_in_progress.labels(name)
+        self.queue_wait.labels(name)
+        fanouts = [f for group in workflow.fanouts.values() for f in group]
+        if fanouts:
+            self.fanout_width.labels(name)
+        for strategy in {f.config.strategy for f in fanouts}:
+            for outcome in BRANCH_OUTCOMES:
+                self.flows.labels(name, strategy, outcome)
+            self.flow_retries.labels(name, strategy)
+            self.flow_duration.labels(name, strategy)
+            self.flows_in_flight.labels(strategy)
+        for fanout in fanouts:
+            if fanout.config.circuit_breaker is None:
+                continue
+            for target in fanout.targets:  # a branch's breaker: `<workflow>:<its entry>`
+                breaker = f"{name}:{target}"
+                for state in CircuitState:
+                    self.breaker_transitions.labels(breaker, str(state))
+                with self._lock:
+                    if breaker not in self._breakers_shown:
+                        self._breakers_shown.add(breaker)
+                        self.breaker_state.labels(breaker).set(0)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
     def breaker(self, name: str, state: CircuitState, *, moved: bool = True) -> None:
-        self.breaker_state.labels(name).set(STATE_VALUE[state])
+        with self._lock:
+            self._breakers_shown.add(name)
+            self.breaker_state.labels(name).set(STATE_VALUE[state])
         if moved:
             self.breaker_transitions.labels(name, str(state)).inc()
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +218,48 @@ def test_health_ready_and_openapi_list_every_route(api: DaemonProcess) -> None:
     assert doc.status_code == 200
     listed = {(m, p) for p, methods in doc.json()["paths"].items() for m in methods}
     assert listed >= ALL_ROUTES, ALL_ROUTES - listed
+
+
+class _Assets(HTMLParser):
+    """The URLs a page loads: script src, link href, img src."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        wanted = {"script": "src", "link": "href", "img": "src"}.get(tag)
+        self.urls += [v for k, v in attrs if k == wanted and v]
+
+
+def test_docs_page_loads_everything_from_the_daemon(api: DaemonProcess) -> None:
+    """/docs works offline: its scripts, style sheet and icon are the daemon's own
+    (Swagger UI 5, which reads OpenAPI 3.1), and nothing on the page names another host."""
+    page = api.get("/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "://" not in page.text, page.text  # no CDN, no validator badge
+    assert "url: '/openapi.json'" in page.text
+    assert '"validatorUrl": null' in page.text
+    parser = _Assets()
+    parser.feed(page.text)
+    assert len(parser.urls) == 3, parser.urls
+    kinds = {}
+    for url in parser.urls:
+        assert url.startswith("/docs/static/"), url
+        asset = api.get(url)
+        assert asset.status_code == 200, url
+        kinds[url.rsplit(".", 1)[-1]] = asset
+    assert kinds["js"].headers["content-type"].split(";")[0] in (
+        "text/javascript",
+        "application/javascript",
+    )
+    assert 'PACKAGE_VERSION:"5.' in kinds["js"].text  # Swagger UI 5
+    assert kinds["css"].headers["content-type"].startswith("text/css")
+    assert kinds["png"].content.startswith(b"\x89PNG")
+    missing = api.get("/docs/static/nothing.js")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "Not Found"}
 
 
 def test_workflows_list_names_paths_triggers_and_errors(api: DaemonProcess) -> None:
