@@ -122,9 +122,10 @@ class PluginError(TeadError):
 class NodeError(TeadError):
     """A node raised an exception outside any fan-out, which fails the run."""
 
-    def __init__(self, node: str, error: BaseException) -> None:
+    def __init__(self, node: str, error: BaseException, *, path: str = "") -> None:
         self.node = node
         self.error = error
+        self.path = path  # the branch the node ran in ("" for the run's main path)
         detail = f": {error}" if str(error) else ""
         super().__init__(f"node {node!r} failed: {type(error).__name__}{detail}")
 

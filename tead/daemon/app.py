@@ -125,6 +125,7 @@ class Daemon:
                     spawn=tasks.create_task,
                     max_state_bytes=config.max_state_bytes,
                     stop_grace_s=config.stop_grace,
+                    max_log_bytes=config.max_log_bytes,
                 )
                 self.scheduler = Scheduler(
                     store=self.store,
@@ -330,12 +331,14 @@ class Daemon:
                 size=fresh.max_concurrent_runs, pass_env=fresh.pass_env, limits=fresh.limits
             )
             self.runs.retention = fresh.retention_runs
+            self.runs.max_log_bytes = fresh.max_log_bytes
             self.scheduler.catchup_limit = fresh.catchup_limit
             logging.getLogger().setLevel(fresh.log_level.upper())
             self.config = self.config.model_copy(
                 update={
                     "max_concurrent_runs": fresh.max_concurrent_runs,
                     "retention_runs": fresh.retention_runs,
+                    "max_log_bytes": fresh.max_log_bytes,
                     "catchup_limit": fresh.catchup_limit,
                     "pass_env": fresh.pass_env,
                     "limits": fresh.limits,

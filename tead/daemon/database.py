@@ -59,6 +59,17 @@ MIGRATIONS: Sequence[str] = (
         last_fire REAL NOT NULL
     );
     """,
+    # run logs and failure details (runlogs)
+    """
+    CREATE TABLE run_logs (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        lines TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    ALTER TABLE runs ADD COLUMN failure TEXT;
+    ALTER TABLE runs ADD COLUMN nodes TEXT;
+    """,
 )
 
 

@@ -7,6 +7,7 @@ mode. Buckets fit jobs, not web requests. Labels never carry run ids or paths.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -14,8 +15,11 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from tead.engine.events import (
     BranchFinished,
@@ -132,6 +136,10 @@ class Metrics:
             "tead_remote_commands_total", "Remote commands run", ["host"], registry=r
         )
         Info("tead_build", "tead build", registry=r).info({"version": __version__})
+        #: the queued runs per workflow (the run manager sets it), read at each scrape
+        self.queued: Callable[[], Mapping[str, int]] = dict
+        r.register(_QueueDepth(self))
+        ProcessCollector(registry=r)  # process_* of the daemon (CPU, memory, open files)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -143,6 +151,21 @@ class Metrics:
 
     def run_observer(self, workflow: str) -> RunEventMetrics:
         return RunEventMetrics(self, workflow)
+
+
+class _QueueDepth(Collector):
+    """`tead_runs_queued`: runs waiting to start, per workflow."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "tead_runs_queued", "Runs queued, waiting to start", labels=["workflow"]
+        )
+        for workflow, count in sorted(self._metrics.queued().items()):
+            family.add_metric([workflow], count)
+        yield family
 
 
 def _outcome(event: BranchFinished) -> str:

@@ -13,6 +13,7 @@ return. All bookkeeping happens on the event loop; the store records every state
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -22,9 +23,11 @@ from datetime import datetime
 from typing import Any
 
 from tead.daemon.execution import Execution, Run
+from tead.daemon.failure import with_details
 from tead.daemon.metrics import Metrics
 from tead.daemon.records import RunRecord, RunStatus, new_run_id, now_utc
 from tead.daemon.registry import WorkflowEntry
+from tead.daemon.runlogs import Mask, RunLogs, no_mask
 from tead.daemon.storable import MIB, StorableEnd, encode_end
 from tead.daemon.store import Store
 from tead.errors import StorageFullError, TeadError
@@ -57,6 +60,8 @@ class RunManager:
         spawn: Spawn,
         max_state_bytes: int = 16 * MIB,
         stop_grace_s: float = 30.0,
+        max_log_bytes: int = 16 * MIB,
+        mask: Mask = no_mask,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -65,6 +70,9 @@ class RunManager:
         self.spawn = spawn
         self.max_state_bytes = max_state_bytes
         self.stop_grace_s = stop_grace_s  # how long an ended run's threads may hold its group
+        self.max_log_bytes = max_log_bytes  # of each run's logs
+        self.mask = mask  # every log line passes through it (redaction)
+        metrics.queued = lambda: collections.Counter(r.record.workflow for r in self._queue)
         self._execution = execution
         self._closing = asyncio.Event()  # shutdown: nothing waits for groups any more
         self.accepting = True
@@ -224,7 +232,9 @@ class RunManager:
                 finished_at=now_utc(),
                 error="the daemon stopped before the run's end was recorded",
             )
-            log.info("run %s interrupted (found running at start-up)", record.id)
+            kind = record.trigger.get("kind", "")
+            self.metrics.runs.labels(record.workflow, kind, str(RunStatus.INTERRUPTED)).inc()
+            log.warning("run %s interrupted (found running at start-up)", record.id)
         for record in self.store.runs_with_status(RunStatus.QUEUED):
             entry = lookup(record.workflow)
             if entry is None or entry.workflow is None:
@@ -262,6 +272,7 @@ class RunManager:
         self._running[record.id] = run
         self._busy_groups.add(run.group)
         run.record = replace(record, status=RunStatus.RUNNING, started_at=started)
+        run.logs = RunLogs(record.id, self.store, max_bytes=self.max_log_bytes, mask=self.mask)
         m = self.metrics
         m.queue_wait.labels(record.workflow).observe(time.monotonic() - run.queued_at)
         m.runs_in_progress.labels(record.workflow).inc()
@@ -342,6 +353,7 @@ class RunManager:
             end = await asyncio.to_thread(encode_end, final, run.branches, self.max_state_bytes)
         if end.problem is not None:  # a state too big or with no JSON form: a recorded error
             status, error = RunStatus.FAILED, end.problem
+        end = await asyncio.to_thread(with_details, end, run.logs, run.failure, run.trace)
         try:
             await asyncio.to_thread(
                 self.store.record_end, record.id, status, finished_at=finished, error=error, end=end
@@ -359,7 +371,8 @@ class RunManager:
         if record.started_at is not None:
             duration = (finished - record.started_at).total_seconds()
             m.run_duration.labels(record.workflow, str(status)).observe(duration)
-        log.info(
+        log.log(
+            logging.WARNING if status is RunStatus.FAILED else logging.INFO,
             "run %s %s workflow=%s%s",
             record.id,
             status,

@@ -1,11 +1,13 @@
 """One run in one worker process, served by the daemon on a thread of its own.
 
 The session sends the worker its order, then reads what comes back until the run's end
-or the worker's death: the worker's messages (JSON only; events go to the run's metrics,
-breaker changes of the run's own workflow to the daemon's breakers) and its output (file
-descriptors 1 and 2 of the worker and its children), logged line by line with the run's
-id. Anything the worker sends that is not a message of its protocol fails the run (its
-code may have written to the pipe) and kills the worker.
+or the worker's death: the worker's messages (JSON only; events go to the run's metrics
+and trace, breaker changes of the run's own workflow to the daemon's breakers, log lines
+to the run's logs) and its output (file descriptors 1 and 2 of the worker and its
+children: what C code and child processes write), which becomes lines of the run's logs
+too, attributed to the node running at the time if only one is (else to the run alone).
+Anything the worker sends that is not a message of its protocol fails the run (its code
+may have written to the pipe) and kills the worker.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from tead.daemon.failure import RunTrace
 from tead.daemon.metrics import RunEventMetrics
 from tead.daemon.records import RunStatus
+from tead.daemon.runlogs import RunLogs
 from tead.daemon.runpool import RunWorker, exit_text
 from tead.daemon.runworker import (
     MalformedMessage,
@@ -36,8 +40,7 @@ from tead.parallel.strategies import known_strategies
 log = logging.getLogger(__name__)
 output_log = logging.getLogger("tead.run")
 
-MAX_LOGGED_LINES = 10_000  # lines of a run's output logged; the rest is counted
-MAX_LINE = 8192  # a longer line is logged in pieces of this many bytes
+MAX_LINE = 8192  # a longer line is kept in pieces of this many bytes
 #: printable, or a tab: other characters of a run's output are logged escaped
 _CONTROL = {c: f"\\x{c:02x}" for c in range(32) if c != 9} | {127: "\\x7f"}
 
@@ -67,6 +70,8 @@ class RunSession:
         breakers: BreakerRegistry,
         observer: RunEventMetrics,
         message_limit: int,
+        logs: RunLogs,
+        trace: RunTrace,
     ) -> None:
         self.worker = worker
         self.order = order
@@ -74,8 +79,9 @@ class RunSession:
         self.breakers = breakers
         self.observer = observer
         self.message_limit = message_limit
+        self.logs = logs
+        self.trace = trace
         self.last_node: str | None = None
-        self.lines = 0
         self.partial: dict[str, bytes] = {}
         self._strategies = set(known_strategies())
         self._hooks: SessionHooks | None = None
@@ -161,6 +167,9 @@ class RunSession:
                 if isinstance(event, NodeStarted):
                     self.last_node = f"{event.path}/{event.node}" if event.path else event.node
                 self.observer(event)
+                self.trace(event)
+            elif kind == "logs":
+                self.logs.add_worker_batch(body)
             elif kind == "ending":
                 assert self._hooks is not None
                 self._hooks.ending()
@@ -219,17 +228,10 @@ class RunSession:
             self._line(stream, line)
 
     def _line(self, stream: str, line: bytes) -> None:
-        self.lines += 1
-        if self.lines > MAX_LOGGED_LINES:
-            if self.lines == MAX_LOGGED_LINES + 1:
-                output_log.warning(
-                    "run %s: more than %d lines of output; the rest is not logged",
-                    self.order.run_id,
-                    MAX_LOGGED_LINES,
-                )
-            return
-        text = line[:MAX_LINE].decode("utf-8", "replace").translate(_CONTROL)
-        output_log.info("run %s %s: %s", self.order.run_id, stream, text)
+        running = self.trace.running()
+        node, branch = running[0] if len(running) == 1 else (None, "")
+        text = line[:MAX_LINE].decode("utf-8", "replace")
+        self.logs([(time.time(), node, branch, stream, text)])
 
     def _death(self, code: int | None) -> str:
         where = f" while running node {self.last_node!r}" if self.last_node else ""

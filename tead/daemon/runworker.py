@@ -31,6 +31,7 @@ import dataclasses
 import errno
 import gc
 import json
+import logging
 import os
 import resource
 import signal
@@ -42,8 +43,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from tead.daemon.failure import failure_of
 from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
+from tead.daemon.workerlogs import LogForwarder
 from tead.engine.events import Event, RunFinished
 from tead.engine.runner import run_workflow
 from tead.errors import TeadError
@@ -97,11 +100,14 @@ class CheckOrder:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunEnd:
-    """How a run ended in its worker: `error` is None on success; `end` is encoded."""
+    """How a run ended in its worker: `error` is None on success; `end` is encoded (for a
+    failed run, its final state is the state when it failed); `failure` is
+    `tead.daemon.failure.failure_of` the error."""
 
     error: str | None
     end: StorableEnd
     clean: bool = False  # nothing of the run is left in the worker: it may run another
+    failure: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         end = self.end
@@ -111,6 +117,7 @@ class RunEnd:
             "branches": list(end.branches),
             "problem": end.problem,
             "clean": self.clean,
+            "failure": self.failure,
         }
 
     @classmethod
@@ -128,7 +135,20 @@ class RunEnd:
             error=error,
             end=StorableEnd(final_state=state, branches=tuple(branches), problem=problem),
             clean=data.get("clean") is True,
+            failure=checked_failure(data.get("failure")),
         )
+
+
+def checked_failure(data: Any) -> dict[str, Any] | None:
+    """A failure a worker sent (its fields strings or null); ValueError if it is not one."""
+    if data is None:
+        return None
+    keys = ("node", "branch", "error_type", "message", "traceback")
+    if not isinstance(data, dict) or not all(
+        data.get(k) is None or isinstance(data.get(k), str) for k in keys
+    ):
+        raise ValueError("an end's failure is an object of strings")
+    return {k: data.get(k) for k in keys}
 
 
 class MalformedMessage(Exception):
@@ -235,6 +255,9 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
     """Run one order in this process: its folder, environment, path and limits first."""
     branches: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+    logs = LogForwarder(send)
+    logging.getLogger().setLevel(logging.INFO)  # nodes' INFO records are caught
     try:
         os.chdir(Path(order.path).parent)
         os.environ.clear()
@@ -248,8 +271,11 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
             branches.extend(branch_rows(path, source, fan_in, results))
 
         def on_event(event: Event) -> None:
+            nonlocal final
             if not isinstance(event, RunFinished):  # its state comes with the end
                 send(("event", event.to_json()))
+            elif event.status == "failed":
+                final = event.state  # the state as it was when the run failed
 
         with Executors() as executors:
             final = run_workflow(
@@ -259,16 +285,19 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
                 breakers=registry,
                 executors=executors,
                 on_results=keep,
+                logs=logs,
             )
         error = None
     except BaseException as exc:  # whatever a node raised ends this run only
         error = describe_failure(exc, order.limits)
+        failure = failure_of(exc)
+    logs.close()
     send(("ending", None))  # the nodes are done: from now on the run is not cancelled
     try:
         end = encode_end(final, branches, order.max_state_bytes)
     except BaseException as exc:
         end = StorableEnd(final_state=None, branches=(), problem=describe_failure(exc, Limits()))
-    return RunEnd(error=error, end=end)
+    return RunEnd(error=error, end=end, failure=failure)
 
 
 def describe_failure(exc: BaseException, limits: Limits) -> str:

@@ -279,3 +279,5 @@ def _replay(ctx: RunContext, report: BranchReport) -> None:
     if ctx.on_results is not None:
         for fanout in report.fanouts:
             ctx.on_results(*fanout)
+    if ctx.logs is not None and report.logs:
+        ctx.logs(list(report.logs))

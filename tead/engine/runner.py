@@ -17,6 +17,7 @@ from typing import Any
 
 from tead.engine.context import ResultsSink, RunContext
 from tead.engine.events import Event, EventSink, RunFinished, RunStarted
+from tead.engine.logs import LogSink
 from tead.engine.seam import ExecutorSource
 from tead.engine.state import IMMUTABLE, BranchState
 from tead.engine.walk import ms_since, run_scope
@@ -36,11 +37,14 @@ def run_workflow(
     on_event: EventSink | None = None,
     cancel: CancelToken | None = None,
     on_results: ResultsSink | None = None,
+    logs: LogSink | None = None,
 ) -> dict[str, Any]:
     """Run `workflow` on its initial state updated with `state`; return the final state.
 
     Setting `cancel` stops the run (RunCancelled) at the next node, or at once inside a
-    fan-out; `on_results` receives every fan-out's results.
+    fan-out; `on_results` receives every fan-out's results; `logs` what the nodes write
+    (tead.engine.logs). A failed run's `RunFinished` event carries the state as it was
+    when the run failed.
     """
     workflow.check_scope(entry_point, exit_point)
     # The input over the initial state, neither copied up front: a value is copied when
@@ -54,6 +58,7 @@ def run_workflow(
         emit=on_event,
         cancel=cancel,
         on_results=on_results,
+        logs=logs,
     )
     started = time.perf_counter()
     if on_event is not None:
@@ -64,7 +69,12 @@ def run_workflow(
         if exit_point == END:
             workflow.check_state(final, "final")
     except Exception as exc:
-        ctx.publish(RunFinished(status="failed", error=str(exc), duration_ms=ms_since(started)))
+        if ctx.emit is not None:
+            at_failure = _detached(current, workflow.initial_state)
+            failed = RunFinished(
+                status="failed", error=str(exc), duration_ms=ms_since(started), state=at_failure
+            )
+            ctx.publish(failed)
         raise
     ctx.publish(RunFinished(status="succeeded", duration_ms=ms_since(started), state=final))
     return final
