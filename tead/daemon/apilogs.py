@@ -46,7 +46,9 @@ def log_entries(
 ) -> list[dict[str, Any]]:
     """Stored batches as the API shows their lines (only `node`'s, if given), in time order
     (a run's Python output and its descriptors' output arrive in separate batches)."""
-    entries = [
+    lines = [line for _, batch in batches for line in batch if node is None or line[1] == node]
+    lines.sort(key=lambda line: line[0])  # stable: a batch's order is kept
+    return [
         {
             "ts": iso_utc(datetime.fromtimestamp(ts, UTC)),
             "node": line_node,
@@ -54,12 +56,8 @@ def log_entries(
             "stream": stream,
             "line": text,
         }
-        for _, lines in batches
         for ts, line_node, branch, stream, text in lines
-        if node is None or line_node == node
     ]
-    entries.sort(key=lambda entry: entry["ts"])  # stable: a batch's order is kept
-    return entries
 
 
 def _encode(value: Any) -> bytes:

@@ -4,8 +4,8 @@ The session sends the worker its order, then reads what comes back until the run
 or the worker's death: the worker's messages (JSON only; events go to the run's metrics
 and trace, breaker changes of the run's own workflow to the daemon's breakers, log lines
 to the run's logs) and its output (file descriptors 1 and 2 of the worker and its
-children: what C code and child processes write), which becomes lines of the run's logs
-too, attributed to the node running at the time if only one is (else to the run alone).
+children, for what the worker's own capture did not take), which becomes lines of the
+run's logs too, attributed to the run alone.
 Anything the worker sends that is not a message of its protocol fails the run (its code
 may have written to the pipe) and kills the worker.
 """
@@ -228,10 +228,10 @@ class RunSession:
             self._line(stream, line)
 
     def _line(self, stream: str, line: bytes) -> None:
-        running = self.trace.running()
-        node, branch = running[0] if len(running) == 1 else (None, "")
+        """A line the worker's descriptors passed on (its FdCapture attributes those
+        written while a node runs): the run's."""
         text = line[:MAX_LINE].decode("utf-8", "replace")
-        self.logs([(time.time(), node, branch, stream, text)])
+        self.logs([(time.time(), None, "", stream, text)])
 
     def _death(self, code: int | None) -> str:
         where = f" while running node {self.last_node!r}" if self.last_node else ""

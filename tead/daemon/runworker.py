@@ -1,23 +1,24 @@
 """A run worker: one daemon run in a process of its own (the worker side).
 
-The daemon (`tead.daemon.runworkers`) forks each worker warm from its fork server, with a
-connection for messages and the write ends of two pipes for the run's output. A worker
+The daemon (`tead.daemon.runworkers`) forks each worker warm from its fork server, with
+a connection for messages and the write ends of two pipes for the run's output. A worker
 makes itself a session leader (so its process group holds everything the run starts:
 branch processes, a node's subprocesses), points its file descriptors 1 and 2 at the
-pipes (output of C code and child processes is caught too), follows the daemon (if the
-daemon dies, the worker kills its whole group at once), says it is ready and waits for
-one `RunOrder`. It runs it in the workflow's folder, with the environment, `sys.path` and
-limits the order gives, sends events, breaker changes and the encoded end back, and waits
-for the daemon to kill its group, or, if the run left nothing running and lowered no
-limit, for the next run of the same workflow version, before which it puts back what a
-run may change in the process (`runprocess.Baseline`). A worker never serves two
-workflows, or two versions of one.
+pipes, then at pipes of its own that a thread reads (`tead.engine.logs.FdCapture`:
+output of C code and child processes becomes log lines of the node running then),
+follows the daemon (if the daemon dies, the worker kills its whole group at once), says
+it is ready and waits for one `RunOrder`. It runs it in the workflow's folder, with the
+environment, `sys.path` and limits the order gives, sends events, breaker changes and
+the encoded end back, and waits for the daemon to kill its group, or, if the run left
+nothing running and lowered no limit, for the next run of the same workflow version,
+before which it puts back what a run may change in the process (`runprocess.Baseline`).
+A worker never serves two workflows, or two versions of one.
 
 Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
 and the daemon must not run what it reads): `[kind, body]` with kind "ready" (the pid),
-"event" (an event's JSON), "breakers" (snapshots), "ending" once the nodes are done (the
-end is being encoded), "end" (`RunEnd.to_json`) or "checked" (a load error or null).
-Orders from the daemon are pickles (the worker trusts the daemon).
+"event" (an event's JSON), "logs" (log lines), "breakers" (snapshots), "ending" once the
+nodes are done (the end is being encoded), "end" (`RunEnd.to_json`) or "checked" (a load
+error or null). Orders from the daemon are pickles (the worker trusts the daemon).
 
 The worker is a child subreaper: a process the run starts that leaves its group (a new
 session, a double fork) stays below the worker, so that killing the worker's descendants
@@ -48,6 +49,7 @@ from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
 from tead.daemon.workerlogs import LogForwarder
 from tead.engine.events import Event, RunFinished
+from tead.engine.logs import FdCapture
 from tead.engine.runner import run_workflow
 from tead.errors import TeadError
 from tead.executors.registry import Executors
@@ -189,6 +191,7 @@ def run_worker_main(
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    capture = FdCapture.install()  # what nodes write below Python: attributed here
     watch_parent(daemon_pid, gone=_kill_everything)
     lock = threading.Lock()
 
@@ -208,7 +211,7 @@ def run_worker_main(
         os._exit(0)
     baseline = Baseline()
     while isinstance(order, RunOrder):
-        end = run_order(order, send)
+        end = run_order(order, send, capture)
         clean = baseline.left_nothing(order.limits != Limits())
         next_order = _answer(send, conn, ("end", dataclasses.replace(end, clean=clean).to_json()))
         if not clean or not isinstance(next_order, RunOrder):
@@ -251,12 +254,15 @@ def _kill_everything() -> None:
     os.killpg(0, signal.SIGKILL)
 
 
-def run_order(order: RunOrder, send: Send) -> RunEnd:
-    """Run one order in this process: its folder, environment, path and limits first."""
+def run_order(order: RunOrder, send: Send, capture: FdCapture | None = None) -> RunEnd:
+    """Run one order in this process: its folder, environment, path and limits first;
+    what its nodes write goes to the daemon as `logs` messages (through `capture` too)."""
     branches: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
     logs = LogForwarder(send)
+    if capture is not None:
+        capture.default = logs  # a line written outside any node is the run's
     logging.getLogger().setLevel(logging.INFO)  # nodes' INFO records are caught
     try:
         os.chdir(Path(order.path).parent)
@@ -291,6 +297,8 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
     except BaseException as exc:  # whatever a node raised ends this run only
         error = describe_failure(exc, order.limits)
         failure = failure_of(exc)
+    if capture is not None:
+        capture.default = None
     logs.close()
     send(("ending", None))  # the nodes are done: from now on the run is not cancelled
     try:

@@ -19,6 +19,7 @@ from tead.engine.events import (
     EventSink,
     FanOutStarted,
 )
+from tead.engine.logs import echo
 from tead.engine.seam import BranchReport, FanOutJob
 from tead.engine.state import BranchState
 from tead.engine.task import BranchTask
@@ -279,5 +280,5 @@ def _replay(ctx: RunContext, report: BranchReport) -> None:
     if ctx.on_results is not None:
         for fanout in report.fanouts:
             ctx.on_results(*fanout)
-    if ctx.logs is not None and report.logs:
-        ctx.logs(list(report.logs))
+    if report.logs:  # to the run's logs; a run that keeps none shows them as they came
+        (ctx.logs or echo)(list(report.logs))

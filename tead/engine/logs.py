@@ -12,17 +12,28 @@ A line is a plain tuple `(ts, node, branch, stream, line)` (`LogLine`): a node m
 100 000 lines, and a tuple costs least. A branch run elsewhere (a worker process, a host)
 keeps its lines in a list that travels back with its result (`BranchReport.logs`), and the
 calling run hands them to its own sink: the same lines, attributed the same way, from any
-strategy. What is written below Python (file descriptors 1 and 2: C code, child
-processes) is not seen here; whoever owns the descriptors attributes it (the daemon's run
-worker does, to the node running at the time).
+strategy.
+
+What is written below Python (file descriptors 1 and 2: C code, child processes) is caught
+by an `FdCapture`, in the processes that install one (the daemon's run workers and process
+branch workers): the descriptors point at pipes that a thread of the process reads, and
+each line goes to the one scope active in the process (or, with several, to the run
+alone: which thread wrote it cannot be told). A scope that ends first waits until what
+is in the pipes has been read, so a node's lines are never counted as its successor's.
 """
 
 from __future__ import annotations
 
+import array
+import contextlib
 import contextvars
+import fcntl
 import io
 import logging
+import os
+import selectors
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -164,6 +175,11 @@ def install() -> None:
             root.addHandler(ScopedLogHandler())
 
 
+#: the scopes active in this process, for lines written below Python (FdCapture)
+_ACTIVE: dict[int, LogScope] = {}
+_FD_CAPTURE: list[FdCapture] = []  # the process's, once installed
+
+
 @contextmanager
 def scope(sink: LogSink, node: str | None, branch: str) -> Iterator[None]:
     """Make what this thread writes meanwhile the lines of `node` (on `branch`)."""
@@ -171,11 +187,123 @@ def scope(sink: LogSink, node: str | None, branch: str) -> Iterator[None]:
         install()
     current = LogScope(sink, node, branch)
     token = _SCOPE.set(current)
+    _ACTIVE[id(current)] = current
     try:
         yield
     finally:
+        for capture in _FD_CAPTURE:
+            capture.settle(current)
+        del _ACTIVE[id(current)]
         _SCOPE.reset(token)
         current.close()
+
+
+def _fionread(fd: int) -> int:
+    buf = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, buf, True)
+    return buf[0]
+
+
+class FdCapture:
+    """Catches what is written to file descriptors 1 and 2 of this process (see the
+    module): each line goes to the one active scope, else to `default` (a sink, with no
+    node), else on to what the descriptors were before (`install` saves them)."""
+
+    SETTLE_S = 1.0  # a scope waits at most this long for the pipes to be read
+
+    def __init__(self) -> None:
+        self.default: LogSink | None = None
+        self._reads: dict[int, tuple[str, int]] = {}  # read end -> (stream, saved fd)
+        self._partial: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self._busy = False
+
+    @classmethod
+    def install(cls) -> FdCapture:
+        """Point this process's descriptors 1 and 2 at pipes read by a thread (once)."""
+        if _FD_CAPTURE:
+            return _FD_CAPTURE[0]
+        capture = cls()
+        for fd, stream in ((1, "stdout"), (2, "stderr")):
+            for name in ("stdout", "stderr"):
+                with contextlib.suppress(Exception):
+                    getattr(sys, name).flush()
+            saved = os.dup(fd)
+            os.set_inheritable(saved, False)
+            read, write = os.pipe()
+            os.dup2(write, fd)
+            os.close(write)
+            capture._reads[read] = (stream, saved)
+        threading.Thread(target=capture._read, name="tead-fd-capture", daemon=True).start()
+        _FD_CAPTURE.append(capture)
+        return capture
+
+    def _read(self) -> None:
+        selector = selectors.DefaultSelector()
+        for fd in self._reads:
+            selector.register(fd, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select():
+                self._busy = True  # before the pipe is emptied: `settle` waits for it
+                try:
+                    data = os.read(key.fd, 65536)
+                    with self._lock:
+                        self._take(key.fd, data)
+                finally:
+                    self._busy = False
+
+    def _take(self, fd: int, data: bytes) -> None:
+        stream, saved = self._reads[fd]
+        if not data:  # no writer left (the process is ending)
+            return
+        *lines, rest = (self._partial.pop(stream, b"") + data).split(b"\n")
+        while len(rest) > MAX_LINE:
+            lines.append(rest[:MAX_LINE])
+            rest = rest[MAX_LINE:]
+        if rest:
+            self._partial[stream] = rest
+        if lines:
+            self._emit(stream, saved, lines)
+
+    def _emit(self, stream: str, saved: int, lines: list[bytes]) -> None:
+        active = list(_ACTIVE.values())
+        sink, node, branch = self.default, None, ""
+        if len(active) == 1:
+            sink, node, branch = active[0].sink, active[0].node, active[0].branch
+        elif active and all(s.sink is active[0].sink for s in active):
+            sink = active[0].sink
+        if sink is None:
+            with contextlib.suppress(OSError):
+                os.write(saved, b"".join(line + b"\n" for line in lines))
+            return
+        ts = time.time()
+        sink([(ts, node, branch, stream, line.decode("utf-8", "replace")) for line in lines])
+
+    def settle(self, ending: LogScope) -> None:
+        """Wait until what is in the pipes has been read (at most SETTLE_S), then emit
+        the unfinished lines as `ending`'s."""
+        deadline = time.monotonic() + self.SETTLE_S
+        while self._busy or any(_fionread(fd) for fd in self._reads):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.0005)
+        with self._lock:
+            if not self._partial:
+                return
+            partial, self._partial = self._partial, {}
+            ts = time.time()
+            node, branch = ending.node, ending.branch
+            lines = [
+                (ts, node, branch, s, t.decode("utf-8", "replace")) for s, t in partial.items()
+            ]
+        ending.sink(lines)
+
+
+def echo(lines: list[LogLine]) -> None:
+    """Write lines to this process's `sys.stdout` / `sys.stderr` (stream `log` to stderr),
+    for a run that keeps no logs: a branch run elsewhere shows its output here."""
+    for _, _, _, stream, text in lines:
+        (sys.stdout if stream == "stdout" else sys.stderr).write(text + "\n")
 
 
 class LineList:
