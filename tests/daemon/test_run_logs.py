@@ -40,6 +40,8 @@ nodes:
               print(f"{{state['tag']}} b{{state['item']}} err {{i}}", file=sys.stderr)
           time.sleep(0.002)
       logging.getLogger("work").warning("%s b%s done", state["tag"], state["item"])
+      import os
+      os.write(1, f"{{state['tag']}} b{{state['item']}} raw\\n".encode())
   - name: merge
     run: |
       print("merged", len(parallel_results), "for", state["tag"])
@@ -77,9 +79,16 @@ def cli(d: DaemonProcess, *args: str, timeout_s: float = 60) -> subprocess.Compl
     )
 
 
-def check_chatty(lines: list[dict[str, Any]], tag: str) -> None:
+def check_chatty(lines: list[dict[str, Any]], tag: str, *, raw: bool) -> None:
     """Every line of `tag`'s run is there once, attributed to its node and branch, in order
-    within its branch; no line of another run."""
+    within its branch; no line of another run. With `raw`, the lines its branches wrote to
+    descriptor 1 too (process branches: one branch per process, so each can be told)."""
+    raws = [e for e in lines if e["line"].endswith(" raw")]
+    lines = [e for e in lines if e not in raws]
+    if raw:
+        assert sorted((e["line"], e["node"], e["branch"]) for e in raws) == [
+            (f"{tag} b{item} raw", "work", f"work[{item}]") for item in range(3)
+        ]
     mine = [e for e in lines if e["stream"] in ("stdout", "stderr")]
     assert all(tag in e["line"] for e in mine), [e for e in mine if tag not in e["line"]][:3]
     assert {"node": "start", "branch": ""} | {"line": f"start of {tag}"} in [
@@ -107,7 +116,8 @@ def test_branch_output_is_attributed_under_concurrency(
 ) -> None:
     """Two runs at once (one with thread branches, one with process branches), each with
     three branches printing in turns: every line is kept once, under its own run, node and
-    branch, in every isolation."""
+    branch, in every isolation; what process branches write below Python comes back
+    attributed to its branch."""
     d = daemon_factory(env={"TEAD_ISOLATION": isolation})
     d.write("threads.yaml", CHATTY.format(name="threads", strategy="thread", lines=LINES))
     d.write("procs.yaml", CHATTY.format(name="procs", strategy="process", lines=LINES))
@@ -119,7 +129,7 @@ def test_branch_output_is_attributed_under_concurrency(
     for tag, run_id in runs.items():
         assert end_of(d, run_id, timeout_s=90) == "succeeded", tag
     for tag, run_id in runs.items():
-        check_chatty(logs_of(d, run_id), tag)
+        check_chatty(logs_of(d, run_id), tag, raw=tag == "P1")
     only = logs_of(d, runs["T1"], node="merge")
     assert [e["line"] for e in only] == ["merged 3 for T1"]
 
