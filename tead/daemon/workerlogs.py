@@ -1,9 +1,9 @@
 """A run worker's log lines on their way to the daemon (the worker side).
 
 The run's nodes write into a `LogForwarder` (a `tead.engine.logs.LogSink`); a thread of
-its own sends what came, every `FLUSH_S` or once `BATCH_CHARS` characters wait, as
-`["logs", [[ts, node, branch, stream, line], ...]]` messages, so that a node printing
-100 000 lines costs 100 000 list appends and a few dozen messages, not 100 000 writes.
+its own flushes the process's (block-buffered) stdout and sends what came, every
+`FLUSH_S` or once `BATCH_CHARS` characters wait, as `["logs", [[ts, node, branch,
+stream, line], ...]]` messages: 100 000 lines make a few dozen messages.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from tead.engine.logs import LogLine
+from tead.engine.logs import LogLine, flush_streams
 
 FLUSH_S = 0.1
 BATCH_CHARS = 256 * 1024  # characters of lines per message, about
@@ -38,6 +38,7 @@ class LogForwarder:
     def _loop(self) -> None:
         while not self._closed:
             self._wake.wait(FLUSH_S)
+            flush_streams()  # a node's buffered output reaches the descriptors' capture
             self.flush()
 
     def flush(self) -> None:
@@ -57,7 +58,9 @@ class LogForwarder:
                 self._send(("logs", batch))
 
     def close(self) -> None:
-        """Send the rest; the thread stops."""
+        """Send the rest; the thread has stopped on return (a worker whose run left no
+        thread may serve the next run)."""
         self._closed = True
         self._wake.set()
+        self._thread.join(timeout=5)
         self.flush()

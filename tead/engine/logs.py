@@ -2,8 +2,9 @@
 
 While a node runs, a `LogScope` (the run's `LogSink`, the node's name and its branch path)
 is the current one in a context variable of the node's thread. `sys.stdout` and
-`sys.stderr` are replaced, once per process, by `ScopedStream`s: text written to them in a
-scope becomes the scope's lines, elsewhere it goes on to the stream they replaced. A
+`sys.stderr` are replaced by `ScopedStream`s (unless the process's descriptors are
+captured and one scope alone is active: see `scope`): text written to them in a scope
+becomes the scope's lines, elsewhere it goes on to the stream they replaced. A
 `logging` handler on the root logger does the same for records (stream `log`). So the
 output of concurrent thread branches (and of concurrent runs in one process) never mixes:
 each thread writes into its own scope.
@@ -178,24 +179,58 @@ def install() -> None:
 #: the scopes active in this process, for lines written below Python (FdCapture)
 _ACTIVE: dict[int, LogScope] = {}
 _FD_CAPTURE: list[FdCapture] = []  # the process's, once installed
+_SWITCH = threading.Lock()
 
 
 @contextmanager
 def scope(sink: LogSink, node: str | None, branch: str) -> Iterator[None]:
-    """Make what this thread writes meanwhile the lines of `node` (on `branch`)."""
-    if not isinstance(sys.stdout, ScopedStream) or not isinstance(sys.stderr, ScopedStream):
-        install()
+    """Make what this thread writes meanwhile the lines of `node` (on `branch`).
+
+    Where the process's descriptors are captured (`FdCapture`) and this is the only scope
+    active, `sys.stdout` / `sys.stderr` are the process's own C streams: their output is
+    caught at the descriptors and is all this scope's, at no cost per write. Once a second
+    scope starts (concurrent thread branches), what was written is read and given to the
+    first, and scoped streams take over until one scope is left."""
     current = LogScope(sink, node, branch)
     token = _SCOPE.set(current)
-    _ACTIVE[id(current)] = current
+    with _SWITCH:
+        if _FD_CAPTURE and not _ACTIVE:
+            _direct_streams()
+        else:
+            if _FD_CAPTURE and len(_ACTIVE) == 1:  # the one scope that wrote directly
+                _FD_CAPTURE[0].settle(next(iter(_ACTIVE.values())))
+            install()
+        _ACTIVE[id(current)] = current
     try:
         yield
     finally:
         for capture in _FD_CAPTURE:
             capture.settle(current)
-        del _ACTIVE[id(current)]
+        with _SWITCH:
+            del _ACTIVE[id(current)]
+            if _FD_CAPTURE and len(_ACTIVE) == 1:
+                _direct_streams()
         _SCOPE.reset(token)
         current.close()
+
+
+def _direct_streams() -> None:
+    """The process's own streams back in place of scoped ones (the handler stays)."""
+    for name in ("stdout", "stderr"):
+        current = getattr(sys, name)
+        if isinstance(current, ScopedStream):
+            setattr(sys, name, current.fallback)
+    root = logging.getLogger()
+    if not any(isinstance(h, ScopedLogHandler) for h in root.handlers):
+        root.addHandler(ScopedLogHandler())
+
+
+def flush_streams() -> None:
+    """Flush the process's own stdout and stderr (what they buffer reaches the pipes)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        with contextlib.suppress(Exception):
+            getattr(stream, "fallback", stream).flush()
 
 
 def _fionread(fd: int) -> int:
@@ -280,8 +315,9 @@ class FdCapture:
         sink([(ts, node, branch, stream, line.decode("utf-8", "replace")) for line in lines])
 
     def settle(self, ending: LogScope) -> None:
-        """Wait until what is in the pipes has been read (at most SETTLE_S), then emit
-        the unfinished lines as `ending`'s."""
+        """Flush the process's streams and wait until what is in the pipes has been read
+        (at most SETTLE_S), then emit the unfinished lines as `ending`'s."""
+        flush_streams()
         deadline = time.monotonic() + self.SETTLE_S
         while self._busy or any(_fionread(fd) for fd in self._reads):
             if time.monotonic() > deadline:

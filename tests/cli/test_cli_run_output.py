@@ -36,7 +36,8 @@ nodes:
       return {"n": len(parallel_results)}
 edges:
   - {from: __start__, to: talk}
-  - {from: talk, to: branch, parallel: true, for_each: "state['items']", item_var: item, fan_in: merge}
+  - {from: talk, to: branch, parallel: true, for_each: "state['items']", item_var: item,
+     fan_in: merge}
   - {from: branch, to: merge}
   - {from: merge, to: __end__}
 """

@@ -84,7 +84,8 @@ nodes:
   - name: merge
 edges:
   - {from: __start__, to: start}
-  - {from: start, to: work, parallel: true, for_each: "state['items']", item_var: item, fan_in: merge}
+  - {from: start, to: work, parallel: true, for_each: "state['items']", item_var: item,
+     fan_in: merge}
   - {from: work, to: merge}
   - {from: merge, to: __end__}
 """

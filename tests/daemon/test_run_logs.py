@@ -224,8 +224,7 @@ def test_follow_streams_a_running_runs_lines_until_it_ends(
         assert (first["node"], first["line"]) == ("talk", "first")
         assert d.get(f"/api/v1/runs/{run_id}").json()["status"] == "running"
         follower = subprocess.Popen(
-            [sys.executable, "-m", "tead", "runs", "logs", run_id[:10], "--follow"]
-            + ["--url", d.url],
+            [sys.executable, "-m", "tead", "runs", "logs", run_id[:10], "-f", "--url", d.url],
             cwd=d.root,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.PIPE,
