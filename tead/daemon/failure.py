@@ -58,6 +58,18 @@ def failure_of(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def checked_failure(data: Any) -> dict[str, Any] | None:
+    """A failure a worker sent (its fields strings or null); ValueError if it is not one."""
+    if data is None:
+        return None
+    keys = ("node", "branch", "error_type", "message", "traceback")
+    if not isinstance(data, dict) or not all(
+        data.get(k) is None or isinstance(data.get(k), str) for k in keys
+    ):
+        raise ValueError("an end's failure is an object of strings")
+    return {k: data.get(k) for k in keys}
+
+
 def crash_failure(trace: RunTrace, error: str | None) -> dict[str, Any]:
     """The failure details of a run whose worker died (or broke its protocol): the node
     running then, if one was."""

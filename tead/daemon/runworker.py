@@ -16,9 +16,10 @@ A worker never serves two workflows, or two versions of one.
 
 Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
 and the daemon must not run what it reads): `[kind, body]` with kind "ready" (the pid),
-"event" (an event's JSON), "logs" (log lines), "breakers" (snapshots), "ending" once the
-nodes are done (the end is being encoded), "end" (`RunEnd.to_json`) or "checked" (a load
-error or null). Orders from the daemon are pickles (the worker trusts the daemon).
+"events" (a list of events' JSON), "logs" (log lines), "breakers" (snapshots), "ending"
+once the nodes are done (the end is being encoded; its body: the events not sent yet),
+"end" (`RunEnd.to_json`) or "checked" (a load error or null).
+Orders from the daemon are pickles (the worker trusts the daemon).
 
 The worker is a child subreaper: a process the run starts that leaves its group (a new
 session, a double fork) stays below the worker, so that killing the worker's descendants
@@ -44,10 +45,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from tead.daemon.failure import failure_of
+from tead.daemon.failure import checked_failure, failure_of
 from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
-from tead.daemon.workerlogs import LogForwarder
+from tead.daemon.workerlogs import EventBatch, LogForwarder
 from tead.engine.events import Event, RunFinished
 from tead.engine.logs import FdCapture
 from tead.engine.runner import run_workflow
@@ -141,18 +142,6 @@ class RunEnd:
         )
 
 
-def checked_failure(data: Any) -> dict[str, Any] | None:
-    """A failure a worker sent (its fields strings or null); ValueError if it is not one."""
-    if data is None:
-        return None
-    keys = ("node", "branch", "error_type", "message", "traceback")
-    if not isinstance(data, dict) or not all(
-        data.get(k) is None or isinstance(data.get(k), str) for k in keys
-    ):
-        raise ValueError("an end's failure is an object of strings")
-    return {k: data.get(k) for k in keys}
-
-
 class MalformedMessage(Exception):
     """What a worker sent is not a message of its protocol."""
 
@@ -200,6 +189,7 @@ def run_worker_main(
         with lock:
             conn.send_bytes(data)
 
+    events = EventBatch(send)  # started before a run, so its thread is not the run's
     try:
         send(("ready", os.getpid()))
         order: RunOrder | CheckOrder = conn.recv()
@@ -211,7 +201,7 @@ def run_worker_main(
         os._exit(0)
     baseline = Baseline()
     while isinstance(order, RunOrder):
-        end = run_order(order, send, capture)
+        end = run_order(order, send, events, capture)
         clean = baseline.left_nothing(order.limits != Limits())
         next_order = _answer(send, conn, ("end", dataclasses.replace(end, clean=clean).to_json()))
         if not clean or not isinstance(next_order, RunOrder):
@@ -254,7 +244,9 @@ def _kill_everything() -> None:
     os.killpg(0, signal.SIGKILL)
 
 
-def run_order(order: RunOrder, send: Send, capture: FdCapture | None = None) -> RunEnd:
+def run_order(
+    order: RunOrder, send: Send, events: EventBatch, capture: FdCapture | None = None
+) -> RunEnd:
     """Run one order in this process: its folder, environment, path and limits first;
     what its nodes write goes to the daemon as `logs` messages (through `capture` too)."""
     branches: list[dict[str, Any]] = []
@@ -279,7 +271,7 @@ def run_order(order: RunOrder, send: Send, capture: FdCapture | None = None) -> 
         def on_event(event: Event) -> None:
             nonlocal final
             if not isinstance(event, RunFinished):  # its state comes with the end
-                send(("event", event.to_json()))
+                events.add(event)
             elif event.status == "failed":
                 final = event.state  # the state as it was when the run failed
 
@@ -300,7 +292,7 @@ def run_order(order: RunOrder, send: Send, capture: FdCapture | None = None) -> 
     if capture is not None:
         capture.default = None
     logs.close()
-    send(("ending", None))  # the nodes are done: from now on the run is not cancelled
+    send(("ending", events.take()))  # the nodes are done: from now on it is not cancelled
     try:
         end = encode_end(final, branches, order.max_state_bytes)
     except BaseException as exc:

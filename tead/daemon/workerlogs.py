@@ -1,18 +1,24 @@
-"""A run worker's log lines on their way to the daemon (the worker side).
+"""A run worker's events and log lines on their way to the daemon (the worker side).
 
-The run's nodes write into a `LogForwarder` (a `tead.engine.logs.LogSink`); a thread of
-its own flushes the process's (block-buffered) stdout and sends what came, every
-`FLUSH_S` or once `BATCH_CHARS` characters wait, as `["logs", [[ts, node, branch,
-stream, line], ...]]` messages: 100 000 lines make a few dozen messages.
+Each message costs the daemon a wake-up, so both go in batches. `EventBatch`: a run's
+events, sent a few at a time (a node's start at once). `LogForwarder`: the run's nodes
+write into it (a `tead.engine.logs.LogSink`); a thread of its own flushes the process's
+(block-buffered) stdout and sends what came, every `FLUSH_S` or once `BATCH_CHARS`
+characters wait, as `["logs", [[ts, node, branch, stream, line], ...]]` messages: 100 000
+lines make a few dozen messages.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from tead.engine.events import Event, NodeStarted
 from tead.engine.logs import LogLine, flush_streams
+
+Send = Callable[[tuple[str, Any]], None]
 
 FLUSH_S = 0.1
 BATCH_CHARS = 256 * 1024  # characters of lines per message, about
@@ -21,7 +27,7 @@ BATCH_CHARS = 256 * 1024  # characters of lines per message, about
 class LogForwarder:
     """Collects lines from any thread and sends them in batches (see the module)."""
 
-    def __init__(self, send: Callable[[tuple[str, Any]], None]) -> None:
+    def __init__(self, send: Send) -> None:
         self._send = send
         self._lines: list[LogLine] = []
         self._taking = threading.Lock()  # guards `_lines`
@@ -64,3 +70,46 @@ class LogForwarder:
         self._wake.set()
         self._thread.join(timeout=5)
         self.flush()
+
+
+class EventBatch:
+    """A run's events, sent a few at a time: each message costs the daemon a wake-up. An
+    event waits at most `FLUSH_S` (a thread of the worker's own sends what waited), and a
+    node's start goes at once with what waited before it, so that a run that dies names
+    the node it was in."""
+
+    FLUSH_S = 0.1
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._changed = threading.Condition()
+        self._pending: list[dict[str, Any]] = []
+        threading.Thread(target=self._flush_late, name="tead-events", daemon=True).start()
+
+    def add(self, event: Event) -> None:
+        with self._changed:
+            self._pending.append(event.to_json())
+            if isinstance(event, NodeStarted):
+                self._flush()
+            else:
+                self._changed.notify()
+
+    def take(self) -> list[dict[str, Any]]:
+        """The events not sent yet."""
+        with self._changed:
+            pending, self._pending = self._pending, []
+        return pending
+
+    def _flush(self) -> None:
+        self._send(("events", self._pending))
+        self._pending = []
+
+    def _flush_late(self) -> None:
+        with self._changed:
+            while True:
+                self._changed.wait_for(lambda: bool(self._pending))
+                deadline = time.monotonic() + self.FLUSH_S
+                while self._pending and (left := deadline - time.monotonic()) > 0:
+                    self._changed.wait(left)
+                if self._pending:
+                    self._flush()
