@@ -29,7 +29,7 @@ nodes:
   - name: branch
     run: |
       import os
-      print("branch print", state["item"])
+      print(f"branch print {state['item']}")  # one write: threads interleave writes
       os.write(1, b"branch raw\\n")
   - name: merge
     run: |
