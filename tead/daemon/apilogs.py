@@ -46,18 +46,16 @@ def log_entries(
 ) -> list[dict[str, Any]]:
     """Stored batches as the API shows their lines (only `node`'s, if given), in time order
     (a run's Python output and its descriptors' output arrive in separate batches)."""
-    lines = [line for _, batch in batches for line in batch if node is None or line[1] == node]
-    lines.sort(key=lambda line: line[0])  # stable: a batch's order is kept
-    return [
-        {
-            "ts": iso_utc(datetime.fromtimestamp(ts, UTC)),
-            "node": line_node,
-            "branch": branch,
-            "stream": stream,
-            "line": text,
-        }
-        for ts, line_node, branch, stream, text in lines
-    ]
+    groups = [group for _, batch in batches for group in batch if node in (None, group[1])]
+    groups.sort(key=lambda group: group[0])  # stable: a batch's order is kept
+    entries = []
+    for ts, line_node, branch, stream, text in groups:
+        when = iso_utc(datetime.fromtimestamp(ts, UTC))
+        entries += [
+            {"ts": when, "node": line_node, "branch": branch, "stream": stream, "line": line}
+            for line in text.split("\n")  # lines written together are stored together
+        ]
+    return entries
 
 
 def _encode(value: Any) -> bytes:

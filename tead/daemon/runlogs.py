@@ -3,10 +3,11 @@
 Lines come from the run's worker (`logs` messages, checked here: the worker runs user
 code), from its file descriptors 1 and 2 (output below Python: C code, child processes),
 or, for in-process runs, straight from the nodes' threads. Each line passes through
-`mask` (the one redaction hook: every stored line goes through it), then the run's bound:
-once `max_bytes` of lines are kept, one marker line says the rest was cut, and nothing
-more is kept. A thread of its own writes what came every `FLUSH_S` (one row per batch),
-so `tead runs logs --follow` sees a running run's lines within about that long.
+`mask` (the one redaction hook: every stored line goes through it), then the run's bound
+(characters plus 40 a line): once `max_bytes` of lines are kept, one marker line says
+the rest was cut, and nothing more is kept. A thread of its own writes what came every
+`FLUSH_S` (one row per batch), so `tead runs logs --follow` sees a running run's lines
+within about that long.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ CUT_STREAM = "tead"  # the stream of the marker line
 
 def no_mask(line: str) -> str:
     return line
+
+
+def _size(text: str) -> int:
+    """What lines count against the bound: their characters, plus 40 for each line."""
+    return len(text) + 40 * (text.count("\n") + 1)
 
 
 class LogWriter(Protocol):
@@ -64,7 +70,7 @@ class RunLogs:
         with self._lock:
             if self.cut:
                 return
-            size = self.kept + sum(len(line[4]) + 40 for line in lines)
+            size = self.kept + sum(_size(line[4]) for line in lines)
             if size > self.max_bytes:
                 lines = self._until_full(lines)
                 size = self.max_bytes
@@ -75,11 +81,17 @@ class RunLogs:
 
     def _until_full(self, lines: list[LogLine]) -> list[LogLine]:
         kept, size = [], self.kept
-        for line in lines:
-            size += len(line[4]) + 40
+        for ts, node, branch, stream, text in lines:
+            fits = []
+            for one in text.split("\n"):
+                size += len(one) + 40
+                if size > self.max_bytes:
+                    break
+                fits.append(one)
+            if fits:
+                kept.append((ts, node, branch, stream, "\n".join(fits)))
             if size > self.max_bytes:
                 break
-            kept.append(line)
         self.cut = True
         marker = (
             time.time(),

@@ -177,9 +177,6 @@ def run_worker_main(
     os.dup2(stderr.fileno(), 2)
     stdout.close()
     stderr.close()
-    with contextlib.suppress(AttributeError, ValueError):  # block-buffered (even with
-        # PYTHONUNBUFFERED): flushed at each node's end and every 0.1 s (workerlogs)
-        sys.stdout.reconfigure(line_buffering=False, write_through=False)  # type: ignore[union-attr]
     capture = FdCapture.install()  # what nodes write below Python: attributed here
     watch_parent(daemon_pid, gone=_kill_everything)
     lock = threading.Lock()

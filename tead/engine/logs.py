@@ -1,26 +1,28 @@
 """What a node writes, caught line by line with where it came from.
 
-While a node runs, a `LogScope` (the run's `LogSink`, the node's name and its branch path)
-is the current one in a context variable of the node's thread. `sys.stdout` and
+While a node runs, a `LogScope` (the run's `LogSink`, the node's name and its branch
+path) is the current one in a context variable of the node's thread. `sys.stdout` and
 `sys.stderr` are replaced by `ScopedStream`s (unless the process's descriptors are
 captured and one scope alone is active: see `scope`): text written to them in a scope
-becomes the scope's lines, elsewhere it goes on to the stream they replaced. A
-`logging` handler on the root logger does the same for records (stream `log`). So the
-output of concurrent thread branches (and of concurrent runs in one process) never mixes:
-each thread writes into its own scope.
+becomes the scope's lines, elsewhere it goes on to the stream they replaced. A `logging`
+handler on the root logger does the same for records (stream `log`). So the output of
+concurrent thread branches (and of concurrent runs in one process) never mixes: each
+thread writes into its own scope.
 
-A line is a plain tuple `(ts, node, branch, stream, line)` (`LogLine`): a node may print
-100 000 lines, and a tuple costs least. A branch run elsewhere (a worker process, a host)
-keeps its lines in a list that travels back with its result (`BranchReport.logs`), and the
-calling run hands them to its own sink: the same lines, attributed the same way, from any
-strategy.
+Lines travel as plain tuples `(ts, node, branch, stream, text)` (`LogLine`), the lines
+written together (a write, a chunk read from a descriptor) in one tuple, joined by "\n":
+a node may print 100 000 lines, and a few hundred tuples cost far less than 100 000. A
+branch run elsewhere (a worker process, a host) keeps its lines in a list that travels
+back with its result (`BranchReport.logs`), and the calling run hands them to its own
+sink: the same lines, attributed the same way, from any strategy.
 
-What is written below Python (file descriptors 1 and 2: C code, child processes) is caught
-by an `FdCapture`, in the processes that install one (the daemon's run workers and process
-branch workers): the descriptors point at pipes that a thread of the process reads, and
-each line goes to the one scope active in the process (or, with several, to the run
-alone: which thread wrote it cannot be told). A scope that ends first waits until what
-is in the pipes has been read, so a node's lines are never counted as its successor's.
+What is written below Python (file descriptors 1 and 2: C code, child processes) is
+caught by an `FdCapture`, in the processes that install one (the daemon's run workers
+and process branch workers): the descriptors point at pipes that a thread of the process
+reads, and each line goes to the one scope active in the process (or, with several, to
+the run alone: which thread wrote it cannot be told). A scope that ends first waits
+until what is in the pipes has been read, so a node's lines are never counted as its
+successor's.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-#: (unix time, node or None, branch path ("" for the run's main path), stream, text)
+#: (unix time, node or None, branch path ("" for the run's main path), stream, text): the
+#: text is one line or several written together, joined by "\n" (never ending with one)
 LogLine = tuple[float, str | None, str, str, str]
 LogSink = Callable[[list[LogLine]], None]
 
@@ -75,7 +78,7 @@ class LogScope:
         self.partial[stream] = rest
         ts = time.time()
         node, branch = self.node, self.branch
-        self.sink([(ts, node, branch, stream, line) for line in _pieces(lines)])
+        self.sink([(ts, node, branch, stream, "\n".join(_pieces(lines)))])
 
     def close(self) -> None:
         """Emit what was written without a final newline."""
@@ -245,6 +248,8 @@ class FdCapture:
     node), else on to what the descriptors were before (`install` saves them)."""
 
     SETTLE_S = 1.0  # a scope waits at most this long for the pipes to be read
+    PIPE_BYTES = 1024 * 1024  # the pipes' capacity (Linux), where allowed
+    BUFFER_BYTES = 256 * 1024  # stdout's buffer: a node printing much makes few writes
 
     def __init__(self) -> None:
         self.default: LogSink | None = None
@@ -255,7 +260,9 @@ class FdCapture:
 
     @classmethod
     def install(cls) -> FdCapture:
-        """Point this process's descriptors 1 and 2 at pipes read by a thread (once)."""
+        """Point this process's descriptors 1 and 2 at pipes read by a thread (once), and
+        make `sys.stdout` block-buffered (whatever PYTHONUNBUFFERED says; a scope's end
+        flushes it) with a large buffer."""
         if _FD_CAPTURE:
             return _FD_CAPTURE[0]
         capture = cls()
@@ -266,9 +273,19 @@ class FdCapture:
             saved = os.dup(fd)
             os.set_inheritable(saved, False)
             read, write = os.pipe()
+            with contextlib.suppress(OSError, AttributeError):
+                fcntl.fcntl(read, fcntl.F_SETPIPE_SZ, cls.PIPE_BYTES)
             os.dup2(write, fd)
             os.close(write)
             capture._reads[read] = (stream, saved)
+        old = sys.stdout
+        raw = io.FileIO(1, "w", closefd=False)
+        sys.stdout = io.TextIOWrapper(
+            io.BufferedWriter(raw, buffer_size=cls.BUFFER_BYTES),
+            encoding=getattr(old, "encoding", None) or "utf-8",
+            errors=getattr(old, "errors", None) or "strict",
+            write_through=False,
+        )
         threading.Thread(target=capture._read, name="tead-fd-capture", daemon=True).start()
         _FD_CAPTURE.append(capture)
         return capture
@@ -312,7 +329,7 @@ class FdCapture:
                 os.write(saved, b"".join(line + b"\n" for line in lines))
             return
         ts = time.time()
-        sink([(ts, node, branch, stream, line.decode("utf-8", "replace")) for line in lines])
+        sink([(ts, node, branch, stream, b"\n".join(lines).decode("utf-8", "replace"))])
 
     def settle(self, ending: LogScope) -> None:
         """Flush the process's streams and wait until what is in the pipes has been read
