@@ -183,23 +183,23 @@ def install() -> None:
 _ACTIVE: dict[int, LogScope] = {}
 _FD_CAPTURE: list[FdCapture] = []  # the process's, once installed
 _SWITCH = threading.Lock()
+_CONCURRENT = [0]  # in-process branches running now (`concurrent`)
 
 
 @contextmanager
 def scope(sink: LogSink, node: str | None, branch: str) -> Iterator[None]:
     """Make what this thread writes meanwhile the lines of `node` (on `branch`).
 
-    Where the process's descriptors are captured (`FdCapture`) and this is the only scope
-    active, `sys.stdout` / `sys.stderr` are the process's own C streams: their output is
-    caught at the descriptors and is all this scope's, at no cost per write. Once a second
-    scope starts (concurrent thread branches), what was written is read and given to the
-    first, and scoped streams take over until one scope is left."""
+    Where the process's descriptors are captured (`FdCapture`) and no in-process branch
+    runs (`concurrent`), `sys.stdout` / `sys.stderr` are the process's own C streams:
+    their output is caught at the descriptors and is all this scope's, at no cost per
+    write. Else (or if scopes overlap anyway) scoped streams are in place."""
     current = LogScope(sink, node, branch)
     token = _SCOPE.set(current)
     with _SWITCH:
-        if _FD_CAPTURE and not _ACTIVE:
+        if _FD_CAPTURE and not _ACTIVE and not _CONCURRENT[0]:
             _direct_streams()
-        else:
+        elif not isinstance(sys.stdout, ScopedStream):
             if _FD_CAPTURE and len(_ACTIVE) == 1:  # the one scope that wrote directly
                 _FD_CAPTURE[0].settle(next(iter(_ACTIVE.values())))
             install()
@@ -211,10 +211,26 @@ def scope(sink: LogSink, node: str | None, branch: str) -> Iterator[None]:
             capture.settle(current)
         with _SWITCH:
             del _ACTIVE[id(current)]
-            if _FD_CAPTURE and len(_ACTIVE) == 1:
-                _direct_streams()
         _SCOPE.reset(token)
         current.close()
+
+
+@contextmanager
+def concurrent() -> Iterator[None]:
+    """An in-process branch runs meanwhile (a thread branch): scoped streams are in place
+    from its start to the end of the last such branch, so that the streams never change
+    under a node that is writing."""
+    with _SWITCH:
+        _CONCURRENT[0] += 1
+        if not isinstance(sys.stdout, ScopedStream):
+            install()
+    try:
+        yield
+    finally:
+        with _SWITCH:
+            _CONCURRENT[0] -= 1
+            if _FD_CAPTURE and not _CONCURRENT[0] and not _ACTIVE:
+                _direct_streams()
 
 
 def _direct_streams() -> None:
