@@ -2,10 +2,9 @@
 
 Each message costs the daemon a wake-up, so both go in batches. `EventBatch`: a run's
 events, sent a few at a time (a node's start at once). `LogForwarder`: the run's nodes
-write into it (a `tead.engine.logs.LogSink`); a thread of its own flushes the process's
-(block-buffered) stdout and sends what came, every `FLUSH_S` or once `BATCH_CHARS`
-characters wait, as `["logs", [[ts, node, branch, stream, line], ...]]` messages: 100 000
-lines make a few dozen messages.
+write into it (a `tead.engine.logs.LogSink`); a thread of its own sends what came, every
+`FLUSH_S` or once `BATCH_CHARS` characters wait, as `["logs", [[ts, node, branch,
+stream, line], ...]]` messages: 100 000 lines make a few dozen messages.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tead.engine.events import Event, NodeStarted
-from tead.engine.logs import LogLine, flush_streams
+from tead.engine.logs import LogLine
 
 Send = Callable[[tuple[str, Any]], None]
 
@@ -44,7 +43,6 @@ class LogForwarder:
     def _loop(self) -> None:
         while not self._closed:
             self._wake.wait(FLUSH_S)
-            flush_streams()  # a node's buffered output reaches the descriptors' capture
             self.flush()
 
     def flush(self) -> None:

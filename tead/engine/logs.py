@@ -49,6 +49,7 @@ LogLine = tuple[float, str | None, str, str, str]
 LogSink = Callable[[list[LogLine]], None]
 
 MAX_LINE = 8192  # characters: a longer line (or text without a newline) is cut in pieces
+FLUSH_S = 0.1  # a captured process's buffered stdout is flushed this often
 
 
 class LogScope:
@@ -252,6 +253,13 @@ def flush_streams() -> None:
             getattr(stream, "fallback", stream).flush()
 
 
+def _flush_often() -> None:
+    """What a node printed reaches its run's logs within FLUSH_S, even while it sleeps."""
+    while True:
+        time.sleep(FLUSH_S)
+        flush_streams()
+
+
 def _fionread(fd: int) -> int:
     buf = array.array("i", [0])
     fcntl.ioctl(fd, termios.FIONREAD, buf, True)
@@ -278,7 +286,7 @@ class FdCapture:
     def install(cls) -> FdCapture:
         """Point this process's descriptors 1 and 2 at pipes read by a thread (once), and
         make `sys.stdout` block-buffered (whatever PYTHONUNBUFFERED says; a scope's end
-        flushes it) with a large buffer."""
+        flushes it, and a thread every FLUSH_S) with a large buffer."""
         if _FD_CAPTURE:
             return _FD_CAPTURE[0]
         capture = cls()
@@ -303,6 +311,7 @@ class FdCapture:
             write_through=False,
         )
         threading.Thread(target=capture._read, name="tead-fd-capture", daemon=True).start()
+        threading.Thread(target=_flush_often, name="tead-flush", daemon=True).start()
         _FD_CAPTURE.append(capture)
         return capture
 
