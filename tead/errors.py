@@ -10,6 +10,8 @@
     ├── NodeError                  exit 1: a node raised outside a fan-out
     ├── RunCancelled               exit 1: the run was cancelled (or timed out) from outside
     ├── StorageFullError           the state folder's file system is full (the API: 503)
+    ├── NotFound                   the daemon has no such run (the API: 404)
+    ├── Conflict                   the run cannot do that in its state (the API: 409)
     ├── GroupError                 a member of a `tead.parallel` group failed under `fail_fast`
     └── RunError                   exit 1: the run could not go on (no edge matched, ...)
         ├── FanOutError            a branch failed under `fail_fast`
@@ -125,9 +127,10 @@ class PluginError(TeadError):
 class NodeError(TeadError):
     """A node raised an exception outside any fan-out, which fails the run."""
 
-    def __init__(self, node: str, error: BaseException) -> None:
+    def __init__(self, node: str, error: BaseException, *, path: str = "") -> None:
         self.node = node
         self.error = error
+        self.path = path  # the branch the node ran in ("" for the run's main path)
         detail = f": {error}" if str(error) else ""
         super().__init__(f"node {node!r} failed: {type(error).__name__}{detail}")
 
@@ -241,6 +244,14 @@ class StorageFullError(TeadError):
         self.path = path
         self.cause = cause
         super().__init__(f"the state folder's disk is full ({path}: {cause}); nothing was written")
+
+
+class NotFound(TeadError):
+    """The daemon has no run with that id."""
+
+
+class Conflict(TeadError):
+    """The run cannot do that in its state (cancel a finished run, ...)."""
 
 
 class GroupError(TeadError):

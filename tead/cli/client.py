@@ -26,13 +26,18 @@ class Client:
         import httpx  # deferred: ~0.12 s of imports that only the client commands need
 
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
-        self._http_error = httpx.HTTPError
+        self._http_error = self.transport_errors = httpx.HTTPError
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self.http.request(method, path, **kwargs)
         except self._http_error as exc:
             raise ClientError(f"cannot reach the daemon at {self.url}: {exc}") from None
+        return self.check(response)
+
+    def check(self, response: Any) -> Any:
+        """The body of a (read) response; the daemon's error as a ClientError or, for
+        404, a UsageError."""
         try:
             body = response.json()
         except ValueError:
@@ -55,7 +60,9 @@ def print_table(rows: list[dict[str, Any]], columns: list[str], *, empty: str) -
         return
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     if sys.stdout.isatty():
-        table = Table(*columns, box=None, header_style="bold")
+        table = Table(box=None, header_style="bold")
+        for column in columns:  # an id is never cut: a column folds instead
+            table.add_column(column, overflow="fold", no_wrap=column == "id")
         for line in cells:
             table.add_row(*line)
         Console().print(table)

@@ -14,6 +14,7 @@ from typing import Any
 
 from tead.cli.client import Client, next_fire, print_json, print_table, trigger_summary
 from tead.cli.inputs import read_input
+from tead.cli.runlogs import add_logs_command, show_run
 from tead.daemon.config import DaemonConfig, load_config
 from tead.errors import UsageError
 
@@ -49,8 +50,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     runs.set_defaults(handler=_cmd_runs)
     actions = runs.add_subparsers(dest="action", parser_class=type(commands._parser_class()))
     show = actions.add_parser("show", parents=[common, action_client], help="one run in full")
-    show.add_argument("id")
+    show.add_argument("id", help="the run's id, or a unique prefix of it")
     show.set_defaults(handler=_cmd_run_show)
+    add_logs_command(actions, [common, action_client], _client)
     cancel = actions.add_parser("cancel", parents=[common, action_client], help="cancel a run")
     cancel.add_argument("id")
     cancel.set_defaults(handler=_cmd_run_cancel)
@@ -214,20 +216,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _show(run: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print_json(run)
-        return
-    for key in ("id", "workflow", "status", "created_at", "started_at", "finished_at", "error"):
-        print(f"{key:12} {run.get(key) if run.get(key) is not None else '-'}")
-    print(f"{'trigger':12} {json.dumps(run['trigger'])}")
-    if run.get("branches"):
-        print("branches:")
-        for b in run["branches"]:
-            outcome = "ok" if b["success"] else f"{b['error_type']}: {b['error']}"
-            print(f"  {b['path']:30} {outcome} ({b['timing_ms']:.1f} ms)")
-    if run.get("final_state") is not None:
-        print("final state:")
-        print(json.dumps(run["final_state"], indent=2))
+    show_run(run, as_json)
 
 
 def _cmd_run_show(args: argparse.Namespace) -> int:

@@ -14,12 +14,13 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from tead.cli.cron import add_cron_command
 from tead.cli.daemon import add_commands
 from tead.cli.inputs import read_input
 from tead.cli.progress import LiveProgress, PlainProgress
+from tead.cli.stdout import results_only_on_stdout
 from tead.engine.events import Event, EventSink
 from tead.errors import InputError, NodeError, Problem, TeadError, UsageError, WorkflowError
 from tead.graph.compiled import END, START
@@ -121,20 +122,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _check_writable(args.output)
     graph.check_scope(args.entry_point, args.exit_point)
     progress = None
-    if args.stream:
-        on_event: EventSink | None = _ndjson_printer()
-    elif args.quiet:
-        on_event = None
-    else:
-        progress = LiveProgress(sys.stderr) if sys.stderr.isatty() else PlainProgress(sys.stderr)
-        on_event = progress
-    try:
-        final = Workflow(graph).invoke(
-            state, entry_point=args.entry_point, exit_point=args.exit_point, on_event=on_event
-        )
-    finally:
-        if progress is not None:
-            progress.close()
+    # What nodes write goes to stderr: stdout is the final state (or the events).
+    with results_only_on_stdout() as results:
+        if args.stream:
+            on_event: EventSink | None = _ndjson_printer(results)
+        elif args.quiet:
+            on_event = None
+        else:
+            tty = sys.stderr.isatty()
+            progress = LiveProgress(sys.stderr) if tty else PlainProgress(sys.stderr)
+            on_event = progress
+        try:
+            final = Workflow(graph).invoke(
+                state, entry_point=args.entry_point, exit_point=args.exit_point, on_event=on_event
+            )
+        finally:
+            if progress is not None:
+                progress.close()
     if args.output is not None:
         _write_atomically(args.output, dumps(final, indent=2) + "\n")
     elif not args.stream:
@@ -172,15 +176,15 @@ def _write_atomically(path: str, text: str) -> None:
         raise
 
 
-def _ndjson_printer() -> EventSink:
+def _ndjson_printer(out: TextIO) -> EventSink:
     """`--stream`: each event's JSON encoding on a line of its own."""
     lock = threading.Lock()
 
     def emit(event: Event) -> None:
         line = dumps(event.to_json())
         with lock:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+            out.write(line + "\n")
+            out.flush()
 
     return emit
 

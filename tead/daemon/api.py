@@ -20,13 +20,14 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from tead.daemon.apiguard import Guard, load_json, storable_problem
+from tead.daemon.apilogs import add_log_routes, resolve_run_id
 from tead.daemon.config import DaemonConfig
 from tead.daemon.metrics import Metrics
 from tead.daemon.records import RunRecord, RunStatus, iso_utc
 from tead.daemon.registry import WorkflowEntry, WorkflowRegistry
-from tead.daemon.runs import Conflict, NotFound, RunManager
+from tead.daemon.runs import RunManager
 from tead.daemon.store import RunJson, Store
-from tead.errors import InputError, StorageFullError
+from tead.errors import Conflict, InputError, NotFound, StorageFullError
 from tead.parallel.breaker import BreakerRegistry
 from tead.spec.triggerdata import dispatch_inputs
 from tead.version import __version__
@@ -235,6 +236,7 @@ def build_app(daemon: DaemonView) -> FastAPI:
     app.add_middleware(Guard, config=lambda: daemon.config)
     _add_routes(app, daemon)
     _add_operation_routes(app, daemon)
+    add_log_routes(app, daemon)
     return app
 
 
@@ -291,10 +293,12 @@ def _add_routes(app: FastAPI, daemon: DaemonView) -> None:
 
     @app.get("/api/v1/runs/{run_id}")
     async def run(run_id: str) -> Response:
+        run_id = await asyncio.to_thread(resolve_run_id, daemon.store, run_id)
         return await asyncio.to_thread(_read_run, daemon, run_id)
 
     @app.post("/api/v1/runs/{run_id}/cancel")
     async def cancel(run_id: str) -> Response:
+        run_id = await asyncio.to_thread(resolve_run_id, daemon.store, run_id)
         try:
             await daemon.runs.cancel(run_id)
         except NotFound as exc:

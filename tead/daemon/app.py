@@ -29,7 +29,7 @@ from tead.daemon.metrics import Metrics
 from tead.daemon.operations import keep_versions, start_rerun, workflow_run_followers
 from tead.daemon.records import RunRecord
 from tead.daemon.registry import Changes, WorkflowEntry, WorkflowRegistry
-from tead.daemon.runs import Conflict, RunManager
+from tead.daemon.runs import RunManager
 from tead.daemon.runworkers import WorkerExecution
 from tead.daemon.scheduler import Mark, Scheduler
 from tead.daemon.secrets import Secrets
@@ -42,12 +42,17 @@ from tead.daemon.watcher import (
     trigger_patterns,
     with_new_folders_contents,
 )
-from tead.errors import StorageFullError, UsageError
+from tead.errors import Conflict, StorageFullError, UsageError
 from tead.executors.registry import Executors
 from tead.parallel.breaker import BreakerRegistry
 from tead.spec.files import folder_problem
 
 log = logging.getLogger(__name__)
+
+
+#: the config keys SIGHUP applies (the others need a restart)
+RELOADED = ["max_concurrent_runs", "retention_runs", "max_log_bytes", "catchup_limit"]
+RELOADED += ["pass_env", "limits", "log_level", "token"]
 
 
 class _Server(uvicorn.Server):
@@ -134,6 +139,7 @@ class Daemon:
                     stop_grace_s=config.stop_grace,
                     secrets=self.secrets,
                     on_end=self._run_ended,
+                    max_log_bytes=config.max_log_bytes,
                 )
                 self.scheduler = Scheduler(
                     store=self.store,
@@ -381,18 +387,11 @@ class Daemon:
                 size=fresh.max_concurrent_runs, pass_env=fresh.pass_env, limits=fresh.limits
             )
             self.runs.retention = fresh.retention_runs
+            self.runs.max_log_bytes = fresh.max_log_bytes
             self.scheduler.catchup_limit = fresh.catchup_limit
             logging.getLogger().setLevel(fresh.log_level.upper())
             self.config = self.config.model_copy(
-                update={
-                    "max_concurrent_runs": fresh.max_concurrent_runs,
-                    "retention_runs": fresh.retention_runs,
-                    "catchup_limit": fresh.catchup_limit,
-                    "pass_env": fresh.pass_env,
-                    "limits": fresh.limits,
-                    "log_level": fresh.log_level,
-                    "token": fresh.token,
-                }
+                update={key: getattr(fresh, key) for key in RELOADED}
             )
             log.info("config reloaded")
         self.rescan()

@@ -47,6 +47,8 @@ class DaemonConfig(BaseModel):
     max_request_bytes: PositiveInt = 1024 * 1024
     request_timeout: Duration = 10.0
     max_state_bytes: PositiveInt = 16 * 1024 * 1024
+    # of each run's captured output (stdout, stderr, logging); the rest is cut with a marker
+    max_log_bytes: PositiveInt = 16 * 1024 * 1024
     # how long an ended (cancelled, timed-out) run's threads may hold its concurrency group
     stop_grace: Duration = 30.0
     strict_permissions: bool = True

@@ -59,7 +59,7 @@ MIGRATIONS: Sequence[str] = (
         last_fire REAL NOT NULL
     );
     """,
-    # runops: disabled workflows; each workflow version's text (to re-run old runs); each
+    # disabled workflows; each workflow version's text (to re-run old runs); each
     # run's journal of completed steps (to resume it)
     """
     CREATE TABLE disabled_workflows (
@@ -77,6 +77,17 @@ MIGRATIONS: Sequence[str] = (
         value TEXT NOT NULL,
         PRIMARY KEY (run_id, key)
     );
+    """,
+    # run logs and failure details
+    """
+    CREATE TABLE run_logs (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        lines TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    ALTER TABLE runs ADD COLUMN failure TEXT;
+    ALTER TABLE runs ADD COLUMN nodes TEXT;
     """,
 )
 

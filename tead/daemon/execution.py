@@ -19,9 +19,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tead.daemon.failure import RunTrace, failure_of
 from tead.daemon.metrics import Metrics
 from tead.daemon.records import RunRecord, RunStatus
+from tead.daemon.runlogs import RunLogs
 from tead.daemon.storable import StorableEnd, branch_rows
+from tead.engine.events import Event, RunFinished
 from tead.engine.runner import run_workflow
 from tead.errors import RunCancelled, TeadError
 from tead.executors.registry import Executors
@@ -48,6 +51,9 @@ class Run:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     branches: list[dict[str, Any]] = field(default_factory=list)
     ending: bool = False  # its end is being encoded and written: too late to cancel
+    logs: RunLogs | None = None  # where its nodes' output goes
+    trace: RunTrace = field(default_factory=RunTrace)  # its nodes' status and timings
+    failure: dict[str, Any] | None = None  # where and why it failed (tead.daemon.failure)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,11 +99,12 @@ class ThreadExecution:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[tuple[dict[str, Any] | None, BaseException | None]]
         done = loop.create_future()
+        failed_state: dict[str, Any] = {}  # the state when it failed, from its last event
 
         def work() -> None:
             outcome: tuple[dict[str, Any] | None, BaseException | None]
             try:
-                outcome = (self._run_sync(run), None)
+                outcome = (self._run_sync(run, failed_state), None)
             except BaseException as exc:
                 outcome = (None, exc)
             finally:
@@ -121,6 +128,8 @@ class ThreadExecution:
         if done.done():
             final, error = done.result()
             status, message = _status_of(error, run)
+            if status is RunStatus.FAILED and error is not None:
+                run.failure, final = failure_of(error), failed_state.get("state")
         else:
             status = run.stop_reason or RunStatus.TIMED_OUT
             message = (
@@ -138,9 +147,15 @@ class ThreadExecution:
     async def close(self) -> None:
         self.executors.close()
 
-    def _run_sync(self, run: Run) -> dict[str, Any]:
+    def _run_sync(self, run: Run, failed_state: dict[str, Any]) -> dict[str, Any]:
         record = run.record
-        observer = self.metrics.run_observer(record.workflow)
+        metrics = self.metrics.run_observer(record.workflow)
+
+        def observer(event: Event) -> None:
+            metrics(event)
+            run.trace(event)
+            if isinstance(event, RunFinished) and event.status == "failed":
+                failed_state["state"] = event.state
 
         def keep(path: str, source: str, fan_in: str, results: list[Any]) -> None:
             run.branches.extend(branch_rows(path, source, fan_in, results))
@@ -155,9 +170,10 @@ class ThreadExecution:
                 executors=self.executors,
                 cancel=run.token,
                 on_results=keep,
+                logs=run.logs,
             )
         finally:
-            observer.close()
+            metrics.close()
 
 
 def _settle(

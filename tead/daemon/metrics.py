@@ -7,6 +7,8 @@ mode. Buckets fit jobs, not web requests. Labels never carry run ids or paths.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 
 from prometheus_client import (
     CollectorRegistry,
@@ -14,10 +16,13 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from tead.daemon.records import RunStatus
+from tead.daemon.records import RunRecord, RunStatus
 from tead.engine.events import (
     BranchFinished,
     BranchStarted,
@@ -141,6 +146,11 @@ class Metrics:
         self._lock = threading.Lock()
         self._breakers_shown: set[str] = set()
 
+        #: the queued runs per workflow (the run manager sets it), read at each scrape
+        self.queued: Callable[[], Mapping[str, int]] = dict
+        r.register(_QueueDepth(self))
+        ProcessCollector(registry=r)  # process_* of the daemon (CPU, memory, open files)
+
     def workflow_loaded(self, workflow: WorkflowGraph) -> None:
         """Create at 0 the series a loaded workflow can move, so that `rate()` and
         `increase()` see its first event (a series born at 1 looks like no change).
@@ -197,8 +207,35 @@ class Metrics:
         if moved:
             self.breaker_transitions.labels(name, str(state)).inc()
 
+    def run_ended(self, record: RunRecord, status: RunStatus, at: datetime | None) -> None:
+        """Count a run that ended `at` (None: it ended while the daemon was down, and was
+        never counted running)."""
+        kind = record.trigger.get("kind", "")
+        self.runs.labels(record.workflow, kind, str(status)).inc()
+        if at is None:
+            return
+        self.runs_in_progress.labels(record.workflow).dec()
+        if record.started_at is not None:
+            duration = (at - record.started_at).total_seconds()
+            self.run_duration.labels(record.workflow, str(status)).observe(duration)
+
     def run_observer(self, workflow: str) -> RunEventMetrics:
         return RunEventMetrics(self, workflow)
+
+
+class _QueueDepth(Collector):
+    """`tead_runs_queued`: runs waiting to start, per workflow."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "tead_runs_queued", "Runs queued, waiting to start", labels=["workflow"]
+        )
+        for workflow, count in sorted(self._metrics.queued().items()):
+            family.add_metric([workflow], count)
+        yield family
 
 
 def _outcome(event: BranchFinished) -> str:

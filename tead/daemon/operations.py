@@ -17,9 +17,9 @@ from typing import Any
 
 from tead.daemon.records import RunRecord
 from tead.daemon.registry import WorkflowEntry, WorkflowRegistry
-from tead.daemon.runs import Conflict, RunManager
+from tead.daemon.runs import RunManager
 from tead.daemon.store import Store
-from tead.errors import StorageFullError, WorkflowError
+from tead.errors import Conflict, StorageFullError, WorkflowError
 from tead.graph.loader import load_workflow_text
 
 log = logging.getLogger(__name__)

@@ -47,9 +47,12 @@ class RunRecord:
     inputs: dict[str, Any] = field(default_factory=dict)
     final_state: dict[str, Any] | None = None
     branches: list[dict[str, Any]] = field(default_factory=list)
+    failure: dict[str, Any] | None = None  # where and why it failed (tead.daemon.failure)
+    nodes: list[dict[str, Any]] = field(default_factory=list)  # each node's status, timings
 
     def to_dict(self, *, full: bool = True) -> dict[str, Any]:
-        """The run as the API shows it (`full`: with final state and branch results)."""
+        """The run as the API shows it (`full`: with final state, branch results and
+        failure details)."""
         data: dict[str, Any] = {
             "id": self.id,
             "workflow": self.workflow,
@@ -65,6 +68,8 @@ class RunRecord:
             data["inputs"] = self.inputs
             data["final_state"] = self.final_state
             data["branches"] = self.branches
+            data["failure"] = self.failure
+            data["nodes"] = self.nodes
         return data
 
 

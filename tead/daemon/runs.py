@@ -13,6 +13,7 @@ happens on the event loop; the store records every state change.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -22,13 +23,15 @@ from datetime import datetime
 from typing import Any
 
 from tead.daemon.execution import Execution, Run
+from tead.daemon.failure import with_details
 from tead.daemon.metrics import Metrics
 from tead.daemon.records import RunRecord, RunStatus, new_run_id, now_utc
 from tead.daemon.registry import WorkflowEntry
+from tead.daemon.runlogs import RunLogs
 from tead.daemon.secrets import Secrets
 from tead.daemon.storable import MIB, StorableEnd, encode_end
 from tead.daemon.store import Store
-from tead.errors import StorageFullError, TeadError
+from tead.errors import Conflict, NotFound, StorageFullError
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +39,6 @@ Spawn = Callable[[Coroutine[Any, Any, None]], object]
 PRUNE_EVERY = 100  # finished runs between retention passes
 MAX_ERROR_CHARS = 65_536  # a run's recorded error is cut there
 RECORD_RETRY_S = 1.0  # how often writes that waited for space are tried again
-
-
-class NotFound(TeadError):
-    """No run with that id."""
-
-
-class Conflict(TeadError):
-    """The run cannot do that in its state (cancel a finished run, ...)."""
 
 
 class RunManager:
@@ -60,6 +55,7 @@ class RunManager:
         stop_grace_s: float = 30.0,
         secrets: Secrets | None = None,
         on_end: Callable[[RunRecord], object] | None = None,
+        max_log_bytes: int = 16 * MIB,
     ) -> None:
         self.store = store
         self.secrets = secrets if secrets is not None else Secrets(None, {})
@@ -70,6 +66,8 @@ class RunManager:
         self.spawn = spawn
         self.max_state_bytes = max_state_bytes
         self.stop_grace_s = stop_grace_s  # how long an ended run's threads may hold its group
+        self.max_log_bytes = max_log_bytes  # of each run's logs
+        metrics.queued = lambda: collections.Counter(r.record.workflow for r in self._queue)
         self._execution = execution
         self._closing = asyncio.Event()  # shutdown: nothing waits for groups any more
         self.accepting = True
@@ -237,7 +235,8 @@ class RunManager:
                 finished_at=now_utc(),
                 error="the daemon stopped before the run's end was recorded",
             )
-            log.info("run %s interrupted (found running at start-up)", record.id)
+            self.metrics.run_ended(record, RunStatus.INTERRUPTED, None)
+            log.warning("run %s interrupted (found running at start-up)", record.id)
         for record in self.store.runs_with_status(RunStatus.QUEUED):
             entry = lookup(record.workflow)
             if entry is None or entry.workflow is None:
@@ -275,6 +274,9 @@ class RunManager:
         self._running[record.id] = run
         self._busy_groups.add(run.group)
         run.record = replace(record, status=RunStatus.RUNNING, started_at=started)
+        run.logs = RunLogs(
+            record.id, self.store, max_bytes=self.max_log_bytes, mask=self.secrets.mask
+        )
         m = self.metrics
         m.queue_wait.labels(record.workflow).observe(time.monotonic() - run.queued_at)
         m.runs_in_progress.labels(record.workflow).inc()
@@ -356,6 +358,7 @@ class RunManager:
         if end.problem is not None:  # a state too big or with no JSON form: a recorded error
             status, error = RunStatus.FAILED, end.problem
         error = self.secrets.mask(error) if error is not None else None
+        end = await asyncio.to_thread(with_details, end, run.logs, run.failure, run.trace)
         end = await asyncio.to_thread(self.secrets.mask_end, end)
         try:
             await asyncio.to_thread(
@@ -368,14 +371,9 @@ class RunManager:
             self._busy_groups.discard(run.group)
         run.finished.set()
         self._ended(replace(record, status=status, finished_at=finished, error=error))
-        m = self.metrics
-        kind = record.trigger.get("kind", "")
-        m.runs.labels(record.workflow, kind, str(status)).inc()
-        m.runs_in_progress.labels(record.workflow).dec()
-        if record.started_at is not None:
-            duration = (finished - record.started_at).total_seconds()
-            m.run_duration.labels(record.workflow, str(status)).observe(duration)
-        log.info(
+        self.metrics.run_ended(record, status, finished)
+        log.log(
+            logging.WARNING if status is RunStatus.FAILED else logging.INFO,
             "run %s %s workflow=%s%s",
             record.id,
             status,

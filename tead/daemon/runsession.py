@@ -1,11 +1,13 @@
 """One run in one worker process, served by the daemon on a thread of its own.
 
 The session sends the worker its order, then reads what comes back until the run's end
-or the worker's death: the worker's messages (JSON only; events go to the run's metrics,
-breaker changes of the run's own workflow to the daemon's breakers) and its output (file
-descriptors 1 and 2 of the worker and its children), logged line by line with the run's
-id. Anything the worker sends that is not a message of its protocol fails the run (its
-code may have written to the pipe) and kills the worker.
+or the worker's death: the worker's messages (JSON only; events go to the run's metrics
+and trace, breaker changes of the run's own workflow to the daemon's breakers, log lines
+to the run's logs) and its output (file descriptors 1 and 2 of the worker and its
+children, for what the worker's own capture did not take), which becomes lines of the
+run's logs too, attributed to the run alone.
+Anything the worker sends that is not a message of its protocol fails the run (its code
+may have written to the pipe) and kills the worker.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from tead.daemon.failure import RunTrace
 from tead.daemon.metrics import RunEventMetrics
 from tead.daemon.records import RunStatus
 from tead.daemon.runlimits import describe_limits
+from tead.daemon.runlogs import RunLogs
 from tead.daemon.runpool import RunWorker, exit_text
 from tead.daemon.runworker import (
     MalformedMessage,
@@ -36,8 +40,7 @@ from tead.parallel.strategies import known_strategies
 log = logging.getLogger(__name__)
 output_log = logging.getLogger("tead.run")
 
-MAX_LOGGED_LINES = 10_000  # lines of a run's output logged; the rest is counted
-MAX_LINE = 8192  # a longer line is logged in pieces of this many bytes
+MAX_LINE = 8192  # a longer line is kept in pieces of this many bytes
 STEPS_PER_WRITE, STEPS_WRITE_S = 500, 0.2  # a run's journal is written in batches
 #: printable, or a tab: other characters of a run's output are logged escaped
 _CONTROL = {c: f"\\x{c:02x}" for c in range(32) if c != 9} | {127: "\\x7f"}
@@ -69,7 +72,8 @@ class RunSession:
         breakers: BreakerRegistry,
         observer: RunEventMetrics,
         message_limit: int,
-        mask: Callable[[str], str] | None = None,
+        logs: RunLogs,
+        trace: RunTrace,
         keep_steps: Callable[[list[tuple[str, str]]], object] | None = None,
     ) -> None:
         self.worker = worker
@@ -78,13 +82,13 @@ class RunSession:
         self.breakers = breakers
         self.observer = observer
         self.message_limit = message_limit
-        self.mask = mask or (lambda text: text)  # secrets' values out of logged lines
+        self.logs = logs  # masks secrets' values (tead.daemon.runlogs)
+        self.trace = trace
         self.keep_steps = keep_steps  # stores the run's journal (completed steps)
         self._steps: list[tuple[str, str]] = []
         self._steps_kept_at = time.monotonic()
         self.last_node: str | None = None
         self.ending = False  # the worker said its nodes are done; the daemon not told yet
-        self.lines = 0
         self.partial: dict[str, bytes] = {}
         self._strategies = set(known_strategies())
         self._hooks: SessionHooks | None = None
@@ -173,6 +177,8 @@ class RunSession:
         try:
             if kind == "events":
                 self._events(body)
+            elif kind == "logs":
+                self.logs.add_worker_batch(body)
             elif kind == "ending":
                 self._events(body)
                 self.ending = True  # told unless the end follows at once
@@ -211,6 +217,7 @@ class RunSession:
             if isinstance(event, NodeStarted):
                 self.last_node = f"{event.path}/{event.node}" if event.path else event.node
             self.observer(event)
+            self.trace(event)
 
     def _snapshot(self, item: Any) -> BreakerSnapshot:
         """A breaker state the worker sent: only its own workflow's breakers, and remote
@@ -261,17 +268,10 @@ class RunSession:
             self._line(stream, line)
 
     def _line(self, stream: str, line: bytes) -> None:
-        self.lines += 1
-        if self.lines > MAX_LOGGED_LINES:
-            if self.lines == MAX_LOGGED_LINES + 1:
-                output_log.warning(
-                    "run %s: more than %d lines of output; the rest is not logged",
-                    self.order.run_id,
-                    MAX_LOGGED_LINES,
-                )
-            return
-        text = line[:MAX_LINE].decode("utf-8", "replace").translate(_CONTROL)
-        output_log.info("run %s %s: %s", self.order.run_id, stream, self.mask(text))
+        """A line the worker's descriptors passed on (its FdCapture attributes those
+        written while a node runs): the run's."""
+        text = line[:MAX_LINE].decode("utf-8", "replace")
+        self.logs([(time.time(), None, "", stream, text)])
 
     def _death(self, code: int | None) -> str:
         where = f" while running node {self.last_node!r}" if self.last_node else ""

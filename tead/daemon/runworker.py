@@ -1,24 +1,25 @@
 """A run worker: one daemon run in a process of its own (the worker side).
 
-The daemon (`tead.daemon.runworkers`) forks each worker warm from its fork server, with a
-connection for messages and the write ends of two pipes for the run's output. A worker
+The daemon (`tead.daemon.runworkers`) forks each worker warm from its fork server, with
+a connection for messages and the write ends of two pipes for the run's output. A worker
 makes itself a session leader (so its process group holds everything the run starts:
 branch processes, a node's subprocesses), points its file descriptors 1 and 2 at the
-pipes (output of C code and child processes is caught too), follows the daemon (if the
-daemon dies, the worker kills its whole group at once), says it is ready and waits for
-one `RunOrder`. It runs it in the workflow's folder, with the environment, `sys.path` and
-limits the order gives, sends events, breaker changes and the encoded end back, and waits
-for the daemon to kill its group, or, if the run left nothing running and lowered no
-limit, for the next run of the same workflow version, before which it puts back what a
-run may change in the process (`runprocess.Baseline`). A worker never serves two
-workflows, or two versions of one.
+pipes, then at pipes of its own that a thread reads (`tead.engine.logs.FdCapture`:
+output of C code and child processes becomes log lines of the node running then),
+follows the daemon (if the daemon dies, the worker kills its whole group at once), says
+it is ready and waits for one `RunOrder`. It runs it in the workflow's folder, with the
+environment, `sys.path` and limits the order gives, sends events, breaker changes and
+the encoded end back, and waits for the daemon to kill its group, or, if the run left
+nothing running and lowered no limit, for the next run of the same workflow version,
+before which it puts back what a run may change in the process (`runprocess.Baseline`).
+A worker never serves two workflows, or two versions of one.
 
 Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
 and the daemon must not run what it reads): `[kind, body]` with kind "ready" (the pid),
 "events" (a list of events' JSON), "journal" (completed steps: a list of [key, JSON text
-of its result], `tead.engine.journal`), "breakers" (snapshots), "ending" once the nodes
-are done (the end is being encoded; its body: the events not sent yet), "end"
-(`RunEnd.to_json`) or "checked" (a load error or null).
+of its result], `tead.engine.journal`), "logs" (log lines), "breakers" (snapshots),
+"ending" once the nodes are done (the end is being encoded; its body: the events not sent
+yet), "end" (`RunEnd.to_json`) or "checked" (a load error or null).
 Orders from the daemon are pickles (the worker trusts the daemon).
 
 The worker is a child subreaper: a process the run starts that leaves its group (a new
@@ -33,22 +34,25 @@ import dataclasses
 import errno
 import gc
 import json
+import logging
 import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from tead.daemon.failure import checked_failure, failure_of
 from tead.daemon.runlimits import apply_limits, size_text
 from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
-from tead.engine.events import Event, NodeStarted, RunFinished
+from tead.daemon.workerlogs import EventBatch, LogForwarder
+from tead.engine.events import Event, RunFinished
 from tead.engine.journal import Journal
+from tead.engine.logs import FdCapture
 from tead.engine.runner import run_workflow
 from tead.errors import TeadError
 from tead.executors.registry import Executors
@@ -103,11 +107,14 @@ class CheckOrder:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunEnd:
-    """How a run ended in its worker: `error` is None on success; `end` is encoded."""
+    """How a run ended in its worker: `error` is None on success; `end` is encoded (for a
+    failed run, its final state is the state when it failed); `failure` is
+    `tead.daemon.failure.failure_of` the error."""
 
     error: str | None
     end: StorableEnd
     clean: bool = False  # nothing of the run is left in the worker: it may run another
+    failure: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         end = self.end
@@ -117,6 +124,7 @@ class RunEnd:
             "branches": list(end.branches),
             "problem": end.problem,
             "clean": self.clean,
+            "failure": self.failure,
         }
 
     @classmethod
@@ -134,6 +142,7 @@ class RunEnd:
             error=error,
             end=StorableEnd(final_state=state, branches=tuple(branches), problem=problem),
             clean=data.get("clean") is True,
+            failure=checked_failure(data.get("failure")),
         )
 
 
@@ -172,9 +181,7 @@ def run_worker_main(
     os.dup2(stderr.fileno(), 2)
     stdout.close()
     stderr.close()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(AttributeError, ValueError):
-            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    capture = FdCapture.install()  # what nodes write below Python: attributed here
     watch_parent(daemon_pid, gone=_kill_everything)
     lock = threading.Lock()
 
@@ -195,7 +202,7 @@ def run_worker_main(
         os._exit(0)
     baseline = Baseline()
     while isinstance(order, RunOrder):
-        end = run_order(order, send, events)
+        end = run_order(order, send, events, capture)
         clean = baseline.left_nothing(order.limits != Limits())
         next_order = _answer(send, conn, ("end", dataclasses.replace(end, clean=clean).to_json()))
         if not clean or not isinstance(next_order, RunOrder):
@@ -238,10 +245,18 @@ def _kill_everything() -> None:
     os.killpg(0, signal.SIGKILL)
 
 
-def run_order(order: RunOrder, send: Send, events: EventBatch) -> RunEnd:
-    """Run one order in this process: its folder, environment, path and limits first."""
+def run_order(
+    order: RunOrder, send: Send, events: EventBatch, capture: FdCapture | None = None
+) -> RunEnd:
+    """Run one order in this process: its folder, environment, path and limits first;
+    what its nodes write goes to the daemon as `logs` messages (through `capture` too)."""
     branches: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+    logs = LogForwarder(send)
+    if capture is not None:
+        capture.default = logs  # a line written outside any node is the run's
+    logging.getLogger().setLevel(logging.INFO)  # nodes' INFO records are caught
     try:
         os.chdir(Path(order.path).parent)
         os.environ.clear()
@@ -255,8 +270,11 @@ def run_order(order: RunOrder, send: Send, events: EventBatch) -> RunEnd:
             branches.extend(branch_rows(path, source, fan_in, results))
 
         def on_event(event: Event) -> None:
+            nonlocal final
             if not isinstance(event, RunFinished):  # its state comes with the end
                 events.add(event)
+            elif event.status == "failed":
+                final = event.state  # the state as it was when the run failed
 
         journal = Journal(
             done=order.journal, record=events.add_step if order.record_steps else None
@@ -270,10 +288,15 @@ def run_order(order: RunOrder, send: Send, events: EventBatch) -> RunEnd:
                 executors=executors,
                 on_results=keep,
                 journal=journal,
+                logs=logs,
             )
         error = None
     except BaseException as exc:  # whatever a node raised ends this run only
         error = describe_failure(exc, order.limits)
+        failure = failure_of(exc)
+    if capture is not None:
+        capture.default = None
+    logs.close()
     if steps := events.take_steps():  # stored before the run's end
         send(("journal", steps))
     send(("ending", events.take()))  # the nodes are done: from now on it is not cancelled
@@ -281,72 +304,7 @@ def run_order(order: RunOrder, send: Send, events: EventBatch) -> RunEnd:
         end = encode_end(final, branches, order.max_state_bytes)
     except BaseException as exc:
         end = StorableEnd(final_state=None, branches=(), problem=describe_failure(exc, Limits()))
-    return RunEnd(error=error, end=end)
-
-
-class EventBatch:
-    """A run's events, sent a few at a time: each message costs the daemon a wake-up. An
-    event waits at most `FLUSH_S` (a thread of the worker's own sends what waited), and a
-    node's start goes at once with what waited before it, so that a run that dies names
-    the node it was in. Completed steps for the run's journal travel the same way, each
-    encoded as it is added (its value may change afterwards)."""
-
-    FLUSH_S = 0.1
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self._changed = threading.Condition()
-        self._pending: list[dict[str, Any]] = []
-        self._steps: list[tuple[str, str]] = []
-        threading.Thread(target=self._flush_late, name="tead-events", daemon=True).start()
-
-    def add(self, event: Event) -> None:
-        with self._changed:
-            self._pending.append(event.to_json())
-            if isinstance(event, NodeStarted):
-                self._send_events()  # the steps wait: they need no wake-up of their own
-            else:
-                self._changed.notify()
-
-    def add_step(self, key: str, value: Any) -> None:
-        """A completed step (tead.engine.journal): its key and result (strict JSON)."""
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-        with self._changed:
-            self._steps.append((key, text))
-            if len(self._steps) == 1 and not self._pending:  # else the thread is awake
-                self._changed.notify()
-
-    def take_steps(self) -> list[tuple[str, str]]:
-        """The completed steps not sent yet."""
-        with self._changed:
-            steps, self._steps = self._steps, []
-        return steps
-
-    def take(self) -> list[dict[str, Any]]:
-        """The events not sent yet."""
-        with self._changed:
-            pending, self._pending = self._pending, []
-        return pending
-
-    def _flush(self) -> None:
-        if self._steps:
-            self._send(("journal", self._steps))
-            self._steps = []
-        self._send_events()
-
-    def _send_events(self) -> None:
-        if self._pending:
-            self._send(("events", self._pending))
-            self._pending = []
-
-    def _flush_late(self) -> None:
-        with self._changed:
-            while True:
-                self._changed.wait_for(lambda: bool(self._pending or self._steps))
-                deadline = time.monotonic() + self.FLUSH_S
-                while (self._pending or self._steps) and (left := deadline - time.monotonic()) > 0:
-                    self._changed.wait(left)
-                self._flush()
+    return RunEnd(error=error, end=end, failure=failure)
 
 
 def describe_failure(exc: BaseException, limits: Limits) -> str:

@@ -11,9 +11,8 @@ at once with nothing left running. A worker whose run ended cleanly (nothing lef
 running, no limit lowered) may serve the next run of the same workflow version, at most
 `MAX_RUNS_PER_WORKER` runs.
 
-The daemon alone writes the store and the metrics. A node's output (file descriptors 1
-and 2 of the worker and its children) is logged by the daemon, line by line, with the
-run's id, up to `MAX_LOGGED_LINES` lines per run.
+The daemon alone writes the store and the metrics. What the run's nodes write comes back
+as lines of the run's logs (`tead.daemon.runsession`, `tead.daemon.runlogs`).
 """
 
 from __future__ import annotations
@@ -34,9 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from tead.daemon.execution import Outcome, Run
+from tead.daemon.failure import crash_failure
 from tead.daemon.metrics import Metrics
 from tead.daemon.opsstore import OpsTables
 from tead.daemon.records import RunStatus
+from tead.daemon.runlogs import RunLogs
 from tead.daemon.runpool import RunWorker, RunWorkerPool, WorkerStartError, exit_text
 from tead.daemon.runsession import RunSession, SessionHooks
 from tead.daemon.runsession import answer as session_answer
@@ -159,8 +160,9 @@ class WorkerExecution:
             breakers=self.breakers,
             observer=self.metrics.run_observer(run.record.workflow),
             message_limit=4 * self.max_state_bytes + MIB,
-            mask=self.secrets.mask,
             keep_steps=functools.partial(self._keep_steps, run.record.id),
+            logs=run.logs or RunLogs(run.record.id, _NoStore(), max_bytes=0),
+            trace=run.trace,
         )
 
         def keep(worker: RunWorker) -> bool:  # on the session's thread
@@ -198,6 +200,7 @@ class WorkerExecution:
             )
         if done.done():
             status, error, end = done.result()
+            run.failure = end.failure if end else crash_failure(run.trace, error)
             return Outcome(
                 status=status,
                 error=error,
@@ -270,6 +273,13 @@ class WorkerExecution:
             self.journals.add_journal(run_id, [(key, mask(text)) for key, text in steps])
         except (StorageFullError, ValueError) as exc:  # ValueError: a text not JSON
             log.warning("run %s: %d completed step(s) not recorded: %s", run_id, len(steps), exc)
+
+
+class _NoStore:
+    """Where the lines of a run without logs go: nowhere."""
+
+    def append_logs(self, run_id: str, lines: list[Any]) -> None:
+        pass
 
 
 class SessionThreads:

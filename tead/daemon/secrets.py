@@ -13,6 +13,7 @@ or answers: a run's error, final state and branch results, and its output's log 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -168,9 +169,12 @@ class Secrets:
 
     def mask_end(self, end: StorableEnd) -> StorableEnd:
         """A run's encoded end with every secret value masked."""
-        state = end.final_state
-        return StorableEnd(
+        state, failure, nodes = end.final_state, end.failure, end.nodes
+        return dataclasses.replace(
+            end,
             final_state=self.mask_json(state) if state is not None else None,
             branches=tuple(self.mask_json(text) for text in end.branches),
             problem=self.mask(end.problem) if end.problem is not None else None,
+            failure=self.mask_json(failure) if failure is not None else None,
+            nodes=self.mask_json(nodes) if nodes is not None else None,
         )

@@ -31,6 +31,12 @@ class StorableEnd:
     final_state: str | None
     branches: tuple[str, ...]
     problem: str | None = None  # why the final state could not be stored
+    failure: str | None = None  # JSON: where and why the run failed (tead.daemon.failure)
+    nodes: str | None = None  # JSON: each node's status and timings
+
+    def columns(self) -> tuple[str | None, str | None, str | None]:
+        """The final state's, the failure's and the nodes' JSON."""
+        return (self.final_state, self.failure, self.nodes)
 
 
 def branch_rows(

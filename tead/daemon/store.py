@@ -1,10 +1,10 @@
 """SQLite: the daemon's runs, branch results, circuit breakers and schedule marks.
 
-The only module that queries the tables; the connection, schema and transactions are
-in `tead.daemon.database`. A write that fails for lack of space raises StorageFullError and
-leaves nothing half-written; a run's end, a breaker's state or a schedule mark that
-could not be written is kept here in memory (and shown by reads) until
-`record_unrecorded` writes it. A run's end is written once: a finished run is never
+With `tead.daemon.logstore` (logs), the only module that queries the tables; connection,
+schema and transactions are in `tead.daemon.database`. A write that fails for lack of
+space raises StorageFullError and leaves nothing half-written; a run's end, a breaker's
+state or a schedule mark that could not be written is kept here in memory (and shown by
+reads) until `record_unrecorded` writes it. A run's end is written once: a finished run is never
 rewritten.
 """
 
@@ -19,20 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tead.daemon.logstore import LogStore, dumps
 from tead.daemon.opsstore import OpsTables
 from tead.daemon.records import RunRecord, RunStatus
 from tead.daemon.storable import StorableEnd
 from tead.errors import StorageFullError
-from tead.jsonable import dumps as _dumps
 from tead.parallel.breaker import BreakerSnapshot, CircuitState
 
 log = logging.getLogger(__name__)
-
-
-def dumps(value: Any) -> str:
-    """JSON for a column: ASCII only, so that any string (even a lone surrogate from a
-    non-UTF-8 file name) can be stored."""
-    return _dumps(value, ascii_only=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,7 +54,7 @@ def _dt(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value is not None else None
 
 
-class Store(OpsTables):
+class Store(OpsTables, LogStore):
     """The daemon's database at `path` (created and migrated on open)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -154,13 +148,15 @@ class Store(OpsTables):
         unfinished = [str(s) for s in RunStatus if not s.finished]
         with self._write() as db:
             cursor = db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, error = ?, final_state = ?"
-                " WHERE id = ? AND status IN (?, ?)",
+                "UPDATE runs SET status = ?, finished_at = ?, error = ?, final_state = ?,"
+                " failure = ?, nodes = ? WHERE id = ? AND status IN (?, ?)",
                 (
                     str(end.status),
                     _ts(end.finished_at),
                     end.error,
                     end.end.final_state,
+                    end.end.failure,
+                    end.end.nodes,
                     run_id,
                     *unfinished,
                 ),
@@ -221,9 +217,10 @@ class Store(OpsTables):
         with self._tx() as db:
             row = db.execute(
                 "SELECT id, workflow, workflow_hash, '{}' AS trigger, status, created_at,"
-                " started_at, finished_at, error, '{}' AS inputs, NULL AS final_state,"
-                " CAST(trigger AS BLOB) AS t, CAST(inputs AS BLOB) AS i,"
-                " CAST(final_state AS BLOB) AS s FROM runs WHERE id = ?",
+                " started_at, finished_at, error, '{}' AS inputs, NULL AS final_state, NULL AS"
+                " failure, NULL AS nodes, CAST(trigger AS BLOB) AS t, CAST(inputs AS BLOB) AS i,"
+                " CAST(final_state AS BLOB) AS s, CAST(failure AS BLOB) AS f,"
+                " CAST(nodes AS BLOB) AS n FROM runs WHERE id = ?",
                 (run_id,),
             ).fetchone()
             if row is None:
@@ -234,11 +231,13 @@ class Store(OpsTables):
             ).fetchall()
             waiting = self._ends.get(run_id)
         record, state, results = self._record(row, []), row["s"], [b[0] for b in branches]
+        failure, nodes = row["f"], row["n"]
         if waiting is not None:
-            record = self._waiting(record, waiting, full=False)
-            state = (waiting.end.final_state or "").encode()
-            results = [text.encode() for text in waiting.end.branches]
+            record, end = self._waiting(record, waiting, full=False), waiting.end
+            state, failure, nodes = ((t or "").encode() for t in end.columns())
+            results = [text.encode() for text in end.branches]
         texts = {"trigger": row["t"], "inputs": row["i"], "final_state": state or b"null"}
+        texts |= {"failure": failure or b"null", "nodes": nodes or b"[]"}
         return RunJson(record, {**texts, "branches": b"[" + b",".join(results) + b"]"})
 
     def run_status(self, run_id: str) -> RunStatus | None:
@@ -261,6 +260,8 @@ class Store(OpsTables):
             error=end.error,
             final_state=json.loads(state) if full and state else None,
             branches=[json.loads(text) for text in end.end.branches] if full else [],
+            failure=json.loads(end.end.failure) if full and end.end.failure else None,
+            nodes=json.loads(end.end.nodes) if full and end.end.nodes else [],
         )
 
     def list_runs(
@@ -285,7 +286,8 @@ class Store(OpsTables):
                 )
                 args += [status, *was, *now_is]
             sql = "SELECT id, workflow, workflow_hash, trigger, status, created_at, started_at,"
-            sql += " finished_at, error, '{}' AS inputs, NULL AS final_state FROM runs"
+            sql += " finished_at, error, '{}' AS inputs, NULL AS final_state, NULL AS failure,"
+            sql += " NULL AS nodes FROM runs"
             if where:
                 sql += " WHERE " + " AND ".join(where)
             sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
@@ -334,6 +336,8 @@ class Store(OpsTables):
             inputs=json.loads(row["inputs"]),
             final_state=json.loads(row["final_state"]) if row["final_state"] else None,
             branches=branches,
+            failure=json.loads(row["failure"]) if row["failure"] else None,
+            nodes=json.loads(row["nodes"]) if row["nodes"] else [],
         )
 
     # --- circuit breakers (a tead.parallel.breaker.BreakerStore) ------------------------------

@@ -1,6 +1,7 @@
 """What the nodes and fan-outs of one run share: where events go, the breakers, the
-executors, the cancel token and who keeps fan-out results. Given to the run, never found
-through a global, so a branch behaves the same wherever it runs."""
+executors, the cancel token, who keeps fan-out results and where nodes' output goes.
+Given to the run, never found through a global, so a branch behaves the same wherever it
+runs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 
 from tead.engine.events import Event, EventSink
 from tead.engine.journal import Journal
+from tead.engine.logs import LogSink
 from tead.engine.seam import ExecutorSource
 from tead.parallel.breaker import BreakerRegistry
 from tead.parallel.cancel import CancelToken
@@ -28,6 +30,7 @@ class RunContext:
     cancel: CancelToken | None = None
     on_results: ResultsSink | None = None
     journal: Journal | None = None  # completed steps: replayed and recorded (resume)
+    logs: LogSink | None = None  # where what its nodes write goes (tead.engine.logs)
 
     def publish(self, event: Event) -> None:
         """Emit `event` (if anyone listens; hot paths check `emit` before building one)."""

@@ -106,7 +106,8 @@ class RunStarted(_Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunFinished(_Event):
-    """The run ended: `state` (the final state) if it succeeded, else `error`."""
+    """The run ended: `state` is the final state if it succeeded; else `error`, and `state`
+    the state as it was when the run failed."""
 
     kind: ClassVar[str] = "run_finished"
     omitted_if_none: ClassVar[frozenset[str]] = frozenset({"error", "state"})

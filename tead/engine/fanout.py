@@ -7,6 +7,7 @@ import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from typing import Any
 
 from tead.engine.context import RunContext
@@ -20,6 +21,7 @@ from tead.engine.events import (
     FanOutStarted,
 )
 from tead.engine.journal import Journal
+from tead.engine.logs import concurrent, echo
 from tead.engine.seam import BranchReport, FanOutJob
 from tead.engine.state import BranchState
 from tead.engine.task import BranchTask
@@ -278,7 +280,15 @@ def _run_here(
     run_branch: BranchRunner, ctx: RunContext, task: BranchTask, stop: CancelToken | None = None
 ) -> ParallelFlowResult:
     """Run `task` in `ctx`; once `stop` is cancelled (the attempt was given up), the branch
-    stops at its next node and its events are dropped."""
+    stops at its next node and its events are dropped. Meanwhile its output is caught per
+    thread (tead.engine.logs.concurrent), if the run keeps logs."""
+    with nullcontext() if ctx.logs is None else concurrent():
+        return _run_here_now(run_branch, ctx, task, stop)
+
+
+def _run_here_now(
+    run_branch: BranchRunner, ctx: RunContext, task: BranchTask, stop: CancelToken | None
+) -> ParallelFlowResult:
     if stop is None:
         return run_branch(task, ctx)
     parent = ctx.cancel
@@ -312,3 +322,5 @@ def _replay(ctx: RunContext, report: BranchReport) -> None:
     if ctx.on_results is not None:
         for fanout in report.fanouts:
             ctx.on_results(*fanout)
+    if report.logs:  # to the run's logs; a run that keeps none shows them as they came
+        (ctx.logs or echo)(list(report.logs))

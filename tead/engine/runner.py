@@ -18,6 +18,7 @@ from typing import Any
 from tead.engine.context import ResultsSink, RunContext
 from tead.engine.events import Event, EventSink, RunFinished, RunStarted
 from tead.engine.journal import Journal
+from tead.engine.logs import LogSink
 from tead.engine.seam import ExecutorSource
 from tead.engine.state import IMMUTABLE, BranchState
 from tead.engine.walk import ms_since, run_scope
@@ -38,12 +39,15 @@ def run_workflow(
     cancel: CancelToken | None = None,
     on_results: ResultsSink | None = None,
     journal: Journal | None = None,
+    logs: LogSink | None = None,
 ) -> dict[str, Any]:
     """Run `workflow` on its initial state updated with `state`; return the final state.
 
     Setting `cancel` stops the run (RunCancelled) at the next node, or at once inside a
     fan-out; `on_results` receives every fan-out's results; `journal` replays the steps
-    an earlier run completed and records this run's (tead.engine.journal).
+    an earlier run completed and records this run's (tead.engine.journal); `logs` receives
+    what the nodes write (tead.engine.logs). A failed run's `RunFinished` event carries the
+    state as it was when the run failed.
     """
     workflow.check_scope(entry_point, exit_point)
     # The input over the initial state, neither copied up front: a value is copied when
@@ -58,6 +62,7 @@ def run_workflow(
         cancel=cancel,
         on_results=on_results,
         journal=journal,
+        logs=logs,
     )
     started = time.perf_counter()
     if on_event is not None:
@@ -68,7 +73,12 @@ def run_workflow(
         if exit_point == END:
             workflow.check_state(final, "final")
     except Exception as exc:
-        ctx.publish(RunFinished(status="failed", error=str(exc), duration_ms=ms_since(started)))
+        if ctx.emit is not None:
+            at_failure = _detached(current, workflow.initial_state)
+            failed = RunFinished(
+                status="failed", error=str(exc), duration_ms=ms_since(started), state=at_failure
+            )
+            ctx.publish(failed)
         raise
     ctx.publish(RunFinished(status="succeeded", duration_ms=ms_since(started), state=final))
     return final

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from tead.engine.events import Event
+from tead.engine.logs import LogLine
 from tead.engine.state import StateDelta
 from tead.engine.task import BranchTask
 from tead.parallel.breaker import BreakerSnapshot
@@ -82,26 +83,28 @@ FanOutResults = tuple[str, str, str, list[ParallelFlowResult]]
 class BranchReport:
     """What a branch run elsewhere sends back: its result, the events it emitted, the
     results of the fan-outs nested in it, and the states of the circuit breakers those
-    fan-outs changed. With `delta`, the result's state is left out: `delta` is what the
-    branch changed over the state it was sent (the receiver merges it back)."""
+    fan-outs changed, and what its nodes wrote (`logs`). With `delta`, the result's state
+    is left out: `delta` is what the branch changed over the state it was sent (the
+    receiver merges it back)."""
 
     result: ParallelFlowResult
     events: tuple[Event, ...] = ()
     breakers: tuple[BreakerSnapshot, ...] = ()
     fanouts: tuple[FanOutResults, ...] = ()
     delta: StateDelta | None = None
+    logs: tuple[LogLine, ...] = ()  # what its nodes wrote (tead.engine.logs)
 
     def __reduce__(self) -> tuple[object, ...]:
         """Pickle as a plain tuple (a worker sends one per branch: the dataclass default,
         through `fields()`, costs several times more)."""
-        if self.delta is None:
-            return (BranchReport, (self.result, self.events, self.breakers, self.fanouts))
-        delta = self.delta
         values = (self.result, self.events, self.breakers, self.fanouts)
-        return (_report_with_delta, (*values, delta.changed, delta.deleted))
+        if self.delta is None:
+            return (BranchReport, (*values, None, self.logs))
+        delta = self.delta
+        return (_report_with_delta, (*values, delta.changed, delta.deleted, self.logs))
 
 
 def _report_with_delta(*values: Any) -> BranchReport:
     """A report with a delta, from its pickled values (one global, not two classes)."""
-    result, events, breakers, fanouts, changed, deleted = values
-    return BranchReport(result, events, breakers, fanouts, StateDelta(changed, deleted))
+    result, events, breakers, fanouts, changed, deleted, logs = values
+    return BranchReport(result, events, breakers, fanouts, StateDelta(changed, deleted), logs)

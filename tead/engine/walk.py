@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from tead.engine.context import RunContext
 from tead.engine.events import Event, FanIn, NodeFinished, NodeStarted
 from tead.engine.fanout import fan_out
 from tead.engine.journal import node_key
+from tead.engine.logs import LineList
+from tead.engine.logs import scope as log_scope
 from tead.engine.seam import BranchReport, ExecutorSource, FanOutResults
 from tead.engine.state import BranchState
 from tead.engine.task import BranchTask, failure_result
@@ -82,11 +84,15 @@ def _run_node(
             ctx.publish(NodeFinished(node=name, path=path, status="succeeded", duration_ms=0.0))
         return
     started = time.perf_counter()
+    capture: AbstractContextManager[None] = (
+        nullcontext() if ctx.logs is None else log_scope(ctx.logs, name, path)
+    )
     try:
-        if name in workflow.fan_in_nodes:
-            update = node.fn(state, parallel_results=results or [])
-        else:
-            update = node.fn(state)
+        with capture:
+            if name in workflow.fan_in_nodes:
+                update = node.fn(state, parallel_results=results or [])
+            else:
+                update = node.fn(state)
         if update is not None and not isinstance(update, Mapping):
             raise TypeError(f"returned {type(update).__name__}, expected a dict or None")
     except (Exception, SystemExit) as exc:
@@ -100,7 +106,7 @@ def _run_node(
                     duration_ms=ms_since(started),
                 )
             )
-        raise NodeError(name, exc) from exc
+        raise NodeError(name, exc, path=path) from exc
     if update:
         state.update(update)
     if journal is not None:
@@ -160,11 +166,13 @@ def run_branch_elsewhere(
     own = task.state
     state = BranchState.over(base, own) if base is not None else None
     store = RecordingBreakerStore(breakers)
+    logs = LineList()
     ctx = RunContext(
         executors=executors,
         breakers=BreakerRegistry(store),
         emit=events.append if listening else None,
         on_results=keep,
+        logs=logs,
     )
     result = run_branch(task, ctx, state)
     delta = None
@@ -172,7 +180,7 @@ def run_branch_elsewhere(
         delta = result.state.delta(base, own)
         result = ParallelFlowResult(branch=result.branch, success=True, timing_ms=result.timing_ms)
     saved = tuple(store.saved.values())
-    return BranchReport(result, tuple(events), saved, tuple(fanouts), delta)
+    return BranchReport(result, tuple(events), saved, tuple(fanouts), delta, tuple(logs.take()))
 
 
 def ms_since(started: float) -> float:

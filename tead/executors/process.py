@@ -114,7 +114,7 @@ def pickle_report(task: BranchTask, report: BranchReport) -> bytes:
         with contextlib.suppress(Exception):
             return pickle.dumps(dataclasses.replace(report, fanouts=()), pickle.HIGHEST_PROTOCOL)
     failed = failure_result(task, error, timing_ms=report.result.timing_ms)
-    failed_report = BranchReport(failed, report.events, report.breakers)
+    failed_report = BranchReport(failed, report.events, report.breakers, logs=report.logs)
     return pickle.dumps(failed_report, protocol=pickle.HIGHEST_PROTOCOL)
 
 

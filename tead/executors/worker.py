@@ -27,6 +27,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from tead.engine.logs import FdCapture
+
 #: imported by each worker before it says it is ready (so that no branch pays for them)
 PRELOAD = ("tead.engine.walk", "tead.graph.loader", "tead.executors.registry")
 PARENT_POLL_S = 0.1  # where pidfds are missing: how often a worker checks its parent
@@ -152,6 +154,7 @@ def watch_parent(pid: int, gone: Callable[[], None] = _exit) -> None:
 def worker_main(conn: Connection, parent: int, job: Job) -> None:
     """A worker: watch the parent, import, say ready, then run tasks until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    FdCapture.install()  # a branch's output below Python goes back with its result
     watch_parent(parent)
     try:
         for name in PRELOAD:

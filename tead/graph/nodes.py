@@ -45,6 +45,7 @@ def compile_run(code: str, *, node: str, where: Location, first_line: int) -> No
     if fn.__code__.co_flags & inspect.CO_GENERATOR:
         raise _fail(f"node {node!r}: run: code cannot use `yield`; return a dict", where)
     fn.__qualname__ = fn.__name__ = node
+    fn.__code__ = fn.__code__.replace(co_name=node, co_qualname=node)  # tracebacks name it
     return fn
 
 

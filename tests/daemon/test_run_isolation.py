@@ -2,8 +2,8 @@
 
 A node that exits, segfaults, runs out of its memory, CPU or file limit, spins forever or
 changes its process (working directory, environment, `sys.path`) affects its own run only;
-cancel, timeouts and the daemon's death kill the run's whole process group; the daemon
-logs a run's output with its id; breakers changed in a worker reach the daemon's store."""
+cancel, timeouts and the daemon's death kill the run's whole process group; a run's
+output is kept with the run; breakers changed in a worker reach the daemon's store."""
 
 from __future__ import annotations
 
@@ -263,7 +263,11 @@ def test_killing_the_daemon_leaves_no_run_worker(daemon_factory: Factory, tmp_pa
         raise AssertionError(f"alive 1 s after the daemon's death (gone by 3 s): {left}")
 
 
-def test_a_runs_output_is_logged_with_its_id(daemon_factory: Factory) -> None:
+def test_a_runs_output_is_kept_with_the_run_not_in_the_daemons_log(
+    daemon_factory: Factory,
+) -> None:
+    """What a node writes, in Python or below it (a raw write, a child process), becomes
+    lines of its run's logs, attributed to the node; the daemon's own log stays clean."""
     d = daemon_factory()
     d.write(
         "talk.yaml",
@@ -279,13 +283,15 @@ def test_a_runs_output_is_logged_with_its_id(daemon_factory: Factory) -> None:
     d.start()
     run = d.dispatch("talk")["id"]
     assert end_of(d, run, timeout_s=60) == "succeeded"
-    logs = d.wait_for(
-        lambda: d.logs() if f"run {run} stdout: from a child" in d.logs() else None,
-        timeout_s=10,
-        what="the output in the log",
-    )
-    for line in ("stdout: from print", "stderr: to stderr", "stdout: from a raw write"):
-        assert f"run {run} {line}" in logs
+    lines = {(e["stream"], e["line"]): e for e in d.get(f"/api/v1/runs/{run}/logs").json()}
+    for stream, text in (
+        ("stdout", "from print"),
+        ("stderr", "to stderr"),
+        ("stdout", "from a raw write"),
+        ("stdout", "from a child"),
+    ):
+        assert lines[(stream, text)]["node"] == "a", (stream, text)
+    assert "from print" not in d.logs() and "from a child" not in d.logs()
 
 
 def test_breakers_changed_in_a_worker_are_kept_by_the_daemon(daemon_factory: Factory) -> None:
