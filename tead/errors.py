@@ -15,7 +15,8 @@
         ├── PickleValidationError  process strategy: a state value cannot be sent
         ├── StateCopyError         a value a branch takes out cannot be deep-copied for it
         ├── StateJsonError         to a host: a state value that JSON cannot carry exactly
-        └── BundleError            a workflow that cannot be shipped or received as a bundle
+        ├── BundleError            a workflow that cannot be shipped or received as a bundle
+        └── DaskClusterError       dask strategy: the cluster cannot be reached or used
 
 The CLI maps these to one line on stderr and an exit code; the engine turns errors inside
 fan-out branches into recorded results instead of raising them.
@@ -211,6 +212,11 @@ class StateJsonError(RunError):
 class BundleError(RunError):
     """A workflow that cannot be made into a bundle (built in code, too big) or a bundle
     that cannot be received (malformed, altered, unknown)."""
+
+
+class DaskClusterError(RunError):
+    """The dask strategy cannot use its cluster: the scheduler is not reachable in time, its
+    workers run another version of tead (or none), or the dask extra is not installed."""
 
 
 class RunCancelled(TeadError):

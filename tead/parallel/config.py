@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tead.spec.models import CircuitBreakerSpec, ParallelSpec, RemoteSpec, RetrySpec
+from tead.spec.models import CircuitBreakerSpec, DaskSpec, ParallelSpec, RemoteSpec, RetrySpec
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +65,14 @@ class RemoteConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DaskConfig:
+    """Where the dask strategy sends branches: a scheduler's address, or `local`."""
+
+    address: str
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParallelConfig:
     """How one fan-out runs. Defaults: threads, one per CPU, no timeout, retry or breaker."""
 
@@ -76,6 +84,7 @@ class ParallelConfig:
     circuit_breaker: CircuitBreakerConfig | None = None
     include_traceback: bool = False
     remote: RemoteConfig | None = None
+    dask: DaskConfig | None = None
     callbacks: tuple[object, ...] = ()  # objects with on_flow_* hooks (see tead.parallel.callbacks)
     callback_timeout_s: float = 5.0
 
@@ -107,6 +116,8 @@ def _convert(values: Mapping[str, Any]) -> dict[str, Any]:
             env_include=tuple(remote.env_vars.include),
             env_exclude_patterns=tuple(remote.env_vars.exclude_patterns),
         )
+    if isinstance(dask := out.get("dask"), DaskSpec):
+        out["dask"] = DaskConfig(address=dask.address, connect_timeout_s=dask.connect_timeout)
     return out
 
 

@@ -178,6 +178,25 @@ class RemoteSpec(Model):
     env_vars: EnvVarsSpec = EnvVarsSpec()
 
 
+_DASK_ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
+
+
+def _check_dask_address(address: str) -> str:
+    if address != "local" and not _DASK_ADDRESS.match(address):
+        raise ValueError(
+            f"invalid dask address {address!r}: use a scheduler address such as "
+            "tcp://host:8786, or `local` for a LocalCluster that tead starts"
+        )
+    return address
+
+
+class DaskSpec(Model):
+    """`dask:` of `settings.parallel` (strategy: dask): the cluster's scheduler."""
+
+    address: Annotated[str, AfterValidator(_check_dask_address)]
+    connect_timeout: Duration = 10.0
+
+
 class ParallelSpec(Model):
     """`settings.parallel`; every key may also be set on a fan-out edge."""
 
@@ -189,6 +208,7 @@ class ParallelSpec(Model):
     circuit_breaker: CircuitBreakerSpec | None = None
     include_traceback: bool = False
     remote: RemoteSpec | None = None
+    dask: DaskSpec | None = None
 
 
 class Settings(Model):
@@ -277,6 +297,7 @@ class EdgeSpec(Model):
     circuit_breaker: CircuitBreakerSpec | None = None
     include_traceback: bool | None = None
     remote: RemoteSpec | None = None
+    dask: DaskSpec | None = None
 
     @property
     def is_parallel(self) -> bool:

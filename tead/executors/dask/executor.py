@@ -1,0 +1,292 @@
+"""The dask strategy's client side: branches submitted to a Dask cluster as
+`worker.run_branch` tasks, supervised like every strategy's.
+
+What is sent is the process strategy's payload: the `BranchTask` pickled (every task up
+front: the check that all can be sent), with the breaker states to start from. The
+workflow travels as its bundle (the file and the Python source beside it), scattered once
+per cluster and digest (cluster.py), so `uses:` modules reach the workers without being
+installed there. Results, events and breaker changes come back as a `BranchReport`, as
+from a process worker.
+
+The executor keeps one `DaskCluster` (a client) per address for its life: in the daemon a
+run's executors live as long as the run, in `tead run` as long as the command, in the
+Python API as long as your `Executors`. Dask's own retries are 0: tead's retries and
+breakers apply. Stopping an attempt (timeout, `fail_fast`, a cancelled run) cancels its
+task and sets its `distributed.Event`: a running branch's process group is killed on the
+worker (worker.py).
+
+Branches are submitted as the supervisor's gate lets them start, at most `max_workers` at
+once when it is set; else all at once (the cluster schedules them), or, with a timeout,
+at most as many as the cluster has worker threads, so that no branch's clock runs while
+it waits in the cluster's queue.
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+import threading
+import uuid
+from collections import deque
+from collections.abc import Collection, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from distributed import Event
+from distributed import Future as DaskFuture
+
+from tead.engine.seam import BranchReport, FanOutJob
+from tead.engine.task import BranchTask
+from tead.errors import DaskClusterError
+from tead.executors.dask.cluster import DaskCluster
+from tead.executors.dask.worker import run_branch
+from tead.parallel.breaker import BreakerRegistry
+from tead.parallel.config import DaskConfig, ParallelConfig, ParallelFlowResult
+from tead.parallel.launcher import Attempt, Gate, Settle
+from tead.parallel.outcomes import Crashed, Finished, Lost, Outcome, TimedOut
+from tead.parallel.supervisor import supervise
+from tead.version import __version__
+
+KEY_PREFIX = "tead-branch-"
+
+
+class DaskExecutor:
+    """Runs fan-outs on Dask clusters, one client per address (made on first use)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connecting: dict[str, threading.Lock] = {}
+        self._clusters: dict[str, DaskCluster] = {}
+
+    def cluster(self, config: DaskConfig, local_workers: int) -> DaskCluster:
+        """The connected cluster of `config.address` (`local`: one of `local_workers`)."""
+        key = config.address if config.address != "local" else f"local:{local_workers}"
+        with self._lock:
+            found = self._clusters.get(key)
+            if found is not None:
+                return found
+            connecting = self._connecting.setdefault(key, threading.Lock())
+        with connecting:
+            with self._lock:
+                found = self._clusters.get(key)
+            if found is None:
+                found = DaskCluster(config, local_workers)
+                with self._lock:
+                    self._clusters[key] = found
+            return found
+
+    @property
+    def reruns(self) -> int:
+        """Branches Dask ran again by itself after losing the worker that held them."""
+        with self._lock:
+            return sum(c.reruns for c in self._clusters.values())
+
+    def execute(self, job: FanOutJob) -> list[ParallelFlowResult]:
+        tasks = job.tasks
+        if not tasks:
+            return []
+        config = job.config
+        if config.dask is None:
+            raise DaskClusterError(
+                "strategy 'dask' needs `dask: {address: ...}` in its parallel settings"
+            )
+        cluster = self.cluster(config.dask, config.workers)
+        launcher = DaskLauncher(cluster, tasks, job, limit=_limit(config, cluster))
+        return supervise(tasks, config, launcher, job.hooks)
+
+    def close(self) -> None:
+        with self._lock:
+            clusters, self._clusters = list(self._clusters.values()), {}
+        for cluster in clusters:
+            cluster.close()
+
+
+def _limit(config: ParallelConfig, cluster: DaskCluster) -> int | None:
+    """How many branches may be submitted at once (None: all)."""
+    if config.max_workers is not None:
+        return config.max_workers
+    if config.timeout_seconds is not None:
+        threads: dict[str, int] = cluster.client.nthreads()
+        return max(1, sum(threads.values()))
+    return None
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    attempt: Attempt
+    task: BranchTask
+    gate: Gate | None
+    settle: Settle | None
+
+
+@dataclass(eq=False, slots=True)
+class _Submitted:
+    future: DaskFuture[Any]
+    stop: str  # the name of the attempt's Event
+
+
+class DaskLauncher:
+    """Submits one fan-out's pre-pickled tasks to a cluster; stops attempts one by one."""
+
+    copies_state = True
+    runs_gate = True  # the gate runs as a branch is submitted
+
+    def __init__(
+        self,
+        cluster: DaskCluster,
+        tasks: Sequence[BranchTask],
+        job: FanOutJob,
+        *,
+        limit: int | None,
+    ) -> None:
+        self._cluster = cluster
+        self._client = cluster.client
+        self._payloads = {id(task): task.to_pickle() for task in tasks}  # all, up front
+        self._bundle = cluster.bundle(tasks[0])
+        self._replay = job.replay
+        self._listening = job.listening
+        self._breakers: BreakerRegistry | None = job.hooks.breakers
+        self._seed_prefix = f"{tasks[0].workflow.name}:" if self._breakers is not None else None
+        self._timeout_s = job.config.timeout_seconds
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._waiting: deque[_Pending] = deque()
+        self._submitted: dict[Attempt, _Submitted] = {}
+        self._in_flight = 0
+
+    def prepare(self) -> None:
+        """Nothing to prepare: the gate runs as a branch is submitted."""
+
+    def launch(
+        self, task: BranchTask, *, gate: Gate | None = None, settle: Settle | None = None
+    ) -> Attempt:
+        attempt: Attempt = Future()
+        with self._lock:
+            self._waiting.append(_Pending(attempt, task, gate, settle))
+        self._pump()
+        return attempt
+
+    def _pump(self) -> None:
+        """Submit waiting branches while there is room."""
+        while True:
+            with self._lock:
+                full = self._limit is not None and self._in_flight >= self._limit
+                if full or not self._waiting:
+                    return
+                pending = self._waiting.popleft()
+                self._in_flight += 1
+            if not self._submit(pending):
+                with self._lock:
+                    self._in_flight -= 1
+
+    def _submit(self, pending: _Pending) -> bool:
+        """Gate and submit one branch; False if it was not submitted."""
+        attempt = pending.attempt
+        if not attempt.set_running_or_notify_cancel():
+            return False
+        try:
+            denied = pending.gate() if pending.gate is not None else None
+            if denied is not None:
+                if pending.settle is not None:
+                    pending.settle(denied)
+                attempt.set_result(denied)
+                return False
+            registry, prefix = self._breakers, self._seed_prefix
+            seed = registry.seed_for(prefix) if registry is not None and prefix else ()
+            payload = pickle.dumps(
+                (seed, self._payloads[id(pending.task)], self._listening),
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
+            key = f"{KEY_PREFIX}{uuid.uuid4().hex}"
+            stop = f"tead-stop-{key}"
+            with self._cluster.lock:
+                self._cluster.running[key] = pending.task.branch
+            future: DaskFuture[Any] = self._client.submit(
+                run_branch,
+                payload,
+                self._bundle,
+                stop,
+                self._timeout_s,
+                __version__,
+                key=key,
+                pure=False,
+                retries=0,
+            )
+        except BaseException as exc:  # the cluster went away, an event sink raised
+            if not attempt.done():
+                attempt.set_exception(exc)
+            return False
+        with self._lock:
+            self._submitted[attempt] = _Submitted(future, stop)
+        future.add_done_callback(
+            functools.partial(self._returned, attempt, pending.task, pending.settle, key)
+        )
+        return True
+
+    def _returned(
+        self,
+        attempt: Attempt,
+        task: BranchTask,
+        settle: Settle | None,
+        key: str,
+        future: DaskFuture[Any],
+    ) -> None:
+        """The task's end (on the client's callback thread): replay the branch's events,
+        tell the breaker (`settle`), then the supervisor (through `attempt`)."""
+        with self._cluster.lock:
+            self._cluster.running.pop(key, None)
+        with self._lock:
+            self._submitted.pop(attempt, None)
+            self._in_flight -= 1
+        try:
+            if not attempt.done():
+                outcome = self._outcome(future)
+                if settle is not None:
+                    settle(outcome)
+                attempt.set_result(outcome)
+        except BaseException as exc:  # an event sink raised: the branch fails, as in a thread
+            if not attempt.done():
+                attempt.set_exception(exc)
+        finally:
+            future.release()
+        self._pump()
+
+    def _outcome(self, future: DaskFuture[Any]) -> Outcome:
+        if future.cancelled():
+            return Lost(detail="its dask task was cancelled")
+        error = future.exception()
+        if error is not None:  # e.g. KilledWorker: the workers running it kept dying
+            return Crashed(detail=f"dask: {type(error).__name__}: {error}")
+        kind, value = future.result()
+        if kind == "done":
+            answer, body = pickle.loads(value)
+            if answer == "error":
+                return Crashed(detail=f"dask worker: {body}")
+            report: BranchReport = pickle.loads(body)
+            if self._breakers is not None and report.breakers:
+                self._breakers.adopt(report.breakers)
+            self._replay(report)
+            return Finished(result=report.result)
+        if kind == "timed_out":
+            return TimedOut()
+        if kind == "stopped":
+            return Lost(detail=str(value))
+        return Crashed(detail=str(value))
+
+    def stop(self, attempts: Collection[Attempt]) -> None:
+        """Stop each attempt: a waiting one never starts; a submitted one is cancelled and
+        its Event set, which kills its process group on the worker."""
+        with self._lock:
+            waiting = [p for p in self._waiting if p.attempt in attempts]
+            for pending in waiting:
+                self._waiting.remove(pending)
+            submitted = [s for a, s in self._submitted.items() if a in attempts]
+        for pending in waiting:
+            pending.attempt.cancel()
+        for entry in submitted:
+            Event(entry.stop, client=self._client).set()
+            entry.future.cancel()
+
+    def close(self) -> None:
+        """Nothing to release: the client belongs to the executor."""
