@@ -19,6 +19,7 @@ from distributed import Future as DaskFuture
 from tead.engine.bundle import bundle_of
 from tead.engine.task import BranchTask
 from tead.errors import DaskClusterError
+from tead.executors.dask.worker import warm
 from tead.parallel.config import DaskConfig
 from tead.version import __version__
 
@@ -83,6 +84,7 @@ class DaskCluster:
                     f"dask: worker {worker} has tead {version}, this is tead {__version__}: "
                     "install the same version on the workers"
                 )
+        self.client.run(warm)  # children for the first branches start now, not in their clocks
 
     def bundle(self, task: BranchTask) -> DaskFuture[Any]:
         """The workflow's bundle, scattered to the cluster (once per digest)."""

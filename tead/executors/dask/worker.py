@@ -7,8 +7,10 @@ when the branch's own deadline passes (measured from its start on this worker: a
 for the client's timeout) or when the client sets the attempt's `distributed.Event` (a
 timeout, `fail_fast`, a cancelled run): the branch and whatever it started stop within
 about `POLL_S`. Children are kept warm between branches (one per worker thread at most),
-each with the workflow bundles it was sent; a killed or dead one is replaced by a fresh
-one at the next branch. A child whose dask worker dies kills its group at once.
+each with the workflow bundles it was sent; a killed or dead one is replaced at once by a
+fresh one, which starts (imports tead) while nothing waits for it, as do the ones `warm`
+starts when a client connects: a branch's clock does not pay for a child's start-up. A
+child whose dask worker dies kills its group at once.
 
 The Event is asked only after the first `POLL_S` of a branch, so that a short branch costs
 the scheduler nothing more than its task.
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from distributed import Event
+from distributed import Event, get_worker
 
 from tead.version import __version__
 
@@ -75,17 +77,34 @@ def run_branch(
                 answer = child.answers.recv_bytes()
             except (EOFError, OSError):
                 return _died(child)
-            with _idle_lock:
-                _idle.append(child)
+            _give_back(child)
             return ("done", answer)
         if deadline is not None and time.monotonic() >= deadline:
-            _kill(child)
+            _replace(child)
             return ("timed_out", f"branch timed out after {timeout_s:g} s on the dask worker")
         if event is None:
             event = Event(stop)
         if event.is_set():
-            _kill(child)
+            _replace(child)
             return ("stopped", "stopped by its run: its process group was killed")
+
+
+def warm() -> int:
+    """Start children until this worker has one idle per thread (they start meanwhile);
+    how many it has. A client calls this on every worker when it connects."""
+    wanted = _threads()
+    with _idle_lock:
+        missing = wanted - len(_idle)
+    for _ in range(missing):
+        _give_back(_start())
+    return wanted
+
+
+def _threads() -> int:
+    try:
+        return int(get_worker().state.nthreads)
+    except ValueError:  # not in a dask worker (a test calling it directly)
+        return 1
 
 
 def _take() -> _Child:
@@ -96,6 +115,15 @@ def _take() -> _Child:
                 return child
             _close(child)
     return _start()
+
+
+def _give_back(child: _Child) -> None:
+    """Keep a child for the next branch (at most one per worker thread)."""
+    with _idle_lock:
+        if len(_idle) < _threads():
+            _idle.append(child)
+            return
+    _kill(child)
 
 
 def _start() -> _Child:
@@ -125,9 +153,15 @@ def _kill(child: _Child) -> None:
     _close(child)
 
 
+def _replace(child: _Child) -> None:
+    """Kill a child running a branch that must stop; start its successor now."""
+    _kill(child)
+    _give_back(_start())
+
+
 def _died(child: _Child) -> Answer:
     code = child.process.wait()
-    _kill(child)  # what it started goes with it
+    _replace(child)  # what it started goes with it
     how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
     return ("crashed", f"the process running this branch on the dask worker died ({how})")
 
