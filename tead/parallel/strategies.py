@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 from tead.parallel.config import ParallelConfig
 
 ENTRY_POINT_GROUP = "tead.executors"
-DASK_EXTRA_MISSING = "strategy 'dask' needs the dask extra: pip install 'tead[dask]'"
+DASK_EXTRA_MISSING = "strategy 'dask' needs the dask extra (install tead[dask])"
 BUILTIN_STRATEGIES = ("thread", "process", "remote", "dask")
 #: built-in strategies this version of tead does not run yet
 _NOT_BUILT = ("remote",)

@@ -184,7 +184,7 @@ _DASK_ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
 def _check_dask_address(address: str) -> str:
     if address != "local" and not _DASK_ADDRESS.match(address):
         raise ValueError(
-            f"invalid dask address {address!r}: use a scheduler address such as "
+            "invalid dask address: use a scheduler address such as "
             "tcp://host:8786, or `local` for a LocalCluster that tead starts"
         )
     return address

@@ -47,9 +47,10 @@ class DaskCluster:
             self.client = Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             self._close_local()
+            why = "" if str(exc).startswith("Timed out") else f": {exc}"
             raise DaskClusterError(
                 f"dask: cannot reach the scheduler at {address} within {timeout:g} s "
-                f"(settings.parallel.dask.address): {exc}"
+                f"(settings.parallel.dask.address){why}"
             ) from None
         self.address = address
         self.lock = threading.Lock()
