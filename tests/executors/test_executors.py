@@ -272,7 +272,7 @@ def test_without_the_plug_in_the_strategy_is_unknown_at_load(
     path = write_workflow(TOY_WORKFLOW)
     proc = _tead(plugin_site, tmp_path, "validate", str(path))
     assert proc.returncode == 2
-    assert "unknown parallel strategy 'toy' (available: thread, process)" in proc.stderr
+    assert "unknown parallel strategy 'toy' (available: thread, process, dask)" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -379,12 +379,12 @@ def test_known_strategies_that_cannot_run_here_fail_at_load(
 
 @pytest.mark.parametrize(
     ("name", "settings"),
-    [("remote", "{strategy: remote, remote: {hosts: [a.example]}}"), ("dask", "{strategy: dask}")],
+    [("remote", "{strategy: remote, remote: {hosts: [a.example]}}")],
 )
-def test_a_plug_in_named_remote_or_dask_is_used_as_it_is(
+def test_a_plug_in_named_remote_is_used_as_it_is(
     plugin_site: Path, write_workflow: Callable[..., Path], tmp_path: Path, name: str, settings: str
 ) -> None:
-    """`remote` and `dask` validate and run as soon as a package provides them."""
+    """`remote` validates and runs as soon as a package provides it (`dask` is built in)."""
     _install_plugin(plugin_site, name, "toy_tead:make")
     path = write_workflow(TOY_WORKFLOW.replace("{strategy: toy}", settings))
     assert _tead(plugin_site, tmp_path, "validate", str(path)).returncode == 0
