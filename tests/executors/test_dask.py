@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 import tead
 from tead.errors import DaskClusterError
 from tests.conftest import EXAMPLES, ROOT, RunTead
+from tests.daemon_fixture import DaemonProcess
 from tests.dask_fixture import DaskProcesses, dask_cluster_in
 from tests.helpers import alive, timed_run
 
@@ -330,3 +332,31 @@ def test_a_worker_killed_mid_fan_out(tmp_path: Path, dask_cluster: DaskProcesses
     assert len(rerun) == len(on_victim), (first, rerun)
     assert err.count("was lost while it held this branch") == len(on_victim), err
     dask_cluster.wait_for_workers(2)  # its nanny starts it again, for the tests after this
+
+
+def test_the_daemon_runs_dask_fan_outs_and_counts_them_by_strategy(
+    daemon: DaemonProcess, dask_cluster: DaskProcesses
+) -> None:
+    """A dispatched run (in a run worker process) fans out on the cluster; its branches
+    are counted in /metrics with strategy="dask"."""
+    daemon.write("shipped.yaml", USES_WORKFLOW.replace("$address", dask_cluster.address))
+    (daemon.workflows / "dask_shipped_ops.py").write_text(SHIPPED_MODULE, encoding="utf-8")
+
+    def loaded() -> bool:
+        listed = daemon.get("/api/v1/workflows").json()["workflows"]
+        return any(w["name"] == "shipped" and w["valid"] for w in listed)
+
+    daemon.wait_for(loaded, what="the workflow")
+    run = daemon.wait_run(daemon.dispatch("shipped")["id"], timeout_s=90)
+    assert run["status"] == "succeeded", run
+    assert len(run["final_state"]["files"]) >= 1
+    text = daemon.get("/metrics").text
+    flows = [
+        s
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "tead_parallel_flows_total" and s.labels.get("workflow") == "shipped"
+    ]
+    assert {(s.labels["strategy"], s.labels["outcome"], s.value) for s in flows} >= {
+        ("dask", "success", 4.0)
+    }
