@@ -360,3 +360,28 @@ def test_the_daemon_runs_dask_fan_outs_and_counts_them_by_strategy(
     assert {(s.labels["strategy"], s.labels["outcome"], s.value) for s in flows} >= {
         ("dask", "success", 4.0)
     }
+
+
+def test_a_killed_client_leaves_nothing_running_on_the_workers(
+    tmp_path: Path, dask_cluster: DaskProcesses
+) -> None:
+    """`tead run` killed while a branch runs on the cluster: the worker drops the task of
+    the vanished client and kills the branch's process group."""
+    flow = _stuck(tmp_path, dask_cluster.address, timeout="null", fail_fast="false")
+    marks = tmp_path / "marks"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "tead", "run", str(flow), "-q"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (marks / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        run.kill()
+        run.wait()
+    _assert_stopped(marks)

@@ -4,13 +4,16 @@
 so the branch does not run in the dask worker: `run_branch` hands it to a child process
 (child.py), the leader of a process group of its own, and watches it. It kills the group
 when the branch's own deadline passes (measured from its start on this worker: a backstop
-for the client's timeout) or when the client sets the attempt's `distributed.Event` (a
-timeout, `fail_fast`, a cancelled run): the branch and whatever it started stop within
-about `POLL_S`. Children are kept warm between branches (one per worker thread at most),
-each with the workflow bundles it was sent; a killed or dead one is replaced at once by a
-fresh one, which starts (imports tead) while nothing waits for it, as do the ones `warm`
-starts when a client connects: a branch's clock does not pay for a child's start-up. A
-child whose dask worker dies kills its group at once.
+for the client's timeout), when the client sets the attempt's `distributed.Event` (a
+timeout, `fail_fast`, a cancelled run), or when the worker drops the task (the client
+cancelled it, or went away: a `tead run` killed mid-fan-out leaves nothing running). The
+branch and whatever it started stop within about `POLL_S`.
+
+Children are kept warm between branches (one per worker thread at most), each with the
+workflow bundles it was sent; a killed or dead one is replaced at once by a fresh one,
+which starts (imports tead) while nothing waits for it, as do the ones `warm` starts when
+a client connects: a branch's clock does not pay for a child's start-up. A child whose
+dask worker dies kills its group at once.
 
 The Event is asked only after the first `POLL_S` of a branch, so that a short branch costs
 the scheduler nothing more than its task.
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from distributed import Event, get_worker
+from distributed import Event, Worker, get_worker
 
 from tead.version import __version__
 
@@ -69,6 +72,8 @@ def run_branch(
     except OSError:
         return _died(child)
     child.bundles.add(digest)
+    worker = _this_worker()
+    key = worker.get_current_task() if worker is not None else None
     event: Event | None = None
     while True:
         wait = POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - time.monotonic()))
@@ -82,6 +87,9 @@ def run_branch(
         if deadline is not None and time.monotonic() >= deadline:
             _replace(child)
             return ("timed_out", f"branch timed out after {timeout_s:g} s on the dask worker")
+        if worker is not None and not _wanted(worker, key):
+            _replace(child)
+            return ("stopped", "its task was cancelled (or its client went away)")
         if event is None:
             event = Event(stop)
         if event.is_set():
@@ -100,11 +108,23 @@ def warm() -> int:
     return wanted
 
 
-def _threads() -> int:
+def _this_worker() -> Worker | None:
     try:
-        return int(get_worker().state.nthreads)
-    except ValueError:  # not in a dask worker (a test calling it directly)
-        return 1
+        return get_worker()
+    except ValueError:  # not in a dask worker (called directly)
+        return None
+
+
+def _threads() -> int:
+    worker = _this_worker()
+    return int(worker.state.nthreads) if worker is not None else 1
+
+
+def _wanted(worker: Worker, key: Any) -> bool:
+    """Whether this worker still wants the task `key` run (it is cancelled when its client
+    cancels it or goes away: a client killed mid-run leaves nothing running)."""
+    task = worker.state.tasks.get(key)
+    return task is not None and task.state not in ("cancelled", "released", "forgotten")
 
 
 def _take() -> _Child:
