@@ -24,7 +24,9 @@ it waits in the cluster's queue.
 from __future__ import annotations
 
 import functools
+import itertools
 import pickle
+import queue
 import threading
 import uuid
 from collections import deque
@@ -40,7 +42,7 @@ from tead.engine.seam import BranchReport, FanOutJob
 from tead.engine.task import BranchTask
 from tead.errors import DaskClusterError
 from tead.executors.dask.cluster import DaskCluster
-from tead.executors.dask.worker import run_branch
+from tead.executors.dask.worker import Answer, run_branch
 from tead.parallel.breaker import BreakerRegistry
 from tead.parallel.config import DaskConfig, ParallelConfig, ParallelFlowResult
 from tead.parallel.launcher import Attempt, Gate, Settle
@@ -122,12 +124,21 @@ class _Pending:
 
 @dataclass(eq=False, slots=True)
 class _Submitted:
+    pending: _Pending
     future: DaskFuture[Any]
     stop: str  # the name of the attempt's Event
 
 
 class DaskLauncher:
-    """Submits one fan-out's pre-pickled tasks to a cluster; stops attempts one by one."""
+    """Submits one fan-out's pre-pickled tasks to a cluster; stops attempts one by one.
+
+    One thread per fan-out does the talking: it gates and submits the branches launched
+    since it last looked in one batch (one message to the scheduler, as `client.map`),
+    and fetches the results of the tasks finished meanwhile in one `gather`, then replays
+    each branch's events and reports its outcome. Per-task submits and per-task result
+    fetches cost about three times a `client.map` of no-op functions; batched, the
+    overhead of a no-op branch stays close to it (bench/dask_strategy.py).
+    """
 
     copies_state = True
     runs_gate = True  # the gate runs as a branch is submitted
@@ -150,10 +161,14 @@ class DaskLauncher:
         self._seed_prefix = f"{tasks[0].workflow.name}:" if self._breakers is not None else None
         self._timeout_s = job.config.timeout_seconds
         self._limit = limit
+        self._prefix = f"{KEY_PREFIX}{uuid.uuid4().hex}-"
+        self._count = itertools.count()
         self._lock = threading.Lock()
-        self._waiting: deque[_Pending] = deque()
+        self._waiting: deque[_Pending] = deque()  # launched, not submitted (over the limit)
         self._submitted: dict[Attempt, _Submitted] = {}
-        self._in_flight = 0
+        self._inbox: queue.SimpleQueue[_Pending | _Submitted | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="tead-dask-fanout", daemon=True)
+        self._thread.start()
 
     def prepare(self) -> None:
         """Nothing to prepare: the gate runs as a branch is submitted."""
@@ -162,106 +177,131 @@ class DaskLauncher:
         self, task: BranchTask, *, gate: Gate | None = None, settle: Settle | None = None
     ) -> Attempt:
         attempt: Attempt = Future()
-        with self._lock:
-            self._waiting.append(_Pending(attempt, task, gate, settle))
-        self._pump()
+        self._inbox.put(_Pending(attempt, task, gate, settle))
         return attempt
 
-    def _pump(self) -> None:
-        """Submit waiting branches while there is room."""
+    def _serve(self) -> None:
+        """Submit what was launched and report what finished, in batches, until closed."""
+        while True:
+            items = [self._inbox.get()]
+            while not self._inbox.empty():
+                items.append(self._inbox.get())
+            launched = [i for i in items if isinstance(i, _Pending)]
+            finished = [i for i in items if isinstance(i, _Submitted)]
+            if finished:
+                self._report(finished)
+            with self._lock:
+                self._waiting.extend(launched)
+            self._submit_waiting()
+            if None in items:
+                return
+
+    def _submit_waiting(self) -> None:
+        """Gate and submit, in one batch, the waiting branches there is room for."""
+        batch: list[tuple[_Pending, bytes, str]] = []
         while True:
             with self._lock:
-                full = self._limit is not None and self._in_flight >= self._limit
-                if full or not self._waiting:
-                    return
+                room = self._limit is None or len(self._submitted) + len(batch) < self._limit
+                if not room or not self._waiting:
+                    break
                 pending = self._waiting.popleft()
-                self._in_flight += 1
-            if not self._submit(pending):
-                with self._lock:
-                    self._in_flight -= 1
+            payload = self._gate(pending)
+            if payload is not None:
+                batch.append((pending, payload, f"{self._prefix}{next(self._count)}"))
+        if not batch:
+            return
+        keys = [key for _, _, key in batch]
+        stops = [f"tead-stop-{key}" for key in keys]
+        try:
+            with self._cluster.lock:
+                self._cluster.running.update((k, p.task.branch) for p, _, k in batch)
+            futures: list[DaskFuture[Any]] = self._client.map(
+                run_branch,
+                [payload for _, payload, _ in batch],
+                [self._bundle] * len(batch),
+                stops,
+                [self._timeout_s] * len(batch),
+                [__version__] * len(batch),
+                key=keys,
+                pure=False,
+                retries=0,
+            )
+        except BaseException as exc:  # the cluster went away
+            for pending, _, _ in batch:
+                if not pending.attempt.done():
+                    pending.attempt.set_exception(exc)
+            return
+        for (pending, _, _), future, stop in zip(batch, futures, stops, strict=True):
+            submitted = _Submitted(pending, future, stop)
+            with self._lock:
+                self._submitted[pending.attempt] = submitted
+            future.add_done_callback(functools.partial(self._finished, submitted))
 
-    def _submit(self, pending: _Pending) -> bool:
-        """Gate and submit one branch; False if it was not submitted."""
+    def _gate(self, pending: _Pending) -> bytes | None:
+        """Run the gate as the branch is submitted; its payload, or None if it is not to
+        run (turned away at the gate, cancelled, or its breaker states cannot be sent)."""
         attempt = pending.attempt
         if not attempt.set_running_or_notify_cancel():
-            return False
+            return None
         try:
             denied = pending.gate() if pending.gate is not None else None
             if denied is not None:
                 if pending.settle is not None:
                     pending.settle(denied)
                 attempt.set_result(denied)
-                return False
+                return None
             registry, prefix = self._breakers, self._seed_prefix
             seed = registry.seed_for(prefix) if registry is not None and prefix else ()
-            payload = pickle.dumps(
-                (seed, self._payloads[id(pending.task)], self._listening),
-                protocol=pickle.HIGHEST_PROTOCOL,
-            )
-            key = f"{KEY_PREFIX}{uuid.uuid4().hex}"
-            stop = f"tead-stop-{key}"
-            with self._cluster.lock:
-                self._cluster.running[key] = pending.task.branch
-            future: DaskFuture[Any] = self._client.submit(
-                run_branch,
-                payload,
-                self._bundle,
-                stop,
-                self._timeout_s,
-                __version__,
-                key=key,
-                pure=False,
-                retries=0,
-            )
-        except BaseException as exc:  # the cluster went away, an event sink raised
+            task = self._payloads[id(pending.task)]
+            return pickle.dumps((seed, task, self._listening), protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as exc:
             if not attempt.done():
                 attempt.set_exception(exc)
-            return False
-        with self._lock:
-            self._submitted[attempt] = _Submitted(future, stop)
-        future.add_done_callback(
-            functools.partial(self._returned, attempt, pending.task, pending.settle, key)
-        )
-        return True
+            return None
 
-    def _returned(
-        self,
-        attempt: Attempt,
-        task: BranchTask,
-        settle: Settle | None,
-        key: str,
-        future: DaskFuture[Any],
-    ) -> None:
-        """The task's end (on the client's callback thread): replay the branch's events,
-        tell the breaker (`settle`), then the supervisor (through `attempt`)."""
+    def _finished(self, submitted: _Submitted, future: DaskFuture[Any]) -> None:
+        """A task ended (on the client's callback thread): hand it to the serving thread."""
+        self._inbox.put(submitted)
+
+    def _report(self, finished: list[_Submitted]) -> None:
+        """Fetch the results of finished tasks in one batch; report each outcome."""
         with self._cluster.lock:
-            self._cluster.running.pop(key, None)
+            for done in finished:
+                self._cluster.running.pop(str(done.future.key), None)
         with self._lock:
-            self._submitted.pop(attempt, None)
-            self._in_flight -= 1
+            for done in finished:
+                self._submitted.pop(done.pending.attempt, None)
+        ok = [d for d in finished if d.future.status == "finished"]
         try:
-            if not attempt.done():
-                outcome = self._outcome(future)
-                if settle is not None:
-                    settle(outcome)
-                attempt.set_result(outcome)
-        except BaseException as exc:  # an event sink raised: the branch fails, as in a thread
-            if not attempt.done():
-                attempt.set_exception(exc)
-        finally:
-            future.release()
-        self._pump()
+            results = self._client.gather([d.future for d in ok], errors="skip")
+        except BaseException as exc:  # the cluster went away meanwhile
+            results = [("crashed", f"dask: cannot fetch the result: {exc}")] * len(ok)
+        answers = dict(zip(map(id, ok), results, strict=False))
+        for done in finished:
+            answer = answers.get(id(done))
+            attempt, settle = done.pending.attempt, done.pending.settle
+            try:
+                if not attempt.done():
+                    outcome = self._outcome(done.future, answer)
+                    if settle is not None:
+                        settle(outcome)
+                    attempt.set_result(outcome)
+            except BaseException as exc:  # an event sink raised: the branch fails, as in a thread
+                if not attempt.done():
+                    attempt.set_exception(exc)
+            finally:
+                done.future.release()
 
-    def _outcome(self, future: DaskFuture[Any]) -> Outcome:
+    def _outcome(self, future: DaskFuture[Any], answer: Answer | None) -> Outcome:
         if future.cancelled():
             return Lost(detail="its dask task was cancelled")
-        error = future.exception()
-        if error is not None:  # e.g. KilledWorker: the workers running it kept dying
+        if answer is None:  # e.g. KilledWorker: the workers running it kept dying
+            error = future.exception()
             return Crashed(detail=f"dask: {type(error).__name__}: {error}")
-        kind, value = future.result()
+        kind, value = answer
         if kind == "done":
-            answer, body = pickle.loads(value)
-            if answer == "error":
+            reply, body = pickle.loads(value)
+            if reply == "error":
                 return Crashed(detail=f"dask worker: {body}")
             report: BranchReport = pickle.loads(body)
             if self._breakers is not None and report.breakers:
@@ -289,4 +329,6 @@ class DaskLauncher:
             entry.future.cancel()
 
     def close(self) -> None:
-        """Nothing to release: the client belongs to the executor."""
+        """Stop the serving thread (the client belongs to the executor)."""
+        self._inbox.put(None)
+        self._thread.join()
