@@ -94,6 +94,7 @@ class DaskCluster:
             found = self._bundles.get(made.digest)
             if found is None:
                 data = pickle.dumps(made.to_json(), protocol=pickle.HIGHEST_PROTOCOL)
+                # not broadcast: with distributed 2026.8 that broke the scheduler's messages
                 found = self.client.scatter((made.digest, data), hash=False)
                 self._bundles[made.digest] = found
             return found

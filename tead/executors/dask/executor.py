@@ -31,7 +31,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Collection, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,7 @@ from tead.parallel.supervisor import supervise
 from tead.version import __version__
 
 KEY_PREFIX = "tead-branch-"
+FETCHERS = 4  # threads of a fan-out fetching results
 
 
 class DaskExecutor:
@@ -134,10 +135,11 @@ class DaskLauncher:
 
     One thread per fan-out does the talking: it gates and submits the branches launched
     since it last looked in one batch (one message to the scheduler, as `client.map`),
-    and fetches the results of the tasks finished meanwhile in one `gather`, then replays
-    each branch's events and reports its outcome. Per-task submits and per-task result
-    fetches cost about three times a `client.map` of no-op functions; batched, the
-    overhead of a no-op branch stays close to it (bench/dask_strategy.py).
+    and hands the tasks finished meanwhile to a fetching thread, which gets their results
+    in one `gather`, then replays each branch's events and reports its outcome. Per-task
+    submits and per-task result fetches cost about three times a `client.map` of no-op
+    functions; batched, a no-op branch costs about what a task of it does
+    (bench/dask_strategy.py).
     """
 
     copies_state = True
@@ -167,6 +169,9 @@ class DaskLauncher:
         self._waiting: deque[_Pending] = deque()  # launched, not submitted (over the limit)
         self._submitted: dict[Attempt, _Submitted] = {}
         self._inbox: queue.SimpleQueue[_Pending | _Submitted | None] = queue.SimpleQueue()
+        # results are fetched by a few threads, so that one fetch's round trip does not hold
+        # up the next (the client merges fetches that are under way together into one)
+        self._fetchers = ThreadPoolExecutor(FETCHERS, thread_name_prefix="tead-dask-fetch")
         self._thread = threading.Thread(target=self._serve, name="tead-dask-fanout", daemon=True)
         self._thread.start()
 
@@ -189,11 +194,13 @@ class DaskLauncher:
             launched = [i for i in items if isinstance(i, _Pending)]
             finished = [i for i in items if isinstance(i, _Submitted)]
             if finished:
-                self._report(finished)
+                self._forget(finished)
+                self._fetchers.submit(self._report, finished)
             with self._lock:
                 self._waiting.extend(launched)
             self._submit_waiting()
             if None in items:
+                self._fetchers.shutdown(wait=True)
                 return
 
     def _submit_waiting(self) -> None:
@@ -263,14 +270,17 @@ class DaskLauncher:
         """A task ended (on the client's callback thread): hand it to the serving thread."""
         self._inbox.put(submitted)
 
-    def _report(self, finished: list[_Submitted]) -> None:
-        """Fetch the results of finished tasks in one batch; report each outcome."""
+    def _forget(self, finished: list[_Submitted]) -> None:
+        """Finished tasks leave room for more (before their results are fetched)."""
         with self._cluster.lock:
             for done in finished:
                 self._cluster.running.pop(str(done.future.key), None)
         with self._lock:
             for done in finished:
                 self._submitted.pop(done.pending.attempt, None)
+
+    def _report(self, finished: list[_Submitted]) -> None:
+        """Fetch the results of finished tasks in one batch; report each outcome."""
         ok = [d for d in finished if d.future.status == "finished"]
         try:
             results = self._client.gather([d.future for d in ok], errors="skip")
