@@ -25,8 +25,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from distributed import Client, LocalCluster
 
 from bench.common import interleaved, median, timed
-from bench.process_strategy import CPU_WORKFLOW, NOOP_WORKFLOW, loops_for
+from bench.process_strategy import CPU_WORKFLOW, NOOP_WORKFLOW
 from tead import Executors, Workflow, load_workflow_text
+
+
+def loops_for(seconds: float) -> int:
+    """Loop count of the burn node that takes about `seconds` of CPU here (CPU time, so
+    that other load on the machine while measuring does not shorten the branches)."""
+    n = 1_000_000
+    started = time.process_time()
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return int(n * seconds / (time.process_time() - started))
 
 
 def _noop(value: int) -> int:
