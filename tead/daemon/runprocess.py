@@ -98,8 +98,9 @@ class Baseline:
         importlib.invalidate_caches()  # ... and sees edited files
         linecache.clearcache()
         for number, handler in self.signals.items():
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                signal.signal(number, handler)
+            if signal.getsignal(number) is not handler:  # a run rarely changes any
+                with contextlib.suppress(OSError, ValueError, TypeError):
+                    signal.signal(number, handler)
         os.umask(self.umask)
         sys.setrecursionlimit(self.recursion_limit)
         sys.stdout, sys.stderr, sys.stdin = self.streams

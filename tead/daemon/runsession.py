@@ -48,7 +48,8 @@ Outcome = tuple[RunStatus, str | None, RunEnd | None]
 class SessionHooks:
     """What a session tells the daemon (each is called on the session's thread)."""
 
-    settle: Callable[[Outcome], object]  # the run's outcome is known
+    # the run's outcome is known (and, if True, nothing of it can run any more)
+    settle: Callable[[Outcome, bool], object]
     ending: Callable[[], object]  # its nodes are done; its end is being encoded
     stopped: Callable[[], object]  # nothing of the run can run any more
     # a worker that ended its run cleanly: kept for the next run (True) or not
@@ -75,6 +76,7 @@ class RunSession:
         self.observer = observer
         self.message_limit = message_limit
         self.last_node: str | None = None
+        self.ending = False  # the worker said its nodes are done; the daemon not told yet
         self.lines = 0
         self.partial: dict[str, bytes] = {}
         self._strategies = set(known_strategies())
@@ -100,11 +102,11 @@ class RunSession:
                 if not end.clean:
                     worker.kill()  # whatever the run left running stops now
                 self._drain(wait_s=0.0)  # what it wrote before its end
-                status = RunStatus.SUCCEEDED if end.error is None else RunStatus.FAILED
-                hooks.settle((status, end.error, end))
-                hooks.stopped()
-                told = True
+                # kept before the run settles: the next run of its workflow finds it
                 kept = end.clean and hooks.keep(worker)
+                status = RunStatus.SUCCEEDED if end.error is None else RunStatus.FAILED
+                hooks.settle((status, end.error, end), True)
+                told = True
                 if not kept:
                     worker.reap()
             else:
@@ -116,11 +118,11 @@ class RunSession:
                     if malformed is not None
                     else self._death(code)
                 )
-                hooks.settle((RunStatus.FAILED, error, None))
+                hooks.settle((RunStatus.FAILED, error, None), False)
         except Exception as exc:  # a bug here must not leave the run hanging
             log.exception("run %s: serving its worker failed", self.order.run_id)
             worker.kill()
-            hooks.settle((RunStatus.FAILED, f"internal error: {exc}", None))
+            hooks.settle((RunStatus.FAILED, f"internal error: {exc}", None), False)
         finally:
             self.observer.close()
             if not kept:
@@ -144,6 +146,10 @@ class RunSession:
                         except ValueError as exc:
                             raise MalformedMessage(str(exc)) from None
                     self._message(kind, body)
+                    if self.ending and not conn.poll(0):
+                        assert self._hooks is not None
+                        self._hooks.ending()
+                        self.ending = False
                     continue
                 name, pipe = outputs[id(ready)]
                 data = os.read(pipe.fileno(), 65536)
@@ -154,22 +160,28 @@ class RunSession:
 
     def _message(self, kind: str, body: Any) -> None:
         try:
-            if kind == "event":
-                event = event_from_json(body)
-                if getattr(event, "strategy", None) not in (None, *self._strategies):
-                    raise ValueError("an event of an unknown strategy")  # label values
-                if isinstance(event, NodeStarted):
-                    self.last_node = f"{event.path}/{event.node}" if event.path else event.node
-                self.observer(event)
+            if kind == "events":
+                self._events(body)
             elif kind == "ending":
-                assert self._hooks is not None
-                self._hooks.ending()
+                self._events(body)
+                self.ending = True  # told unless the end follows at once
             elif kind == "breakers":
                 self.breakers.adopt([self._snapshot(item) for item in body])
             else:
                 raise ValueError(f"unknown kind {kind[:40]!r}")
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedMessage(f"a bad {kind[:40]!r} message: {exc}") from None
+
+    def _events(self, body: Any) -> None:
+        if not isinstance(body, list):
+            raise TypeError("events come in a list")
+        for item in body:
+            event = event_from_json(item)
+            if getattr(event, "strategy", None) not in (None, *self._strategies):
+                raise ValueError("an event of an unknown strategy")  # label values
+            if isinstance(event, NodeStarted):
+                self.last_node = f"{event.path}/{event.node}" if event.path else event.node
+            self.observer(event)
 
     def _snapshot(self, item: Any) -> BreakerSnapshot:
         """A breaker state the worker sent: only its own workflow's breakers."""

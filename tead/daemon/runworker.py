@@ -15,8 +15,9 @@ workflows, or two versions of one.
 
 Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
 and the daemon must not run what it reads): `[kind, body]` with kind "ready" (the pid),
-"event" (an event's JSON), "breakers" (snapshots), "ending" once the nodes are done (the
-end is being encoded), "end" (`RunEnd.to_json`) or "checked" (a load error or null).
+"events" (a list of events' JSON), "breakers" (snapshots), "ending" once the nodes are done
+(the end is being encoded; its body: the events not sent yet), "end" (`RunEnd.to_json`)
+or "checked" (a load error or null).
 Orders from the daemon are pickles (the worker trusts the daemon).
 
 The worker is a child subreaper: a process the run starts that leaves its group (a new
@@ -36,6 +37,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -44,7 +46,7 @@ from typing import Any
 
 from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
-from tead.engine.events import Event, RunFinished
+from tead.engine.events import Event, NodeStarted, RunFinished
 from tead.engine.runner import run_workflow
 from tead.errors import TeadError
 from tead.executors.registry import Executors
@@ -177,6 +179,7 @@ def run_worker_main(
         with lock:
             conn.send_bytes(data)
 
+    events = EventBatch(send)  # started before a run, so its thread is not the run's
     try:
         send(("ready", os.getpid()))
         order: RunOrder | CheckOrder = conn.recv()
@@ -188,7 +191,7 @@ def run_worker_main(
         os._exit(0)
     baseline = Baseline()
     while isinstance(order, RunOrder):
-        end = run_order(order, send)
+        end = run_order(order, send, events)
         clean = baseline.left_nothing(order.limits != Limits())
         next_order = _answer(send, conn, ("end", dataclasses.replace(end, clean=clean).to_json()))
         if not clean or not isinstance(next_order, RunOrder):
@@ -231,7 +234,7 @@ def _kill_everything() -> None:
     os.killpg(0, signal.SIGKILL)
 
 
-def run_order(order: RunOrder, send: Send) -> RunEnd:
+def run_order(order: RunOrder, send: Send, events: EventBatch) -> RunEnd:
     """Run one order in this process: its folder, environment, path and limits first."""
     branches: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
@@ -249,7 +252,7 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
 
         def on_event(event: Event) -> None:
             if not isinstance(event, RunFinished):  # its state comes with the end
-                send(("event", event.to_json()))
+                events.add(event)
 
         with Executors() as executors:
             final = run_workflow(
@@ -263,12 +266,55 @@ def run_order(order: RunOrder, send: Send) -> RunEnd:
         error = None
     except BaseException as exc:  # whatever a node raised ends this run only
         error = describe_failure(exc, order.limits)
-    send(("ending", None))  # the nodes are done: from now on the run is not cancelled
+    send(("ending", events.take()))  # the nodes are done: from now on it is not cancelled
     try:
         end = encode_end(final, branches, order.max_state_bytes)
     except BaseException as exc:
         end = StorableEnd(final_state=None, branches=(), problem=describe_failure(exc, Limits()))
     return RunEnd(error=error, end=end)
+
+
+class EventBatch:
+    """A run's events, sent a few at a time: each message costs the daemon a wake-up. An
+    event waits at most `FLUSH_S` (a thread of the worker's own sends what waited), and a
+    node's start goes at once with what waited before it, so that a run that dies names
+    the node it was in."""
+
+    FLUSH_S = 0.1
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._changed = threading.Condition()
+        self._pending: list[dict[str, Any]] = []
+        threading.Thread(target=self._flush_late, name="tead-events", daemon=True).start()
+
+    def add(self, event: Event) -> None:
+        with self._changed:
+            self._pending.append(event.to_json())
+            if isinstance(event, NodeStarted):
+                self._flush()
+            else:
+                self._changed.notify()
+
+    def take(self) -> list[dict[str, Any]]:
+        """The events not sent yet."""
+        with self._changed:
+            pending, self._pending = self._pending, []
+        return pending
+
+    def _flush(self) -> None:
+        self._send(("events", self._pending))
+        self._pending = []
+
+    def _flush_late(self) -> None:
+        with self._changed:
+            while True:
+                self._changed.wait_for(lambda: bool(self._pending))
+                deadline = time.monotonic() + self.FLUSH_S
+                while self._pending and (left := deadline - time.monotonic()) > 0:
+                    self._changed.wait(left)
+                if self._pending:
+                    self._flush()
 
 
 def describe_failure(exc: BaseException, limits: Limits) -> str:

@@ -23,12 +23,13 @@ import fnmatch
 import functools
 import logging
 import os
+import queue
 import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +71,20 @@ class WorkerExecution:
         self.max_state_bytes = max_state_bytes
         self.limits = limits
         self._environ = dict(os.environ if environ is None else environ)
-        self._passed = _patterns(pass_env)
+        self._passed = self._pass(pass_env)
         self._sys_path = tuple(sys.path)  # before any workflow folder is added to it
         self._pool = RunWorkerPool(size)
+        self._sessions = SessionThreads()
 
     def configure(self, *, size: int, pass_env: tuple[str, ...], limits: Limits) -> None:
-        self._passed = _patterns(pass_env)
+        self._passed = self._pass(pass_env)
         self.limits = limits
         self._pool.resize(size)
+
+    def _pass(self, pass_env: Sequence[str]) -> dict[str, str]:
+        """The daemon's variables that runs see: those matching `pass_env`'s globs."""
+        passed = _patterns(pass_env)
+        return {k: v for k, v in self._environ.items() if passed.match(k)}
 
     def check_uses(self, text: str, path: str) -> str | None:
         """Load a workflow file in a worker (its `uses:` modules imported there, never in
@@ -147,15 +154,16 @@ class WorkerExecution:
             self._pool.keep(worker, _version(run))
             return True
 
+        def settle(outcome: RunOutcome, stopped: bool) -> None:  # on the session's thread
+            loop.call_soon_threadsafe(_settle, done, outcome, stopped_work if stopped else None)
+
         hooks = SessionHooks(
             keep=keep,
-            settle=lambda outcome: loop.call_soon_threadsafe(_settle, done, outcome),
+            settle=settle,
             ending=functools.partial(loop.call_soon_threadsafe, nodes_done),
             stopped=functools.partial(loop.call_soon_threadsafe, stopped_work.set),
         )
-        threading.Thread(
-            target=session.serve, args=(hooks,), name=f"tead-run-{run.record.id}", daemon=True
-        ).start()
+        self._sessions.submit(session.serve, hooks)
         spec = run.workflow.spec
         timeout = spec.timeout if spec else None
         await _first(done, run.stop, ending, timeout=timeout)
@@ -212,8 +220,7 @@ class WorkerExecution:
         spec = workflow.spec
         source = workflow.source
         assert source is not None, "the daemon's workflows are loaded from files"
-        passed = self._passed
-        environ = {k: v for k, v in self._environ.items() if passed.match(k)}
+        environ = dict(self._passed)
         if spec is not None:
             environ.update(spec.env)
         limits = self.limits
@@ -237,6 +244,39 @@ class WorkerExecution:
         )
 
 
+class SessionThreads:
+    """Threads that serve run sessions, kept idle for the next run: starting a thread waits
+    until it runs, which would hold up the daemon's loop at each run (measured: the largest
+    cost of starting a run in a worker). Daemon threads: a session is never waited for at
+    exit (the workers are killed then, which ends their sessions)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., object], tuple[Any, ...]]]
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, serve: Callable[..., object], *args: Any) -> None:
+        """Run `serve(*args)` on an idle thread, or on a new one if none is idle."""
+        with self._lock:
+            spare = self._idle > 0
+            if spare:
+                self._idle -= 1
+        self._jobs.put((serve, args))
+        if not spare:
+            threading.Thread(target=self._work, name="tead-run-session", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            serve, args = self._jobs.get()
+            try:
+                serve(*args)
+            except Exception:  # a session reports its own errors; this is a last resort
+                log.exception("a run session failed")
+            with self._lock:
+                self._idle += 1
+
+
 def _patterns(globs: Sequence[str]) -> re.Pattern[str]:
     """One regular expression matching any of these glob patterns (case-sensitive)."""
     return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs) or "(?!)")
@@ -247,9 +287,11 @@ def _version(run: Run) -> tuple[str, str]:
     return (run.record.workflow, run.record.workflow_hash)
 
 
-def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+def _settle(future: asyncio.Future[Any], outcome: Any, stopped: asyncio.Event | None) -> None:
     if not future.done():
         future.set_result(outcome)
+    if stopped is not None:
+        stopped.set()
 
 
 async def _first(

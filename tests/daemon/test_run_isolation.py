@@ -588,3 +588,46 @@ def test_a_worker_serves_its_workflows_next_run_only_after_a_reset(
     fourth = seen()
     assert fourth["pid"] != first["pid"]  # the thread left behind: a new worker
     assert not alive(first["pid"])
+
+
+def test_branch_metrics_arrive_while_a_slow_sibling_runs(
+    daemon_factory: Factory, tmp_path: Path
+) -> None:
+    """A worker sends its events in batches, but none waits for the run to end: a quick
+    branch's outcome is counted while its slow sibling still runs."""
+    release = tmp_path / "release"
+    d = daemon_factory()
+    d.write(
+        "fan.yaml",
+        f"""name: fan
+nodes:
+  - name: start
+  - name: quick
+    run: |
+      return {{"quick": True}}
+  - name: slow
+    run: |
+      import os, time
+      deadline = time.monotonic() + 60
+      while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:
+          time.sleep(0.05)
+      return {{"slow": True}}
+  - name: join
+edges:
+  - {{from: __start__, to: start}}
+  - {{from: start, to: [quick, slow], parallel: true, fan_in: join}}
+  - {{from: quick, to: join}}
+  - {{from: slow, to: join}}
+""",
+    )
+    d.start()
+    run = d.dispatch("fan")["id"]
+    counted = 'tead_parallel_flows_total{outcome="success",strategy="thread",workflow="fan"} 1.0'
+    d.wait_for(
+        lambda: counted in d.get("/metrics").text,
+        timeout_s=15,
+        what="the quick branch counted",
+    )
+    assert d.get(f"/api/v1/runs/{run}").json()["status"] == "running"
+    release.touch()
+    assert end_of(d, run, timeout_s=60) == "succeeded"
