@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from distributed import Client, LocalCluster
 from bench.common import interleaved, median, timed
 from bench.process_strategy import CPU_WORKFLOW, NOOP_WORKFLOW
 from tead import Executors, Workflow, load_workflow_text
+
+FOLDER = tempfile.mkdtemp(prefix="tead-bench-dask-")
 
 
 def loops_for(seconds: float) -> int:
@@ -49,7 +52,8 @@ def _on(text: str, strategy: str, address: str, workers: int | None = None) -> W
     settings = (
         f"settings: {{parallel: {{strategy: {strategy}{limit}, dask: {{address: '{address}'}}}}}}\n"
     )
-    return load_workflow_text(settings + text, f"/tmp/bench_dask_{strategy}.yaml")
+    # a folder of its own: the workflow's folder is what is shipped to the workers
+    return load_workflow_text(settings + text, f"{FOLDER}/bench_dask_{strategy}.yaml")
 
 
 def noop_overhead(address: str, branches: int) -> None:
