@@ -105,6 +105,15 @@ class DaskExecutor:
             cluster.close()
 
 
+def _fetch(future: DaskFuture[Any]) -> Answer:
+    """One task's result, or why it cannot be had."""
+    try:
+        answer: Answer = future.result()
+    except BaseException as exc:
+        return ("crashed", f"dask: cannot fetch the result: {type(exc).__name__}: {exc}")
+    return answer
+
+
 def _limit(config: ParallelConfig, cluster: DaskCluster) -> int | None:
     """How many branches may be submitted at once (None: all)."""
     if config.max_workers is not None:
@@ -283,10 +292,10 @@ class DaskLauncher:
         """Fetch the results of finished tasks in one batch; report each outcome."""
         ok = [d for d in finished if d.future.status == "finished"]
         try:
-            results = self._client.gather([d.future for d in ok], errors="skip")
-        except BaseException as exc:  # the cluster went away meanwhile
-            results = [("crashed", f"dask: cannot fetch the result: {exc}")] * len(ok)
-        answers = dict(zip(map(id, ok), results, strict=False))
+            results = self._client.gather([d.future for d in ok])
+        except BaseException:  # one was lost meanwhile (its worker died): one at a time
+            results = [_fetch(d.future) for d in ok]
+        answers = dict(zip(map(id, ok), results, strict=True))
         for done in finished:
             answer = answers.get(id(done))
             attempt, settle = done.pending.attempt, done.pending.settle
