@@ -19,8 +19,9 @@
         ├── StateCopyError         a value a branch takes out cannot be deep-copied for it
         ├── StateJsonError         to a host: a state value that JSON cannot carry exactly
         ├── BundleError            a workflow that cannot be shipped or received as a bundle
-        └── RemoteHostError        remote strategy: a host that cannot serve (unreachable,
-                                   host key refused, no or another tead there)
+        ├── RemoteHostError        remote strategy: a host that cannot serve (unreachable,
+        │                          host key refused, no or another tead there)
+        └── DaskClusterError       dask strategy: the cluster cannot be reached or used
 
 The CLI maps these to one line on stderr and an exit code; the engine turns errors inside
 fan-out branches into recorded results instead of raising them.
@@ -227,6 +228,11 @@ class RemoteHostError(RunError):
         self.host = host
         self.problem = problem
         super().__init__(f"remote host {host}: {problem}")
+
+
+class DaskClusterError(RunError):
+    """The dask strategy cannot use its cluster: the scheduler is not reachable in time, its
+    workers run another version of tead (or none), or the dask extra is not installed."""
 
 
 class RunCancelled(TeadError):

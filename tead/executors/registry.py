@@ -18,11 +18,11 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from tead.engine.seam import ParallelExecutor
-from tead.errors import PluginError, UnknownStrategyError
+from tead.errors import DaskClusterError, PluginError, TeadError, UnknownStrategyError
 from tead.executors.process import ProcessExecutor
 from tead.executors.remote.executor import RemoteExecutor
 from tead.executors.thread import ThreadExecutor
-from tead.parallel.strategies import ENTRY_POINT_GROUP
+from tead.parallel.strategies import DASK_EXTRA_MISSING, ENTRY_POINT_GROUP
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,11 +51,24 @@ def _remote(deps: ExecutorDeps) -> ParallelExecutor:
     return RemoteExecutor()
 
 
+def _dask(deps: ExecutorDeps) -> ParallelExecutor:
+    try:
+        from tead.executors.dask.executor import DaskExecutor  # deferred: the dask extra
+    except ImportError as exc:
+        if exc.name is None or exc.name.partition(".")[0] not in ("dask", "distributed"):
+            raise
+        raise DaskClusterError(DASK_EXTRA_MISSING) from None
+    return DaskExecutor()
+
+
 def _make(strategy: str, factory: ExecutorFactory, deps: ExecutorDeps) -> ParallelExecutor:
-    """`factory(deps)`, or PluginError (one line) if it raises or makes no executor."""
+    """`factory(deps)`, or PluginError (one line) if it raises or makes no executor (a
+    factory's own TeadError is one line already: it is raised as it is)."""
     target = f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', factory)}"
     try:
         executor = factory(deps)
+    except TeadError:
+        raise
     except Exception as exc:
         raise PluginError(strategy, target, exc, failed="cannot make an executor") from exc
     if not isinstance(executor, ParallelExecutor):
@@ -68,6 +81,7 @@ BUILTIN_FACTORIES: Mapping[str, ExecutorFactory] = {
     "thread": _thread,
     "process": _process,
     "remote": _remote,
+    "dask": _dask,
 }
 
 

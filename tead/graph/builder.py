@@ -191,7 +191,11 @@ class Graph:
                 ok = False
             config = pending.config or default.merged(pending.overrides)
             # a fan-out that keeps the default's strategy is reported once, with the default
-            inherited = (config.strategy, config.remote) == (default.strategy, default.remote)
+            inherited = (config.strategy, config.remote, config.dask) == (
+                default.strategy,
+                default.remote,
+                default.dask,
+            )
             if (
                 not inherited
                 and (problem := strategy_problem(config, allowed, provided)) is not None

@@ -9,13 +9,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tead.spec.models import (
-    CircuitBreakerSpec,
-    ParallelSpec,
-    RemoteHostSpec,
-    RemoteSpec,
-    RetrySpec,
-)
+from tead.spec.clusters import DaskSpec, RemoteHostSpec, RemoteSpec
+from tead.spec.models import CircuitBreakerSpec, ParallelSpec, RetrySpec
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +94,14 @@ class RemoteConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DaskConfig:
+    """Where the dask strategy sends branches: a scheduler's address, or `local`."""
+
+    address: str
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParallelConfig:
     """How one fan-out runs. Defaults: threads, one per CPU, no timeout, retry or breaker."""
 
@@ -110,6 +113,7 @@ class ParallelConfig:
     circuit_breaker: CircuitBreakerConfig | None = None
     include_traceback: bool = False
     remote: RemoteConfig | None = None
+    dask: DaskConfig | None = None
     callbacks: tuple[object, ...] = ()  # objects with on_flow_* hooks (see tead.parallel.callbacks)
     callback_timeout_s: float = 5.0
 
@@ -135,6 +139,8 @@ def _convert(values: Mapping[str, Any]) -> dict[str, Any]:
         out["circuit_breaker"] = CircuitBreakerConfig(**out["circuit_breaker"].model_dump())
     if isinstance(remote := out.get("remote"), RemoteSpec):
         out["remote"] = RemoteConfig.from_spec(remote)
+    if isinstance(dask := out.get("dask"), DaskSpec):
+        out["dask"] = DaskConfig(address=dask.address, connect_timeout_s=dask.connect_timeout)
     return out
 
 

@@ -12,9 +12,10 @@ from importlib.metadata import entry_points
 from tead.parallel.config import ParallelConfig
 
 ENTRY_POINT_GROUP = "tead.executors"
+DASK_EXTRA_MISSING = "strategy 'dask' needs the dask extra (install tead[dask])"
 BUILTIN_STRATEGIES = ("thread", "process", "remote", "dask")
 #: built-in strategies this version of tead does not run yet
-_NOT_BUILT = ("dask",)
+_NOT_BUILT: tuple[str, ...] = ()
 
 
 def plugin_strategies() -> list[str]:
@@ -58,7 +59,9 @@ def strategy_problem(
     if name in provided:
         return None
     if name == "dask" and importlib.util.find_spec("distributed") is None:
-        return "strategy 'dask' needs the dask extra: pip install 'tead[dask]'"
+        return DASK_EXTRA_MISSING
+    if name == "dask" and config.dask is None:
+        return "strategy 'dask' needs `dask: {address: ...}` in its parallel settings"
     if name in _NOT_BUILT:
         return f"strategy {name!r} is not available in this version of tead (use thread or process)"
     return None

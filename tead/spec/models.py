@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -22,19 +21,12 @@ from pydantic import (
     model_validator,
 )
 
+from tead.spec.base import NAME_PATTERN, Model
+from tead.spec.clusters import DaskSpec, RemoteSpec
 from tead.spec.cron import check_cron
 from tead.spec.globs import check_glob
 from tead.spec.teamodels import ExpressionCondition, StateType, StepSpec, TeaConfig, VarName
 from tead.spec.units import Duration, DurationOrZero, Size
-
-NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
-
-
-class Model(BaseModel):
-    """Strict base: unknown keys are errors (they are usually typos)."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
 
 # --- triggers (used by the daemon; parsed and checked here) -------------------------------
 
@@ -172,44 +164,6 @@ class CircuitBreakerSpec(Model):
     half_open_max_calls: PositiveInt = 1
 
 
-_HOST = re.compile(r"^(?:[A-Za-z0-9_.\-]+@)?[A-Za-z0-9_.\-]+(?::\d{1,5})?$")
-
-
-def _check_host(host: str) -> str:
-    if not _HOST.match(host):
-        raise ValueError(f"invalid host {host!r}: use host, user@host or user@host:port")
-    return host
-
-
-class EnvVarsSpec(Model):
-    include: list[str] = []
-    exclude_patterns: list[str] = []
-
-
-HostName = Annotated[str, AfterValidator(_check_host)]
-
-
-class RemoteHostSpec(Model):
-    """A host with its own number of branch slots (default: the host's CPU count)."""
-
-    host: HostName
-    slots: PositiveInt | None = None
-
-
-class RemoteSpec(Model):
-    """`settings.parallel.remote`: SSH hosts, each running one warm tead worker."""
-
-    hosts: list[HostName | RemoteHostSpec] = Field(min_length=1)
-    known_hosts: Annotated[str, Field(min_length=1)]  # required: never trust on first use
-    identity: Annotated[str, Field(min_length=1)] | None = None  # default: the SSH agent
-    python: Annotated[str, Field(min_length=1, pattern=r"^[^\s\x00]+$")] = "python3"
-    workdir: Annotated[str, Field(min_length=1, pattern=r"^/[^\x00]*$")] = "/tmp/tead-jobs"
-    cleanup: bool = True
-    connect_timeout: Duration = 10.0
-    keepalive: Duration = 5.0
-    env_vars: EnvVarsSpec = EnvVarsSpec()
-
-
 class ParallelSpec(Model):
     """`settings.parallel`; every key may also be set on a fan-out edge."""
 
@@ -221,6 +175,7 @@ class ParallelSpec(Model):
     circuit_breaker: CircuitBreakerSpec | None = None
     include_traceback: bool = False
     remote: RemoteSpec | None = None
+    dask: DaskSpec | None = None
 
 
 class Settings(Model):
@@ -309,6 +264,7 @@ class EdgeSpec(Model):
     circuit_breaker: CircuitBreakerSpec | None = None
     include_traceback: bool | None = None
     remote: RemoteSpec | None = None
+    dask: DaskSpec | None = None
 
     @property
     def is_parallel(self) -> bool:

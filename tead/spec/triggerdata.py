@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
 from tead.errors import InputError
-from tead.spec.models import Model, RunEnding, WorkflowSpec, input_matches
+from tead.spec.base import Model
+from tead.spec.models import RunEnding, WorkflowSpec, input_matches
 
 
 def _aware(value: str) -> str:

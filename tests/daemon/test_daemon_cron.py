@@ -63,7 +63,7 @@ def test_cli_workflows_shows_the_earliest_next_fire(
     daemon.write("plain.yaml", "name: plain\nnodes:\n  - name: a\n")
     found = wait_scheduled(daemon)
     header, rows = table(ok(tead_cli("workflows", "--url", daemon.url)))
-    assert header == ["name", "file", "triggers", "next_fire", "status"]
+    assert header == ["name", "file", "triggers", "next_fire", "status", "enabled"]
     by_name = {row[0]: row for row in rows}
     noon = found["scheduled"]["triggers"]["schedule"][1]["next_fire"]
     assert by_name["scheduled"][3] == noon

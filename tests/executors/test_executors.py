@@ -272,7 +272,9 @@ def test_without_the_plug_in_the_strategy_is_unknown_at_load(
     path = write_workflow(TOY_WORKFLOW)
     proc = _tead(plugin_site, tmp_path, "validate", str(path))
     assert proc.returncode == 2
-    assert "unknown parallel strategy 'toy' (available: thread, process, remote)" in proc.stderr
+    assert (
+        "unknown parallel strategy 'toy' (available: thread, process, remote, dask)" in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
 
 
@@ -372,19 +374,6 @@ def test_known_strategies_that_cannot_run_here_fail_at_load(
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert message in line and "wf.yaml:" in line
-
-
-@pytest.mark.parametrize(("name", "settings"), [("dask", "{strategy: dask}")])
-def test_a_plug_in_named_dask_is_used_as_it_is(
-    plugin_site: Path, write_workflow: Callable[..., Path], tmp_path: Path, name: str, settings: str
-) -> None:
-    """`dask` validates and runs as soon as a package provides it."""
-    _install_plugin(plugin_site, name, "toy_tead:make")
-    path = write_workflow(TOY_WORKFLOW.replace("{strategy: toy}", settings))
-    assert _tead(plugin_site, tmp_path, "validate", str(path)).returncode == 0
-    proc = _tead(plugin_site, tmp_path, "run", "-q", str(path))
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["threads"] == ["toy-0", "toy-1", "toy-2"]
 
 
 def test_a_registered_factory_named_dask_is_used_as_it_is() -> None:

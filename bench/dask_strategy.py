@@ -1,0 +1,125 @@
+"""The dask strategy against a plain `client.map` and against threads.
+
+    python bench/dask_strategy.py [--noop 200] [--cpu-branches 16] [--work-s 0.5]
+
+Needs the dask extra (pip install -e '.[dask]'). Both parts use a 2-worker LocalCluster
+(one thread per worker) that this script starts; tead connects to it by address and keeps
+its client across runs (one `Executors`), as a daemon's run does within itself.
+
+1. No-op branches: per-branch time of a fan-out of N no-op branches on the dask strategy
+   vs a plain `client.map` of N no-op functions on the same cluster (goal: <= 1.5x).
+2. CPU-bound fan-out (N x work-s of pure-Python work): dask strategy vs thread strategy,
+   same run (goal: >= 1.8x faster).
+3. Connecting: what a new client costs (a run in the daemon connects once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from distributed import Client, LocalCluster
+
+from bench.common import interleaved, median, timed
+from bench.process_strategy import CPU_WORKFLOW, NOOP_WORKFLOW
+from tead import Executors, Workflow, load_workflow_text
+
+FOLDER = tempfile.mkdtemp(prefix="tead-bench-dask-")
+
+
+def loops_for(seconds: float) -> int:
+    """Loop count of the burn node that takes about `seconds` of CPU here (CPU time, so
+    that other load on the machine while measuring does not shorten the branches)."""
+    n = 1_000_000
+    started = time.process_time()
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return int(n * seconds / (time.process_time() - started))
+
+
+def _noop(value: int) -> int:
+    return value
+
+
+def _on(text: str, strategy: str, address: str, workers: int | None = None) -> Workflow:
+    limit = f", max_workers: {workers}" if workers else ""
+    settings = (
+        f"settings: {{parallel: {{strategy: {strategy}{limit}, dask: {{address: '{address}'}}}}}}\n"
+    )
+    # a folder of its own: the workflow's folder is what is shipped to the workers
+    return load_workflow_text(settings + text, f"{FOLDER}/bench_dask_{strategy}.yaml")
+
+
+def noop_overhead(address: str, branches: int) -> None:
+    workflow = _on(NOOP_WORKFLOW, "dask", address)
+    state = {"branches": branches}
+    with Executors() as executors, Client(address, set_as_default=False) as client:
+
+        def plain_map() -> None:
+            client.gather(client.map(_noop, range(branches), pure=False))
+
+        medians = interleaved(
+            {
+                "tead": lambda: workflow.invoke(state, executors=executors),
+                "map": plain_map,
+            },
+            rounds=7,
+        )
+    tead_ms = medians["tead"] / branches * 1000
+    map_ms = medians["map"] / branches * 1000
+    print(f"no-op branches ({branches}, 2 workers):")
+    print(f"  tead dask strategy   {tead_ms:7.2f} ms per branch")
+    print(f"  plain client.map     {map_ms:7.2f} ms per task")
+    print(f"  ratio                {tead_ms / map_ms:7.2f}x   (goal <= 1.5x)")
+
+
+def cpu_bound(address: str, branches: int, work_s: float) -> None:
+    state = {"branches": branches, "loops": loops_for(work_s)}
+    thread_wf = _on(CPU_WORKFLOW, "thread", address, workers=2)
+    dask_wf = _on(CPU_WORKFLOW, "dask", address)
+    with Executors() as executors:
+        medians = interleaved(
+            {
+                "thread": lambda: thread_wf.invoke(state, executors=executors),
+                "dask": lambda: dask_wf.invoke(state, executors=executors),
+            },
+            rounds=3,
+            warmup=1,
+        )
+    print(f"CPU-bound fan-out ({branches} x {work_s:g} s, 2-worker LocalCluster):")
+    print(f"  thread strategy      {medians['thread']:7.2f} s")
+    print(f"  dask strategy        {medians['dask']:7.2f} s")
+    print(f"  speed-up             {medians['thread'] / medians['dask']:7.2f}x   (goal >= 1.8x)")
+
+
+def connect_cost(address: str) -> None:
+    def connect() -> None:
+        Client(address, set_as_default=False).close()
+
+    print(f"connect + close a client: {median(timed(connect, repeat=10)) * 1000:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--noop", type=int, default=200)
+    parser.add_argument("--cpu-branches", type=int, default=16)
+    parser.add_argument("--work-s", type=float, default=0.5)
+    args = parser.parse_args()
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+        time.sleep(1)  # the workers settle
+        connect_cost(address)
+        noop_overhead(address, args.noop)
+        cpu_bound(address, args.cpu_branches, args.work_s)
+
+
+if __name__ == "__main__":
+    main()

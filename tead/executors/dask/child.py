@@ -1,0 +1,111 @@
+"""The child process a dask worker runs branches in (`python -P -m tead.executors.dask.child`).
+
+It is the leader of a process group of its own (its parent starts it in a new session), so
+that killing the group stops the branch and everything the branch started. It reads
+requests on its standard input and answers on its standard output, both moved to private
+descriptors at start (fd 0 then reads /dev/null, fd 1 writes to stderr: what a branch
+prints cannot garble the protocol). If its parent (the dask worker) dies, it kills its
+group at once.
+
+A request is a pickle of (bundle digest, the bundle's pickle or None if sent before, the
+task's payload: breaker states to start from, the pickled `BranchTask`, whether the run
+listens for events). The workflow comes from the bundle, written under this user's private
+folder (`tead.engine.bundle.LoadedWorkflows`), so `uses:` modules are imported from there,
+never assumed on the worker's path. An answer is a pickle of ("result", the pickled
+`BranchReport`) or ("error", a line).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import pickle
+import signal
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from tead.engine.bundle import LoadedWorkflows, WorkflowBundle
+from tead.engine.task import BranchTask
+from tead.engine.walk import run_branch_elsewhere
+from tead.executors.process import pickle_report
+from tead.executors.registry import Executors
+from tead.executors.worker import watch_parent
+from tead.graph.compiled import WorkflowGraph
+
+
+class _TaskUnpickler(pickle.Unpickler):
+    """Unpickles a `BranchTask` on the workflow received in a bundle, not on the sender's
+    path (which need not exist here)."""
+
+    def __init__(self, data: bytes, workflow: WorkflowGraph) -> None:
+        super().__init__(io.BytesIO(data))
+        self._workflow = workflow
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("tead.engine.task", "_task_from_source"):
+            return self._from_bundle
+        return super().find_class(module, name)
+
+    def _from_bundle(self, text: str, path: str, *values: Any) -> BranchTask:
+        return BranchTask(workflow=self._workflow, **dict(zip(_FIELDS, values, strict=True)))
+
+
+_FIELDS = [f.name for f in dataclasses.fields(BranchTask) if f.name != "workflow"]
+
+
+def serve(requests: Connection, answers: Connection) -> None:
+    """Run requests until the parent closes the pipe."""
+    workflows = LoadedWorkflows()
+    received: dict[str, WorkflowGraph] = {}
+    while True:
+        try:
+            data = requests.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            answer: tuple[str, Any] = ("result", _run(data, workflows, received))
+        except BaseException as exc:  # a bundle that cannot be received, a broken task
+            answer = ("error", f"{type(exc).__name__}: {exc}")
+        answers.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _run(data: bytes, workflows: LoadedWorkflows, received: dict[str, WorkflowGraph]) -> bytes:
+    digest, bundle, payload = pickle.loads(data)
+    if bundle is not None:
+        received[digest] = workflows.receive(WorkflowBundle.from_json(pickle.loads(bundle)))
+    workflow = received[digest]
+    seed, task_bytes, listening = pickle.loads(payload)
+    source = workflow.source
+    if source is not None:  # `run:` code finds the workflow's files beside it, as at home
+        os.chdir(Path(source.path).parent)
+    task: BranchTask = _TaskUnpickler(task_bytes, workflow).load()
+    executors = Executors()
+    try:
+        report = run_branch_elsewhere(task, executors, seed, listening=listening)
+    finally:
+        executors.close()
+    return pickle_report(task, report)
+
+
+def _kill_group() -> None:
+    os.killpg(0, signal.SIGKILL)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the dask worker's to handle
+    requests = Connection(os.dup(0), writable=False)
+    answers = Connection(os.dup(1), readable=False)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    watch_parent(os.getppid(), _kill_group)
+    serve(requests, answers)
+
+
+if __name__ == "__main__":
+    main()

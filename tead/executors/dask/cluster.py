@@ -1,0 +1,131 @@
+"""A connection to a Dask cluster for the dask strategy: the client (and the LocalCluster it
+owns for `address: local`), checked at connect (a worker exists, every worker has this
+tead), the workflow bundles scattered to it, and a count of the branches Dask runs again
+after losing a worker (the scheduler's `remove-worker` events name the tasks it held).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import logging
+import pickle
+import threading
+from typing import Any
+
+from distributed import Client, LocalCluster
+from distributed import Future as DaskFuture
+
+from tead.engine.bundle import bundle_of
+from tead.engine.task import BranchTask
+from tead.errors import DaskClusterError
+from tead.executors.dask.worker import warm
+from tead.parallel.config import DaskConfig
+from tead.version import __version__
+
+log = logging.getLogger(__name__)
+
+
+class DaskCluster:
+    """A connected client (and the LocalCluster it owns, for `address: local`), the
+    bundles scattered to it, and the branches it runs, to count re-runs after a worker
+    loss."""
+
+    def __init__(self, config: DaskConfig, local_workers: int) -> None:
+        self.local: LocalCluster | None = None
+        address = config.address
+        timeout = config.connect_timeout_s
+        try:
+            if address == "local":
+                self.local = LocalCluster(
+                    n_workers=local_workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                )
+                address = self.local.scheduler_address
+            self.client = Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            self._close_local()
+            why = "" if str(exc).startswith("Timed out") else f": {exc}"
+            raise DaskClusterError(
+                f"dask: cannot reach the scheduler at {address} within {timeout:g} s "
+                f"(settings.parallel.dask.address){why}"
+            ) from None
+        self.address = address
+        self.lock = threading.Lock()
+        self._bundles: dict[str, DaskFuture[Any]] = {}
+        self.running: dict[str, str] = {}  # dask key -> branch name, while it runs
+        self.reruns = 0
+        try:
+            self._check_workers(timeout)
+        except BaseException:
+            self.close()
+            raise
+        self.client.subscribe_topic("all", self._cluster_event)
+
+    def _check_workers(self, timeout: float) -> None:
+        """DaskClusterError unless the cluster has a worker (within `timeout`) and every
+        worker has this version of tead (tasks check it again, for workers added later)."""
+        try:
+            self.client.wait_for_workers(1, timeout=timeout)
+        except TimeoutError:
+            raise DaskClusterError(
+                f"dask: the cluster at {self.address} has no worker (waited {timeout:g} s)"
+            ) from None
+        found = self.client.run(importlib.metadata.version, "tead", on_error="return")
+        for worker, version in sorted(found.items()):
+            if isinstance(version, importlib.metadata.PackageNotFoundError):
+                raise DaskClusterError(
+                    f"dask: worker {worker} has no tead installed (its workers need tead "
+                    f"{__version__}: pip install 'tead[dask]=={__version__}')"
+                )
+            if isinstance(version, BaseException) or version != __version__:
+                raise DaskClusterError(
+                    f"dask: worker {worker} has tead {version}, this is tead {__version__}: "
+                    "install the same version on the workers"
+                )
+        self.client.run(warm)  # children for the first branches start now, not in their clocks
+
+    def bundle(self, task: BranchTask) -> DaskFuture[Any]:
+        """The workflow's bundle, scattered to the cluster (once per digest)."""
+        made = bundle_of(task.workflow)
+        with self.lock:
+            found = self._bundles.get(made.digest)
+            if found is None:
+                data = pickle.dumps(made.to_json(), protocol=pickle.HIGHEST_PROTOCOL)
+                # not broadcast: with distributed 2026.8 that broke the scheduler's messages
+                found = self.client.scatter((made.digest, data), hash=False)
+                self._bundles[made.digest] = found
+            return found
+
+    def _cluster_event(self, event: tuple[float, dict[str, Any]]) -> None:
+        """A worker left with branches of ours: Dask runs them again elsewhere."""
+        _, message = event
+        if not isinstance(message, dict) or message.get("action") != "remove-worker":
+            return
+        for key in message.get("processing-tasks") or ():
+            with self.lock:
+                branch = self.running.get(str(key))
+                if branch is None:
+                    continue
+                self.reruns += 1
+            log.warning(
+                "branch %s: dask worker %s was lost while it held this branch; "
+                "Dask runs it again on another worker",
+                branch,
+                message.get("worker"),
+            )
+
+    def close(self) -> None:
+        try:
+            with contextlib.suppress(Exception):  # else the scheduler tells a closed client
+                self.client.unsubscribe_topic("all")
+            self.client.close()
+        finally:
+            self._close_local()
+
+    def _close_local(self) -> None:
+        if self.local is not None:
+            self.local.close()
+            self.local = None

@@ -1,0 +1,192 @@
+"""What runs in a dask worker: `run_branch`, the function each branch is submitted as.
+
+`future.cancel()` does not stop a running Python function, and a thread cannot be killed,
+so the branch does not run in the dask worker: `run_branch` hands it to a child process
+(child.py), the leader of a process group of its own, and watches it. It kills the group
+when the branch's own deadline passes (measured from its start on this worker: a backstop
+for the client's timeout), when the client sets the attempt's `distributed.Event` (a
+timeout, `fail_fast`, a cancelled run), or when the worker drops the task (the client
+cancelled it, or went away: a `tead run` killed mid-fan-out leaves nothing running). The
+branch and whatever it started stop within about `POLL_S`.
+
+Children are kept warm between branches (one per worker thread at most), each with the
+workflow bundles it was sent; a killed or dead one is replaced at once by a fresh one,
+which starts (imports tead) while nothing waits for it, as do the ones `warm` starts when
+a client connects: a branch's clock does not pay for a child's start-up. A child whose
+dask worker dies kills its group at once.
+
+The Event is asked only after the first `POLL_S` of a branch, so that a short branch costs
+the scheduler nothing more than its task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from distributed import Event, Worker, get_worker
+
+from tead.version import __version__
+
+POLL_S = 0.1  # how often a running branch's stop Event and deadline are checked
+
+#: what `run_branch` returns: ("done", the child's answer) | ("stopped", why) |
+#: ("timed_out", why) | ("crashed", why)
+Answer = tuple[str, Any]
+
+
+@dataclass(eq=False, slots=True)
+class _Child:
+    process: subprocess.Popen[bytes]
+    requests: Connection
+    answers: Connection
+    bundles: set[str] = field(default_factory=set)  # digests of the bundles it was sent
+
+
+_idle: list[_Child] = []  # warm children of this dask worker, waiting for a branch
+_idle_lock = threading.Lock()
+
+
+def run_branch(
+    payload: bytes, bundle: tuple[str, bytes], stop: str, timeout_s: float | None, version: str
+) -> Answer:
+    """Run one branch attempt in a child process group; stop it on `stop` or its deadline."""
+    if version != __version__:
+        return ("crashed", f"this dask worker has tead {__version__}, the run has tead {version}")
+    deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+    child = _take()
+    digest, data = bundle
+    try:
+        child.requests.send_bytes(
+            pickle.dumps((digest, None if digest in child.bundles else data, payload))
+        )
+    except OSError:
+        return _died(child)
+    child.bundles.add(digest)
+    worker = _this_worker()
+    key = worker.get_current_task() if worker is not None else None
+    event: Event | None = None
+    while True:
+        wait = POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - time.monotonic()))
+        if child.answers.poll(wait):
+            try:
+                answer = child.answers.recv_bytes()
+            except (EOFError, OSError):
+                return _died(child)
+            _give_back(child)
+            return ("done", answer)
+        if deadline is not None and time.monotonic() >= deadline:
+            _replace(child)
+            return ("timed_out", f"branch timed out after {timeout_s:g} s on the dask worker")
+        if worker is not None and not _wanted(worker, key):
+            _replace(child)
+            return ("stopped", "its task was cancelled (or its client went away)")
+        if event is None:
+            event = Event(stop)
+        if event.is_set():
+            _replace(child)
+            return ("stopped", "stopped by its run: its process group was killed")
+
+
+def warm() -> int:
+    """Start children until this worker has one idle per thread (they start meanwhile);
+    how many it has. A client calls this on every worker when it connects."""
+    wanted = _threads()
+    with _idle_lock:
+        missing = wanted - len(_idle)
+    for _ in range(missing):
+        _give_back(_start())
+    return wanted
+
+
+def _this_worker() -> Worker | None:
+    try:
+        return get_worker()
+    except ValueError:  # not in a dask worker (called directly)
+        return None
+
+
+def _threads() -> int:
+    worker = _this_worker()
+    return int(worker.state.nthreads) if worker is not None else 1
+
+
+def _wanted(worker: Worker, key: Any) -> bool:
+    """Whether this worker still wants the task `key` run (it is cancelled when its client
+    cancels it or goes away: a client killed mid-run leaves nothing running)."""
+    task = worker.state.tasks.get(key)
+    return task is not None and task.state not in ("cancelled", "released", "forgotten")
+
+
+def _take() -> _Child:
+    with _idle_lock:
+        while _idle:
+            child = _idle.pop()
+            if child.process.poll() is None:
+                return child
+            _close(child)
+    return _start()
+
+
+def _give_back(child: _Child) -> None:
+    """Keep a child for the next branch (at most one per worker thread)."""
+    with _idle_lock:
+        if len(_idle) < _threads():
+            _idle.append(child)
+            return
+    _kill(child)
+
+
+def _start() -> _Child:
+    """A new child, leader of a new session (so of its own process group)."""
+    to_child, requests = os.pipe()
+    answers, from_child = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-P", "-m", "tead.executors.dask.child"],
+            stdin=to_child,
+            stdout=from_child,
+            start_new_session=True,
+        )
+    finally:
+        os.close(to_child)
+        os.close(from_child)
+    return _Child(
+        process, Connection(requests, readable=False), Connection(answers, writable=False)
+    )
+
+
+def _kill(child: _Child) -> None:
+    """Kill the child's process group (the branch and all it started), and reap it."""
+    with contextlib.suppress(OSError):
+        os.killpg(child.process.pid, signal.SIGKILL)
+    child.process.wait()
+    _close(child)
+
+
+def _replace(child: _Child) -> None:
+    """Kill a child running a branch that must stop; start its successor now."""
+    _kill(child)
+    _give_back(_start())
+
+
+def _died(child: _Child) -> Answer:
+    code = child.process.wait()
+    _replace(child)  # what it started goes with it
+    how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+    return ("crashed", f"the process running this branch on the dask worker died ({how})")
+
+
+def _close(child: _Child) -> None:
+    for conn in (child.requests, child.answers):
+        with contextlib.suppress(OSError):
+            conn.close()
