@@ -145,6 +145,7 @@ class Metrics:
         Info("tead_build", "tead build", registry=r).info({"version": __version__})
         self._lock = threading.Lock()
         self._breakers_shown: set[str] = set()
+        self.known: set[str] = set()  # workflows loaded since the start (their series exist)
 
         #: the queued runs per workflow (the run manager sets it), read at each scrape
         self.queued: Callable[[], Mapping[str, int]] = dict
@@ -161,6 +162,7 @@ class Metrics:
         catch-up policy. Histograms with a status label are left out (5 x 18 series).
         """
         name = workflow.name
+        self.known.add(name)
         spec = workflow.spec
         on = spec.on if spec is not None else None
         kinds = ["dispatch"]
@@ -233,7 +235,8 @@ class _QueueDepth(Collector):
         family = GaugeMetricFamily(
             "tead_runs_queued", "Runs queued, waiting to start", labels=["workflow"]
         )
-        for workflow, count in sorted(self._metrics.queued().items()):
+        queued = dict.fromkeys(self._metrics.known, 0) | dict(self._metrics.queued())
+        for workflow, count in sorted(queued.items()):  # 0 for each loaded workflow
             family.add_metric([workflow], count)
         yield family
 

@@ -93,6 +93,7 @@ def test_loaded_workflows_have_their_series_at_zero_before_any_run(
         key("tead_parallel_fanout_width_count", workflow="guarded"),
         key("tead_missed_schedules_total", workflow="guarded", policy="skip"),
         key("tead_runs_in_progress", workflow="guarded"),
+        key("tead_runs_queued", workflow="guarded"),
         key("tead_run_queue_wait_seconds_count", workflow="guarded"),
         key("tead_schedule_delay_seconds_count", workflow="guarded"),
         key("tead_trigger_latency_seconds_count", kind="watch"),
