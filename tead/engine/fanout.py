@@ -20,7 +20,7 @@ from tead.engine.events import (
     EventSink,
     FanOutStarted,
 )
-from tead.engine.journal import Journal
+from tead.engine.journal import Journal, branch_key, input_digest
 from tead.engine.logs import concurrent, echo
 from tead.engine.seam import BranchReport, FanOutJob
 from tead.engine.state import BranchState
@@ -109,11 +109,16 @@ def _run_group(
 
     journal = ctx.journal
     replayed: dict[int, ParallelFlowResult] = {}
+    keys: list[str | None] = []
     if journal is not None:  # branches the resumed run completed are not run again
+        digest = input_digest(base)
+        keys = [
+            branch_key(t.path, digest, item) for t, (_, _, item) in zip(tasks, specs, strict=True)
+        ]
         for index, task in enumerate(tasks):
-            if (found := journal.branch(task.path, task.branch, base)) is not None:
+            if (found := journal.branch(keys[index], task.branch, base)) is not None:
                 replayed[index] = found
-                journal.branch_done(task.path, found, base)
+                journal.branch_done(keys[index], found, base)
     todo = [i for i in range(len(tasks)) if i not in replayed]
     running = [tasks[i] for i in todo]
 
@@ -124,7 +129,7 @@ def _run_group(
     if ctx.emit is not None:
         hooks = _event_hooks(ctx, fanout, running, hooks, path)
     if journal is not None:
-        hooks = _journal_hooks(journal, running, hooks, base)
+        hooks = _journal_hooks(journal, [keys[i] for i in todo], hooks, base)
     job = FanOutJob(
         tasks=running,
         config=config,
@@ -139,8 +144,8 @@ def _run_group(
     by_index = dict(zip(todo, ran, strict=True))
     results = [replayed[i] if i in replayed else by_index[i] for i in range(len(tasks))]
     if journal is not None:  # a plug-in strategy may not report each result as it comes
-        for task, result in zip(running, ran, strict=True):
-            journal.branch_done(task.path, result, base)
+        for index, result in zip(todo, ran, strict=True):
+            journal.branch_done(keys[index], result, base)
     if ctx.cancel is not None and ctx.cancel.reason is not None:
         raise RunCancelled(ctx.cancel.reason)
     if ctx.on_results is not None:
@@ -154,13 +159,13 @@ def _run_group(
 
 
 def _journal_hooks(
-    journal: Journal, tasks: list[BranchTask], hooks: FanOutHooks, base: dict[str, Any]
+    journal: Journal, keys: list[str | None], hooks: FanOutHooks, base: dict[str, Any]
 ) -> FanOutHooks:
     """`hooks` plus recording each branch that succeeds, as it does."""
     inner = hooks.on_result
 
     def on_result(index: int, result: ParallelFlowResult) -> None:
-        journal.branch_done(tasks[index].path, result, base)
+        journal.branch_done(keys[index], result, base)
         if inner is not None:
             inner(index, result)
 

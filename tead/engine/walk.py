@@ -70,7 +70,7 @@ def _run_node(
             failed = sum(not r.success for r in results)
             ctx.publish(FanIn(node=name, path=path, branches=len(results), failed=failed))
         ctx.publish(NodeStarted(node=name, path=path))
-    journal = ctx.journal
+    journal = ctx.journal if not path else None  # a branch's nodes: with their branch
     replayed = journal.node(key) if journal is not None else None
     if replayed is not None:  # completed by the run this one resumes: not run again
         state.update(replayed)

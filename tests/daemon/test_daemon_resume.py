@@ -160,3 +160,49 @@ def test_without_a_journal_a_resume_runs_everything_again(daemon_factory: Factor
     assert response.status_code == 202, response.text
     assert daemon.wait_run(response.json()["id"])["status"] == "succeeded"
     assert set(_counts(daemon).values()) == {2}
+
+
+REORDERED = """\
+name: reordered
+nodes:
+  - name: list
+    run: |
+      import datetime
+      items = open("items.txt").read().split()
+      return {"items": items, "when": datetime.datetime.now()}  # not journaled: runs again
+  - name: work
+    run: |
+      import os
+      if state["item"] == "bad" and not os.path.exists("fixed"):
+          raise ValueError("bad item")
+      return {"out": "processed-" + state["item"]}
+  - name: merge
+    run: |
+      if not all(r.success for r in parallel_results):
+          raise RuntimeError("a branch failed")
+      return {"outs": [r.state["out"] for r in parallel_results], "when": None}
+edges:
+  - {from: __start__, to: list}
+  - {from: list, to: work, parallel: true, for_each: "state['items']", item_var: item,
+     fan_in: merge}
+  - {from: work, to: merge}
+  - {from: merge, to: __end__}
+"""
+
+
+def test_a_branch_whose_input_changed_runs_again_on_resume(daemon_factory: Factory) -> None:
+    """A node before the fan-out ran again on resume and gave the items in another order:
+    no branch takes the recorded result of the branch that had its index before."""
+    daemon = daemon_factory()
+    daemon.write("reordered.yaml", REORDERED)
+    (daemon.workflows / "items.txt").write_text("a bad c")
+    daemon.start()
+    failed = daemon.wait_run(daemon.dispatch("reordered")["id"])
+    assert failed["status"] == "failed"
+    (daemon.workflows / "items.txt").write_text("c bad a")
+    (daemon.workflows / "fixed").write_text("")
+    answer = daemon.post(f"/api/v1/runs/{failed['id']}/rerun", json={"from_failure": True})
+    assert answer.status_code == 202, answer.text
+    resumed = daemon.wait_run(answer.json()["id"])
+    assert resumed["status"] == "succeeded", resumed["error"]
+    assert resumed["final_state"]["outs"] == ["processed-c", "processed-bad", "processed-a"]
