@@ -4,8 +4,10 @@
 **The loop guard of `workflow_run`.** A run started by `workflow_run` carries the chain of
 workflows that led to it (`state["trigger"]["chain"]`: the first run's workflow, ...,
 the triggering run's workflow). A workflow already in the chain is not started again by
-it: a workflow cannot trigger itself, directly or through others, and every chain ends
-(it is at most as long as the number of workflows). The skipped start is logged.
+it: a workflow cannot trigger itself, directly or through others. And, as in GitHub
+Actions, a chain is at most `MAX_CHAIN` runs long (a first run and three levels of
+`workflow_run`): workflows that all follow each other would otherwise start a number of
+runs that grows as the factorial of their count. Each skipped start is logged.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from tead.graph.loader import load_workflow_text
 
 log = logging.getLogger(__name__)
 
+MAX_CHAIN = 4  # runs in a chain of workflow_run triggers, the first one included
+
 
 def workflow_run_followers(
     entries: Iterable[WorkflowEntry], ended: RunRecord, disabled: set[str]
@@ -32,7 +36,7 @@ def workflow_run_followers(
     trigger of its new run (the loop guard applied: see the module's docstring)."""
     before = ended.trigger.get("chain") if ended.trigger.get("kind") == "workflow_run" else None
     chain = [*(before if isinstance(before, list) else []), ended.workflow]
-    found = []
+    found: list[tuple[WorkflowEntry, dict[str, Any]]] = []
     for entry in entries:
         spec = entry.workflow.spec if entry.workflow is not None else None
         on = spec.on.workflow_run if spec is not None and spec.on is not None else None
@@ -40,6 +44,15 @@ def workflow_run_followers(
             continue
         if entry.name in disabled:
             log.info("workflow %s not triggered by run %s: it is disabled", entry.name, ended.id)
+            continue
+        if len(chain) >= MAX_CHAIN:
+            log.info(
+                "workflow %s not triggered by run %s: the chain %s is %d runs long (the most)",
+                entry.name,
+                ended.id,
+                " -> ".join(chain),
+                MAX_CHAIN,
+            )
             continue
         if entry.name in chain:
             log.info(

@@ -3,6 +3,7 @@ shipped webhook example posting to a local HTTP server."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import threading
@@ -153,3 +154,26 @@ def test_the_webhook_example_posts_when_an_import_fails(
     message = f"nightly-import run {failed['id']} failed: {failed['error']}"
     assert received == [{"path": "/hook/x", "body": {"text": message}}]
     assert url not in daemon.get(f"/api/v1/runs/{notify['id']}").text
+
+
+def test_a_chain_of_workflow_runs_stops_at_four_runs(daemon_factory: Factory) -> None:
+    """a -> b -> c -> d, and e (after d) is not started: workflows that follow each other
+    cannot start runs without end (GitHub Actions stops at three levels too)."""
+    daemon = daemon_factory()
+    names = ["a", "b", "c", "d", "e"]
+    daemon.write("a.yaml", "name: a\nnodes:\n  - name: n\n")
+    for before, name in itertools.pairwise(names):
+        daemon.write(
+            f"{name}.yaml",
+            f"name: {name}\non:\n  workflow_run: {{workflows: [{before}]}}\nnodes:\n  - name: n\n",
+        )
+    daemon.start()
+    daemon.dispatch("a")
+    last = daemon.wait_for(lambda: daemon.runs(workflow="d"), what="the run of d")[0]
+    assert daemon.wait_run(last["id"])["trigger"]["chain"] == ["a", "b", "c"]
+    daemon.wait_for(
+        lambda: "the chain a -> b -> c -> d is 4 runs long" in daemon.logs(),
+        what="the skipped start logged",
+    )
+    time.sleep(1.0)
+    assert daemon.runs(workflow="e") == []
