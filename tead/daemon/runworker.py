@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import gc
 import json
 import logging
@@ -277,7 +278,10 @@ def run_order(
                 final = event.state  # the state as it was when the run failed
 
         journal = Journal(
-            done=order.journal, record=events.add_step if order.record_steps else None
+            done=order.journal,
+            record=functools.partial(events.add_step, limit=order.max_state_bytes)
+            if order.record_steps
+            else None,
         )
         with Executors() as executors:
             final = run_workflow(

@@ -86,6 +86,7 @@ class EventBatch:
         self._changed = threading.Condition()
         self._pending: list[dict[str, Any]] = []
         self._steps: list[tuple[str, str]] = []
+        self._steps_size = 0  # characters of the steps' results not sent yet
         threading.Thread(target=self._flush_late, name="tead-events", daemon=True).start()
 
     def add(self, event: Event) -> None:
@@ -96,18 +97,26 @@ class EventBatch:
             else:
                 self._changed.notify()
 
-    def add_step(self, key: str, value: Any) -> None:
-        """A completed step (tead.engine.journal): its key and result (strict JSON)."""
+    def add_step(self, key: str, value: Any, *, limit: int) -> None:
+        """A completed step (tead.engine.journal): its key and result (strict JSON). A
+        result longer than `limit` (the run's max_state_bytes) is not recorded: the step
+        runs again when the run is resumed; a message holds at most `limit` of them."""
         text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        if len(text) > limit:
+            return
         with self._changed:
+            if self._steps_size + len(text) > limit:
+                self._send(("journal", self._steps))
+                self._steps, self._steps_size = [], 0
             self._steps.append((key, text))
+            self._steps_size += len(text)
             if len(self._steps) == 1 and not self._pending:  # else the thread is awake
                 self._changed.notify()
 
     def take_steps(self) -> list[tuple[str, str]]:
         """The completed steps not sent yet."""
         with self._changed:
-            steps, self._steps = self._steps, []
+            steps, self._steps, self._steps_size = self._steps, [], 0
         return steps
 
     def take(self) -> list[dict[str, Any]]:
@@ -119,7 +128,7 @@ class EventBatch:
     def _flush(self) -> None:
         if self._steps:
             self._send(("journal", self._steps))
-            self._steps = []
+            self._steps, self._steps_size = [], 0
         self._send_events()
 
     def _send_events(self) -> None:
