@@ -98,13 +98,16 @@ def test_secrets_reach_nodes_and_are_masked_everywhere(daemon_factory: Factory) 
     assert failed["status"] == "failed"
     assert "cannot connect with ***" in failed["error"], failed["error"]
 
-    daemon.wait_for(lambda: "token is *** and the password is ***" in daemon.logs(), what="log")
+    logs = daemon.get(f"/api/v1/runs/{run['id']}/logs").text  # the run's own output
+    assert "token is *** and the password is ***" in logs, logs
     answers = [
         daemon.get(path).text
         for path in (
             "/api/v1/runs",
             f"/api/v1/runs/{run['id']}",
+            f"/api/v1/runs/{run['id']}/logs",
             f"/api/v1/runs/{failed['id']}",
+            f"/api/v1/runs/{failed['id']}/logs",
             "/api/v1/workflows",
             "/metrics",
         )
