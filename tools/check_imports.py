@@ -35,7 +35,7 @@ from pathlib import Path
 MAX_LINES = 400
 TOP = ("", "__main__")  # the package itself (__init__) and __main__: above every layer
 LAYERS: tuple[tuple[str, ...], ...] = (  # low -> high, names relative to the package
-    ("errors", "jsonable", "version"),
+    ("errors", "jsonable", "printable", "version"),
     ("spec",),
     ("parallel",),
     ("graph",),

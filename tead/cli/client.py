@@ -6,11 +6,13 @@ import json
 import sys
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from rich.console import Console
 from rich.table import Table
 
 from tead.errors import TeadError, UsageError
+from tead.printable import escape_controls
 
 
 class ClientError(TeadError):
@@ -53,6 +55,19 @@ class Client:
         return body
 
 
+def path_part(value: str, what: str) -> str:
+    """`value` (an id or a name) as one segment of a URL path: quoted, so that `/`, `?`,
+    `#` or `..` stay part of it; a UsageError if it is empty or holds a `/` (which no id
+    or name holds: the daemon's server would take an encoded one for a separator)."""
+    if not value:
+        raise UsageError(f"the {what} is empty")
+    if "/" in value:
+        raise UsageError(f"{what} {value!r}: no {what} holds a '/'")
+    if value in (".", ".."):  # a dot segment would be removed from the path, not sent
+        return value.replace(".", "%2E")
+    return quote(value, safe="")
+
+
 def print_table(rows: list[dict[str, Any]], columns: list[str], *, empty: str) -> None:
     """A table: rich on a terminal, tab-separated with a header line otherwise."""
     if not rows:
@@ -79,7 +94,7 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
-    return str(value).replace("\t", " ").replace("\n", " ")
+    return escape_controls(str(value).replace("\t", " ").replace("\n", " "))
 
 
 def print_json(value: Any) -> None:

@@ -12,7 +12,14 @@ import sys
 import time
 from typing import Any
 
-from tead.cli.client import Client, next_fire, print_json, print_table, trigger_summary
+from tead.cli.client import (
+    Client,
+    next_fire,
+    path_part,
+    print_json,
+    print_table,
+    trigger_summary,
+)
 from tead.cli.inputs import read_input
 from tead.cli.runlogs import add_logs_command, show_run
 from tead.daemon.config import DaemonConfig, load_config
@@ -177,7 +184,9 @@ def _cmd_workflows(args: argparse.Namespace) -> int:
 
 def _cmd_workflow_switch(args: argparse.Namespace) -> int:
     action = "enable" if args.enabled else "disable"
-    found = _client(args).call("POST", f"/api/v1/workflows/{args.name}/{action}")
+    found = _client(args).call(
+        "POST", f"/api/v1/workflows/{path_part(args.name, 'workflow name')}/{action}"
+    )
     if args.json:
         print_json(found)
     else:
@@ -220,12 +229,12 @@ def _show(run: dict[str, Any], as_json: bool) -> None:
 
 
 def _cmd_run_show(args: argparse.Namespace) -> int:
-    _show(_client(args).call("GET", f"/api/v1/runs/{args.id}"), args.json)
+    _show(_client(args).call("GET", f"/api/v1/runs/{path_part(args.id, 'run id')}"), args.json)
     return 0
 
 
 def _cmd_run_cancel(args: argparse.Namespace) -> int:
-    run = _client(args).call("POST", f"/api/v1/runs/{args.id}/cancel")
+    run = _client(args).call("POST", f"/api/v1/runs/{path_part(args.id, 'run id')}/cancel")
     if args.json:
         print_json(run)
     else:
@@ -235,11 +244,14 @@ def _cmd_run_cancel(args: argparse.Namespace) -> int:
 
 def _cmd_run_rerun(args: argparse.Namespace) -> int:
     body = {"from_failure": args.from_failure}
-    run = _client(args).call("POST", f"/api/v1/runs/{args.id}/rerun", json=body)
+    run = _client(args).call(
+        "POST", f"/api/v1/runs/{path_part(args.id, 'run id')}/rerun", json=body
+    )
     if args.json:
         print_json(run)
     else:
-        print(f"run {run['id']} {run['status']} (re-run of {args.id})")
+        how = "resumed from" if args.from_failure else "re-run of"
+        print(f"run {run['id']} {run['status']} ({how} {args.id})")
     return 0
 
 
@@ -247,11 +259,13 @@ def _cmd_dispatch(args: argparse.Namespace) -> int:
     inputs = read_input(args.input) if args.input is not None else {}
     client = _client(args)
     run = client.call(
-        "POST", f"/api/v1/workflows/{args.workflow}/dispatch", json={"inputs": inputs}
+        "POST",
+        f"/api/v1/workflows/{path_part(args.workflow, 'workflow name')}/dispatch",
+        json={"inputs": inputs},
     )
     while args.wait and run["status"] in ("queued", "running"):
         time.sleep(0.2)
-        run = client.call("GET", f"/api/v1/runs/{run['id']}")
+        run = client.call("GET", f"/api/v1/runs/{path_part(run['id'], 'run id')}")
     if args.json:
         print_json(run)
     elif args.wait:
@@ -271,7 +285,9 @@ def _cmd_breakers(args: argparse.Namespace) -> int:
 
 
 def _cmd_breaker_reset(args: argparse.Namespace) -> int:
-    breaker = _client(args).call("POST", f"/api/v1/breakers/{args.name}/reset")
+    breaker = _client(args).call(
+        "POST", f"/api/v1/breakers/{path_part(args.name, 'breaker name')}/reset"
+    )
     if args.json:
         print_json(breaker)
     else:

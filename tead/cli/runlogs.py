@@ -8,7 +8,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from tead.cli.client import Client, ClientError, print_json
+from tead.cli.client import Client, ClientError, path_part, print_json
+from tead.printable import escape_controls, escape_lines
 
 
 def add_logs_command(
@@ -28,7 +29,7 @@ def add_logs_command(
 
 def _cmd_logs(args: argparse.Namespace, client: Client) -> int:
     params: dict[str, Any] = {"node": args.node} if args.node else {}
-    path = f"/api/v1/runs/{args.id}/logs"
+    path = f"/api/v1/runs/{path_part(args.id, 'run id')}/logs"
     if not args.follow:
         for entry in client.call("GET", path, params=params):
             _print_line(entry, args.json)
@@ -55,7 +56,8 @@ def _print_line(entry: dict[str, Any], as_json: bool) -> None:
     where = entry["node"] or "-"
     if entry["branch"]:
         where = f"{where} [{entry['branch']}]"
-    print(f"{entry['ts']} {where} {entry['stream']}: {entry['line']}", flush=True)
+    text = f"{entry['ts']} {where} {entry['stream']}: {entry['line']}"
+    print(escape_controls(text), flush=True)
 
 
 def show_run(run: dict[str, Any], as_json: bool) -> None:
@@ -64,34 +66,38 @@ def show_run(run: dict[str, Any], as_json: bool) -> None:
         print_json(run)
         return
     for key in ("id", "workflow", "status", "created_at", "started_at", "finished_at", "error"):
-        print(f"{key:12} {run.get(key) if run.get(key) is not None else '-'}")
-    print(f"{'trigger':12} {json.dumps(run['trigger'])}")
+        _print(f"{key:12} {run.get(key) if run.get(key) is not None else '-'}")
+    _print(f"{'trigger':12} {json.dumps(run['trigger'])}")
     failure = run.get("failure")
     if failure:
-        print("failure:")
+        _print("failure:")
         place = failure.get("node") or "-"
         if failure.get("branch"):
             place = f"{place} in branch {failure['branch']}"
-        print(f"  {'node':10} {place}")
-        print(f"  {'error':10} {failure.get('error_type')}: {failure.get('message')}")
+        _print(f"  {'node':10} {place}")
+        _print(f"  {'error':10} {failure.get('error_type')}: {failure.get('message')}")
         if failure.get("traceback"):
-            print("  traceback:")
+            _print("  traceback:")
             for line in failure["traceback"].rstrip("\n").splitlines():
-                print(f"    {line}")
+                _print(f"    {line}")
     if run.get("nodes"):
-        print("nodes:")
+        _print("nodes:")
         for node in run["nodes"]:
             name = f"{node['branch']}/{node['node']}" if node["branch"] else node["node"]
             took = "-" if node["duration_ms"] is None else f"{node['duration_ms']:.1f} ms"
             error = f"  {node['error']}" if node.get("error") else ""
-            print(f"  {name:30} {node['status']:10} {node['started_at']} {took}{error}")
+            _print(f"  {name:30} {node['status']:10} {node['started_at']} {took}{error}")
     if run.get("branches"):
-        print("branches:")
+        _print("branches:")
         for b in run["branches"]:
             name = f"{b['path']}/{b['branch']}" if b["path"] else b["branch"]
             outcome = "ok" if b["success"] else f"{b['error_type']}: {b['error']}"
-            print(f"  {name:30} {outcome} ({b['timing_ms']:.1f} ms)")
+            _print(f"  {name:30} {outcome} ({b['timing_ms']:.1f} ms)")
     if run.get("final_state") is not None:
         failed = run.get("status") == "failed"
-        print("state when it failed:" if failed else "final state:")
-        print(json.dumps(run["final_state"], indent=2))
+        _print("state when it failed:" if failed else "final state:")
+        _print(json.dumps(run["final_state"], indent=2))
+
+
+def _print(text: str) -> None:
+    print(escape_lines(text))

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
-from tead.daemon.apiguard import Guard, load_json, storable_problem
+from tead.daemon.apiguard import Guard, storable_problem
 from tead.daemon.apilogs import add_log_routes, resolve_run_id
 from tead.daemon.config import DaemonConfig
 from tead.daemon.metrics import Metrics
@@ -28,6 +28,7 @@ from tead.daemon.registry import WorkflowEntry, WorkflowRegistry
 from tead.daemon.runs import RunManager
 from tead.daemon.store import RunJson, Store
 from tead.errors import Conflict, InputError, NotFound, StorageFullError
+from tead.jsonable import load_json
 from tead.parallel.breaker import BreakerRegistry
 from tead.spec.triggerdata import dispatch_inputs
 from tead.version import __version__
@@ -86,7 +87,7 @@ class DispatchBody(BaseModel):
 
 
 class RerunBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # strict: "yes" or 1 is no bool
     from_failure: bool = False
 
 
@@ -334,6 +335,7 @@ def _add_operation_routes(app: FastAPI, daemon: DaemonView) -> None:
     @app.post("/api/v1/runs/{run_id}/rerun", status_code=202)
     async def rerun(run_id: str, body: RerunBody | None = None) -> Response:
         from_failure = (body or RerunBody()).from_failure
+        run_id = await asyncio.to_thread(resolve_run_id, daemon.store, run_id)
         record = await asyncio.to_thread(daemon.store.get_run, run_id)
         if record is None:
             raise ApiError(404, f"no run {run_id!r}")

@@ -66,6 +66,7 @@ def add_log_routes(app: FastAPI, daemon: _Daemon) -> None:
     @app.get("/api/v1/runs/{run_id}/logs")
     async def logs(run_id: str, node: str | None = None, follow: bool = False) -> Response:
         store = daemon.store
+        node = node or None  # `?node=` (empty): no filter
         full_id = await asyncio.to_thread(resolve_run_id, store, run_id)
         if not follow:
             batches = await asyncio.to_thread(store.read_logs, full_id)

@@ -36,14 +36,13 @@ from tead.daemon.runworker import (
 from tead.engine.events import NodeStarted, event_from_json
 from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot, CircuitState
 from tead.parallel.strategies import known_strategies
+from tead.printable import escape_controls
 
 log = logging.getLogger(__name__)
 output_log = logging.getLogger("tead.run")
 
 MAX_LINE = 8192  # a longer line is kept in pieces of this many bytes
 STEPS_PER_WRITE, STEPS_WRITE_S = 500, 0.2  # a run's journal is written in batches
-#: printable, or a tab: other characters of a run's output are logged escaped
-_CONTROL = {c: f"\\x{c:02x}" for c in range(32) if c != 9} | {127: "\\x7f"}
 
 Outcome = tuple[RunStatus, str | None, RunEnd | None]
 
@@ -304,6 +303,6 @@ def answer(worker: RunWorker, timeout_s: float, label: str) -> tuple[str, Any] |
             if not data:
                 sources.remove(pipe)
             for line in data.decode("utf-8", "replace").splitlines()[:100]:
-                output_log.info("%s %s: %s", label, name, line[:MAX_LINE].translate(_CONTROL))
+                output_log.info("%s %s: %s", label, name, escape_controls(line[:MAX_LINE]))
     worker.kill()
     return None
