@@ -127,8 +127,10 @@ class Secrets:
         return value
 
     def _remember(self, value: str) -> None:
-        forms = {value, json.dumps(value, ensure_ascii=True)[1:-1]}
-        forms |= {json.dumps(value, ensure_ascii=False)[1:-1]}
+        forms: set[str] = set()
+        for one in {value, value.strip()}:  # a node may read `value\r\n` with .strip()
+            forms |= {one, json.dumps(one, ensure_ascii=True)[1:-1]}
+            forms |= {json.dumps(one, ensure_ascii=False)[1:-1]}
         forms = {f for f in forms if len(f) >= MIN_MASKED}
         with self._lock:
             if forms <= self._masked:
@@ -156,13 +158,16 @@ class Secrets:
         return json.dumps(masked, ensure_ascii=True, separators=(",", ":"))
 
     def mask_value(self, value: Any) -> Any:
-        """A JSON-like value with every string (and key) masked."""
+        """A JSON-like value with every string value masked. Keys are kept as they are: the
+        records tead writes (failure, nodes, branch rows) have fixed keys, and a secret
+        equal to one (`status`, `node`) must not corrupt them; a user's state key that
+        equals a secret is therefore not masked."""
         if self._pattern is None:
             return value
         if isinstance(value, str):
             return self.mask(value)
         if isinstance(value, dict):
-            return {self.mask_value(k): self.mask_value(v) for k, v in value.items()}
+            return {k: self.mask_value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.mask_value(v) for v in value]
         return value

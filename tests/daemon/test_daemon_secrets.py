@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.conftest import RunTead
 from tests.daemon_fixture import DaemonProcess
 
 Factory = Callable[..., DaemonProcess]
@@ -30,7 +31,7 @@ nodes:
       return {
           "token_sha": hashlib.sha256(token.encode()).hexdigest(),
           "pass_sha": hashlib.sha256(password.encode()).hexdigest(),
-          "leaked": [token, {password: "as a key"}, f"in a sentence: {password}!"],
+          "leaked": [token, {"key": password}, f"in a sentence: {password}!"],
           "plain": os.environ["PLAIN"],
           "items": [token, password],
       }
@@ -91,14 +92,16 @@ def test_secrets_reach_nodes_and_are_masked_everywhere(daemon_factory: Factory) 
     final = run["final_state"]
     assert final["token_sha"] == _sha(ENV_SECRET)  # the node saw the real values
     assert final["pass_sha"] == _sha(FILE_SECRET)
-    assert final["leaked"] == ["***", {"***": "as a key"}, "in a sentence: ***!"]
+    assert final["leaked"] == ["***", {"key": "***"}, "in a sentence: ***!"]
     assert final["plain"] == "visible"
     assert [b["state"]["seen"] for b in run["branches"]] == ["***", "***"]
     failed = daemon.wait_run(daemon.dispatch("fails-with-secret")["id"])
     assert failed["status"] == "failed"
     assert "cannot connect with ***" in failed["error"], failed["error"]
 
-    daemon.wait_for(lambda: "token is *** and the password is ***" in daemon.logs(), what="log")
+    logs_path = f"/api/v1/runs/{run['id']}/logs"
+    said = "token is *** and the password is ***"
+    daemon.wait_for(lambda: said in daemon.get(logs_path).text, what="log")
     answers = [
         daemon.get(path).text
         for path in (
@@ -107,6 +110,7 @@ def test_secrets_reach_nodes_and_are_masked_everywhere(daemon_factory: Factory) 
             f"/api/v1/runs/{failed['id']}",
             "/api/v1/workflows",
             "/metrics",
+            logs_path,
         )
     ]
     daemon.stop()
@@ -161,3 +165,88 @@ def test_a_secret_file_open_to_others_fails_the_run(daemon_factory: Factory) -> 
     run = daemon.wait_run(daemon.dispatch("w")["id"])
     assert run["status"] == "failed"
     assert "is open to group or others (mode 0644): chmod 600 it" in run["error"]
+
+
+def _secret_file(daemon: DaemonProcess, name: str, value: str) -> None:
+    folder = daemon.state_dir / "secrets"
+    folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+    os.chmod(daemon.state_dir, 0o700)
+    (folder / name).write_text(value)
+    os.chmod(folder / name, 0o600)
+
+
+KEY_NAMED = """\
+name: key-named
+env: {W1: {secret: w1}, W2: {secret: w2}}
+nodes:
+  - name: a
+    run: |
+      import os
+      print(os.environ["W1"], os.environ["W2"])
+      return {"seen": os.environ["W1"]}
+  - name: merge
+    run: |
+      raise ValueError("merge failed")
+edges:
+  - {from: __start__, to: a}
+  - {from: a, to: merge}
+  - {from: merge, to: __end__}
+"""
+
+
+def test_a_secret_equal_to_a_key_name_does_not_corrupt_records(
+    daemon_factory: Factory, tead_cli: RunTead
+) -> None:
+    """Secrets `status` and `node` mask values but never the keys of the records tead
+    writes: later runs' `nodes` and `failure` keep their keys, `tead runs show` works."""
+    daemon = daemon_factory()
+    _secret_file(daemon, "w1", "status")
+    _secret_file(daemon, "w2", "node")
+    daemon.write("key.yaml", KEY_NAMED)
+    daemon.start()
+    first = daemon.wait_run(daemon.dispatch("key-named")["id"])
+    assert first["status"] == "failed"
+    second = daemon.wait_run(daemon.dispatch("key-named")["id"])
+    for run in (first, second):
+        assert [(n["node"], n["status"]) for n in run["nodes"]] == [
+            ("a", "succeeded"),
+            ("merge", "failed"),
+        ], run["nodes"]
+        assert run["failure"]["node"] == "merge", run["failure"]
+        shown = tead_cli("runs", "show", run["id"], "--url", daemon.url)
+        assert shown.returncode == 0, shown.stderr
+        assert "Traceback" not in shown.stderr
+
+
+def test_a_secret_with_trailing_whitespace_is_masked_when_stripped(
+    daemon_factory: Factory,
+) -> None:
+    """A secret file `value\\r\\n` read by a node with `.strip()`: the stripped value is
+    masked too, in the final state, the log lines and the database."""
+    daemon = daemon_factory()
+    _secret_file(daemon, "crlf", "crlf-secret-value\r\n")
+    _secret_file(daemon, "lines", "lines-secret-value\n\n")
+    daemon.write(
+        "strip.yaml",
+        """\
+        name: strip
+        env: {A: {secret: crlf}, B: {secret: lines}}
+        nodes:
+          - name: a
+            run: |
+              import os
+              a, b = os.environ["A"].strip(), os.environ["B"].strip()
+              print("values", a, b)
+              return {"a": a, "b": b}
+        """,
+    )
+    daemon.start()
+    run = daemon.wait_run(daemon.dispatch("strip")["id"])
+    assert run["status"] == "succeeded", run
+    assert (run["final_state"]["a"], run["final_state"]["b"]) == ("***", "***")
+    logs = daemon.get(f"/api/v1/runs/{run['id']}/logs").text
+    assert "values *** ***" in logs, logs
+    daemon.stop()
+    stored = b"".join(p.read_bytes() for p in daemon.state_dir.glob("tead.db*"))
+    assert b"crlf-secret-value" not in stored
+    assert b"lines-secret-value" not in stored
