@@ -20,7 +20,8 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ class Secrets:
         self._lock = threading.Lock()
         self._masked: set[str] = set()  # every value ever read (kept after it is gone)
         self._pattern: re.Pattern[str] | None = None
+        self._pieces: re.Pattern[str] | None = None  # also across "\n" (cut pieces)
+        self._longest = 0
         for key, value in self._environ.items():
             if key.startswith(ENV_PREFIX):
                 self._remember(value)
@@ -138,6 +141,8 @@ class Secrets:
             self._masked |= forms
             ordered = sorted(self._masked, key=len, reverse=True)  # longest first
             self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            self._pieces = re.compile("|".join("\n?".join(map(re.escape, v)) for v in ordered))
+            self._longest = len(ordered[0])
 
     def mask(self, text: str) -> str:
         """`text` with every secret value the daemon has read replaced by `***` (also as
@@ -147,6 +152,42 @@ class Secrets:
         if pattern is None or not text:
             return text
         return pattern.sub(MASK, text)
+
+    def tail_size(self) -> int:
+        """How many characters of a stream's previous text `mask_piece` needs."""
+        longest = self._longest
+        return longest + longest // 4096 + 2 if longest else 0
+
+    def mask_piece(self, tail: str, text: str) -> str:
+        """`text`, the next piece of a stream whose previous text ends with `tail` (not
+        masked), masked so that no part of a value straddling the boundary is left: a
+        value is matched also when `\\n` cuts it (a long line is kept in pieces), one
+        that began in `tail` is masked in `text` too, and an end of `text` that is the
+        start (3 characters or more) of a value is masked (the rest comes next)."""
+        pattern, masked = self._pieces, self._masked
+        if pattern is None or not text:
+            return text
+        joined = f"{tail}\n{text}" if tail else text
+        start = len(joined) - len(text)
+        spans = [
+            (max(m.start(), start) - start, m.end() - start)
+            for m in pattern.finditer(joined)
+            if m.end() > start
+        ]
+        opening = min((_opening(text, value) for value in masked), default=len(text))
+        if opening < len(text):
+            spans.append((opening, len(text)))
+        if not spans:
+            return text
+        parts, at = [], 0
+        for begin, end in sorted(spans):
+            if end <= at:
+                continue
+            parts.append(text[at:begin] if begin > at else "")
+            parts.append(MASK if begin >= at else "")
+            at = end
+        parts.append(text[at:])
+        return "".join(parts)
 
     def mask_json(self, text: str) -> str:
         """JSON `text` with every secret value masked inside its strings (decoded and
@@ -183,3 +224,43 @@ class Secrets:
             failure=self.mask_json(failure) if failure is not None else None,
             nodes=self.mask_json(nodes) if nodes is not None else None,
         )
+
+
+class MaskingFilter(logging.Filter):
+    """A log handler's filter that masks secrets' values in each record's message."""
+
+    def __init__(self, secrets: Secrets) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = self.secrets.mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+@contextmanager
+def masked_log(secrets: Secrets) -> Iterator[None]:
+    """Meanwhile the root logger's handlers (the daemon's log) mask secrets' values."""
+    masking = MaskingFilter(secrets)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(masking)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(masking)
+
+
+def _opening(text: str, value: str) -> int:
+    """Where the longest end of `text` that is a start of `value` (not all of it, at least
+    `MIN_MASKED` characters) begins; len(text) if none."""
+    at = text.find(value[0], max(0, len(text) - len(value) + 1))
+    while at != -1 and len(text) - at >= MIN_MASKED:
+        if value.startswith(text[at:]):
+            return at
+        at = text.find(value[0], at + 1)
+    return len(text)

@@ -250,3 +250,95 @@ def test_a_secret_with_trailing_whitespace_is_masked_when_stripped(
     stored = b"".join(p.read_bytes() for p in daemon.state_dir.glob("tead.db*"))
     assert b"crlf-secret-value" not in stored
     assert b"lines-secret-value" not in stored
+
+
+LONG_SECRET = "Qv7~long~Secret~Wj9"
+PEM_SECRET = "Kq9~BEGIN\nmQ7~body~Hx4\nZp3~END"
+
+CUT = """\
+name: cut-{strategy}
+env: {{S: {{secret: long}}, P: {{secret: pem}}}}
+settings:
+  parallel: {{strategy: {strategy}, max_workers: 2}}
+nodes:
+  - name: start
+    run: |
+      return {{"items": [0, 1]}}
+  - name: work
+    run: |
+      import os, sys
+      s, p = os.environ["S"], os.environ["P"]
+      print("x" * 8185 + s)
+      sys.stdout.write("y" * 8190 + s + "\\n")
+      sys.stdout.flush()
+      os.write(1, ("z" * 65530 + s + "\\n").encode())
+      os.write(1, ("w" * 65534 + p + "\\n").encode())
+  - name: merge
+    run: |
+      return None
+edges:
+  - {{from: __start__, to: start}}
+  - {{from: start, to: work, parallel: true, for_each: "state['items']", item_var: item,
+     fan_in: merge}}
+  - {{from: work, to: merge}}
+  - {{from: merge, to: __end__}}
+"""
+
+
+def _halves(value: str) -> list[str]:
+    return [part for k in range(3, len(value) - 2) for part in (value[:k], value[k:])]
+
+
+def test_a_secret_cut_between_pieces_is_masked_whole(daemon_factory: Factory) -> None:
+    """Secrets printed where a long line is cut (8 KiB) or a descriptor read ends (64 KiB),
+    a multi-line one too, from thread and process branches: neither the database file nor
+    the logs API holds any part of them of 3 characters or more."""
+    daemon = daemon_factory()
+    _secret_file(daemon, "long", LONG_SECRET)
+    _secret_file(daemon, "pem", PEM_SECRET)
+    for strategy in ("thread", "process"):
+        daemon.write(f"cut-{strategy}.yaml", CUT.format(strategy=strategy))
+    daemon.start()
+    answers = []
+    for strategy in ("thread", "process"):
+        run = daemon.wait_run(daemon.dispatch(f"cut-{strategy}")["id"], timeout_s=90)
+        assert run["status"] == "succeeded", run
+        lines = daemon.get(f"/api/v1/runs/{run['id']}/logs").json()
+        text = "\n".join(e["line"] for e in lines)
+        assert text.count("***") >= 8, text.replace("x" * 100, "").replace("z" * 100, "")
+        answers.append(text)
+    daemon.stop()
+    stored = b"".join(p.read_bytes() for p in daemon.state_dir.glob("tead.db*"))
+    for value in (LONG_SECRET, *PEM_SECRET.split("\n"), PEM_SECRET):
+        for half in _halves(value):
+            assert half.encode() not in stored, half
+            for answer in answers:
+                assert half not in answer, half
+
+
+def test_a_thread_nodes_log_record_reaches_the_daemons_log_masked(
+    daemon_factory: Factory,
+) -> None:
+    """Under `isolation: thread` a node's `logging.warning(value)` is kept in the run's
+    logs and printed by the daemon's log handler, both masked."""
+    value = "thread-log-secret-4Fq"
+    daemon = daemon_factory(env={"TEAD_ISOLATION": "thread", "TEAD_SECRET_LOGGED": value})
+    daemon.write(
+        "logs.yaml",
+        """\
+        name: logs
+        nodes:
+          - name: a
+            run: |
+              import logging, os
+              logging.warning("the value is %s", os.environ["TEAD_SECRET_LOGGED"])
+        """,
+    )
+    daemon.start()
+    run = daemon.wait_run(daemon.dispatch("logs")["id"])
+    assert run["status"] == "succeeded", run
+    logs_path = f"/api/v1/runs/{run['id']}/logs"
+    daemon.wait_for(lambda: "the value is ***" in daemon.get(logs_path).text, what="run log")
+    daemon.stop()
+    assert "the value is ***" in daemon.logs()
+    assert value not in daemon.logs()
