@@ -35,6 +35,7 @@ MASK = "***"
 MIN_MASKED = 3  # shorter values are not masked: "a" would garble every text
 ENV_PREFIX = "TEAD_SECRET_"
 MAX_SECRET_BYTES = 64 * 1024
+MAY_GO_ON = 2048  # a piece's last line this long may be cut (at 8 KiB, in bytes)
 
 
 class SecretError(TeadError):
@@ -163,7 +164,9 @@ class Secrets:
         masked), masked so that no part of a value straddling the boundary is left: a
         value is matched also when `\\n` cuts it (a long line is kept in pieces), one
         that began in `tail` is masked in `text` too, and an end of `text` that is the
-        start (3 characters or more) of a value is masked (the rest comes next)."""
+        start (3 characters or more) of a value is masked (the rest may come next) when
+        its last line is long enough to have been cut, or that start ends a line of a
+        multi-line value."""
         pattern, masked = self._pieces, self._masked
         if pattern is None or not text:
             return text
@@ -174,9 +177,10 @@ class Secrets:
             for m in pattern.finditer(joined)
             if m.end() > start
         ]
-        opening = min((_opening(text, value) for value in masked), default=len(text))
-        if opening < len(text):
-            spans.append((opening, len(text)))
+        cut = len(text) - text.rfind("\n") > MAY_GO_ON  # its last line may go on next
+        opening = min((_opening(joined, value, cut) for value in masked), default=len(joined))
+        if opening < len(joined):  # it may have begun in `tail` (lines of a PEM key)
+            spans.append((max(opening - start, 0), len(text)))
         if not spans:
             return text
         parts, at = [], 0
@@ -255,12 +259,14 @@ def masked_log(secrets: Secrets) -> Iterator[None]:
             handler.removeFilter(masking)
 
 
-def _opening(text: str, value: str) -> int:
+def _opening(text: str, value: str, cut: bool) -> int:
     """Where the longest end of `text` that is a start of `value` (not all of it, at least
-    `MIN_MASKED` characters) begins; len(text) if none."""
+    `MIN_MASKED` characters; when `text` is not `cut`, a start followed by a newline)
+    begins; len(text) if none."""
     at = text.find(value[0], max(0, len(text) - len(value) + 1))
     while at != -1 and len(text) - at >= MIN_MASKED:
-        if value.startswith(text[at:]):
+        rest = text[at:]
+        if value.startswith(rest) and (cut or value.startswith(rest + "\n")):
             return at
         at = text.find(value[0], at + 1)
     return len(text)
