@@ -58,6 +58,8 @@ class Secrets:
         self._pattern: re.Pattern[str] | None = None
         self._pieces: re.Pattern[str] | None = None  # also across "\n" (cut pieces)
         self._longest = 0
+        self._ordered: tuple[str, ...] = ()  # the forms masked, longest first
+        self._multiline: tuple[str, ...] = ()  # those with a newline
         for key, value in self._environ.items():
             if key.startswith(ENV_PREFIX):
                 self._remember(value)
@@ -144,6 +146,8 @@ class Secrets:
             self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
             self._pieces = re.compile("|".join("\n?".join(map(re.escape, v)) for v in ordered))
             self._longest = len(ordered[0])
+            self._ordered = tuple(ordered)
+            self._multiline = tuple(v for v in ordered if "\n" in v)
 
     def mask(self, text: str) -> str:
         """`text` with every secret value the daemon has read replaced by `***` (also as
@@ -167,7 +171,7 @@ class Secrets:
         start (3 characters or more) of a value is masked (the rest may come next) when
         its last line is long enough to have been cut, or that start ends a line of a
         multi-line value."""
-        pattern, masked = self._pieces, self._masked
+        pattern, masked = self._pieces, self._ordered
         if pattern is None or not text:
             return text
         joined = f"{tail}\n{text}" if tail else text
@@ -178,7 +182,8 @@ class Secrets:
             if m.end() > start
         ]
         cut = len(text) - text.rfind("\n") > MAY_GO_ON  # its last line may go on next
-        opening = min((_opening(joined, value, cut) for value in masked), default=len(joined))
+        values = masked if cut else self._multiline  # else only a line's end may go on
+        opening = min((_opening(joined, value, cut) for value in values), default=len(joined))
         if opening < len(joined):  # it may have begun in `tail` (lines of a PEM key)
             spans.append((max(opening - start, 0), len(text)))
         if not spans:
