@@ -8,7 +8,11 @@ write is refused with a message saying so, and no secret is taken from it.
 
 Workflows reach secrets only through `env:` (`API_TOKEN: {secret: api_token}`). Every
 value the daemon has read is masked (`Secrets.mask`, `***`) in whatever it stores, logs
-or answers: a run's error, final state and branch results, and its output's log lines.
+or answers: a run's error, final state and branch results, and its output's log lines
+(piece by piece, across the cuts of long lines: `mask_piece`), and the daemon's own log
+(`masked_log`). Masked: each value, its whitespace-stripped form and both as escaped in
+JSON, when at least 3 characters long. In JSON only string values are masked, never keys
+(a secret `status` must not rewrite the keys of the records tead writes).
 """
 
 from __future__ import annotations
