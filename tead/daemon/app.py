@@ -32,7 +32,7 @@ from tead.daemon.registry import Changes, WorkflowEntry, WorkflowRegistry
 from tead.daemon.runs import RunManager
 from tead.daemon.runworkers import WorkerExecution
 from tead.daemon.scheduler import Mark, Scheduler
-from tead.daemon.secrets import Secrets
+from tead.daemon.secrets import Secrets, masked_log
 from tead.daemon.store import Store
 from tead.daemon.watcher import (
     FileChanges,
@@ -104,7 +104,8 @@ class Daemon:
             self.store = Store(config.state_dir / "tead.db")
             self.disabled = self.store.disabled_workflows()
             try:
-                return await self._serve(sock)
+                with masked_log(self.secrets):  # the daemon's log: thread nodes' records too
+                    return await self._serve(sock)
             finally:
                 self.store.close()
 

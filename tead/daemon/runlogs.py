@@ -3,7 +3,10 @@
 Lines come from the run's worker (`logs` messages, checked here: the worker runs user
 code), from its file descriptors 1 and 2 (output below Python: C code, child processes),
 or, for in-process runs, straight from the nodes' threads. Each line passes through
-`mask` (the one redaction hook: every stored line goes through it), then the run's bound
+`mask` (the one redaction hook: every stored line goes through it; given the daemon's
+`Secrets`, each piece is masked with the end of the previous one of its node, branch and
+stream, so that a value cut in two by an 8 KiB line cut or a 64 KiB read is masked
+whole: `Secrets.mask_piece`), then the run's bound
 (characters plus 40 a line): once `max_bytes` of lines are kept, one marker line says
 the rest was cut, and nothing more is kept. A thread of its own writes what came every
 `FLUSH_S` (one row per batch), so `tead runs logs --follow` sees a running run's lines
@@ -19,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from tead.daemon.secrets import Secrets
 from tead.engine.logs import LogLine
 from tead.errors import StorageFullError
 
@@ -47,12 +51,21 @@ class RunLogs:
     """Collects one run's lines (from any thread) and writes them (see the module)."""
 
     def __init__(
-        self, run_id: str, store: LogWriter, *, max_bytes: int, mask: Mask = no_mask
+        self,
+        run_id: str,
+        store: LogWriter,
+        *,
+        max_bytes: int,
+        mask: Mask = no_mask,
+        secrets: Secrets | None = None,
     ) -> None:
         self.run_id = run_id
         self.store = store
         self.max_bytes = max_bytes
-        self.mask = mask
+        self.mask = secrets.mask if secrets is not None else mask
+        self.secrets = secrets
+        self._tails: dict[tuple[str | None, str, str], str] = {}  # raw ends, for secrets
+        self._masking = threading.Lock()
         self.kept = 0  # bytes of lines kept, about (text plus 40 per line)
         self.cut = False
         self._pending: list[LogLine] = []
@@ -65,7 +78,9 @@ class RunLogs:
     def __call__(self, lines: list[LogLine]) -> None:
         """Take lines (a `tead.engine.logs.LogSink`)."""
         mask = self.mask
-        if mask is not no_mask:
+        if self.secrets is not None:
+            lines = self._mask_pieces(self.secrets, lines)
+        elif mask is not no_mask:
             lines = [(ts, n, b, s, mask(text)) for ts, n, b, s, text in lines]
         with self._lock:
             if self.cut:
@@ -78,6 +93,18 @@ class RunLogs:
             self._pending += lines
         if self._closed.is_set():
             self.flush()
+
+    def _mask_pieces(self, secrets: Secrets, lines: list[LogLine]) -> list[LogLine]:
+        masked: list[LogLine] = []
+        with self._masking:
+            size = secrets.tail_size()
+            for ts, node, branch, stream, text in lines:
+                key = (node, branch, stream)
+                tail = self._tails.get(key, "")
+                masked.append((ts, node, branch, stream, secrets.mask_piece(tail, text)))
+                if size:
+                    self._tails[key] = f"{tail}\n{text}"[-size:] if tail else text[-size:]
+        return masked
 
     def _until_full(self, lines: list[LogLine]) -> list[LogLine]:
         kept, size = [], self.kept

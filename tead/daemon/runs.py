@@ -275,7 +275,7 @@ class RunManager:
         self._busy_groups.add(run.group)
         run.record = replace(record, status=RunStatus.RUNNING, started_at=started)
         run.logs = RunLogs(
-            record.id, self.store, max_bytes=self.max_log_bytes, mask=self.secrets.mask
+            record.id, self.store, max_bytes=self.max_log_bytes, secrets=self.secrets
         )
         m = self.metrics
         m.queue_wait.labels(record.workflow).observe(time.monotonic() - run.queued_at)
