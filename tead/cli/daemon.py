@@ -250,8 +250,11 @@ def _cmd_run_rerun(args: argparse.Namespace) -> int:
     if args.json:
         print_json(run)
     else:
-        how = "resumed from" if args.from_failure else "re-run of"
-        print(f"run {run['id']} {run['status']} ({how} {args.id})")
+        trigger = run.get("trigger") or {}
+        key, how = (
+            ("resumed_from", "resumed from") if args.from_failure else ("rerun_of", "re-run of")
+        )
+        print(f"run {run['id']} {run['status']} ({how} {trigger.get(key, args.id)})")
     return 0
 
 

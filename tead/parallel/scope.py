@@ -12,13 +12,11 @@ import asyncio
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from tead.parallel.breaker import BreakerRegistry
-
-if TYPE_CHECKING:
-    from tead.parallel.journal import Journal
-    from tead.parallel.members import GroupListener
+from tead.parallel.journal import Journal
+from tead.parallel.members import GroupListener
 
 
 class AsyncClock(Protocol):

@@ -66,13 +66,13 @@ def test_rerun_takes_a_run_id_prefix(served: DaemonProcess, tead_cli: RunTead) -
 
     proc = tead_cli("runs", "rerun", prefix, "--from-failure", "--url", served.url)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.endswith(f"(resumed from {prefix})\n")
+    assert proc.stdout.endswith(f"(resumed from {first['id']})\n")
     resumed = served.wait_run(proc.stdout.split()[1])
     assert resumed["trigger"]["resumed_from"] == first["id"]
 
     proc = tead_cli("runs", "rerun", prefix, "--url", served.url)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.endswith(f"(re-run of {prefix})\n")
+    assert proc.stdout.endswith(f"(re-run of {first['id']})\n")
 
 
 @pytest.mark.parametrize("value", ["yes", 1, "true", None])
