@@ -73,6 +73,7 @@ def test_100_thread_runs_with_timeouts_leak_no_threads() -> None:
     assert _wait_until(lambda: threading.active_count() <= before + 1), threading.enumerate()
 
 
+@pytest.mark.timeout(360)  # ~80 s alone on 2 cores; a leak test, not a speed test
 def test_100_process_runs_with_timeouts_leak_no_processes(tmp_path: Path) -> None:
     """Each run's timeout kills its worker; at the end no worker process is left."""
     path = tmp_path / "wf.yaml"
