@@ -159,7 +159,8 @@ class Metrics:
         Counters, for each way a run can start and end; gauges of runs and branches
         running; branch counters, for each strategy its fan-outs use; breaker transitions
         (and the state, closed, of a breaker never seen); missed schedules under its
-        catch-up policy. Histograms with a status label are left out (5 x 18 series).
+        catch-up policy; commands sent to each remote host it names. Histograms with a
+        status label are left out (5 x 18 series).
         """
         name = workflow.name
         self.known.add(name)
@@ -188,6 +189,10 @@ class Metrics:
             self.flow_duration.labels(name, strategy)
             self.flows_in_flight.labels(strategy)
         for fanout in fanouts:
+            remote = fanout.config.remote
+            if fanout.config.strategy == "remote" and remote is not None:
+                for host in remote.hosts:  # as configured: the executor's label for it
+                    self.remote_commands.labels(host)
             if fanout.config.circuit_breaker is None:
                 continue
             for target in fanout.targets:  # a branch's breaker: `<workflow>:<its entry>`
