@@ -5,10 +5,12 @@ two alerts fire from what happened (the static promtool tests are in .ci/run).""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
 import shutil
+import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +24,7 @@ import yaml
 from tead.daemon.metrics import Metrics
 from tests.daemon_fixture import ROOT, DaemonProcess, free_port
 from tests.executors.sshd import SshLab
+from tools.dashboard_snapshot import snapshot
 
 #: the first test also sets up (two daemon starts, a Prometheus): room for a loaded machine
 pytestmark = pytest.mark.timeout(300)
@@ -164,6 +167,7 @@ class Prometheus:
     def __init__(self, root: Path, target: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.started = time.time()
         root.mkdir()
         rules = root / "alerts.yaml"
         shutil.copy(ALERTS, rules)
@@ -351,6 +355,25 @@ def test_panels_show_what_happened(scraped: Prometheus, lab: SshLab) -> None:
     assert up == {sshd: 1, DEAD_HOST: 0}
     commands = by("sum by (host) (increase(tead_remote_commands_total[5m]))", "host")
     assert commands[sshd] >= 2.5 and commands[DEAD_HOST] == 0
+
+
+def test_the_snapshot_tool_draws_every_panel_with_data(scraped: Prometheus, tmp_path: Path) -> None:
+    """tools/dashboard_snapshot.py (the README's picture) on this Prometheus: every panel of
+    the JSON is drawn, each with data over the test's time range, and Chromium writes a
+    full-page PNG of it."""
+    png, page = tmp_path / "dashboard.png", tmp_path / "dashboard.html"
+    minutes = (time.time() - scraped.started) / 60
+    panels = snapshot(scraped.url, png, minutes=minutes, rate_interval="15s", html_path=page)
+    titles = [title for title, _ in panel_queries(json.loads(DASHBOARD.read_text()))]
+    drawn = [p for p in panels if p.kind != "row"]
+    assert {p.title for p in drawn} == set(titles)
+    assert not [p.title for p in drawn if not p.has_data], "panels drawn without data"
+    text = page.read_text()
+    assert "No data" not in text and all(html.escape(t) in text for t in titles)
+    assert text.count("<polyline") >= sum(p.kind == "timeseries" for p in drawn)
+    header = png.read_bytes()[:24]
+    width, height = struct.unpack(">II", header[16:24])
+    assert header[:8] == b"\x89PNG\r\n\x1a\n" and width == 1600 and height > 2500, (width, height)
 
 
 def test_every_variable_finds_values(scraped: Prometheus) -> None:
