@@ -12,6 +12,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ import yaml
 from tead.daemon.metrics import Metrics
 from tests.daemon_fixture import ROOT, DaemonProcess, free_port
 from tests.executors.sshd import SshLab
-from tools.dashboard_snapshot import snapshot
+from tools.dashboard_snapshot import panels_of, snapshot
 
 #: the first test also sets up (two daemon starts, a Prometheus): room for a loaded machine
 pytestmark = pytest.mark.timeout(300)
@@ -374,6 +375,41 @@ def test_the_snapshot_tool_draws_every_panel_with_data(scraped: Prometheus, tmp_
     header = png.read_bytes()[:24]
     width, height = struct.unpack(">II", header[16:24])
     assert header[:8] == b"\x89PNG\r\n\x1a\n" and width == 1600 and height > 2500, (width, height)
+
+
+def test_the_snapshot_command_line(scraped: Prometheus, tmp_path: Path) -> None:
+    """`python tools/dashboard_snapshot.py` with its flags writes the PNG and the page and
+    names the panels without data (none); bad input gets one line, no traceback."""
+    tool = [sys.executable, str(ROOT / "tools" / "dashboard_snapshot.py")]
+    png, page = tmp_path / "cli.png", tmp_path / "cli.html"
+    flags = ["--minutes", "2", "--rate-interval", "30s", "--var", "job=tead", "--html", str(page)]
+    proc = subprocess.run(
+        [*tool, "--prometheus", scraped.url, "--out", str(png), *flags],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        proc.stdout.strip() == f"{png}: {len(panels_of(json.loads(DASHBOARD.read_text())))} panels"
+    )
+    assert png.read_bytes()[:4] == b"\x89PNG" and "Remote hosts up" in page.read_text()
+    for bad, message in [
+        (["--prometheus", scraped.url, "--var", "job"], "expected NAME=VALUE, got 'job'"),
+        (["--prometheus", "http://127.0.0.1:1"], "dashboard_snapshot: "),
+        (["--prometheus", scraped.url, "--var", "job=("], "Prometheus refused"),
+    ]:
+        proc = subprocess.run(
+            [*tool, "--out", str(tmp_path / "bad.png"), *bad],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        last = proc.stderr.strip().splitlines()[-1]  # argparse's usage may come first
+        assert proc.returncode != 0 and message in last, proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_every_variable_finds_values(scraped: Prometheus) -> None:
