@@ -210,16 +210,15 @@ def draw_stat(panel: Panel, width: float, height: float) -> str:
     for series in shown:
         if options.get("textMode") == "name":
             text, color = series.name, "#ccccdc"
+        elif options.get("colorMode") == "none":
+            text, color = fmt(series.last, panel.unit), "#ccccdc"
         else:
-            text = fmt(series.last, panel.unit)
-            color = (
-                "#ccccdc"
-                if options.get("colorMode") == "none"
-                else threshold_color(panel.spec, series.last)
-            )
-        items.append(f'<span style="color:{color}">{html.escape(text)}</span>')
-    size = max(14.0, min(height * 0.45, width / max(4, len(" ".join(items)) * 0.02)))
-    return f'<div class="stat" style="font-size:{min(size, 44):.0f}px">{" ".join(items)}</div>'
+            text, color = fmt(series.last, panel.unit), threshold_color(panel.spec, series.last)
+        items.append((text, color))
+    chars = sum(len(text) + 2 for text, _ in items)
+    size = max(12.0, min(44.0, height * 0.45, width * 1.6 / chars))
+    spans = "".join(f'<span style="color:{c}">{html.escape(t)}</span>' for t, c in items)
+    return f'<div class="stat" style="font-size:{size:.0f}px">{spans}</div>'
 
 
 def pieces(points: list[tuple[float, float]], step: float) -> list[list[tuple[float, float]]]:
@@ -269,8 +268,8 @@ def draw_timeseries(panel: Panel, width: float, height: float, window: Window) -
         color = PALETTE[n % len(PALETTE)]
         for piece in pieces(series.points, window.step):
             if len(piece) == 1:  # a lone point: a dot
-                x, y = xy(*piece[0]).split(",")
-                parts.append(f'<circle cx="{x}" cy="{y}" r="2" fill="{color}"/>')
+                cx, cy = xy(*piece[0]).split(",")
+                parts.append(f'<circle cx="{cx}" cy="{cy}" r="2" fill="{color}"/>')
                 continue
             line = " ".join(xy(t, v) for t, v in piece)
             parts.append(f'<polyline points="{line}" stroke="{color}" class="line"/>')
