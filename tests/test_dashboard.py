@@ -5,11 +5,14 @@ two alerts fire from what happened (the static promtool tests are in .ci/run).""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
 import shutil
+import struct
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,9 +20,12 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tead.daemon.metrics import Metrics
 from tests.daemon_fixture import ROOT, DaemonProcess, free_port
+from tests.executors.sshd import SshLab
+from tools.dashboard_snapshot import panels_of, snapshot
 
 #: the first test also sets up (two daemon starts, a Prometheus): room for a loaded machine
 pytestmark = pytest.mark.timeout(300)
@@ -121,12 +127,48 @@ WORKFLOWS = {
 }
 
 
+#: a remote host that refuses connections (nothing listens on port 1)
+DEAD_HOST = "root@127.0.0.9:1"
+
+
+def remote_workflow(lab: SshLab, workdir: Path) -> str:
+    """A fan-out of 3 branches on the remote strategy: one real sshd and a dead host."""
+    remote = lab.remote(workdir)
+    remote["hosts"] = [lab.hosts[0].address, DEAD_HOST]
+    return yaml.safe_dump(
+        {
+            "name": "farmed",
+            "settings": {"parallel": {"strategy": "remote", "remote": remote}},
+            "nodes": [
+                {"name": "start"},
+                {"name": "square", "run": "return {'sq': state['item'] ** 2}"},
+                {"name": "merge"},
+            ],
+            "edges": [
+                {"from": "__start__", "to": "start"},
+                {
+                    "from": "start",
+                    "to": "square",
+                    "parallel": True,
+                    "for_each": "[1, 2, 3]",
+                    "item_var": "item",
+                    "fan_in": "merge",
+                },
+                {"from": "square", "to": "merge"},
+                {"from": "merge", "to": "__end__"},
+            ],
+        },
+        sort_keys=False,
+    )
+
+
 class Prometheus:
     """A `prometheus` server on a free loopback port, scraping one target every second."""
 
     def __init__(self, root: Path, target: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.started = time.time()
         root.mkdir()
         rules = root / "alerts.yaml"
         shutil.copy(ALERTS, rules)
@@ -207,14 +249,26 @@ def panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    """A daemon that ran every kind of run and fan-out, was stopped past three fires of a
-    1 s schedule (catchup: skip) and started again, all scraped by a real Prometheus."""
+def lab() -> Iterator[SshLab]:
+    """One real sshd (127.0.0.2) for the remote fan-out."""
+    lab = SshLab(1)
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.fixture(scope="module")
+def scraped(tmp_path_factory: pytest.TempPathFactory, lab: SshLab) -> Iterator[Prometheus]:
+    """A daemon that ran every kind of run and fan-out (remote, on a real sshd and a dead
+    host, included), was stopped past three fires of a 1 s schedule (catchup: skip) and
+    started again, all scraped by a real Prometheus."""
     root = tmp_path_factory.mktemp("dashboard")
     daemon = DaemonProcess(root=root / "tead", port=free_port(), env={"TEAD_STOP_GRACE": "1s"})
     (daemon.workflows / "inbox").mkdir(parents=True)
     for name, text in WORKFLOWS.items():
         daemon.write(name, text)
+    daemon.write("farmed.yaml", remote_workflow(lab, root / "jobs"))
     prometheus = Prometheus(root / "prometheus", f"127.0.0.1:{daemon.port}")
     try:
         prometheus.wait_ready()
@@ -223,7 +277,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
         wait_for(lambda: prometheus.query('tead_runs_total{workflow="fail"}'), "a first scrape")
         (daemon.workflows / "inbox" / "one.txt").write_text("1")
         daemon.wait_run(daemon.dispatch("procs")["id"], timeout_s=60)  # opens the breaker
-        runs = [daemon.dispatch(w)["id"] for w in ("ok", "threads", "procs", "late")]
+        runs = [daemon.dispatch(w)["id"] for w in ("ok", "threads", "procs", "late", "farmed")]
         runs += [daemon.dispatch("fail")["id"] for _ in range(3)]
         for run_id in runs:
             daemon.wait_run(run_id, timeout_s=60)
@@ -239,6 +293,9 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
             lambda: prometheus.query("increase(tead_missed_schedules_total[5m]) > 0"),
             "the missed fires scraped",
         )
+        # a gauge starts empty with the daemon: the hosts are known again once tried
+        daemon.wait_run(daemon.dispatch("farmed")["id"], timeout_s=60)
+        wait_for(lambda: prometheus.query("tead_remote_host_up"), "the hosts scraped again")
         yield prometheus
     finally:
         prometheus.stop()
@@ -260,9 +317,10 @@ def test_every_panel_query_returns_data(scraped: Prometheus) -> None:
     assert not empty, "panels without data:\n" + "\n".join(empty)
 
 
-def test_panels_show_what_happened(scraped: Prometheus) -> None:
+def test_panels_show_what_happened(scraped: Prometheus, lab: SshLab) -> None:
     """A few panels' numbers, checked against the runs made: failures, time-outs, branch
-    outcomes on both strategies, the open breaker, the missed fires after the restart."""
+    outcomes on three strategies, the open breaker, the missed fires after the restart,
+    the remote hosts up and down and the commands sent to the live one."""
 
     def by(expr: str, label: str) -> dict[str, float]:
         return {r["metric"].get(label, ""): float(r["value"][1]) for r in scraped.query(expr)}
@@ -288,6 +346,70 @@ def test_panels_show_what_happened(scraped: Prometheus) -> None:
     assert states["procs:square"] == 2
     missed = by("sum by (workflow) (increase(tead_missed_schedules_total[5m]))", "workflow")
     assert missed["tick"] >= 2  # the 1 s schedule was down for ~3.5 s and then some
+    # the remote fan-out (run in a run worker process) reached the daemon's /metrics
+    remote = by(
+        'sum by (outcome) (increase(tead_parallel_flows_total{strategy="remote"}[5m]))', "outcome"
+    )
+    assert remote["success"] >= 2.5
+    up = by("min by (host) (tead_remote_host_up)", "host")
+    sshd = lab.hosts[0].address
+    assert up == {sshd: 1, DEAD_HOST: 0}
+    commands = by("sum by (host) (increase(tead_remote_commands_total[5m]))", "host")
+    assert commands[sshd] >= 2.5 and commands[DEAD_HOST] == 0
+
+
+def test_the_snapshot_tool_draws_every_panel_with_data(scraped: Prometheus, tmp_path: Path) -> None:
+    """tools/dashboard_snapshot.py (the README's picture) on this Prometheus: every panel of
+    the JSON is drawn, each with data over the test's time range, and Chromium writes a
+    full-page PNG of it."""
+    png, page = tmp_path / "dashboard.png", tmp_path / "dashboard.html"
+    minutes = (time.time() - scraped.started) / 60
+    panels = snapshot(scraped.url, png, minutes=minutes, rate_interval="15s", html_path=page)
+    titles = [title for title, _ in panel_queries(json.loads(DASHBOARD.read_text()))]
+    drawn = [p for p in panels if p.kind != "row"]
+    assert {p.title for p in drawn} == set(titles)
+    assert not [p.title for p in drawn if not p.has_data], "panels drawn without data"
+    text = page.read_text()
+    assert "No data" not in text and all(html.escape(t) in text for t in titles)
+    assert text.count("<polyline") >= sum(p.kind == "timeseries" for p in drawn)
+    header = png.read_bytes()[:24]
+    width, height = struct.unpack(">II", header[16:24])
+    assert header[:8] == b"\x89PNG\r\n\x1a\n" and width == 1600 and height > 2500, (width, height)
+
+
+def test_the_snapshot_command_line(scraped: Prometheus, tmp_path: Path) -> None:
+    """`python tools/dashboard_snapshot.py` with its flags writes the PNG and the page and
+    names the panels without data (none); bad input gets one line, no traceback."""
+    tool = [sys.executable, str(ROOT / "tools" / "dashboard_snapshot.py")]
+    png, page = tmp_path / "cli.png", tmp_path / "cli.html"
+    flags = ["--minutes", "2", "--rate-interval", "30s", "--var", "job=tead", "--html", str(page)]
+    proc = subprocess.run(
+        [*tool, "--prometheus", scraped.url, "--out", str(png), *flags],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        proc.stdout.strip() == f"{png}: {len(panels_of(json.loads(DASHBOARD.read_text())))} panels"
+    )
+    assert png.read_bytes()[:4] == b"\x89PNG" and "Remote hosts up" in page.read_text()
+    for bad, message in [
+        (["--prometheus", scraped.url, "--var", "job"], "expected NAME=VALUE, got 'job'"),
+        (["--prometheus", "http://127.0.0.1:1"], "dashboard_snapshot: "),
+        (["--prometheus", scraped.url, "--var", "job=("], "Prometheus refused"),
+    ]:
+        proc = subprocess.run(
+            [*tool, "--out", str(tmp_path / "bad.png"), *bad],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        last = proc.stderr.strip().splitlines()[-1]  # argparse's usage may come first
+        assert proc.returncode != 0 and message in last, proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_every_variable_finds_values(scraped: Prometheus) -> None:
@@ -321,7 +443,8 @@ def test_every_name_in_the_dashboard_and_rules_is_a_tead_metric() -> None:
 
 def test_the_alert_rules_run_and_fire_on_what_happened(scraped: Prometheus) -> None:
     """The rules load into a real Prometheus and evaluate without errors; the 3 failed runs
-    fire TeadWorkflowFailing and the missed fires TeadSchedulesMissed."""
+    fire TeadWorkflowFailing and the missed fires TeadSchedulesMissed; the dead remote host
+    has TeadRemoteHostDown pending (it fires after 5 minutes), the live one has none."""
     groups = scraped.api("rules")["groups"]
     rules = {r["name"]: r for g in groups for r in g["rules"]}
     assert set(rules) == {
@@ -345,5 +468,11 @@ def test_the_alert_rules_run_and_fire_on_what_happened(scraped: Prometheus) -> N
 
     names = wait_for(firing, "the two alerts to fire", timeout_s=30)
     assert ("TeadDown", "") not in names
+    hosts_down = {
+        a["labels"]["host"]: a["state"]
+        for a in scraped.api("alerts")["alerts"]
+        if a["labels"]["alertname"] == "TeadRemoteHostDown"
+    }
+    assert hosts_down == {DEAD_HOST: "pending"}
     for rule in scraped.api("rules")["groups"][0]["rules"]:
         assert rule["health"] == "ok", rule

@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from tead.daemon.records import RunRecord, RunStatus
+from tead.daemon.zeroseries import BornAtZero
 from tead.engine.events import (
     BranchFinished,
     BranchStarted,
@@ -51,9 +52,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        self.runs = Counter(
-            "tead_runs_total", "Finished runs", ["workflow", "trigger", "status"], registry=r
-        )
+        #: the metrics whose series are born at 0 for each loaded workflow (`workflow_loaded`)
+        self.born = z = BornAtZero(r)
+        self.runs = z.counter("tead_runs_total", "Finished runs", ["workflow", "trigger", "status"])
         self.run_duration = Histogram(
             "tead_run_duration_seconds",
             "Run duration, start to end",
@@ -61,58 +62,41 @@ class Metrics:
             buckets=RUN_BUCKETS,
             registry=r,
         )
-        self.runs_in_progress = Gauge(
-            "tead_runs_in_progress", "Runs running now", ["workflow"], registry=r
+        self.runs_in_progress = z.gauge("tead_runs_in_progress", "Runs running now", ["workflow"])
+        self.queue_wait = z.histogram(
+            "tead_run_queue_wait_seconds", "Time from queued to started", ["workflow"], WAIT_BUCKETS
         )
-        self.queue_wait = Histogram(
-            "tead_run_queue_wait_seconds",
-            "Time from queued to started",
-            ["workflow"],
-            buckets=WAIT_BUCKETS,
-            registry=r,
-        )
-        self.schedule_delay = Histogram(
+        self.schedule_delay = z.histogram(
             "tead_schedule_delay_seconds",
             "How late a scheduled run started",
             ["workflow"],
-            buckets=LATENESS_BUCKETS,
-            registry=r,
+            LATENESS_BUCKETS,
         )
-        self.trigger_latency = Histogram(
+        self.trigger_latency = z.histogram(
             "tead_trigger_latency_seconds",
             "File event seen to run started",
             ["kind"],
-            buckets=LATENESS_BUCKETS,
-            registry=r,
+            LATENESS_BUCKETS,
         )
-        self.flows = Counter(
+        self.flows = z.counter(
             "tead_parallel_flows_total",
             "Finished fan-out branches",
             ["workflow", "strategy", "outcome"],
-            registry=r,
         )
-        self.flow_duration = Histogram(
+        self.flow_duration = z.histogram(
             "tead_parallel_flow_duration_seconds",
             "Branch duration",
             ["workflow", "strategy"],
-            buckets=BRANCH_BUCKETS,
-            registry=r,
+            BRANCH_BUCKETS,
         )
-        self.flow_retries = Counter(
-            "tead_parallel_flow_retries_total",
-            "Branch retries",
-            ["workflow", "strategy"],
-            registry=r,
+        self.flow_retries = z.counter(
+            "tead_parallel_flow_retries_total", "Branch retries", ["workflow", "strategy"]
         )
-        self.flows_in_flight = Gauge(
-            "tead_parallel_flows_in_flight", "Branches running now", ["strategy"], registry=r
+        self.flows_in_flight = z.gauge(
+            "tead_parallel_flows_in_flight", "Branches running now", ["strategy"]
         )
-        self.fanout_width = Histogram(
-            "tead_parallel_fanout_width",
-            "Branches per fan-out",
-            ["workflow"],
-            buckets=WIDTH_BUCKETS,
-            registry=r,
+        self.fanout_width = z.histogram(
+            "tead_parallel_fanout_width", "Branches per fan-out", ["workflow"], WIDTH_BUCKETS
         )
         self.breaker_state = Gauge(
             "tead_circuit_breaker_state",
@@ -120,17 +104,15 @@ class Metrics:
             ["breaker"],
             registry=r,
         )
-        self.breaker_transitions = Counter(
+        self.breaker_transitions = z.counter(
             "tead_circuit_breaker_transitions_total",
             "Circuit breaker state changes",
             ["breaker", "to"],
-            registry=r,
         )
-        self.missed_schedules = Counter(
+        self.missed_schedules = z.counter(
             "tead_missed_schedules_total",
             "Scheduled fires skipped after downtime",
             ["workflow", "policy"],
-            registry=r,
         )
         self.workflows_loaded = Gauge("tead_workflows_loaded", "Workflows loaded", registry=r)
         self.workflow_load_errors = Counter(
@@ -139,8 +121,8 @@ class Metrics:
         self.remote_host_up = Gauge(
             "tead_remote_host_up", "Remote host reachable", ["host"], registry=r
         )
-        self.remote_commands = Counter(
-            "tead_remote_commands_total", "Remote commands run", ["host"], registry=r
+        self.remote_commands = z.counter(
+            "tead_remote_commands_total", "Remote commands run", ["host"]
         )
         Info("tead_build", "tead build", registry=r).info({"version": __version__})
         self._lock = threading.Lock()
@@ -153,47 +135,54 @@ class Metrics:
         ProcessCollector(registry=r)  # process_* of the daemon (CPU, memory, open files)
 
     def workflow_loaded(self, workflow: WorkflowGraph) -> None:
-        """Create at 0 the series a loaded workflow can move, so that `rate()` and
-        `increase()` see its first event (a series born at 1 looks like no change).
+        """Show at 0 the series a loaded workflow can move, so that `rate()` and
+        `increase()` see its first event (a series born at 1 looks like no change). They
+        are noted, not made: `self.born` adds the zeros at each scrape until they move.
 
         Counters, for each way a run can start and end; gauges of runs and branches
         running; branch counters, for each strategy its fan-outs use; breaker transitions
         (and the state, closed, of a breaker never seen); missed schedules under its
-        catch-up policy. Histograms with a status label are left out (5 x 18 series).
+        catch-up policy; commands sent to each remote host it names. Histograms with a
+        status label are left out (5 x 18 series).
         """
         name = workflow.name
         self.known.add(name)
+        z = self.born
         spec = workflow.spec
         on = spec.on if spec is not None else None
         kinds = ["dispatch"]
         if on is not None and on.schedule:
             kinds += ["schedule", "catchup"]
-            self.missed_schedules.labels(name, on.catchup)
-            self.schedule_delay.labels(name)
+            z.expect(self.missed_schedules, name, on.catchup)
+            z.expect(self.schedule_delay, name)
         if on is not None and on.watch is not None:
             kinds.append("watch")
-            self.trigger_latency.labels("watch")
+            z.expect(self.trigger_latency, "watch")
         for kind in kinds:
             for status in RUN_ENDS:
-                self.runs.labels(name, kind, status)
-        self.runs_in_progress.labels(name)
-        self.queue_wait.labels(name)
+                z.expect(self.runs, name, kind, status)
+        z.expect(self.runs_in_progress, name)
+        z.expect(self.queue_wait, name)
         fanouts = [f for group in workflow.fanouts.values() for f in group]
         if fanouts:
-            self.fanout_width.labels(name)
+            z.expect(self.fanout_width, name)
         for strategy in {f.config.strategy for f in fanouts}:
             for outcome in BRANCH_OUTCOMES:
-                self.flows.labels(name, strategy, outcome)
-            self.flow_retries.labels(name, strategy)
-            self.flow_duration.labels(name, strategy)
-            self.flows_in_flight.labels(strategy)
+                z.expect(self.flows, name, strategy, outcome)
+            z.expect(self.flow_retries, name, strategy)
+            z.expect(self.flow_duration, name, strategy)
+            z.expect(self.flows_in_flight, strategy)
         for fanout in fanouts:
+            remote = fanout.config.remote
+            if fanout.config.strategy == "remote" and remote is not None:
+                for host in remote.hosts:  # as configured: the executor's label for it
+                    z.expect(self.remote_commands, host)
             if fanout.config.circuit_breaker is None:
                 continue
             for target in fanout.targets:  # a branch's breaker: `<workflow>:<its entry>`
                 breaker = f"{name}:{target}"
                 for state in CircuitState:
-                    self.breaker_transitions.labels(breaker, str(state))
+                    z.expect(self.breaker_transitions, breaker, str(state))
                 with self._lock:
                     if breaker not in self._breakers_shown:
                         self._breakers_shown.add(breaker)

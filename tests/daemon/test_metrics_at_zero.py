@@ -146,3 +146,34 @@ def test_a_workflow_added_later_is_born_at_zero_and_only_with_its_own_series(
     assert not any(
         n.startswith(("tead_parallel_", "tead_missed_", "tead_schedule_")) for n in names
     )
+
+
+REMOTE = """
+name: farmed
+settings:
+  parallel:
+    strategy: remote
+    remote: {hosts: [gpu1.example, {host: "ops@gpu2.example:2222", slots: 2}], known_hosts: /k}
+nodes:
+  - name: start
+  - name: work
+  - name: merge
+edges:
+  - {from: __start__, to: start}
+  - {from: start, to: work, parallel: true, for_each: "[1, 2]", fan_in: merge}
+  - {from: work, to: merge}
+  - {from: merge, to: __end__}
+"""
+
+
+def test_the_hosts_of_a_remote_fan_out_have_their_command_counter_at_zero(
+    daemon: DaemonProcess,
+) -> None:
+    """`tead_remote_commands_total` of each host a remote fan-out names, labelled as the
+    workflow writes it (the executor's label), is 0 at load: nothing was connected."""
+    daemon.write("farmed.yaml", REMOTE)
+    wait_loaded(daemon, {"farmed"})
+    found = metric_values(daemon)
+    for host in ("gpu1.example", "ops@gpu2.example:2222"):
+        assert found.get(key("tead_remote_commands_total", host=host)) == 0, host
+    assert not any(name == "tead_remote_host_up" for name, _ in found)  # not known until tried
