@@ -71,6 +71,7 @@ export function runsPage(main, params) {
       before ? h("a", { href: target({ workflow, status, limit: page }), id: "newest" }, "← Newest") : null,
       runs.length === limit ? h("a", { href: target({ workflow, status, limit: page, before: runs[runs.length - 1].id }), id: "older" }, "Older →") : null,
     ].filter(Boolean));
+    if (!performance.getEntriesByName("tead:runs-shown").length) performance.mark("tead:runs-shown");
   }, POLL_MS);
   return life;
 }
