@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.browser import chromium, new_page
 from tests.daemon_fixture import DaemonProcess, free_port
 
+RUN_PAGE = re.compile(r"#/runs/[0-9a-f]{20}$")
 HOSTILE = '<img src=x onerror="window.pwned=1">'
 SLOW = """\
 name: slow
@@ -139,6 +140,12 @@ def status_of(daemon: DaemonProcess, run_id: str) -> str:
     return str(daemon.get(f"/api/v1/runs/{run_id}").json()["status"])
 
 
+def new_run_opened(page: Page, shown: str) -> str:
+    """Wait for the page of a run other than `shown` to open; its id."""
+    page.wait_for_url(lambda url: bool(RUN_PAGE.search(url)) and not url.endswith(f"/{shown}"))
+    return page.url.rsplit("/", 1)[1]
+
+
 def test_the_page_is_served_by_tead_with_its_files(daemon: DaemonProcess) -> None:
     """`/` is an HTML shell whose policy allows only its own files; every file it names
     is served by the daemon (nothing from elsewhere)."""
@@ -194,8 +201,7 @@ def test_dispatch_form_sends_typed_inputs(page: Page, daemon: DaemonProcess) -> 
     form.locator("#input-seconds").fill("0.25")
     form.locator("#input-loud").check()
     form.locator("button[type=submit]").click()
-    page.wait_for_url(re.compile(r"#/runs/[0-9a-f]{20}$"))
-    run_id = page.url.rsplit("/", 1)[1]
+    run_id = new_run_opened(page, "")
     expect(page.locator("#run-status")).to_have_text("succeeded", timeout=60_000)
     run = daemon.get(f"/api/v1/runs/{run_id}").json()
     assert run["inputs"] == {
@@ -259,17 +265,13 @@ def test_failure_details_and_rerun_from_failure(page: Page, daemon: DaemonProces
     expect(failure.locator("pre.traceback")).to_contain_text('slow.yaml", line 22, in check')
     expect(page.locator('.tl-row[data-node="check"]')).to_have_attribute("data-status", "failed")
     page.locator("button.rerun-failure").click()
-    page.wait_for_url(re.compile(r"#/runs/[0-9a-f]{20}$"))
-    resumed = page.url.rsplit("/", 1)[1]
-    assert resumed != run_id
+    resumed = new_run_opened(page, run_id)
     expect(page.locator("#run-status")).to_have_text("failed", timeout=60_000)
     assert daemon.get(f"/api/v1/runs/{resumed}").json()["trigger"]["resumed_from"] == run_id
     expect(page.locator("#logs")).to_have_attribute("data-done", "1")
     assert "napping" not in page.locator("#logs").text_content()  # nap was not run again
     page.locator("button.rerun").click()  # a plain re-run runs every node again
-    page.wait_for_url(re.compile(r"#/runs/[0-9a-f]{20}$"))
-    again = page.url.rsplit("/", 1)[1]
-    assert again not in (run_id, resumed)
+    again = new_run_opened(page, resumed)
     expect(page.locator("#run-status")).to_have_text("failed", timeout=60_000)
     assert daemon.get(f"/api/v1/runs/{again}").json()["trigger"]["rerun_of"] == resumed
     expect(page.locator("#logs")).to_contain_text("napping fail")
