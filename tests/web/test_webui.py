@@ -154,7 +154,8 @@ def test_the_page_is_served_by_tead_with_its_files(daemon: DaemonProcess) -> Non
     assert shell.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in shell.headers["content-security-policy"]
     linked = re.findall(r'(?:href|src)="([^"#]+)"', shell.text)
-    assert len(linked) == 7 and all(p.startswith("/ui/static/") for p in linked), linked
+    assert len(linked) == 6 and all(p.startswith("/ui/static/") for p in linked), linked
+    assert "<style>" in shell.text and "'sha256-" in shell.headers["content-security-policy"]
     for path in linked:
         assert httpx.get(f"{daemon.url}{path}", timeout=10).status_code == 200, path
 
@@ -163,6 +164,8 @@ def test_workflows_page_shows_each_file_its_error_triggers_and_next_fire(
     page: Page, daemon: DaemonProcess
 ) -> None:
     open_page(page, daemon, "#/workflows")
+    header = "getComputedStyle(document.querySelector('header')).backgroundColor"
+    assert page.evaluate(header) == "rgb(36, 41, 47)"  # the inlined stylesheet applies
     hostile = page.locator("tr[data-workflow]").filter(has_text="broken")
     expect(hostile).to_have_count(0)  # the file's name is the workflow's name
     broken = page.locator("tr[data-workflow]", has=page.locator("pre.load-error"))
