@@ -220,7 +220,7 @@ def test_dispatch_form_sends_typed_inputs(page: Page, daemon: DaemonProcess) -> 
 def test_runs_page_follows_a_run_from_queued_to_finished(page: Page, daemon: DaemonProcess) -> None:
     """Two runs of one concurrency group: the second waits, and the list shows it go from
     queued to running to succeeded without being reloaded."""
-    first = dispatch(daemon, "slow", who="first", seconds=3)
+    first = dispatch(daemon, "slow", who="first", seconds=5)
     second = dispatch(daemon, "slow", who="second", seconds=1)
     open_page(page, daemon, "#/runs?workflow=slow")
     row = page.locator(f'tr[data-run-id="{second}"]')
@@ -235,7 +235,7 @@ def test_runs_page_follows_a_run_from_queued_to_finished(page: Page, daemon: Dae
 def test_run_page_follows_the_logs_and_timeline_while_it_runs(
     page: Page, daemon: DaemonProcess
 ) -> None:
-    run_id = dispatch(daemon, "slow", who="follow", seconds=4)
+    run_id = dispatch(daemon, "slow", who="follow", seconds=6)
     open_page(page, daemon, f"#/runs/{run_id}")
     logs = page.locator("#logs")
     expect(logs).to_contain_text("nap stdout: <script>window.pwned=1</script> napping follow")
