@@ -11,7 +11,8 @@ storage); from the page's own `performance` entries: first paint, first contentf
 (`getEntriesByType('paint')`), and when the first page of runs was shown (the page's
 `tead:runs-shown` mark, after the API answered and the table was filled). Reported: the
 median of each over `--loads` loads, per daemon, and the ratio 100k / empty; and the
-API's answer time for the first page and for a page deep in the history (`before=`).
+API's answer time for the first page, a page deep in the history (`before=`), and a
+status none of the runs has (`status=queued`, as the page's filter polls it).
 
 Goal (issue 13): first paint of the runs page < 300 ms with 100 000 runs.
 """
@@ -139,10 +140,11 @@ def main() -> None:
                     if ids
                     else 0.0
                 )
+                rare = api_ms(proc, "/api/v1/runs?limit=50&status=queued")  # none queued
             print(
                 f"{label}: {count} runs written in {filled:.2f} s;"
                 f" GET /api/v1/runs {listed:.1f} ms,"
-                f" a page 90% deep (before=) {deep:.1f} ms"
+                f" a page 90% deep (before=) {deep:.1f} ms, status=queued {rare:.1f} ms"
             )
             for name, value in results[label].items():
                 print(f"  {name}: median {value:.0f} ms over {args.loads} loads")
