@@ -367,7 +367,8 @@ def _read_run(daemon: DaemonView, run_id: str) -> Response:
     stored = daemon.store.run_json(run_id)
     if stored is None:
         raise ApiError(404, f"no run {run_id!r}")
-    if (live := daemon.runs.live(run_id)) is not None:  # its nodes so far
+    live = daemon.runs.live(run_id) if stored.record.status is RunStatus.RUNNING else None
+    if live is not None:  # its nodes so far
         stored.texts["nodes"] = _encode(live_nodes(live.trace, live.logs))
     return stored_run_response(stored)
 
