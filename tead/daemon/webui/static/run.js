@@ -143,8 +143,10 @@ export function runPage(main, id) {
   life.poll(async () => {
     const run = await getJson(`/api/v1/runs/${encodeURIComponent(id)}`, { signal: life.signal });
     head.replaceChildren(h("h1", {}, "Run ", h("span", { class: "mono", id: "run-id" }, run.id), h("span", { id: "run-status" }, badge(run.status))), actions(run));
+    const open = new Set([...body.querySelectorAll("details[open] summary")].map((e) => e.textContent));
     body.replaceChildren(...[summary(run), h("h2", {}, "Timeline"), timeline(run), branches(run), failure(run),
       run.final_state ? [h("h2", {}, "State"), h("details", {}, h("summary", {}, "Final state"), json(run.final_state))] : null].flat(2).filter(Boolean));
+    for (const e of body.querySelectorAll("details")) e.open = open.has(e.querySelector("summary").textContent); // kept across refreshes
     if (!logsStarted) {
       logsStarted = true;
       logs(run, pre, life).catch(showError);
