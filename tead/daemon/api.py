@@ -22,11 +22,13 @@ from starlette.exceptions import HTTPException
 from tead.daemon.apiguard import Guard, storable_problem
 from tead.daemon.apilogs import add_log_routes, resolve_run_id
 from tead.daemon.config import DaemonConfig
+from tead.daemon.failure import live_nodes
 from tead.daemon.metrics import Metrics
 from tead.daemon.records import RunRecord, RunStatus, iso_utc
 from tead.daemon.registry import WorkflowEntry, WorkflowRegistry
 from tead.daemon.runs import RunManager
 from tead.daemon.store import RunJson, Store
+from tead.daemon.web import add_web_routes
 from tead.errors import Conflict, InputError, NotFound, StorageFullError
 from tead.jsonable import load_json
 from tead.parallel.breaker import BreakerRegistry
@@ -238,6 +240,7 @@ def build_app(daemon: DaemonView) -> FastAPI:
     _add_routes(app, daemon)
     _add_operation_routes(app, daemon)
     add_log_routes(app, daemon)
+    add_web_routes(app)
     return app
 
 
@@ -281,7 +284,10 @@ def _add_routes(app: FastAPI, daemon: DaemonView) -> None:
 
     @app.get("/api/v1/runs")
     async def runs(
-        workflow: str | None = None, status: str | None = None, limit: int = 50
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
     ) -> dict[str, Any]:
         if status is not None and status not in {str(s) for s in RunStatus}:
             raise ApiError(
@@ -289,7 +295,9 @@ def _add_routes(app: FastAPI, daemon: DaemonView) -> None:
             )
         if not 1 <= limit <= 1000:
             raise ApiError(400, "limit must be between 1 and 1000")
-        found = daemon.store.list_runs(workflow=workflow, status=status, limit=limit)
+        found = await asyncio.to_thread(
+            daemon.store.list_runs, workflow=workflow, status=status, limit=limit, before=before
+        )
         return {"runs": [r.to_dict(full=False) for r in found]}
 
     @app.get("/api/v1/runs/{run_id}")
@@ -359,6 +367,9 @@ def _read_run(daemon: DaemonView, run_id: str) -> Response:
     stored = daemon.store.run_json(run_id)
     if stored is None:
         raise ApiError(404, f"no run {run_id!r}")
+    live = daemon.runs.live(run_id) if stored.record.status is RunStatus.RUNNING else None
+    if live is not None:  # its nodes so far
+        stored.texts["nodes"] = _encode(live_nodes(live.trace, live.logs))
     return stored_run_response(stored)
 
 

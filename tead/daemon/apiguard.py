@@ -17,7 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tead.daemon.config import DaemonConfig
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})  # "/": the web page's empty shell
+WEB_FILES = "/ui/static/"  # its scripts and styles: no data in them
 READ_METHODS = frozenset({"GET", "HEAD"})
 MISSING_TOKEN = "a bearer token is needed (Authorization: Bearer <token>)"
 WRONG_TOKEN = "the bearer token is wrong"
@@ -26,9 +27,12 @@ MAX_INPUT_DEPTH = 64  # the engine, the store and the API all handle far deeper 
 
 
 def needs_token(config: DaemonConfig, method: str, path: str) -> bool:
-    """Off loopback every route but the health checks (and `/metrics` if public) needs the
-    token; on loopback, changes need it once a token is set."""
-    if path in OPEN_PATHS or (path == "/metrics" and config.metrics_public):
+    """Off loopback every route but the health checks, the web page's shell and files (and
+    `/metrics` if public) needs the token; on loopback, changes need it once a token is
+    set."""
+    if path in OPEN_PATHS or path.startswith(WEB_FILES):
+        return False
+    if path == "/metrics" and config.metrics_public:
         return False
     if not config.loopback:
         return True

@@ -154,10 +154,17 @@ def with_details(
     mask = logs.mask if logs is not None else no_mask
     if failure is not None:
         failure = {k: mask(v) if isinstance(v, str) else v for k, v in failure.items()}
+    nodes = live_nodes(trace, logs)
+    return dataclasses.replace(
+        end, failure=None if failure is None else dumps(failure), nodes=dumps(nodes)
+    )
+
+
+def live_nodes(trace: RunTrace, logs: RunLogs | None) -> list[dict[str, Any]]:
+    """The trace's entries, their errors passed through the logs' mask (as log lines)."""
+    mask = logs.mask if logs is not None else no_mask
     nodes = trace.nodes()
     for entry in nodes:
         if entry["error"] is not None:
             entry["error"] = mask(entry["error"])
-    return dataclasses.replace(
-        end, failure=None if failure is None else dumps(failure), nodes=dumps(nodes)
-    )
+    return nodes

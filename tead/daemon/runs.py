@@ -395,3 +395,6 @@ class RunManager:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    def live(self, run_id: str) -> Run | None:  # a running run, or None
+        return self._running.get(run_id)

@@ -22,6 +22,7 @@ from typing import Any
 from tead.daemon.logstore import LogStore, dumps
 from tead.daemon.opsstore import OpsTables
 from tead.daemon.records import RunRecord, RunStatus
+from tead.daemon.runquery import list_query
 from tead.daemon.storable import StorableEnd
 from tead.errors import StorageFullError
 from tead.parallel.breaker import BreakerSnapshot, CircuitState
@@ -265,32 +266,20 @@ class Store(OpsTables, LogStore):
         )
 
     def list_runs(
-        self, *, workflow: str | None = None, status: str | None = None, limit: int = 50
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
     ) -> list[RunRecord]:
         """Newest first, without inputs, final states and branch results (the list does not
         show them, and decoding up to 1000 runs' inputs of up to `max_request_bytes` each
-        would hold up the event loop)."""
+        would hold up the event loop); `before` (a run id): only the runs after it in this
+        order, the next page."""
         with self._tx() as db:
             ends = dict(self._ends)
-            where: list[str] = []
-            args: list[Any] = []
-            if workflow is not None:
-                where.append("workflow = ?")
-                args.append(workflow)
-            if status is not None:  # by the status shown: an end waiting for space counts
-                now_is = [i for i, end in ends.items() if end.status == status]
-                was = [i for i, end in ends.items() if end.status != status]
-                where.append(
-                    f"((status = ? AND id NOT IN ({', '.join('?' * len(was))}))"
-                    f" OR id IN ({', '.join('?' * len(now_is))}))"
-                )
-                args += [status, *was, *now_is]
-            sql = "SELECT id, workflow, workflow_hash, trigger, status, created_at, started_at,"
-            sql += " finished_at, error, '{}' AS inputs, NULL AS final_state, NULL AS failure,"
-            sql += " NULL AS nodes FROM runs"
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+            sql, args = list_query(ends, workflow, status, before)
             rows = db.execute(sql, (*args, limit)).fetchall()
         records = [self._record(row, []) for row in rows]
         shown = [self._waiting(r, ends[r.id], full=False) if r.id in ends else r for r in records]
