@@ -13,6 +13,7 @@ import signal
 from typing import Any
 
 from tead.engine.bundle import LoadedWorkflows, WorkflowBundle
+from tead.engine.logs import FdCapture
 from tead.engine.seam import BranchReport
 from tead.engine.task import BranchTask, check_json_state, failure_result
 from tead.engine.walk import run_branch_elsewhere
@@ -50,8 +51,9 @@ def child_main(
 ) -> None:
     """In a forked child: lead a new process group, die with the worker, then run the
     branches the worker sends on `tasks` one at a time (bundles it lacks come first) and
-    write each result frame to `results`, until `tasks` closes. The environment and the
-    working directory are put back after each branch."""
+    write each result frame to `results`, until `tasks` closes. What a branch writes to
+    descriptors 1 and 2 is caught (`FdCapture`) and goes back in its report as its nodes'
+    log lines. The environment and the working directory are put back after each branch."""
     code = 0
     try:
         os.setpgid(0, 0)
@@ -59,6 +61,9 @@ def child_main(
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         for fd in close:
             os.close(fd)
+        # what a branch writes to descriptors 1 and 2 (print, C code, its subprocesses)
+        # becomes its nodes' log lines, sent back in its report
+        FdCapture.install()
         environ, cwd = dict(os.environ), os.getcwd()
         frames = FrameBuffer()
         while data := os.read(tasks, READ_SIZE):
@@ -110,9 +115,9 @@ def _result_frame(task_id: Any, task: BranchTask, report: BranchReport) -> bytes
             check_json_state(task.branch, state)
     except TeadError as exc:
         failed = failure_result(task, exc, timing_ms=report.result.timing_ms)
-        report = BranchReport(failed, report.events, report.breakers)
+        report = BranchReport(failed, report.events, report.breakers, logs=report.logs)
     try:
         return frame({"kind": "result", "id": task_id, "report": report_to_json(report)})
     except (TypeError, ValueError):
-        report = BranchReport(report.result, report.events, report.breakers)
+        report = BranchReport(report.result, report.events, report.breakers, logs=report.logs)
         return frame({"kind": "result", "id": task_id, "report": report_to_json(report)})

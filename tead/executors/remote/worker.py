@@ -11,8 +11,10 @@ group is killed, and the worker exits, when its stdin closes or the client's hea
 stops. Children die with the worker (PR_SET_PDEATHSIG).
 
 Node code must not write to the protocol: the worker keeps the real stdin and stdout for
-itself and gives fd 0 `/dev/null` and fd 1 the stream of fd 2 (a node's prints go to the
-SSH session's stderr).
+itself and gives fd 0 `/dev/null` and fd 1 the stream of fd 2. Each child catches its own
+descriptors 1 and 2 (`tead.engine.logs.FdCapture`): what a branch writes (print, logging,
+C code, its subprocesses) goes back in its report as log lines of its nodes; only what is
+written outside any node reaches the SSH session's stderr.
 """
 
 from __future__ import annotations
@@ -381,7 +383,7 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    os.dup2(2, 1)  # a node's print() goes to the session's stderr, never into the protocol
+    os.dup2(2, 1)  # never into the protocol (children catch their own 1 and 2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     Worker(proto_in, proto_out).serve()
 
