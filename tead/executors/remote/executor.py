@@ -49,12 +49,15 @@ class HostStatus:
     commands: int
     bundles: int
     error: str | None = None
+    bytes_sent: int = 0  # over its current connection
 
 
 class RemoteExecutor:
     """Runs fan-outs on SSH hosts; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, share_base: bool = True) -> None:
+        # share_base=False sends every branch its whole state (to measure what sharing saves)
+        self._share_base = share_base
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -89,6 +92,7 @@ class RemoteExecutor:
             listening=job.listening,
             register=self._route,
             down=down,
+            share_base=self._share_base,
             host_failed=lambda slot, reason: self._host_failed(
                 slot, reason, breakers, job.hooks.on_transition
             ),
@@ -147,6 +151,7 @@ class RemoteExecutor:
                 commands=link.commands,
                 bundles=len(link.shipped),
                 error=errors.get(link.label),
+                bytes_sent=link.bytes_sent,
             )
             for link in links
         ]

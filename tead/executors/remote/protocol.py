@@ -8,7 +8,9 @@ against its digest, and the branch's environment travels inside the task message
     client -> worker                          worker -> client
     hello {version, protocol, workdir}        hello {version, python, cpus, pid} | refused {error}
     bundle {bundle}                           (nothing: a bad bundle fails its tasks)
-    task {id, task, env, timeout, ...}        result {id, report} | timeout {id}
+    base {digest, state}                      (nothing: a fan-out's base state, base.py)
+    drop {digest}                             (nothing: that base is no longer needed)
+    task {id, task, env, timeout, base?, ...} result {id, report} | timeout {id}
                                               | crashed {id, detail} | error {id, error}
     cancel {id}                               cancelled {id} (its process group is dead)
     ping {}                                   (nothing: the worker's heartbeat watch)
@@ -16,7 +18,9 @@ against its digest, and the branch's environment travels inside the task message
 
 A branch's report (`BranchReport`) goes back as JSON too: its result, its events (their own
 JSON encoding), the breaker states it changed, its nested fan-outs' results and what its
-nodes wrote (its log lines, at most `MAX_REPORT_LOG_CHARS`: `bounded_logs`).
+nodes wrote (its log lines, at most `MAX_REPORT_LOG_CHARS`: `bounded_logs`). A task sent
+over a base (`base` names it) has its own part as its state, and its report carries what
+the branch changed (`delta`) instead of its final state.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 from tead.engine.events import event_from_json
 from tead.engine.logs import LogLine
 from tead.engine.seam import BranchReport
+from tead.engine.state import StateDelta
 from tead.parallel.breaker import BreakerSnapshot, CircuitState
 from tead.parallel.config import ParallelFlowResult
 
@@ -134,6 +139,9 @@ def report_to_json(report: BranchReport) -> dict[str, Any]:
             for path, source, fan_in, results in report.fanouts
         ],
         "logs": [list(line) for line in bounded_logs(report.logs)],
+        "delta": None
+        if report.delta is None
+        else [report.delta.changed, list(report.delta.deleted)],
     }
 
 
@@ -156,6 +164,7 @@ def report_from_json(data: dict[str, Any]) -> BranchReport:
             breakers,
             fanouts,
             logs=tuple(_log_line(line) for line in data.get("logs") or ()),
+            delta=_delta(data.get("delta")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"a branch report cannot be read: {exc!r}") from None
@@ -175,3 +184,12 @@ def _log_line(data: Any) -> LogLine:
     ):
         raise ValueError("a log line's fields have the wrong types")
     return (float(ts), node, branch, stream, text)
+
+
+def _delta(data: Any) -> StateDelta | None:
+    if data is None:
+        return None
+    changed, deleted = data
+    if not isinstance(changed, dict) or not all(isinstance(k, str) for k in deleted):
+        raise ValueError("a report's delta is [changed values, deleted keys]")
+    return StateDelta(changed=changed, deleted=tuple(deleted))
