@@ -13,7 +13,7 @@ import pytest
 from tead.executors.registry import Executors
 from tead.executors.remote.executor import RemoteExecutor
 from tests.executors.sshd import SshLab
-from tests.executors.test_remote import RESULTS, fan_out, run, write
+from tests.executors.test_remote import fan_out, run, write
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,15 @@ return {'same_item': state['item'] is state['items'][n]}
 """
 
 
+#: every branch's whole final state (its item, the base's values), as the fan-in sees it
+FULL_RESULTS = (
+    "return {'results': [{'ok': r.success, 'error': r.error, 'state': r.state}"
+    " for r in parallel_results]}"
+)
+
+
 def _workflow(remote: dict[str, Any], size: int) -> dict[str, Any]:
-    data = fan_out(remote, BRANCH, RESULTS)
+    data = fan_out(remote, BRANCH, FULL_RESULTS)
     data["initial_state"] = {"items": [{"n": n} for n in range(8)], "note": "a note"}
     # made by a node: in the file, it would travel in the workflow's bundle too
     data["nodes"][0]["run"] = f"return {{'big': {{'words': ['w' * 100] * {size // 100}}}}}"
@@ -75,16 +82,25 @@ def test_branches_over_a_shared_base_give_the_results_of_thread_branches(
     assert results[0]["state"]["big"]["words"][-1] == "changed in place"
     assert "note" not in results[1]["state"] and results[2]["state"]["added"] == [2, 2]
     assert results[3]["state"]["mine"] == {"n": 3, "seen": True}
+    assert [r["state"]["item"] for r in results if r["ok"]] == [
+        {"n": n, **({"seen": True} if n == 3 else {})} for n in range(8) if n != 5
+    ]
+    assert results[6]["state"]["same_item"] is True
     assert results[5]["error"] == "branch 5 fails"
 
 
 def test_a_big_base_is_sent_once_per_host_not_once_per_branch(lab: SshLab, tmp_path: Path) -> None:
-    """200 branches over a 1 MB state send about 1 MB per host, not 200 MB; the same
-    fan-out with sharing off sends the state with every branch."""
+    """200 branches over a 1 MB state (each reads it, none its item) send about 1 MB per
+    host, not 200 MB, and their final states are whole; the same fan-out with sharing
+    off sends the state with every branch."""
     size = 1_000_000
     data = _workflow(lab.remote(tmp_path / "jobs"), size)
     data["initial_state"]["items"] = [{"n": 10 + n} for n in range(200)]
-    data["nodes"][2]["run"] = "return {'count': len(parallel_results)}"
+    data["nodes"][1]["run"] = "return {'n': len(state['big']['words'])}"  # its item unread
+    data["nodes"][2]["run"] = (
+        "return {'count': len(parallel_results),"
+        " 'items': [r.state['item'] for r in parallel_results] == state['items']}"
+    )
     path = write(tmp_path, data)
     sent = {}
     for share in (True, False):
@@ -93,6 +109,7 @@ def test_a_big_base_is_sent_once_per_host_not_once_per_branch(lab: SshLab, tmp_p
         with executors:
             final = run(path, executors)
             assert final["count"] == 200
+            assert final["items"] is True  # each branch's final state has its item
             hosts = executors.get("remote")
             assert isinstance(hosts, RemoteExecutor)
             sent[share] = sum(h.bytes_sent for h in hosts.hosts())

@@ -61,8 +61,9 @@ class SharedBase:
         return cls(values=base, digest=digest, frame=HEADER.pack(len(body)) + body)
 
     def own_part(self, task: BranchTask) -> tuple[dict[str, Any], Entries] | None:
-        """What `task` sends over this base: its own values, and the entries of base lists
-        among them (by where they are); None if its state was not made over this base."""
+        """`task`'s own values over this base, and which of them are entries of base lists
+        (by where they are: sent as that, not as values); None if its state was not made
+        over this base."""
         state = task.state
         if not isinstance(state, BranchState) or state.base is not self.values:
             return None
@@ -75,7 +76,7 @@ class SharedBase:
                 ref = self._entries.get(id(value))
                 if ref is not None:
                     entries[key] = [ref.key, ref.index]
-        return {k: v for k, v in own.items() if k not in entries}, entries
+        return own, entries
 
 
 class HostBases:

@@ -175,8 +175,10 @@ class RemoteLauncher:
         own = self._base.own_part(task) if self._base is not None else None
         if own is None:
             return task.to_json(), None
-        self._owns[id(task)] = own[0]
-        return task.to_json(own[0]), own[1]
+        values, entries = own
+        self._owns[id(task)] = values  # its item too (merged back with what it changed)
+        sent = {k: v for k, v in values.items() if k not in entries}
+        return task.to_json(sent), entries
 
     # --- placement -----------------------------------------------------------------------
 
