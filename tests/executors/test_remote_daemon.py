@@ -158,3 +158,16 @@ def test_host_failure_threshold_opens_a_host_breaker_after_that_many_failures(
         assert run["status"] == "succeeded", run["error"]
         assert all(b["success"] for b in run["branches"]), run["branches"]
         assert breaker()["state"] == expected, breaker()
+
+
+def test_a_bad_host_failure_threshold_is_named_at_load(
+    tead_cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    """`host_failure_threshold` is a positive integer: 0 is refused with file and key."""
+    remote = {"hosts": ["a.example"], "known_hosts": "/k", "host_failure_threshold": 0}
+    path = tmp_path / "wf.yaml"
+    path.write_text(dispatchable(remote, "return {}", "bad_threshold"))
+    proc = tead_cli("validate", str(path))
+    assert proc.returncode == 2, proc.stderr
+    assert "wf.yaml:" in proc.stderr and "host_failure_threshold" in proc.stderr
+    assert "Traceback" not in proc.stderr
