@@ -13,8 +13,8 @@ the hosts' workers, seeing their connection close, kill the branches they run (a
 The remote executor holds asyncssh's modules, which a worker must not drop between runs
 (`runprocess.Baseline.restore` removes the modules a run imported): they are imported
 before the worker's baseline is taken, when the workflow's text names the remote
-strategy; a workflow that does not (a `uses:` module choosing it, say) gets a remote
-executor of its own per run, closed with the run, as the other strategies.
+strategy (the word `remote`); a run of a workflow whose file does not gets a remote
+executor of its own if it needs one, closed with the run, as the other strategies.
 """
 
 from __future__ import annotations
