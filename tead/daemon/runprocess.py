@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import warnings
+from collections.abc import Collection
 from typing import Any, cast
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -84,13 +85,11 @@ class Baseline:
         self.logging = (root.level, list(root.handlers))
         self.socket_timeout = socket.getdefaulttimeout()
 
-    def left_nothing(self, limited: bool) -> bool:
-        """Whether the run left nothing running and lowered no limit."""
-        return (
-            not limited
-            and threading.active_count() <= self.threads
-            and not descendants(os.getpid())
-        )
+    def left_nothing(self, limited: bool, kept: Collection[threading.Thread] = ()) -> bool:
+        """Whether the run left nothing running (but the `kept` threads: those of the
+        executors the worker keeps across runs) and lowered no limit."""
+        running = sum(1 for thread in threading.enumerate() if thread not in kept)
+        return not limited and running <= self.threads and not descendants(os.getpid())
 
     def restore(self) -> None:
         for name in set(sys.modules) - self.modules:  # the next run imports its own

@@ -12,6 +12,8 @@ environment, `sys.path` and limits the order gives, sends events, breaker change
 the encoded end back, and waits for the daemon to kill its group, or, if the run left
 nothing running and lowered no limit, for the next run of the same workflow version,
 before which it puts back what a run may change in the process (`runprocess.Baseline`).
+The remote strategy's executor (its SSH connections, the hosts' warm workers) is kept
+across those runs (`runkept.KeptExecutors`).
 A worker never serves two workflows, or two versions of one.
 
 Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from tead.daemon.failure import checked_failure, failure_of
+from tead.daemon.runkept import KeptExecutors
 from tead.daemon.runlimits import apply_limits, size_text
 from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
@@ -201,15 +204,18 @@ def run_worker_main(
     if isinstance(order, CheckOrder):
         _answer(send, conn, ("checked", check_order(order)))
         os._exit(0)
+    kept = KeptExecutors(order.text)  # the remote strategy's connections, across runs
     baseline = Baseline()
     while isinstance(order, RunOrder):
-        end = run_order(order, send, events, capture)
-        clean = baseline.left_nothing(order.limits != Limits())
+        end = run_order(order, send, events, capture, kept.executors())
+        clean = baseline.left_nothing(order.limits != Limits(), kept=kept.threads())
         next_order = _answer(send, conn, ("end", dataclasses.replace(end, clean=clean).to_json()))
         if not clean or not isinstance(next_order, RunOrder):
             break
         baseline.restore()  # the next run of this workflow version starts as the first did
         order = next_order
+    with contextlib.suppress(Exception):  # (the daemon usually kills this process first)
+        kept.close()
     os._exit(0)
 
 
@@ -247,10 +253,15 @@ def _kill_everything() -> None:
 
 
 def run_order(
-    order: RunOrder, send: Send, events: EventBatch, capture: FdCapture | None = None
+    order: RunOrder,
+    send: Send,
+    events: EventBatch,
+    capture: FdCapture | None = None,
+    executors: Executors | None = None,
 ) -> RunEnd:
     """Run one order in this process: its folder, environment, path and limits first;
-    what its nodes write goes to the daemon as `logs` messages (through `capture` too)."""
+    what its nodes write goes to the daemon as `logs` messages (through `capture` too).
+    Its executors (closed at its end, but those lent to it) are `executors`, else new."""
     branches: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
@@ -283,13 +294,13 @@ def run_order(
             if order.record_steps
             else None,
         )
-        with Executors() as executors:
+        with executors or Executors() as run_executors:
             final = run_workflow(
                 workflow,
                 order.state,
                 on_event=on_event,
                 breakers=registry,
-                executors=executors,
+                executors=run_executors,
                 on_results=keep,
                 journal=journal,
                 logs=logs,

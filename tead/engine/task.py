@@ -84,14 +84,15 @@ class BranchTask:
         task: BranchTask = pickle.loads(payload)
         return task
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, state: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """JSON-safe data for a host: the workflow as its bundle's digest (the bundle is sent
-        apart, once: `tead.engine.bundle`), the state as is once checked to come back equal.
+        apart, once: `tead.engine.bundle`), the state (or `state` instead, e.g. its own part
+        over a base sent apart) as is once checked to come back equal.
 
         BundleError for a workflow built in code; StateJsonError naming the key (and where
         inside it) of a state value JSON would lose or change.
         """
-        state = plain(self.state)  # read only: nothing taken out of a branch state
+        state = plain(self.state if state is None else state)  # read only: nothing taken out
         check_json_state(self.branch, state)
         data = {name: getattr(self, name) for name in _FIELDS}
         data["workflow"] = bundle_of(self.workflow).digest

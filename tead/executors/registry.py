@@ -90,7 +90,10 @@ class Executors:
     made from them on first use, closed together.
 
     A caller that runs many workflows (the daemon, a benchmark, your program) keeps one and
-    passes it to every run, so that process pools stay warm across runs.
+    passes it to every run, so that process pools stay warm across runs. `lent` executors
+    are used for their strategies as they are and never closed here: their owner keeps
+    them beyond this registry (a daemon run worker keeps its remote executor's
+    connections across the runs it serves).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class Executors:
         settings: Mapping[str, Mapping[str, Any]] | None = None,
         *,
         plugins: bool = True,
+        lent: Mapping[str, ParallelExecutor] | None = None,
     ) -> None:
         self._settings = dict(settings or {})
         self._factories: dict[str, ExecutorFactory] = dict(BUILTIN_FACTORIES)
@@ -106,6 +110,7 @@ class Executors:
         self._lock = threading.Lock()  # held briefly: never while a plug-in loads or makes
         self._making: dict[str, threading.Lock] = {}  # one per strategy, while it is made
         self._executors: dict[str, ParallelExecutor] = {}
+        self._lent = dict(lent or {})
 
     def register(self, name: str, factory: ExecutorFactory) -> None:
         """Make `factory` the strategy `name` for the runs given this registry."""
@@ -115,7 +120,7 @@ class Executors:
     def names(self) -> list[str]:
         """Every strategy this registry can make, built-in ones first."""
         with self._lock:
-            return list(dict.fromkeys([*self._factories, *self._plugins()]))
+            return list(dict.fromkeys([*self._factories, *self._lent, *self._plugins()]))
 
     def get(self, strategy: str) -> ParallelExecutor:
         """The executor of `strategy`, made on first use; UnknownStrategyError if none.
@@ -123,7 +128,7 @@ class Executors:
         A strategy whose plug-in is slow to load or to make (a cluster to connect to) holds
         up only the runs that wait for that strategy, not the others."""
         with self._lock:
-            executor = self._executors.get(strategy)
+            executor = self._executors.get(strategy) or self._lent.get(strategy)
             if executor is not None:
                 return executor
             making = self._making.setdefault(strategy, threading.Lock())

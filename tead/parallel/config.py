@@ -72,6 +72,7 @@ class RemoteConfig:
     keepalive_s: float = 5.0
     env_include: tuple[str, ...] = ()
     env_exclude_patterns: tuple[str, ...] = ()
+    host_failure_threshold: int = 1  # failures in a row that open a host's breaker
 
     @classmethod
     def from_spec(cls, remote: RemoteSpec) -> RemoteConfig:
@@ -90,6 +91,7 @@ class RemoteConfig:
             keepalive_s=remote.keepalive,
             env_include=tuple(remote.env_vars.include),
             env_exclude_patterns=tuple(remote.env_vars.exclude_patterns),
+            host_failure_threshold=remote.host_failure_threshold,
         )
 
 

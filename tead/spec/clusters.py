@@ -47,6 +47,8 @@ class RemoteSpec(Model):
     connect_timeout: Duration = 10.0
     keepalive: Duration = 5.0
     env_vars: EnvVarsSpec = EnvVarsSpec()
+    #: failures in a row (a host unreachable, its connection dropped) that open its breaker
+    host_failure_threshold: PositiveInt = 1
 
 
 _DASK_ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")

@@ -25,7 +25,7 @@ from tead.graph.loader import load_workflow
 from tead.parallel.breaker import BreakerRegistry, CircuitState
 from tead.workflow import Workflow
 from tests.daemon_fixture import DaemonProcess
-from tests.executors.sshd import SshLab
+from tests.executors.sshd import SshHost, SshLab
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -253,31 +253,65 @@ ON_HOST = (
     "return {'host': os.environ['SSH_CONNECTION'].split()[2]}\n"
 )
 
+#: ON_HOST that first leaves a file `<host ip>-<item>` in the folder TEAD_TEST_MARKS names
+#: (the test's: one file system on loopback), so a test sees where branches run
+MARKED = (
+    "import os, pathlib\n"
+    "host = os.environ['SSH_CONNECTION'].split()[2]\n"
+    "pathlib.Path(os.environ['TEAD_TEST_MARKS'], f\"{host}-{state['item']}\").touch()\n"
+) + ON_HOST
+
+
+def kill_once_running(host: SshHost, marks: Path, timeout_s: float = 60) -> threading.Thread:
+    """A thread that kills `host` as soon as a branch runs on it (polled, with a generous
+    deadline: the machine is loaded); if none ever does, the host is left alive and the
+    test's own checks fail."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(p.name.startswith(f"{host.ip}-") for p in marks.iterdir()):
+                host.kill()
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
 
 def test_a_host_dying_mid_fan_out_sends_its_branches_elsewhere(
     own_lab: SshLab, tmp_path: Path
 ) -> None:
     """Kill one host (its sshd, sessions and worker) while its branches run: they finish on
     the other hosts, and its breaker `host:<user@host>` opens."""
-    remote = own_lab.remote(tmp_path / "jobs")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    remote = own_lab.remote(tmp_path / "jobs", env_vars={"include": ["TEAD_TEST_MARKS"]})
     remote["hosts"] = [{"host": h.address, "slots": 2} for h in own_lab.hosts]
-    path = write(tmp_path, fan_out(remote, ON_HOST, RESULTS))
+    data = fan_out(remote, MARKED, RESULTS)
+    data["initial_state"]["nap"] = 2  # still running when the watcher sees the mark
+    path = write(tmp_path, data)
     victim = own_lab.hosts[0]
     breakers = BreakerRegistry()
-    with Executors() as executors:
-        killer = threading.Timer(0.7, victim.kill)
-        killer.start()
-        started = time.monotonic()
-        final = run(path, executors, breakers=breakers)
-        elapsed = time.monotonic() - started
-        killer.join()
+    os.environ["TEAD_TEST_MARKS"] = str(marks)
+    try:
+        with Executors() as executors:
+            killer = kill_once_running(victim, marks)
+            started = time.monotonic()
+            final = run(path, executors, breakers=breakers)
+            elapsed = time.monotonic() - started
+            killer.join()
+    finally:
+        del os.environ["TEAD_TEST_MARKS"]
+    assert victim.process is None, "no branch ever ran on the victim host"
     results = final["results"]
     assert [r["ok"] for r in results] == [True] * 6, results
     assert victim.ip not in {r["state"]["host"] for r in results}
     state = breakers.states()[f"host:{victim.address}"]
     assert state.state is CircuitState.OPEN
     assert breakers.states()[f"host:{own_lab.hosts[1].address}"].state is CircuitState.CLOSED
-    assert elapsed < 15
+    assert elapsed < 30
 
 
 def test_a_silent_host_is_dropped_by_keepalive(own_lab: SshLab, tmp_path: Path) -> None:

@@ -13,11 +13,13 @@ import signal
 from typing import Any
 
 from tead.engine.bundle import LoadedWorkflows, WorkflowBundle
+from tead.engine.logs import FdCapture
 from tead.engine.seam import BranchReport
 from tead.engine.task import BranchTask, check_json_state, failure_result
 from tead.engine.walk import run_branch_elsewhere
 from tead.errors import TeadError
 from tead.executors.registry import Executors
+from tead.executors.remote.base import HostBases
 from tead.executors.remote.protocol import FrameBuffer, frame, report_to_json
 from tead.parallel.breaker import BreakerSnapshot, CircuitState
 
@@ -50,8 +52,9 @@ def child_main(
 ) -> None:
     """In a forked child: lead a new process group, die with the worker, then run the
     branches the worker sends on `tasks` one at a time (bundles it lacks come first) and
-    write each result frame to `results`, until `tasks` closes. The environment and the
-    working directory are put back after each branch."""
+    write each result frame to `results`, until `tasks` closes. What a branch writes to
+    descriptors 1 and 2 is caught (`FdCapture`) and goes back in its report as its nodes'
+    log lines. The environment and the working directory are put back after each branch."""
     code = 0
     try:
         os.setpgid(0, 0)
@@ -59,14 +62,26 @@ def child_main(
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         for fd in close:
             os.close(fd)
+        # what a branch writes to descriptors 1 and 2 (print, C code, its subprocesses)
+        # becomes its nodes' log lines, sent back in its report
+        FdCapture.install()
         environ, cwd = dict(os.environ), os.getcwd()
         frames = FrameBuffer()
+        bases = HostBases()
         while data := os.read(tasks, READ_SIZE):
             for message in frames.feed(data):
-                if message["kind"] == "bundle":
+                kind = message["kind"]
+                if kind == "bundle":
                     workflows.receive(WorkflowBundle.from_json(message["bundle"]))
                     continue
-                _write_all(results, _run(message, workflows))
+                if kind in ("base", "drop"):
+                    with contextlib.suppress(ValueError):  # a bad base fails its tasks
+                        if kind == "base":
+                            bases.put(message["digest"], message["state"])
+                        else:
+                            bases.drop(message["digest"])
+                    continue
+                _write_all(results, _run(message, workflows, bases))
                 os.environ.clear()
                 os.environ.update(environ)
                 os.chdir(cwd)
@@ -76,20 +91,24 @@ def child_main(
         os._exit(code)
 
 
-def _run(message: dict[str, Any], workflows: LoadedWorkflows) -> bytes:
-    """Run one task message; its result frame (a `crashed` frame if it cannot run)."""
+def _run(message: dict[str, Any], workflows: LoadedWorkflows, bases: HostBases) -> bytes:
+    """Run one task message (over its base, if it names one: its report then carries
+    what the branch changed); its result frame (a `crashed` frame if it cannot run)."""
     task_id = message.get("id")
     try:
         task = BranchTask.from_json(message.get("task"), workflows.get)
+        task, base = bases.task_over(task, message.get("base"), message.get("entries"))
         os.environ.update(parse_env(message.get("env")))
         seed = parse_breakers(message.get("breakers"))
         executors = Executors()
         try:
             report = run_branch_elsewhere(
-                task, executors, seed, listening=message.get("listening") is not False
+                task, executors, seed, listening=message.get("listening") is not False, base=base
             )
         finally:
             executors.close()
+        if base is not None:
+            report = bases.without_unchanged(report, message["base"], task.state)
     except Exception as exc:
         return frame({"kind": "crashed", "id": task_id, "detail": f"{type(exc).__name__}: {exc}"})
     return _result_frame(task_id, task, report)
@@ -102,17 +121,18 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _result_frame(task_id: Any, task: BranchTask, report: BranchReport) -> bytes:
-    """The report as a frame; if its final state is no JSON, the branch fails instead
-    (naming the key), its events kept; nested results that are not are left out."""
-    state = report.result.state
+    """The report as a frame; if its final state (or what it changed) is no JSON, the
+    branch fails instead (naming the key), its events kept; nested results that are not
+    are left out."""
+    state = report.delta.changed if report.delta is not None else report.result.state
     try:
         if state is not None:
             check_json_state(task.branch, state)
     except TeadError as exc:
         failed = failure_result(task, exc, timing_ms=report.result.timing_ms)
-        report = BranchReport(failed, report.events, report.breakers)
+        report = BranchReport(failed, report.events, report.breakers, logs=report.logs)
     try:
         return frame({"kind": "result", "id": task_id, "report": report_to_json(report)})
     except (TypeError, ValueError):
-        report = BranchReport(report.result, report.events, report.breakers)
+        report = BranchReport(report.result, report.events, report.breakers, logs=report.logs)
         return frame({"kind": "result", "id": task_id, "report": report_to_json(report)})

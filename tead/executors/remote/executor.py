@@ -49,12 +49,15 @@ class HostStatus:
     commands: int
     bundles: int
     error: str | None = None
+    bytes_sent: int = 0  # over its current connection
 
 
 class RemoteExecutor:
     """Runs fan-outs on SSH hosts; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, share_base: bool = True) -> None:
+        # share_base=False sends every branch its whole state (to measure what sharing saves)
+        self._share_base = share_base
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -64,6 +67,7 @@ class RemoteExecutor:
         self._ids = itertools.count(1)
         self._own_breakers = BreakerRegistry()  # when a run brings none
         self._closed = False
+        self._prefix = f"tead-remote-{id(self):x}"  # its threads' names
 
     # --- the seam ------------------------------------------------------------------------
 
@@ -88,6 +92,7 @@ class RemoteExecutor:
             listening=job.listening,
             register=self._route,
             down=down,
+            share_base=self._share_base,
             host_failed=lambda slot, reason: self._host_failed(
                 slot, reason, breakers, job.hooks.on_transition
             ),
@@ -128,6 +133,10 @@ class RemoteExecutor:
         if not thread.is_alive():
             loop.close()
 
+    def threads(self) -> list[threading.Thread]:
+        """The threads this executor runs now (its event loop's, and name resolution's)."""
+        return [t for t in threading.enumerate() if t.name.startswith(self._prefix)]
+
     # --- hosts ---------------------------------------------------------------------------
 
     def hosts(self) -> list[HostStatus]:
@@ -142,6 +151,7 @@ class RemoteExecutor:
                 commands=link.commands,
                 bundles=len(link.shipped),
                 error=errors.get(link.label),
+                bytes_sent=link.bytes_sent,
             )
             for link in links
         ]
@@ -168,7 +178,10 @@ class RemoteExecutor:
         down: dict[str, str] = {}
         for index, text in enumerate(config.hosts):
             address = HostAddress.parse(text)
-            breaker = breakers.get(f"host:{address.label}", _host_breaker_config(reset_s))
+            breaker = breakers.get(
+                f"host:{address.label}",
+                _host_breaker_config(reset_s, config.host_failure_threshold),
+            )
             allowed, change = breaker.allow()
             _tell(on_transition, change)
             if not allowed:
@@ -263,8 +276,12 @@ class RemoteExecutor:
         with self._lock:
             if self._loop is None:
                 loop = self._loop = asyncio.new_event_loop()
+                # name resolution (a host given by name) runs in threads named like the loop's
+                loop.set_default_executor(
+                    concurrent.futures.ThreadPoolExecutor(thread_name_prefix=self._prefix)
+                )
                 self._thread = threading.Thread(
-                    target=loop.run_forever, name="tead-remote", daemon=True
+                    target=loop.run_forever, name=self._prefix, daemon=True
                 )
                 self._thread.start()
             loop = self._loop
@@ -279,8 +296,10 @@ async def _await(make: Callable[[], Awaitable[Any]]) -> Any:
     return await make()
 
 
-def _host_breaker_config(reset_timeout: float = HOST_RESET_TIMEOUT_S) -> CircuitBreakerConfig:
-    return CircuitBreakerConfig(failure_threshold=1, reset_timeout=reset_timeout)
+def _host_breaker_config(
+    reset_timeout: float = HOST_RESET_TIMEOUT_S, threshold: int = 1
+) -> CircuitBreakerConfig:
+    return CircuitBreakerConfig(failure_threshold=threshold, reset_timeout=reset_timeout)
 
 
 def _tell(on_transition: Callable[[Transition], None] | None, change: Transition | None) -> None:

@@ -16,6 +16,8 @@ import contextlib
 import logging
 import re
 import shlex
+import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +107,9 @@ class HostLink:
         self.alive = False
         self.lost = False  # it failed to connect or went away: the next fan-out makes a new one
         self.commands = 0  # tasks sent over this link
+        self.bytes_sent = 0  # frames' bytes written to the worker
+        self._bases: Counter[str] = Counter()  # base states held, by digest: fan-outs using it
+        self._bases_lock = threading.Lock()
         self._on_message = on_message
         self._on_lost = on_lost
         self._conn: asyncssh.SSHClientConnection | None = None
@@ -205,13 +210,31 @@ class HostLink:
 
     def send(self, message: dict[str, Any]) -> None:
         """Send a message (from any thread); a dead link drops it (its tasks end Lost)."""
-        data = frame(message)
+        self._send_bytes(frame(message))
+
+    def hold_base(self, digest: str, data: bytes) -> None:
+        """A fan-out needs base state `digest` (its frame: `data`) on this host: sent when
+        the first fan-out holding it asks, dropped there when the last one releases it."""
+        with self._bases_lock:
+            self._bases[digest] += 1
+            if self._bases[digest] == 1:
+                self._send_bytes(data)
+
+    def release_base(self, digest: str) -> None:
+        with self._bases_lock:
+            self._bases[digest] -= 1
+            if self._bases[digest] <= 0:
+                del self._bases[digest]
+                self._send_bytes(frame({"kind": "drop", "digest": digest}))
+
+    def _send_bytes(self, data: bytes) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._write, data)
 
     def _write(self, data: bytes) -> None:
         if self._process is not None and not self._process.stdin.is_closing():
+            self.bytes_sent += len(data)
             self._process.stdin.write(data)
 
     async def close(self, *, timeout_s: float = 5.0) -> None:
@@ -291,6 +314,12 @@ def _asyncssh() -> ModuleType:
     import asyncssh  # deferred: 0.5 s of imports only a connecting client needs
 
     return asyncssh
+
+
+def preload_ssh() -> None:
+    """Import now what connecting to a host needs (for a process that must have it before
+    it takes stock of its modules: a daemon run worker that keeps its connections)."""
+    _asyncssh()
 
 
 def _is_eof(exc: BaseException) -> bool:

@@ -3,7 +3,9 @@
 The launcher queues attempts and, whenever a host has a free slot, gives the next one to
 the least-loaded live host (running / slots), calling the supervisor's gate at that moment
 (so a branch's clock starts when it is sent, not while it waits). A task is sent with its
-workflow's bundle first if that host's worker has not had it (once per host and digest).
+workflow's bundle first if that host's worker has not had it (once per host and digest),
+and, for branches over a shared base state (base.py), with that base first (once per host
+and fan-out): each task then carries only its own part, and its report what it changed.
 
 How an attempt ends: the host's report (Finished, its events replayed here first), the
 worker's own deadline (TimedOut), the branch's process dying (Crashed), or its host going
@@ -23,12 +25,14 @@ from typing import Any, Protocol
 
 from tead.engine.bundle import WorkflowBundle, bundle_of
 from tead.engine.seam import BranchReport
+from tead.engine.state import BranchState
 from tead.engine.task import BranchTask
 from tead.errors import RemoteHostError
+from tead.executors.remote.base import Entries, SharedBase
 from tead.executors.remote.hosts import HostLink
 from tead.executors.remote.protocol import ProtocolError, report_from_json
 from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot, CircuitBreaker
-from tead.parallel.config import ParallelConfig
+from tead.parallel.config import ParallelConfig, ParallelFlowResult
 from tead.parallel.launcher import Attempt, Gate, Settle
 from tead.parallel.outcomes import Crashed, Finished, Lost, Outcome, TimedOut
 
@@ -82,10 +86,15 @@ class RemoteLauncher:
         register: Router,
         host_failed: Callable[[Slot, str], None],
         down: Mapping[str, str] | None = None,
+        share_base: bool = True,
     ) -> None:
         self._bundle: WorkflowBundle = bundle_of(tasks[0].workflow)
+        # the fan-out's base state, checked and encoded once (None: each task sends all)
+        self._base = SharedBase.of(tasks) if share_base else None
+        self._owns: dict[int, dict[str, Any]] = {}  # each task's own part, by id(task)
+        self._holding: set[HostLink] = set()  # hosts holding the base for this fan-out
         # every task encoded before the first one is sent: the check that all can be
-        self._encoded = {id(task): task.to_json() for task in tasks}
+        self._encoded = {id(task): self._encode(task) for task in tasks}
         self._slots = slots
         self._env = dict(env)
         self._limit = config.max_workers or sum(s.capacity for s in slots) or 1
@@ -154,8 +163,22 @@ class RemoteLauncher:
     def close(self) -> None:
         with self._lock:
             ids = [a.id for a in self._running.values() if a.id is not None]
+            holding, self._holding = list(self._holding), set()
         for task_id in ids:
             self._register(None, task_id)
+        if self._base is not None:
+            for link in holding:
+                link.release_base(self._base.digest)
+
+    def _encode(self, task: BranchTask) -> tuple[dict[str, Any], Entries | None]:
+        """The task as JSON: over the base, its own part (and the base entries in it)."""
+        own = self._base.own_part(task) if self._base is not None else None
+        if own is None:
+            return task.to_json(), None
+        values, entries = own
+        self._owns[id(task)] = values  # its item too (merged back with what it changed)
+        sent = {k: v for k, v in values.items() if k not in entries}
+        return task.to_json(sent), entries
 
     # --- placement -----------------------------------------------------------------------
 
@@ -198,7 +221,7 @@ class RemoteLauncher:
             return
         task = attempt.task
         try:
-            data = self._encoded.get(id(task)) or task.to_json()
+            data, entries = self._encoded.get(id(task)) or self._encode(task)
         except Exception as exc:  # a retry's fresh state that JSON cannot carry
             self._free(attempt)
             attempt.future.set_exception(exc)
@@ -223,17 +246,23 @@ class RemoteLauncher:
         seed = registry.seed_for(prefix) if registry is not None and prefix is not None else ()
         link.commands += 1
         self.sent[link.label] += 1
-        link.send(
-            {
-                "kind": "task",
-                "id": task_id,
-                "task": data,
-                "env": self._env,
-                "timeout": self._deadline_s,
-                "listening": self._listening,
-                "breakers": [_snapshot_json(s) for s in seed],
-            }
-        )
+        message = {
+            "kind": "task",
+            "id": task_id,
+            "task": data,
+            "env": self._env,
+            "timeout": self._deadline_s,
+            "listening": self._listening,
+            "breakers": [_snapshot_json(s) for s in seed],
+        }
+        if entries is not None and self._base is not None:
+            with self._lock:
+                first = link not in self._holding
+                self._holding.add(link)
+            if first:
+                link.hold_base(self._base.digest, self._base.frame)
+            message |= {"base": self._base.digest, "entries": entries}
+        link.send(message)
 
     def _free(self, attempt: _Attempt) -> None:
         with self._lock:
@@ -274,7 +303,7 @@ class RemoteLauncher:
                 if self._breakers is not None and report.breakers:
                     self._breakers.adopt(report.breakers)
                 self._replay(report)
-                outcome = Finished(result=report.result)
+                outcome = Finished(result=self._full(attempt.task, report))
             elif kind == "timeout":
                 outcome = TimedOut()
             elif kind == "crashed":
@@ -291,6 +320,20 @@ class RemoteLauncher:
             attempt.future.set_exception(exc)
             return
         _set(attempt.future, outcome)
+
+    def _full(self, task: BranchTask, report: BranchReport) -> ParallelFlowResult:
+        """The branch's result with its full final state: what it changed, merged over the
+        base it was sent (shared with its siblings, copied on access)."""
+        if report.delta is None or self._base is None:
+            return report.result
+        own = self._owns.get(id(task))
+        if own is None:
+            own = task.state.own_part() if isinstance(task.state, BranchState) else {}
+        result = report.result  # a success (a failure has no delta): branch, timing_ms
+        state = BranchState.merged(self._base.values, report.delta, own=own)
+        return ParallelFlowResult(
+            branch=result.branch, success=True, state=state, timing_ms=result.timing_ms
+        )
 
     def lost(self, link: HostLink, reason: str) -> None:
         """`link`'s host went away: its attempts end Lost (and go elsewhere)."""

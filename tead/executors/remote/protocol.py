@@ -8,14 +8,19 @@ against its digest, and the branch's environment travels inside the task message
     client -> worker                          worker -> client
     hello {version, protocol, workdir}        hello {version, python, cpus, pid} | refused {error}
     bundle {bundle}                           (nothing: a bad bundle fails its tasks)
-    task {id, task, env, timeout, ...}        result {id, report} | timeout {id}
+    base {digest, state}                      (nothing: a fan-out's base state, base.py)
+    drop {digest}                             (nothing: that base is no longer needed)
+    task {id, task, env, timeout, base?, ...} result {id, report} | timeout {id}
                                               | crashed {id, detail} | error {id, error}
     cancel {id}                               cancelled {id} (its process group is dead)
     ping {}                                   (nothing: the worker's heartbeat watch)
     close {cleanup}                           closed {}
 
 A branch's report (`BranchReport`) goes back as JSON too: its result, its events (their own
-JSON encoding), the breaker states it changed and its nested fan-outs' results.
+JSON encoding), the breaker states it changed, its nested fan-outs' results and what its
+nodes wrote (its log lines, at most `MAX_REPORT_LOG_CHARS`: `bounded_logs`). A task sent
+over a base (`base` names it) has its own part as its state, and its report carries what
+the branch changed (`delta`) instead of its final state.
 """
 
 from __future__ import annotations
@@ -26,13 +31,19 @@ from collections.abc import Iterator
 from typing import Any
 
 from tead.engine.events import event_from_json
+from tead.engine.logs import LogLine
 from tead.engine.seam import BranchReport
+from tead.engine.state import StateDelta
 from tead.parallel.breaker import BreakerSnapshot, CircuitState
 from tead.parallel.config import ParallelFlowResult
 
 PROTOCOL = 1
 HEADER = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024  # a larger frame is a broken or hostile peer
+#: what one branch's log lines may weigh in its report (characters plus 40 a line, as the
+#: daemon counts a run's logs): the rest is cut, with a line that says so
+MAX_REPORT_LOG_CHARS = 16 * 1024 * 1024
+LOG_STREAMS = frozenset({"stdout", "stderr", "log"})
 
 
 class ProtocolError(Exception):
@@ -93,6 +104,31 @@ def result_from_json(data: dict[str, Any]) -> ParallelFlowResult:
     return ParallelFlowResult(**values)
 
 
+def bounded_logs(
+    lines: tuple[LogLine, ...], limit: int = MAX_REPORT_LOG_CHARS
+) -> tuple[LogLine, ...]:
+    """`lines` up to `limit` (characters plus 40 a line); past it, the part that fits and
+    one line saying the rest of the branch's output was cut."""
+    size = 0
+    for index, line in enumerate(lines):
+        text = line[4]
+        weight = len(text) + 40 * (text.count("\n") + 1)
+        if size + weight > limit:
+            kept = text[: max(0, limit - size - 40)]
+            cut = (
+                line[0],
+                line[1],
+                line[2],
+                "stderr",
+                f"[tead: output cut here: a remote branch sends back at most {limit} "
+                "characters of output]",
+            )
+            head: tuple[LogLine, ...] = ((*line[:4], kept),) if kept else ()
+            return (*lines[:index], *head, cut)
+        size += weight
+    return lines
+
+
 def report_to_json(report: BranchReport) -> dict[str, Any]:
     return {
         "result": result_to_json(report.result),
@@ -102,6 +138,10 @@ def report_to_json(report: BranchReport) -> dict[str, Any]:
             [path, source, fan_in, [result_to_json(r) for r in results]]
             for path, source, fan_in, results in report.fanouts
         ],
+        "logs": [list(line) for line in bounded_logs(report.logs)],
+        "delta": None
+        if report.delta is None
+        else [report.delta.changed, list(report.delta.deleted)],
     }
 
 
@@ -123,6 +163,33 @@ def report_from_json(data: dict[str, Any]) -> BranchReport:
             tuple(event_from_json(e) for e in data["events"]),
             breakers,
             fanouts,
+            logs=tuple(_log_line(line) for line in data.get("logs") or ()),
+            delta=_delta(data.get("delta")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"a branch report cannot be read: {exc!r}") from None
+
+
+def _log_line(data: Any) -> LogLine:
+    """A log line of a report; ValueError if it is not one."""
+    if not isinstance(data, list) or len(data) != 5:
+        raise ValueError("a log line is a list of 5")
+    ts, node, branch, stream, text = data
+    if not (
+        isinstance(ts, int | float)
+        and (node is None or isinstance(node, str))
+        and isinstance(branch, str)
+        and stream in LOG_STREAMS
+        and isinstance(text, str)
+    ):
+        raise ValueError("a log line's fields have the wrong types")
+    return (float(ts), node, branch, stream, text)
+
+
+def _delta(data: Any) -> StateDelta | None:
+    if data is None:
+        return None
+    changed, deleted = data
+    if not isinstance(changed, dict) or not all(isinstance(k, str) for k in deleted):
+        raise ValueError("a report's delta is [changed values, deleted keys]")
+    return StateDelta(changed=changed, deleted=tuple(deleted))

@@ -11,8 +11,10 @@ group is killed, and the worker exits, when its stdin closes or the client's hea
 stops. Children die with the worker (PR_SET_PDEATHSIG).
 
 Node code must not write to the protocol: the worker keeps the real stdin and stdout for
-itself and gives fd 0 `/dev/null` and fd 1 the stream of fd 2 (a node's prints go to the
-SSH session's stderr).
+itself and gives fd 0 `/dev/null` and fd 1 the stream of fd 2. Each child catches its own
+descriptors 1 and 2 (`tead.engine.logs.FdCapture`): what a branch writes (print, logging,
+C code, its subprocesses) goes back in its report as log lines of its nodes; only what is
+written outside any node reaches the SSH session's stderr.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
-import shutil
 import signal
 import sys
 import time
@@ -39,6 +40,7 @@ from tead.executors.remote.protocol import (
     ProtocolError,
     frame,
 )
+from tead.executors.remote.workdir import Workdir
 from tead.version import __version__
 
 READ_SIZE = 1 << 16
@@ -54,6 +56,7 @@ class _Child:
     tasks: int  # write end: task messages (and bundles) to it
     results: int  # read end: its result frames
     known: set[str]  # digests of the bundles it has loaded
+    bases: set[str] = field(default_factory=set)  # digests of the base states it has
     id: int | None = None  # the task it runs
     deadline: float | None = None
     data: bytearray = field(default_factory=bytearray)
@@ -70,11 +73,10 @@ class Worker:
         self._children: dict[int, _Child] = {}  # busy ones, by task id
         self._idle: list[_Child] = []
         self._bundles: dict[str, dict[str, Any]] = {}  # received bundles (for children)
+        self._bases: dict[str, bytes] = {}  # fan-outs' base states, as frames (for children)
         self._workflows: LoadedWorkflows | None = None
         self._bad_bundles: dict[str, str] = {}
-        self._workdir: Path | None = None
-        self._created: list[Path] = []  # code folders this worker wrote (removed on cleanup)
-        self._made_folders: list[Path] = []  # folders it made (removed on cleanup if empty)
+        self._workdir: Workdir | None = None  # what it created there (for cleanup)
         self._cleanup = False
         self._heartbeat_s: float | None = None
         self._heard = time.monotonic()
@@ -156,6 +158,10 @@ class Worker:
             self._running = False
         elif kind == "bundle":
             self._bundle(message.get("bundle"))
+        elif kind == "base" and isinstance(digest := message.get("digest"), str):
+            self._bases[digest] = frame(message)  # its children get it with its first task
+        elif kind == "drop":
+            self._drop_base(message.get("digest"))
         elif kind == "task":
             self._task(message)
         elif kind == "cancel":
@@ -193,7 +199,9 @@ class Worker:
         self._heartbeat_s = float(heartbeat) if isinstance(heartbeat, int | float) else None
         self._cleanup = bool(message.get("cleanup"))
         try:
-            self._workflows = LoadedWorkflows(root=self._make_workdir(Path(workdir)) / "code")
+            self._workdir = Workdir(Path(workdir))
+            os.chdir(self._workdir.path)
+            self._workflows = LoadedWorkflows(root=self._workdir.code)
         except OSError as exc:
             self._send({"kind": "refused", "error": f"cannot create workdir {workdir}: {exc}"})
             self._running = False
@@ -208,28 +216,17 @@ class Worker:
             }
         )
 
-    def _make_workdir(self, workdir: Path) -> Path:
-        """The workdir (and its `code/` folder), made if missing; the folders this worker
-        made are noted for cleanup (highest first)."""
-        code = workdir / "code"
-        missing = [p for p in (code, workdir, *workdir.parents) if not p.exists()]
-        code.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._made_folders = list(reversed(missing))
-        self._workdir = workdir
-        os.chdir(workdir)
-        return workdir
-
     def _bundle(self, data: Any) -> None:
         assert self._workflows is not None
         digest = data.get("digest") if isinstance(data, dict) else None
         try:
             bundle = WorkflowBundle.from_json(data)
-            folder = self._workdir / "code" / bundle.digest if self._workdir else None
+            folder = self._workdir.code / bundle.digest if self._workdir else None
             new = folder is not None and not folder.exists()
             self._workflows.receive(bundle)
             self._bundles[bundle.digest] = data
-            if new and folder is not None and folder.exists():
-                self._created.append(folder)
+            if new and folder is not None and folder.exists() and self._workdir:
+                self._workdir.wrote(folder)
         except Exception as exc:  # a bad bundle, or its workflow fails to load here
             if isinstance(digest, str):
                 self._bad_bundles[digest] = f"{type(exc).__name__}: {exc}"
@@ -247,6 +244,9 @@ class Worker:
             digest = data.get("workflow") if isinstance(data, dict) else None
             if isinstance(digest, str) and digest in self._bad_bundles:
                 raise ValueError(f"its workflow bundle was refused: {self._bad_bundles[digest]}")
+            base = message.get("base")
+            if base is not None and base not in self._bases:
+                raise ValueError(f"its base state {base!r} was not sent")
             BranchTask.from_json(data, self._workflows.get)  # checked before a child has it
             parse_env(message.get("env"))
             parse_breakers(message.get("breakers"))
@@ -264,9 +264,23 @@ class Worker:
             if digest not in child.known and isinstance(digest, str):
                 _write_all(child.tasks, frame({"kind": "bundle", "bundle": self._bundles[digest]}))
                 child.known.add(digest)
+            if base is not None and base not in child.bases:
+                _write_all(child.tasks, self._bases[base])
+                child.bases.add(base)
             _write_all(child.tasks, frame(message))
         except OSError:  # it died meanwhile: its pidfd says so next (crashed)
             pass
+
+    def _drop_base(self, digest: Any) -> None:
+        """Forget a base state, here and in the children that have it."""
+        if self._bases.pop(digest, None) is None:
+            return
+        drop = frame({"kind": "drop", "digest": digest})
+        for child in [*self._children.values(), *self._idle]:
+            if digest in child.bases:
+                child.bases.discard(digest)
+                with contextlib.suppress(OSError):  # it died: its pidfd says so next
+                    _write_all(child.tasks, drop)
 
     # --- children ------------------------------------------------------------------------
 
@@ -353,17 +367,9 @@ class Worker:
             self._end(child)
 
     def _clean(self) -> None:
-        """Remove what this worker created: the code folders it wrote, then the folders it
-        made (`code/`, the workdir and its missing parents) if nothing else is in them
-        (another worker's code, a branch's files): it never deletes what it did not make."""
-        os.chdir("/")
-        for path in self._created:
-            shutil.rmtree(path, ignore_errors=True)
-        for folder in reversed(self._made_folders):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        self._created.clear()
-        self._made_folders.clear()
+        """Remove what this worker created (workdir.py)."""
+        if self._workdir is not None:
+            self._workdir.clean()
 
 
 def _fds(child: _Child) -> tuple[int, ...]:
@@ -381,7 +387,7 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    os.dup2(2, 1)  # a node's print() goes to the session's stderr, never into the protocol
+    os.dup2(2, 1)  # never into the protocol (children catch their own 1 and 2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     Worker(proto_in, proto_out).serve()
 
