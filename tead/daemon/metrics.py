@@ -27,6 +27,7 @@ from tead.engine.events import (
     BranchFinished,
     BranchStarted,
     CircuitChanged,
+    DaskRerun,
     Event,
     FanOutStarted,
     RemoteHost,
@@ -142,6 +143,12 @@ class Metrics:
         self.remote_commands = Counter(
             "tead_remote_commands_total", "Remote commands run", ["host"], registry=r
         )
+        self.dask_reruns = Counter(
+            "tead_dask_task_reruns_total",
+            "Branches a Dask scheduler ran again after losing the worker that held them",
+            ["workflow"],
+            registry=r,
+        )
         Info("tead_build", "tead build", registry=r).info({"version": __version__})
         self._lock = threading.Lock()
         self._breakers_shown: set[str] = set()
@@ -159,7 +166,8 @@ class Metrics:
         Counters, for each way a run can start and end; gauges of runs and branches
         running; branch counters, for each strategy its fan-outs use; breaker transitions
         (and the state, closed, of a breaker never seen); missed schedules under its
-        catch-up policy. Histograms with a status label are left out (5 x 18 series).
+        catch-up policy; Dask re-runs, if it fans out on dask. Histograms with a status
+        label are left out (5 x 18 series).
         """
         name = workflow.name
         self.known.add(name)
@@ -187,6 +195,8 @@ class Metrics:
             self.flow_retries.labels(name, strategy)
             self.flow_duration.labels(name, strategy)
             self.flows_in_flight.labels(strategy)
+        if any(f.config.strategy == "dask" for f in fanouts):
+            self.dask_reruns.labels(name)
         for fanout in fanouts:
             if fanout.config.circuit_breaker is None:
                 continue
@@ -285,6 +295,8 @@ class RunEventMetrics:
             case RemoteHost(host=host, up=up, commands=commands):
                 m.remote_host_up.labels(host).set(1 if up else 0)
                 m.remote_commands.labels(host).inc(commands)
+            case DaskRerun():
+                m.dask_reruns.labels(self.workflow).inc()
             case _:
                 pass
 

@@ -41,6 +41,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -75,6 +76,7 @@ PRELOAD = (
 )
 
 Send = Callable[[tuple[str, Any]], None]
+CLOSE_S = 2.0  # closing the executors kept across runs, at most, as a worker ends
 
 plugin_strategies()  # looked up once, in the fork server, for every worker forked from it
 
@@ -202,15 +204,26 @@ def run_worker_main(
         _answer(send, conn, ("checked", check_order(order)))
         os._exit(0)
     baseline = Baseline()
+    executors = Executors()  # executors kept across runs stay from one run to the next
     while isinstance(order, RunOrder):
-        end = run_order(order, send, events, capture)
-        clean = baseline.left_nothing(order.limits != Limits())
+        end = run_order(order, send, events, capture, executors)
+        kept = executors.end_run()
+        clean = baseline.left_nothing(order.limits != Limits(), kept)
         next_order = _answer(send, conn, ("end", dataclasses.replace(end, clean=clean).to_json()))
         if not clean or not isinstance(next_order, RunOrder):
             break
-        baseline.restore()  # the next run of this workflow version starts as the first did
+        baseline.restore(kept)  # the next run of this workflow version starts as the first did
         order = next_order
+    _close_within(executors, CLOSE_S)
     os._exit(0)
+
+
+def _close_within(executors: Executors, seconds: float) -> None:
+    """Close the executors kept across runs (a client says goodbye to its scheduler), if
+    that takes at most `seconds`; else the process's end closes their connections."""
+    closing = threading.Thread(target=executors.close, name="tead-close", daemon=True)
+    closing.start()
+    closing.join(seconds)
 
 
 def _answer(send: Send, conn: Connection, answer: tuple[str, Any]) -> object:
@@ -247,10 +260,16 @@ def _kill_everything() -> None:
 
 
 def run_order(
-    order: RunOrder, send: Send, events: EventBatch, capture: FdCapture | None = None
+    order: RunOrder,
+    send: Send,
+    events: EventBatch,
+    capture: FdCapture | None = None,
+    executors: Executors | None = None,
 ) -> RunEnd:
     """Run one order in this process: its folder, environment, path and limits first;
-    what its nodes write goes to the daemon as `logs` messages (through `capture` too)."""
+    what its nodes write goes to the daemon as `logs` messages (through `capture` too).
+    Its fan-outs use `executors` (the caller ends the run in them), else executors of
+    its own, closed at its end."""
     branches: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
@@ -265,7 +284,7 @@ def run_order(
         sys.path[:] = order.sys_path
         apply_limits(order.limits)
         workflow = load_workflow_text(order.text, order.path)
-        registry = BreakerRegistry(_ForwardingStore(order.breakers, send))
+        breakers = BreakerRegistry(_ForwardingStore(order.breakers, send))
 
         def keep(path: str, source: str, fan_in: str, results: list[Any]) -> None:
             branches.extend(branch_rows(path, source, fan_in, results))
@@ -283,13 +302,13 @@ def run_order(
             if order.record_steps
             else None,
         )
-        with Executors() as executors:
+        with nullcontext(executors) if executors is not None else Executors() as registry:
             final = run_workflow(
                 workflow,
                 order.state,
                 on_event=on_event,
-                breakers=registry,
-                executors=executors,
+                breakers=breakers,
+                executors=registry,
                 on_results=keep,
                 journal=journal,
                 logs=logs,

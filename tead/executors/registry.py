@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from tead.engine.seam import ParallelExecutor
+from tead.engine.seam import Kept, KeptAcrossRuns, ParallelExecutor
 from tead.errors import DaskClusterError, PluginError, TeadError, UnknownStrategyError
 from tead.executors.process import ProcessExecutor
 from tead.executors.remote.executor import RemoteExecutor
@@ -166,6 +166,22 @@ class Executors:
             found = entry_points(group=ENTRY_POINT_GROUP) if self._find_plugins else ()
             self._found = {ep.name: ep for ep in found}
         return self._found
+
+    def end_run(self) -> Kept:
+        """A run that used this registry ended, and the process keeps the registry for its
+        next runs (a daemon's run worker): executors kept across runs (`KeptAcrossRuns`)
+        release what only that run needed and stay; the others are closed. What the kept
+        ones keep."""
+        with self._lock:
+            made = list(self._executors.items())
+            self._executors = {n: e for n, e in made if isinstance(e, KeptAcrossRuns)}
+        kept = Kept()
+        for _, executor in made:
+            if isinstance(executor, KeptAcrossRuns):
+                kept |= executor.run_ended()
+            else:
+                executor.close()
+        return kept
 
     def close(self) -> None:
         with self._lock:

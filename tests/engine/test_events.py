@@ -24,6 +24,7 @@ from tead.engine.events import (
     BranchRetry,
     BranchStarted,
     CircuitChanged,
+    DaskRerun,
     Event,
     FanIn,
     FanOutStarted,
@@ -156,6 +157,10 @@ SAMPLES: list[tuple[Event, dict[str, Any]]] = [
     (
         RemoteHost(ts=TS, host="worker@10.0.0.11", up=True, commands=4),
         {"host": "worker@10.0.0.11", "up": True, "commands": 4},
+    ),
+    (
+        DaskRerun(ts=TS, path="work[1]", worker="tcp://10.0.0.12:40001"),
+        {"path": "work[1]", "worker": "tcp://10.0.0.12:40001"},
     ),
 ]
 
@@ -305,6 +310,7 @@ def test_progress_describes_typed_events() -> None:
         "branch a ok (4.5 ms)",
         "branch a/b failed: TimeoutError: branch timed out after 1 s (1000.0 ms)",
         "fan-in j: 3 results, 1 failed",
+        None,
         None,
         None,
     ]

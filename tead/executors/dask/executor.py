@@ -8,12 +8,15 @@ per cluster and digest (cluster.py), so `uses:` modules reach the workers withou
 installed there. Results, events and breaker changes come back as a `BranchReport`, as
 from a process worker.
 
-The executor keeps one `DaskCluster` (a client) per address for its life: in the daemon a
-run's executors live as long as the run, in `tead run` as long as the command, in the
-Python API as long as your `Executors`. Dask's own retries are 0: tead's retries and
-breakers apply. Stopping an attempt (timeout, `fail_fast`, a cancelled run) cancels its
-task and sets its `distributed.Event`: a running branch's process group is killed on the
-worker (worker.py).
+The executor keeps one `DaskCluster` (a client) per address for its life: in `tead run` as
+long as the command, in the Python API as long as your `Executors`, in the daemon as long
+as the run worker that runs the run, which serves up to 100 runs of one workflow version:
+it is kept across them (`KeptAcrossRuns`), so that a run after the first skips the
+connect and the checks (a client found closed, its scheduler gone for too long, is made
+again). A LocalCluster (`address: local`) is the run's alone: shut down at its end.
+Dask's own retries are 0: tead's retries and breakers apply. Stopping an attempt (timeout,
+`fail_fast`, a cancelled run) cancels its task and sets its `distributed.Event`: a running
+branch's process group is killed on the worker (worker.py).
 
 Branches are submitted as the supervisor's gate lets them start, at most `max_workers` at
 once when it is set; else all at once (the cluster schedules them), or, with a timeout,
@@ -38,10 +41,11 @@ from typing import Any
 from distributed import Event
 from distributed import Future as DaskFuture
 
-from tead.engine.seam import BranchReport, FanOutJob
+from tead.engine.seam import BranchReport, FanOutJob, Kept
 from tead.engine.task import BranchTask
 from tead.errors import DaskClusterError
 from tead.executors.dask.cluster import DaskCluster
+from tead.executors.dask.kept import ClientThreads
 from tead.executors.dask.worker import Answer, run_branch
 from tead.parallel.breaker import BreakerRegistry
 from tead.parallel.config import DaskConfig, ParallelConfig, ParallelFlowResult
@@ -61,20 +65,27 @@ class DaskExecutor:
         self._lock = threading.Lock()
         self._connecting: dict[str, threading.Lock] = {}
         self._clusters: dict[str, DaskCluster] = {}
+        self._threads = ClientThreads()
 
     def cluster(self, config: DaskConfig, local_workers: int) -> DaskCluster:
         """The connected cluster of `config.address` (`local`: one of `local_workers`)."""
         key = config.address if config.address != "local" else f"local:{local_workers}"
         with self._lock:
             found = self._clusters.get(key)
-            if found is not None:
+            if found is not None and found.usable():
                 return found
             connecting = self._connecting.setdefault(key, threading.Lock())
         with connecting:
             with self._lock:
                 found = self._clusters.get(key)
+            if found is not None and not found.usable():  # its scheduler was gone too long
+                with self._lock:
+                    del self._clusters[key]
+                found.close()
+                found = None
             if found is None:
-                found = DaskCluster(config, local_workers)
+                with self._threads.watch():
+                    found = DaskCluster(config, local_workers)
                 with self._lock:
                     self._clusters[key] = found
             return found
@@ -95,8 +106,19 @@ class DaskExecutor:
                 "strategy 'dask' needs `dask: {address: ...}` in its parallel settings"
             )
         cluster = self.cluster(config.dask, config.workers)
-        launcher = DaskLauncher(cluster, tasks, job, limit=_limit(config, cluster))
-        return supervise(tasks, config, launcher, job.hooks)
+        with self._threads.watch():
+            launcher = DaskLauncher(cluster, tasks, job, limit=_limit(config, cluster))
+            return supervise(tasks, config, launcher, job.hooks)
+
+    def run_ended(self) -> Kept:
+        """A run ended (in a process that keeps this executor for its next runs): its
+        LocalClusters are shut down; clients of other addresses stay connected."""
+        with self._lock:
+            local = [k for k, c in self._clusters.items() if c.local is not None]
+            ended = [self._clusters.pop(key) for key in local]
+        for cluster in ended:
+            cluster.close()
+        return self._threads.kept()
 
     def close(self) -> None:
         with self._lock:
@@ -167,6 +189,7 @@ class DaskLauncher:
         self._payloads = {id(task): task.to_pickle() for task in tasks}  # all, up front
         self._bundle = cluster.bundle(tasks[0])
         self._replay = job.replay
+        self._emit = job.emit
         self._listening = job.listening
         self._breakers: BreakerRegistry | None = job.hooks.breakers
         self._seed_prefix = f"{tasks[0].workflow.name}:" if self._breakers is not None else None
@@ -230,7 +253,7 @@ class DaskLauncher:
         stops = [f"tead-stop-{key}" for key in keys]
         try:
             with self._cluster.lock:
-                self._cluster.running.update((k, p.task.branch) for p, _, k in batch)
+                self._cluster.running.update((k, (p.task, self._emit)) for p, _, k in batch)
             futures: list[DaskFuture[Any]] = self._client.map(
                 run_branch,
                 [payload for _, payload, _ in batch],
