@@ -26,7 +26,6 @@ it waits in the cluster's queue.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import pickle
 import queue
@@ -46,6 +45,7 @@ from tead.engine.task import BranchTask
 from tead.errors import DaskClusterError
 from tead.executors.dask.cluster import DaskCluster
 from tead.executors.dask.kept import ClientThreads
+from tead.executors.dask.watch import Fetched, LoopWatch
 from tead.executors.dask.worker import Answer, run_branch
 from tead.parallel.breaker import BreakerRegistry
 from tead.parallel.config import DaskConfig, ParallelConfig, ParallelFlowResult
@@ -55,7 +55,6 @@ from tead.parallel.supervisor import supervise
 from tead.version import __version__
 
 KEY_PREFIX = "tead-branch-"
-FETCHERS = 4  # threads of a fan-out fetching results
 
 
 class DaskExecutor:
@@ -127,15 +126,6 @@ class DaskExecutor:
             cluster.close()
 
 
-def _fetch(future: DaskFuture[Any]) -> Answer:
-    """One task's result, or why it cannot be had."""
-    try:
-        answer: Answer = future.result()
-    except BaseException as exc:
-        return ("crashed", f"dask: cannot fetch the result: {type(exc).__name__}: {exc}")
-    return answer
-
-
 def _limit(config: ParallelConfig, cluster: DaskCluster) -> int | None:
     """How many branches may be submitted at once (None: all)."""
     if config.max_workers is not None:
@@ -165,12 +155,13 @@ class DaskLauncher:
     """Submits one fan-out's pre-pickled tasks to a cluster; stops attempts one by one.
 
     One thread per fan-out does the talking: it gates and submits the branches launched
-    since it last looked in one batch (one message to the scheduler, as `client.map`),
-    and hands the tasks finished meanwhile to a fetching thread, which gets their results
-    in one `gather`, then replays each branch's events and reports its outcome. Per-task
-    submits and per-task result fetches cost about three times a `client.map` of no-op
-    functions; batched, a no-op branch costs about what a task of it does
-    (bench/dask_strategy.py).
+    since it last looked in one batch (one message to the scheduler, as `client.map`, each
+    task with one argument besides the bundle). The client's event loop watches each
+    batch and fetches results as they finish, all that finished meanwhile in one `gather`
+    (watch.py); a thread of the fan-out then replays each branch's events and reports its
+    outcome. Per-task submits and per-task result fetches cost about three times a
+    `client.map` of no-op functions; batched, a no-op branch costs 1.2-1.7 times a task of
+    it (bench/dask_strategy.py).
     """
 
     copies_state = True
@@ -200,10 +191,13 @@ class DaskLauncher:
         self._lock = threading.Lock()
         self._waiting: deque[_Pending] = deque()  # launched, not submitted (over the limit)
         self._submitted: dict[Attempt, _Submitted] = {}
-        self._inbox: queue.SimpleQueue[_Pending | _Submitted | None] = queue.SimpleQueue()
-        # results are fetched by a few threads, so that one fetch's round trip does not hold
-        # up the next (the client merges fetches that are under way together into one)
-        self._fetchers = ThreadPoolExecutor(FETCHERS, thread_name_prefix="tead-dask-fetch")
+        self._inbox: queue.SimpleQueue[_Pending | _Submitted | Fetched[_Submitted] | None] = (
+            queue.SimpleQueue()
+        )
+        # ended tasks and their results come from the client's event loop (watch.py)
+        self._watch = LoopWatch(self._client, self._inbox.put, self._inbox.put)
+        # outcomes are reported (events replayed, breakers told) on a thread of their own
+        self._reporter = ThreadPoolExecutor(1, thread_name_prefix="tead-dask-report")
         self._thread = threading.Thread(target=self._serve, name="tead-dask-fanout", daemon=True)
         self._thread.start()
 
@@ -224,15 +218,17 @@ class DaskLauncher:
             while not self._inbox.empty():
                 items.append(self._inbox.get())
             launched = [i for i in items if isinstance(i, _Pending)]
-            finished = [i for i in items if isinstance(i, _Submitted)]
-            if finished:
-                self._forget(finished)
-                self._fetchers.submit(self._report, finished)
+            ended = [i for i in items if isinstance(i, _Submitted)]
+            fetched = [i for i in items if isinstance(i, Fetched)]
+            if ended:
+                self._forget(ended)
+            if fetched:
+                self._reporter.submit(self._report, fetched)
             with self._lock:
                 self._waiting.extend(launched)
             self._submit_waiting()
             if None in items:
-                self._fetchers.shutdown(wait=True)
+                self._reporter.shutdown(wait=True)
                 return
 
     def _submit_waiting(self) -> None:
@@ -254,13 +250,15 @@ class DaskLauncher:
         try:
             with self._cluster.lock:
                 self._cluster.running.update((k, (p.task, self._emit)) for p, _, k in batch)
+            # one argument of bytes besides the bundle: Dask parses each task's arguments
+            jobs = [
+                pickle.dumps((payload, stop, self._timeout_s, __version__))
+                for (_, payload, _), stop in zip(batch, stops, strict=True)
+            ]
             futures: list[DaskFuture[Any]] = self._client.map(
                 run_branch,
-                [payload for _, payload, _ in batch],
+                jobs,
                 [self._bundle] * len(batch),
-                stops,
-                [self._timeout_s] * len(batch),
-                [__version__] * len(batch),
                 key=keys,
                 pure=False,
                 retries=0,
@@ -270,11 +268,15 @@ class DaskLauncher:
                 if not pending.attempt.done():
                     pending.attempt.set_exception(exc)
             return
-        for (pending, _, _), future, stop in zip(batch, futures, stops, strict=True):
-            submitted = _Submitted(pending, future, stop)
-            with self._lock:
-                self._submitted[pending.attempt] = submitted
-            future.add_done_callback(functools.partial(self._finished, submitted))
+        entries = [
+            _Submitted(pending, future, stop)
+            for (pending, _, _), future, stop in zip(batch, futures, stops, strict=True)
+        ]
+        with self._lock:
+            self._submitted.update((entry.pending.attempt, entry) for entry in entries)
+        if not self._watch.watch(entries):  # closed meanwhile: each fails on its own
+            for entry in entries:
+                self._inbox.put(Fetched(entry, None))
 
     def _gate(self, pending: _Pending) -> bytes | None:
         """Run the gate as the branch is submitted; its payload, or None if it is not to
@@ -298,10 +300,6 @@ class DaskLauncher:
                 attempt.set_exception(exc)
             return None
 
-    def _finished(self, submitted: _Submitted, future: DaskFuture[Any]) -> None:
-        """A task ended (on the client's callback thread): hand it to the serving thread."""
-        self._inbox.put(submitted)
-
     def _forget(self, finished: list[_Submitted]) -> None:
         """Finished tasks leave room for more (before their results are fetched)."""
         with self._cluster.lock:
@@ -311,16 +309,9 @@ class DaskLauncher:
             for done in finished:
                 self._submitted.pop(done.pending.attempt, None)
 
-    def _report(self, finished: list[_Submitted]) -> None:
-        """Fetch the results of finished tasks in one batch; report each outcome."""
-        ok = [d for d in finished if d.future.status == "finished"]
-        try:
-            results = self._client.gather([d.future for d in ok])
-        except BaseException:  # one was lost meanwhile (its worker died): one at a time
-            results = [_fetch(d.future) for d in ok]
-        answers = dict(zip(map(id, ok), results, strict=True))
-        for done in finished:
-            answer = answers.get(id(done))
+    def _report(self, fetched: list[Fetched[_Submitted]]) -> None:
+        """Report each ended task's outcome."""
+        for done, answer in ((f.entry, f.answer) for f in fetched):
             attempt, settle = done.pending.attempt, done.pending.settle
             try:
                 if not attempt.done():
