@@ -40,8 +40,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -56,6 +55,7 @@ from tead.engine.events import Event, RunFinished
 from tead.engine.journal import Journal
 from tead.engine.logs import FdCapture
 from tead.engine.runner import run_workflow
+from tead.engine.seam import Kept
 from tead.errors import TeadError
 from tead.executors.registry import Executors
 from tead.executors.worker import watch_parent
@@ -206,8 +206,7 @@ def run_worker_main(
     baseline = Baseline()
     executors = Executors()  # executors kept across runs stay from one run to the next
     while isinstance(order, RunOrder):
-        end = run_order(order, send, events, capture, executors)
-        kept = executors.end_run()
+        end, kept = run_order(order, send, events, capture, executors)
         clean = baseline.left_nothing(order.limits != Limits(), kept)
         next_order = _answer(send, conn, ("end", dataclasses.replace(end, clean=clean).to_json()))
         if not clean or not isinstance(next_order, RunOrder):
@@ -265,12 +264,13 @@ def run_order(
     events: EventBatch,
     capture: FdCapture | None = None,
     executors: Executors | None = None,
-) -> RunEnd:
+) -> tuple[RunEnd, Kept]:
     """Run one order in this process: its folder, environment, path and limits first;
     what its nodes write goes to the daemon as `logs` messages (through `capture` too).
-    Its fan-outs use `executors` (the caller ends the run in them), else executors of
-    its own, closed at its end."""
+    Its fan-outs use `executors`, in which the run is ended with its nodes (those kept
+    across runs stay: what they keep is returned), else executors of its own, closed."""
     branches: list[dict[str, Any]] = []
+    kept: list[Kept] = []
     final: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
     logs = LogForwarder(send)
@@ -302,7 +302,7 @@ def run_order(
             if order.record_steps
             else None,
         )
-        with nullcontext(executors) if executors is not None else Executors() as registry:
+        with _executors_of_run(executors, kept) as registry:
             final = run_workflow(
                 workflow,
                 order.state,
@@ -327,7 +327,21 @@ def run_order(
         end = encode_end(final, branches, order.max_state_bytes)
     except BaseException as exc:
         end = StorableEnd(final_state=None, branches=(), problem=describe_failure(exc, Limits()))
-    return RunEnd(error=error, end=end, failure=failure)
+    return RunEnd(error=error, end=end, failure=failure), kept[0] if kept else Kept()
+
+
+@contextlib.contextmanager
+def _executors_of_run(executors: Executors | None, kept: list[Kept]) -> Iterator[Executors]:
+    """`executors`, in which the run is ended as it ends (what they keep goes in `kept`),
+    else a registry of the run's own, closed as it ends."""
+    if executors is None:
+        with Executors() as own:
+            yield own
+        return
+    try:
+        yield executors
+    finally:
+        kept.append(executors.end_run())
 
 
 def describe_failure(exc: BaseException, limits: Limits) -> str:

@@ -183,9 +183,10 @@ def test_reruns_after_a_lost_worker_are_counted_in_the_daemons_metrics(
         assert run["status"] == "succeeded", run
         assert run["final_state"]["done"] == [1, 2, 3, 4]
         assert not any(alive(pid) for pid in on_victim)
+        logs = daemon.get(f"/api/v1/runs/{run_id}/logs").text
         daemon.wait_for(
             lambda: _reruns(daemon, "lost") == len(on_victim),
-            what=f"{len(on_victim)} re-runs counted",
+            what=f"{len(on_victim)} re-runs counted (now {_reruns(daemon, 'lost')}); {logs}",
         )
     finally:
         dask_cluster.wait_for_workers(2)  # its nanny starts it again
