@@ -95,11 +95,12 @@ class DaskCluster:
         self.client.run(warm)  # children for the first branches start now, not in their clocks
 
     def bundle(self, task: BranchTask) -> DaskFuture[Any]:
-        """The workflow's bundle, scattered to the cluster (once per digest)."""
+        """The workflow's bundle, scattered to the cluster (once per digest, again if the
+        workers that held it were lost: a client may be kept for many runs)."""
         made = bundle_of(task.workflow)
         with self.lock:
             found = self._bundles.get(made.digest)
-            if found is None:
+            if found is None or found.status != "finished":  # or lost with its workers
                 data = pickle.dumps(made.to_json(), protocol=pickle.HIGHEST_PROTOCOL)
                 # not broadcast: with distributed 2026.8 that broke the scheduler's messages
                 found = self.client.scatter((made.digest, data), hash=False)
