@@ -327,7 +327,9 @@ def run_order(
         end = encode_end(final, branches, order.max_state_bytes)
     except BaseException as exc:
         end = StorableEnd(final_state=None, branches=(), problem=describe_failure(exc, Limits()))
-    return RunEnd(error=error, end=end, failure=failure), kept[0] if kept else Kept()
+    if not kept:  # the run failed before its nodes: what earlier runs kept is still kept
+        kept.append(executors.end_run() if executors is not None else Kept())
+    return RunEnd(error=error, end=end, failure=failure), kept[0]
 
 
 @contextlib.contextmanager
