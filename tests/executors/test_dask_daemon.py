@@ -241,7 +241,7 @@ def test_a_run_worker_keeps_its_dask_client_across_runs(
         runs = []
         for _ in range(3):
             run = daemon.wait_run(daemon.dispatch("kept")["id"], timeout_s=120)
-            assert run["status"] == "succeeded", run
+            assert run["status"] == "succeeded", (len(runs), run.get("error"), daemon.logs())
             assert run["final_state"]["twice"] == [2, 4, 6]
             runs.append(run)
             if len(runs) == 1:

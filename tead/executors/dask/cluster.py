@@ -100,7 +100,7 @@ class DaskCluster:
         made = bundle_of(task.workflow)
         with self.lock:
             found = self._bundles.get(made.digest)
-            if found is None or found.status != "finished":  # or lost with its workers
+            if found is None or _lost(found):  # or lost with the workers that held it
                 data = pickle.dumps(made.to_json(), protocol=pickle.HIGHEST_PROTOCOL)
                 # not broadcast: with distributed 2026.8 that broke the scheduler's messages
                 found = self.client.scatter((made.digest, data), hash=False)
@@ -146,3 +146,10 @@ class DaskCluster:
         if self.local is not None:
             self.local.close()
             self.local = None
+
+
+def _lost(scattered: Any) -> bool:
+    """Whether scattered data (a future, or a tuple of futures for a scattered tuple) is
+    gone from the cluster."""
+    parts = scattered if isinstance(scattered, tuple | list) else (scattered,)
+    return any(part.status != "finished" for part in parts)
