@@ -1,6 +1,7 @@
 """The dask strategy against a plain `client.map` and against threads.
 
     python bench/dask_strategy.py [--noop 200] [--cpu-branches 16] [--work-s 0.5]
+                                  [--daemon-runs 6] [--only noop|cpu|daemon]
 
 Needs the dask extra (pip install -e '.[dask]'). Both parts use a 2-worker LocalCluster
 (one thread per worker) that this script starts; tead connects to it by address and keeps
@@ -10,7 +11,11 @@ its client across runs (one `Executors`), as a daemon's run does within itself.
    vs a plain `client.map` of N no-op functions on the same cluster (goal: <= 1.5x).
 2. CPU-bound fan-out (N x work-s of pure-Python work): dask strategy vs thread strategy,
    same run (goal: >= 1.8x faster).
-3. Connecting: what a new client costs (a run in the daemon connects once).
+3. Connecting: what a new client costs.
+4. A real daemon (`tead serve`) running one dask workflow (20 no-op branches) several
+   times in a row: its run worker keeps its client across the runs it serves, so the first
+   run pays for connecting (and the checks, and warming the workers' children), the next
+   ones do not. Run duration (started to finished, from the API), first vs the next ones.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from distributed import Client, LocalCluster
 
 from bench.common import interleaved, median, timed
+from bench.daemon_common import daemon, parse_time
 from bench.process_strategy import CPU_WORKFLOW, NOOP_WORKFLOW
 from tead import Executors, Workflow, load_workflow_text
 
@@ -105,20 +111,50 @@ def connect_cost(address: str) -> None:
     print(f"connect + close a client: {median(timed(connect, repeat=10)) * 1000:.1f} ms")
 
 
+def daemon_runs(address: str, runs: int, branches: int = 20) -> None:
+    settings = f"settings: {{parallel: {{strategy: dask, dask: {{address: '{address}'}}}}}}\n"
+    with daemon({"noop.yaml": settings + NOOP_WORKFLOW}) as proc:
+        deadline = time.monotonic() + 60
+        while not any(
+            w["name"] == "noop" and w["valid"]
+            for w in proc.get("/api/v1/workflows").json()["workflows"]
+        ):
+            if time.monotonic() > deadline:
+                raise SystemExit("the daemon did not load the workflow")
+            time.sleep(0.1)
+        durations = []
+        for _ in range(runs):
+            run = proc.wait_run(proc.dispatch("noop", {"branches": branches})["id"], timeout_s=120)
+            if run["status"] != "succeeded":
+                raise SystemExit(f"a run failed: {run.get('error')}")
+            durations.append(parse_time(run["finished_at"]) - parse_time(run["started_at"]))
+    first, rest = durations[0], median(durations[1:])
+    print(f"daemon runs of {branches} no-op dask branches ({runs} in a row, one run worker):")
+    print(f"  first run            {first * 1000:7.1f} ms   (connects, checks the workers)")
+    print(f"  next runs (median)   {rest * 1000:7.1f} ms   (client kept across runs)")
+    print(f"  first / next         {first / rest:7.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noop", type=int, default=200)
     parser.add_argument("--cpu-branches", type=int, default=16)
     parser.add_argument("--work-s", type=float, default=0.5)
+    parser.add_argument("--daemon-runs", type=int, default=6)
+    parser.add_argument("--only", choices=["noop", "cpu", "daemon"], default=None)
     args = parser.parse_args()
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
         address = cluster.scheduler_address
         time.sleep(1)  # the workers settle
-        connect_cost(address)
-        noop_overhead(address, args.noop)
-        cpu_bound(address, args.cpu_branches, args.work_s)
+        if args.only in (None, "noop"):
+            connect_cost(address)
+            noop_overhead(address, args.noop)
+        if args.only in (None, "cpu"):
+            cpu_bound(address, args.cpu_branches, args.work_s)
+        if args.only in (None, "daemon"):
+            daemon_runs(address, args.daemon_runs)
 
 
 if __name__ == "__main__":

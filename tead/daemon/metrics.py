@@ -28,6 +28,7 @@ from tead.engine.events import (
     BranchFinished,
     BranchStarted,
     CircuitChanged,
+    DaskRerun,
     Event,
     FanOutStarted,
     RemoteHost,
@@ -124,6 +125,11 @@ class Metrics:
         self.remote_commands = z.counter(
             "tead_remote_commands_total", "Remote commands run", ["host"]
         )
+        self.dask_reruns = z.counter(
+            "tead_dask_task_reruns_total",
+            "Branches a Dask scheduler ran again after losing the worker that held them",
+            ["workflow"],
+        )
         Info("tead_build", "tead build", registry=r).info({"version": __version__})
         self._lock = threading.Lock()
         self._breakers_shown: set[str] = set()
@@ -142,8 +148,8 @@ class Metrics:
         Counters, for each way a run can start and end; gauges of runs and branches
         running; branch counters, for each strategy its fan-outs use; breaker transitions
         (and the state, closed, of a breaker never seen); missed schedules under its
-        catch-up policy; commands sent to each remote host it names. Histograms with a
-        status label are left out (5 x 18 series).
+        catch-up policy; commands sent to each remote host it names; Dask re-runs, if it
+        fans out on dask. Histograms with a status label are left out (5 x 18 series).
         """
         name = workflow.name
         self.known.add(name)
@@ -172,6 +178,8 @@ class Metrics:
             z.expect(self.flow_retries, name, strategy)
             z.expect(self.flow_duration, name, strategy)
             z.expect(self.flows_in_flight, strategy)
+        if any(f.config.strategy == "dask" for f in fanouts):
+            z.expect(self.dask_reruns, name)
         for fanout in fanouts:
             remote = fanout.config.remote
             if fanout.config.strategy == "remote" and remote is not None:
@@ -274,6 +282,8 @@ class RunEventMetrics:
             case RemoteHost(host=host, up=up, commands=commands):
                 m.remote_host_up.labels(host).set(1 if up else 0)
                 m.remote_commands.labels(host).inc(commands)
+            case DaskRerun():
+                m.dask_reruns.labels(self.workflow).inc()
             case _:
                 pass
 

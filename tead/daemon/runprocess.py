@@ -16,10 +16,12 @@ import socket
 import sys
 import threading
 import warnings
-from collections.abc import Collection
 from typing import Any, cast
 
+from tead.engine.seam import Kept
+
 PR_SET_CHILD_SUBREAPER = 36
+NOTHING_KEPT = Kept()
 
 
 def become_subreaper() -> None:
@@ -85,14 +87,24 @@ class Baseline:
         self.logging = (root.level, list(root.handlers))
         self.socket_timeout = socket.getdefaulttimeout()
 
-    def left_nothing(self, limited: bool, kept: Collection[threading.Thread] = ()) -> bool:
-        """Whether the run left nothing running (but the `kept` threads: those of the
-        executors the worker keeps across runs) and lowered no limit."""
-        running = sum(1 for thread in threading.enumerate() if thread not in kept)
-        return not limited and running <= self.threads and not descendants(os.getpid())
+    def left_nothing(self, limited: bool, kept: Kept = NOTHING_KEPT) -> bool:
+        """Whether the run left nothing running and lowered no limit (the threads of
+        executors kept across runs are not the run's)."""
+        ours = sum(thread.is_alive() for thread in kept.threads)
+        return (
+            not limited
+            and threading.active_count() - ours <= self.threads
+            and not descendants(os.getpid())
+        )
 
-    def restore(self) -> None:
+    def restore(self, kept: Kept = NOTHING_KEPT) -> None:
+        """Put back what a run may have changed; the modules that executors kept across
+        runs need stay loaded (their packages', and the standard library's)."""
         for name in set(sys.modules) - self.modules:  # the next run imports its own
+            top = name.partition(".")[0]
+            if kept.packages and (top in kept.packages or top in sys.stdlib_module_names):
+                self.modules.add(name)
+                continue
             del sys.modules[name]
         importlib.invalidate_caches()  # ... and sees edited files
         linecache.clearcache()

@@ -12,8 +12,6 @@ environment, `sys.path` and limits the order gives, sends events, breaker change
 the encoded end back, and waits for the daemon to kill its group, or, if the run left
 nothing running and lowered no limit, for the next run of the same workflow version,
 before which it puts back what a run may change in the process (`runprocess.Baseline`).
-The remote strategy's executor (its SSH connections, the hosts' warm workers) is kept
-across those runs (`runkept.KeptExecutors`).
 A worker never serves two workflows, or two versions of one.
 
 Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
@@ -42,14 +40,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from tead.daemon.failure import checked_failure, failure_of
-from tead.daemon.runkept import KeptExecutors
 from tead.daemon.runlimits import apply_limits, size_text
 from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
@@ -58,6 +55,7 @@ from tead.engine.events import Event, RunFinished
 from tead.engine.journal import Journal
 from tead.engine.logs import FdCapture
 from tead.engine.runner import run_workflow
+from tead.engine.seam import Kept
 from tead.errors import TeadError
 from tead.executors.registry import Executors
 from tead.executors.worker import watch_parent
@@ -78,6 +76,7 @@ PRELOAD = (
 )
 
 Send = Callable[[tuple[str, Any]], None]
+CLOSE_S = 2.0  # closing the executors kept across runs, at most, as a worker ends
 
 plugin_strategies()  # looked up once, in the fork server, for every worker forked from it
 
@@ -204,19 +203,26 @@ def run_worker_main(
     if isinstance(order, CheckOrder):
         _answer(send, conn, ("checked", check_order(order)))
         os._exit(0)
-    kept = KeptExecutors(order.text)  # the remote strategy's connections, across runs
     baseline = Baseline()
+    executors = Executors()  # executors kept across runs stay from one run to the next
     while isinstance(order, RunOrder):
-        end = run_order(order, send, events, capture, kept.executors())
-        clean = baseline.left_nothing(order.limits != Limits(), kept=kept.threads())
+        end, kept = run_order(order, send, events, capture, executors)
+        clean = baseline.left_nothing(order.limits != Limits(), kept)
         next_order = _answer(send, conn, ("end", dataclasses.replace(end, clean=clean).to_json()))
         if not clean or not isinstance(next_order, RunOrder):
             break
-        baseline.restore()  # the next run of this workflow version starts as the first did
+        baseline.restore(kept)  # the next run of this workflow version starts as the first did
         order = next_order
-    with contextlib.suppress(Exception):  # (the daemon usually kills this process first)
-        kept.close()
+    _close_within(executors, CLOSE_S)
     os._exit(0)
+
+
+def _close_within(executors: Executors, seconds: float) -> None:
+    """Close the executors kept across runs (a client says goodbye to its scheduler), if
+    that takes at most `seconds`; else the process's end closes their connections."""
+    closing = threading.Thread(target=executors.close, name="tead-close", daemon=True)
+    closing.start()
+    closing.join(seconds)
 
 
 def _answer(send: Send, conn: Connection, answer: tuple[str, Any]) -> object:
@@ -258,11 +264,13 @@ def run_order(
     events: EventBatch,
     capture: FdCapture | None = None,
     executors: Executors | None = None,
-) -> RunEnd:
+) -> tuple[RunEnd, Kept]:
     """Run one order in this process: its folder, environment, path and limits first;
     what its nodes write goes to the daemon as `logs` messages (through `capture` too).
-    Its executors (closed at its end, but those lent to it) are `executors`, else new."""
+    Its fan-outs use `executors`, in which the run is ended with its nodes (those kept
+    across runs stay: what they keep is returned), else executors of its own, closed."""
     branches: list[dict[str, Any]] = []
+    kept: list[Kept] = []
     final: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
     logs = LogForwarder(send)
@@ -276,7 +284,7 @@ def run_order(
         sys.path[:] = order.sys_path
         apply_limits(order.limits)
         workflow = load_workflow_text(order.text, order.path)
-        registry = BreakerRegistry(_ForwardingStore(order.breakers, send))
+        breakers = BreakerRegistry(_ForwardingStore(order.breakers, send))
 
         def keep(path: str, source: str, fan_in: str, results: list[Any]) -> None:
             branches.extend(branch_rows(path, source, fan_in, results))
@@ -294,13 +302,13 @@ def run_order(
             if order.record_steps
             else None,
         )
-        with executors or Executors() as run_executors:
+        with _executors_of_run(executors, kept) as registry:
             final = run_workflow(
                 workflow,
                 order.state,
                 on_event=on_event,
-                breakers=registry,
-                executors=run_executors,
+                breakers=breakers,
+                executors=registry,
                 on_results=keep,
                 journal=journal,
                 logs=logs,
@@ -319,7 +327,23 @@ def run_order(
         end = encode_end(final, branches, order.max_state_bytes)
     except BaseException as exc:
         end = StorableEnd(final_state=None, branches=(), problem=describe_failure(exc, Limits()))
-    return RunEnd(error=error, end=end, failure=failure)
+    if not kept:  # the run failed before its nodes: what earlier runs kept is still kept
+        kept.append(executors.end_run() if executors is not None else Kept())
+    return RunEnd(error=error, end=end, failure=failure), kept[0]
+
+
+@contextlib.contextmanager
+def _executors_of_run(executors: Executors | None, kept: list[Kept]) -> Iterator[Executors]:
+    """`executors`, in which the run is ended as it ends (what they keep goes in `kept`),
+    else a registry of the run's own, closed as it ends."""
+    if executors is None:
+        with Executors() as own:
+            yield own
+        return
+    try:
+        yield executors
+    finally:
+        kept.append(executors.end_run())
 
 
 def describe_failure(exc: BaseException, limits: Limits) -> str:

@@ -230,6 +230,16 @@ class RemoteHost(_Event):
     commands: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaskRerun(_Event):
+    """The dask worker that held the branch at `path` was lost: the scheduler runs it
+    again on another worker (so it may run twice)."""
+
+    kind: ClassVar[str] = "dask_rerun"
+    path: str
+    worker: str
+
+
 Event: TypeAlias = (
     RunStarted
     | RunFinished
@@ -242,6 +252,7 @@ Event: TypeAlias = (
     | FanIn
     | CircuitChanged
     | RemoteHost
+    | DaskRerun
 )
 EventSink: TypeAlias = Callable[[Event], None]
 
@@ -259,6 +270,7 @@ EVENT_TYPES: Mapping[str, type[Event]] = {
         FanIn,
         CircuitChanged,
         RemoteHost,
+        DaskRerun,
     )
 }
 

@@ -382,17 +382,3 @@ def echo(lines: list[LogLine]) -> None:
     for a run that keeps no logs: a branch run elsewhere shows its output here."""
     for _, _, _, stream, text in lines:
         (sys.stdout if stream == "stdout" else sys.stderr).write(text + "\n")
-
-
-class LineList:
-    """A sink that keeps lines in a list (a branch run elsewhere sends them back)."""
-
-    def __init__(self) -> None:
-        self.lines: list[LogLine] = []
-
-    def __call__(self, lines: list[LogLine]) -> None:
-        self.lines.extend(lines)  # one call: safe from several threads
-
-    def take(self) -> list[LogLine]:
-        lines, self.lines = self.lines, []
-        return lines

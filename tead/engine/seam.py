@@ -13,12 +13,18 @@ A strategy that runs branches elsewhere (a worker process, a host) runs them wit
 branch's result, its events and the results of the fan-outs nested in it; it passes the
 report to `replay` before it reports the result, so every strategy's branches show the
 same events (and the same nested results) in the same place.
+
+An executor that a process serving run after run (a daemon's run worker) may keep for the
+next runs, instead of closing it at each run's end, is `KeptAcrossRuns`: at a run's end it
+releases what only that run needed and says what it keeps (`Kept`), so that the process
+does not count its threads as left running by the run, nor unload the modules it needs.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from tead.engine.events import Event
@@ -64,6 +70,27 @@ class ParallelExecutor(Protocol):
     def execute(self, job: FanOutJob) -> list[ParallelFlowResult]: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What executors kept across runs keep: threads running, and the top-level packages
+    of the modules they need loaded (besides the standard library's)."""
+
+    threads: tuple[threading.Thread, ...] = ()
+    packages: frozenset[str] = field(default_factory=frozenset)
+
+    def __or__(self, other: Kept) -> Kept:
+        return Kept(self.threads + other.threads, self.packages | other.packages)
+
+
+@runtime_checkable
+class KeptAcrossRuns(Protocol):
+    """An executor kept for the next runs of a process that serves run after run."""
+
+    def run_ended(self) -> Kept:
+        """A run ended: release what only it needed; what is kept for the next runs."""
+        ...
 
 
 class ExecutorSource(Protocol):

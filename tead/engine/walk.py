@@ -12,7 +12,7 @@ from tead.engine.context import RunContext
 from tead.engine.events import Event, FanIn, NodeFinished, NodeStarted
 from tead.engine.fanout import fan_out
 from tead.engine.journal import node_key
-from tead.engine.logs import LineList
+from tead.engine.linelist import LineList
 from tead.engine.logs import scope as log_scope
 from tead.engine.seam import BranchReport, ExecutorSource, FanOutResults
 from tead.engine.state import BranchState
@@ -148,6 +148,7 @@ def run_branch_elsewhere(
     *,
     listening: bool = True,
     base: Mapping[str, Any] | None = None,
+    max_log_chars: int | None = None,
 ) -> BranchReport:
     """Run one branch away from its run (a worker process, a host). Its nested fan-outs
     use `executors` and start from the run's `breakers` states; its events, its nested
@@ -156,7 +157,8 @@ def run_branch_elsewhere(
 
     With `base` (the fan-out's state, which the receiver keeps once per fan-out), the
     task's state is only the branch's own part (its item) and the report carries what the
-    branch changed (`delta`) instead of its whole final state."""
+    branch changed (`delta`) instead of its whole final state. What its nodes write comes
+    back too, at most `max_log_chars` of it (tead.engine.linelist)."""
     events: list[Event] = []
     fanouts: list[FanOutResults] = []
 
@@ -166,7 +168,7 @@ def run_branch_elsewhere(
     own = task.state
     state = BranchState.over(base, own) if base is not None else None
     store = RecordingBreakerStore(breakers)
-    logs = LineList()
+    logs = LineList(max_log_chars)
     ctx = RunContext(
         executors=executors,
         breakers=BreakerRegistry(store),

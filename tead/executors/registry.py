@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from tead.engine.seam import ParallelExecutor
+from tead.engine.seam import Kept, KeptAcrossRuns, ParallelExecutor
 from tead.errors import DaskClusterError, PluginError, TeadError, UnknownStrategyError
 from tead.executors.process import ProcessExecutor
 from tead.executors.remote.executor import RemoteExecutor
@@ -90,10 +90,7 @@ class Executors:
     made from them on first use, closed together.
 
     A caller that runs many workflows (the daemon, a benchmark, your program) keeps one and
-    passes it to every run, so that process pools stay warm across runs. `lent` executors
-    are used for their strategies as they are and never closed here: their owner keeps
-    them beyond this registry (a daemon run worker keeps its remote executor's
-    connections across the runs it serves).
+    passes it to every run, so that process pools stay warm across runs.
     """
 
     def __init__(
@@ -101,7 +98,6 @@ class Executors:
         settings: Mapping[str, Mapping[str, Any]] | None = None,
         *,
         plugins: bool = True,
-        lent: Mapping[str, ParallelExecutor] | None = None,
     ) -> None:
         self._settings = dict(settings or {})
         self._factories: dict[str, ExecutorFactory] = dict(BUILTIN_FACTORIES)
@@ -110,7 +106,6 @@ class Executors:
         self._lock = threading.Lock()  # held briefly: never while a plug-in loads or makes
         self._making: dict[str, threading.Lock] = {}  # one per strategy, while it is made
         self._executors: dict[str, ParallelExecutor] = {}
-        self._lent = dict(lent or {})
 
     def register(self, name: str, factory: ExecutorFactory) -> None:
         """Make `factory` the strategy `name` for the runs given this registry."""
@@ -120,7 +115,7 @@ class Executors:
     def names(self) -> list[str]:
         """Every strategy this registry can make, built-in ones first."""
         with self._lock:
-            return list(dict.fromkeys([*self._factories, *self._lent, *self._plugins()]))
+            return list(dict.fromkeys([*self._factories, *self._plugins()]))
 
     def get(self, strategy: str) -> ParallelExecutor:
         """The executor of `strategy`, made on first use; UnknownStrategyError if none.
@@ -128,7 +123,7 @@ class Executors:
         A strategy whose plug-in is slow to load or to make (a cluster to connect to) holds
         up only the runs that wait for that strategy, not the others."""
         with self._lock:
-            executor = self._executors.get(strategy) or self._lent.get(strategy)
+            executor = self._executors.get(strategy)
             if executor is not None:
                 return executor
             making = self._making.setdefault(strategy, threading.Lock())
@@ -171,6 +166,22 @@ class Executors:
             found = entry_points(group=ENTRY_POINT_GROUP) if self._find_plugins else ()
             self._found = {ep.name: ep for ep in found}
         return self._found
+
+    def end_run(self) -> Kept:
+        """A run that used this registry ended, and the process keeps the registry for its
+        next runs (a daemon's run worker): executors kept across runs (`KeptAcrossRuns`)
+        release what only that run needed and stay; the others are closed. What the kept
+        ones keep."""
+        with self._lock:
+            made = list(self._executors.items())
+            self._executors = {n: e for n, e in made if isinstance(e, KeptAcrossRuns)}
+        kept = Kept()
+        for _, executor in made:
+            if isinstance(executor, KeptAcrossRuns):
+                kept |= executor.run_ended()
+            else:
+                executor.close()
+        return kept
 
     def close(self) -> None:
         with self._lock:

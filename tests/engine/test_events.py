@@ -24,6 +24,7 @@ from tead.engine.events import (
     BranchRetry,
     BranchStarted,
     CircuitChanged,
+    DaskRerun,
     Event,
     FanIn,
     FanOutStarted,
@@ -157,6 +158,10 @@ SAMPLES: list[tuple[Event, dict[str, Any]]] = [
         RemoteHost(ts=TS, host="worker@10.0.0.11", up=True, commands=4),
         {"host": "worker@10.0.0.11", "up": True, "commands": 4},
     ),
+    (
+        DaskRerun(ts=TS, path="work[1]", worker="tcp://10.0.0.12:40001"),
+        {"path": "work[1]", "worker": "tcp://10.0.0.12:40001"},
+    ),
 ]
 
 
@@ -167,7 +172,7 @@ def _ids() -> list[str]:
 def test_the_samples_cover_every_kind() -> None:
     """Adding a kind without a sample here fails (and so gets its encoding tested)."""
     assert {event.kind for event, _ in SAMPLES} == set(EVENT_TYPES)
-    assert len(EVENT_TYPES) == 11
+    assert len(EVENT_TYPES) == 12
 
 
 @pytest.mark.parametrize(("event", "fields"), SAMPLES, ids=_ids())
@@ -305,6 +310,7 @@ def test_progress_describes_typed_events() -> None:
         "branch a ok (4.5 ms)",
         "branch a/b failed: TimeoutError: branch timed out after 1 s (1000.0 ms)",
         "fan-in j: 3 results, 1 failed",
+        None,
         None,
         None,
     ]

@@ -3,9 +3,12 @@
 It is the leader of a process group of its own (its parent starts it in a new session), so
 that killing the group stops the branch and everything the branch started. It reads
 requests on its standard input and answers on its standard output, both moved to private
-descriptors at start (fd 0 then reads /dev/null, fd 1 writes to stderr: what a branch
-prints cannot garble the protocol). If its parent (the dask worker) dies, it kills its
-group at once.
+descriptors at start (fd 0 then reads /dev/null: what a branch prints cannot garble the
+protocol). Its descriptors 1 and 2 then point at pipes it reads itself
+(`tead.engine.logs.FdCapture`, as in a process branch's worker): what a branch writes,
+from Python or below it (C code, its subprocesses), becomes lines of the node that wrote
+it, sent back with the branch's result (at most `MAX_LOG_BYTES` of them: they cross the
+network). If its parent (the dask worker) dies, it kills its group at once.
 
 A request is a pickle of (bundle digest, the bundle's pickle or None if sent before, the
 task's payload: breaker states to start from, the pickled `BranchTask`, whether the run
@@ -22,12 +25,12 @@ import io
 import os
 import pickle
 import signal
-import sys
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from tead.engine.bundle import LoadedWorkflows, WorkflowBundle
+from tead.engine.logs import FdCapture
 from tead.engine.task import BranchTask
 from tead.engine.walk import run_branch_elsewhere
 from tead.executors.process import pickle_report
@@ -52,6 +55,10 @@ class _TaskUnpickler(pickle.Unpickler):
     def _from_bundle(self, text: str, path: str, *values: Any) -> BranchTask:
         return BranchTask(workflow=self._workflow, **dict(zip(_FIELDS, values, strict=True)))
 
+
+#: of what a branch writes, at most this much goes back with its result (counted as a
+#: run's logs count it; the daemon's default `max_log_bytes` for a whole run)
+MAX_LOG_BYTES = 16 * 1024 * 1024
 
 _FIELDS = [f.name for f in dataclasses.fields(BranchTask) if f.name != "workflow"]
 
@@ -84,7 +91,9 @@ def _run(data: bytes, workflows: LoadedWorkflows, received: dict[str, WorkflowGr
     task: BranchTask = _TaskUnpickler(task_bytes, workflow).load()
     executors = Executors()
     try:
-        report = run_branch_elsewhere(task, executors, seed, listening=listening)
+        report = run_branch_elsewhere(
+            task, executors, seed, listening=listening, max_log_chars=MAX_LOG_BYTES
+        )
     finally:
         executors.close()
     return pickle_report(task, report)
@@ -101,8 +110,8 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    os.dup2(2, 1)
-    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    os.dup2(2, 1)  # what is written outside a branch goes to the dask worker's stderr
+    FdCapture.install()
     watch_parent(os.getppid(), _kill_group)
     serve(requests, answers)
 

@@ -1,7 +1,9 @@
 """A connection to a Dask cluster for the dask strategy: the client (and the LocalCluster it
 owns for `address: local`), checked at connect (a worker exists, every worker has this
 tead), the workflow bundles scattered to it, and a count of the branches Dask runs again
-after losing a worker (the scheduler's `remove-worker` events name the tasks it held).
+after losing a worker (the scheduler's `remove-worker` events name the tasks it held):
+each is logged and told to its run as a `DaskRerun` event (counted in the daemon's
+`tead_dask_task_reruns_total`).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import importlib.metadata
 import logging
 import pickle
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from distributed import Client, LocalCluster
 from distributed import Future as DaskFuture
 
 from tead.engine.bundle import bundle_of
+from tead.engine.events import DaskRerun, Event
 from tead.engine.task import BranchTask
 from tead.errors import DaskClusterError
 from tead.executors.dask.worker import warm
@@ -24,6 +28,9 @@ from tead.parallel.config import DaskConfig
 from tead.version import __version__
 
 log = logging.getLogger(__name__)
+
+#: a branch running on the cluster, and where its run takes the executor's events
+Running = tuple[BranchTask, Callable[[Event], None] | None]
 
 
 class DaskCluster:
@@ -55,7 +62,7 @@ class DaskCluster:
         self.address = address
         self.lock = threading.Lock()
         self._bundles: dict[str, DaskFuture[Any]] = {}
-        self.running: dict[str, str] = {}  # dask key -> branch name, while it runs
+        self.running: dict[str, Running] = {}  # dask key -> its branch, while it runs
         self.reruns = 0
         try:
             self._check_workers(timeout)
@@ -88,11 +95,12 @@ class DaskCluster:
         self.client.run(warm)  # children for the first branches start now, not in their clocks
 
     def bundle(self, task: BranchTask) -> DaskFuture[Any]:
-        """The workflow's bundle, scattered to the cluster (once per digest)."""
+        """The workflow's bundle, scattered to the cluster (once per digest, again if the
+        workers that held it were lost: a client may be kept for many runs)."""
         made = bundle_of(task.workflow)
         with self.lock:
             found = self._bundles.get(made.digest)
-            if found is None:
+            if found is None or _lost(found):  # or lost with the workers that held it
                 data = pickle.dumps(made.to_json(), protocol=pickle.HIGHEST_PROTOCOL)
                 # not broadcast: with distributed 2026.8 that broke the scheduler's messages
                 found = self.client.scatter((made.digest, data), hash=False)
@@ -106,16 +114,25 @@ class DaskCluster:
             return
         for key in message.get("processing-tasks") or ():
             with self.lock:
-                branch = self.running.get(str(key))
-                if branch is None:
+                running = self.running.get(str(key))
+                if running is None:
                     continue
                 self.reruns += 1
+            task, emit = running
+            worker = str(message.get("worker"))
             log.warning(
                 "branch %s: dask worker %s was lost while it held this branch; "
                 "Dask runs it again on another worker",
-                branch,
-                message.get("worker"),
+                task.branch,
+                worker,
             )
+            if emit is not None:
+                with contextlib.suppress(Exception):  # a sink's trouble is not the client's
+                    emit(DaskRerun(path=task.path, worker=worker))
+
+    def usable(self) -> bool:
+        """Whether the client is connected, or connecting again (not closed)."""
+        return self.client.status not in ("closing", "closed")
 
     def close(self) -> None:
         try:
@@ -129,3 +146,10 @@ class DaskCluster:
         if self.local is not None:
             self.local.close()
             self.local = None
+
+
+def _lost(scattered: Any) -> bool:
+    """Whether scattered data (a future, or a tuple of futures for a scattered tuple) is
+    gone from the cluster."""
+    parts = scattered if isinstance(scattered, tuple | list) else (scattered,)
+    return any(part.status != "finished" for part in parts)

@@ -8,12 +8,15 @@ per cluster and digest (cluster.py), so `uses:` modules reach the workers withou
 installed there. Results, events and breaker changes come back as a `BranchReport`, as
 from a process worker.
 
-The executor keeps one `DaskCluster` (a client) per address for its life: in the daemon a
-run's executors live as long as the run, in `tead run` as long as the command, in the
-Python API as long as your `Executors`. Dask's own retries are 0: tead's retries and
-breakers apply. Stopping an attempt (timeout, `fail_fast`, a cancelled run) cancels its
-task and sets its `distributed.Event`: a running branch's process group is killed on the
-worker (worker.py).
+The executor keeps one `DaskCluster` (a client) per address for its life: in `tead run` as
+long as the command, in the Python API as long as your `Executors`, in the daemon as long
+as the run worker that runs the run, which serves up to 100 runs of one workflow version:
+it is kept across them (`KeptAcrossRuns`), so that a run after the first skips the
+connect and the checks (a client found closed, its scheduler gone for too long, is made
+again). A LocalCluster (`address: local`) is the run's alone: shut down at its end.
+Dask's own retries are 0: tead's retries and breakers apply. Stopping an attempt (timeout,
+`fail_fast`, a cancelled run) cancels its task and sets its `distributed.Event`: a running
+branch's process group is killed on the worker (worker.py).
 
 Branches are submitted as the supervisor's gate lets them start, at most `max_workers` at
 once when it is set; else all at once (the cluster schedules them), or, with a timeout,
@@ -23,7 +26,6 @@ it waits in the cluster's queue.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import pickle
 import queue
@@ -38,11 +40,13 @@ from typing import Any
 from distributed import Event
 from distributed import Future as DaskFuture
 
-from tead.engine.seam import BranchReport, FanOutJob
+from tead.engine.seam import BranchReport, FanOutJob, Kept
 from tead.engine.task import BranchTask
 from tead.errors import DaskClusterError
 from tead.executors.dask.cluster import DaskCluster
+from tead.executors.dask.watch import Fetched, LoopWatch
 from tead.executors.dask.worker import Answer, run_branch
+from tead.executors.kept import ClientThreads
 from tead.parallel.breaker import BreakerRegistry
 from tead.parallel.config import DaskConfig, ParallelConfig, ParallelFlowResult
 from tead.parallel.launcher import Attempt, Gate, Settle
@@ -51,7 +55,6 @@ from tead.parallel.supervisor import supervise
 from tead.version import __version__
 
 KEY_PREFIX = "tead-branch-"
-FETCHERS = 4  # threads of a fan-out fetching results
 
 
 class DaskExecutor:
@@ -61,20 +64,27 @@ class DaskExecutor:
         self._lock = threading.Lock()
         self._connecting: dict[str, threading.Lock] = {}
         self._clusters: dict[str, DaskCluster] = {}
+        self._threads = ClientThreads("distributed")
 
     def cluster(self, config: DaskConfig, local_workers: int) -> DaskCluster:
         """The connected cluster of `config.address` (`local`: one of `local_workers`)."""
         key = config.address if config.address != "local" else f"local:{local_workers}"
         with self._lock:
             found = self._clusters.get(key)
-            if found is not None:
+            if found is not None and found.usable():
                 return found
             connecting = self._connecting.setdefault(key, threading.Lock())
         with connecting:
             with self._lock:
                 found = self._clusters.get(key)
+            if found is not None and not found.usable():  # its scheduler was gone too long
+                with self._lock:
+                    del self._clusters[key]
+                found.close()
+                found = None
             if found is None:
-                found = DaskCluster(config, local_workers)
+                with self._threads.watch():
+                    found = DaskCluster(config, local_workers)
                 with self._lock:
                     self._clusters[key] = found
             return found
@@ -95,23 +105,25 @@ class DaskExecutor:
                 "strategy 'dask' needs `dask: {address: ...}` in its parallel settings"
             )
         cluster = self.cluster(config.dask, config.workers)
-        launcher = DaskLauncher(cluster, tasks, job, limit=_limit(config, cluster))
-        return supervise(tasks, config, launcher, job.hooks)
+        with self._threads.watch():
+            launcher = DaskLauncher(cluster, tasks, job, limit=_limit(config, cluster))
+            return supervise(tasks, config, launcher, job.hooks)
+
+    def run_ended(self) -> Kept:
+        """A run ended (in a process that keeps this executor for its next runs): its
+        LocalClusters are shut down; clients of other addresses stay connected."""
+        with self._lock:
+            local = [k for k, c in self._clusters.items() if c.local is not None]
+            ended = [self._clusters.pop(key) for key in local]
+        for cluster in ended:
+            cluster.close()
+        return self._threads.kept()
 
     def close(self) -> None:
         with self._lock:
             clusters, self._clusters = list(self._clusters.values()), {}
         for cluster in clusters:
             cluster.close()
-
-
-def _fetch(future: DaskFuture[Any]) -> Answer:
-    """One task's result, or why it cannot be had."""
-    try:
-        answer: Answer = future.result()
-    except BaseException as exc:
-        return ("crashed", f"dask: cannot fetch the result: {type(exc).__name__}: {exc}")
-    return answer
 
 
 def _limit(config: ParallelConfig, cluster: DaskCluster) -> int | None:
@@ -143,12 +155,13 @@ class DaskLauncher:
     """Submits one fan-out's pre-pickled tasks to a cluster; stops attempts one by one.
 
     One thread per fan-out does the talking: it gates and submits the branches launched
-    since it last looked in one batch (one message to the scheduler, as `client.map`),
-    and hands the tasks finished meanwhile to a fetching thread, which gets their results
-    in one `gather`, then replays each branch's events and reports its outcome. Per-task
-    submits and per-task result fetches cost about three times a `client.map` of no-op
-    functions; batched, a no-op branch costs about what a task of it does
-    (bench/dask_strategy.py).
+    since it last looked in one batch (one message to the scheduler, as `client.map`, each
+    task with one argument besides the bundle). The client's event loop watches each
+    batch and fetches results as they finish, all that finished meanwhile in one `gather`
+    (watch.py); a thread of the fan-out then replays each branch's events and reports its
+    outcome. Per-task submits and per-task result fetches cost about three times a
+    `client.map` of no-op functions; batched, a no-op branch costs 1.6-2.1 times a task of
+    it (bench/dask_strategy.py).
     """
 
     copies_state = True
@@ -167,6 +180,7 @@ class DaskLauncher:
         self._payloads = {id(task): task.to_pickle() for task in tasks}  # all, up front
         self._bundle = cluster.bundle(tasks[0])
         self._replay = job.replay
+        self._emit = job.emit
         self._listening = job.listening
         self._breakers: BreakerRegistry | None = job.hooks.breakers
         self._seed_prefix = f"{tasks[0].workflow.name}:" if self._breakers is not None else None
@@ -177,10 +191,13 @@ class DaskLauncher:
         self._lock = threading.Lock()
         self._waiting: deque[_Pending] = deque()  # launched, not submitted (over the limit)
         self._submitted: dict[Attempt, _Submitted] = {}
-        self._inbox: queue.SimpleQueue[_Pending | _Submitted | None] = queue.SimpleQueue()
-        # results are fetched by a few threads, so that one fetch's round trip does not hold
-        # up the next (the client merges fetches that are under way together into one)
-        self._fetchers = ThreadPoolExecutor(FETCHERS, thread_name_prefix="tead-dask-fetch")
+        self._inbox: queue.SimpleQueue[_Pending | _Submitted | Fetched[_Submitted] | None] = (
+            queue.SimpleQueue()
+        )
+        # ended tasks and their results come from the client's event loop (watch.py)
+        self._watch = LoopWatch(self._client, self._inbox.put, self._inbox.put)
+        # outcomes are reported (events replayed, breakers told) on a thread of their own
+        self._reporter = ThreadPoolExecutor(1, thread_name_prefix="tead-dask-report")
         self._thread = threading.Thread(target=self._serve, name="tead-dask-fanout", daemon=True)
         self._thread.start()
 
@@ -201,15 +218,17 @@ class DaskLauncher:
             while not self._inbox.empty():
                 items.append(self._inbox.get())
             launched = [i for i in items if isinstance(i, _Pending)]
-            finished = [i for i in items if isinstance(i, _Submitted)]
-            if finished:
-                self._forget(finished)
-                self._fetchers.submit(self._report, finished)
+            ended = [i for i in items if isinstance(i, _Submitted)]
+            fetched = [i for i in items if isinstance(i, Fetched)]
+            if ended:
+                self._forget(ended)
+            if fetched:
+                self._reporter.submit(self._report, fetched)
             with self._lock:
                 self._waiting.extend(launched)
             self._submit_waiting()
             if None in items:
-                self._fetchers.shutdown(wait=True)
+                self._reporter.shutdown(wait=True)
                 return
 
     def _submit_waiting(self) -> None:
@@ -230,14 +249,16 @@ class DaskLauncher:
         stops = [f"tead-stop-{key}" for key in keys]
         try:
             with self._cluster.lock:
-                self._cluster.running.update((k, p.task.branch) for p, _, k in batch)
+                self._cluster.running.update((k, (p.task, self._emit)) for p, _, k in batch)
+            # one argument of bytes besides the bundle: Dask parses each task's arguments
+            jobs = [
+                pickle.dumps((payload, stop, self._timeout_s, __version__))
+                for (_, payload, _), stop in zip(batch, stops, strict=True)
+            ]
             futures: list[DaskFuture[Any]] = self._client.map(
                 run_branch,
-                [payload for _, payload, _ in batch],
+                jobs,
                 [self._bundle] * len(batch),
-                stops,
-                [self._timeout_s] * len(batch),
-                [__version__] * len(batch),
                 key=keys,
                 pure=False,
                 retries=0,
@@ -247,11 +268,15 @@ class DaskLauncher:
                 if not pending.attempt.done():
                     pending.attempt.set_exception(exc)
             return
-        for (pending, _, _), future, stop in zip(batch, futures, stops, strict=True):
-            submitted = _Submitted(pending, future, stop)
-            with self._lock:
-                self._submitted[pending.attempt] = submitted
-            future.add_done_callback(functools.partial(self._finished, submitted))
+        entries = [
+            _Submitted(pending, future, stop)
+            for (pending, _, _), future, stop in zip(batch, futures, stops, strict=True)
+        ]
+        with self._lock:
+            self._submitted.update((entry.pending.attempt, entry) for entry in entries)
+        if not self._watch.watch(entries):  # closed meanwhile: each fails on its own
+            for entry in entries:
+                self._inbox.put(Fetched(entry, None))
 
     def _gate(self, pending: _Pending) -> bytes | None:
         """Run the gate as the branch is submitted; its payload, or None if it is not to
@@ -275,10 +300,6 @@ class DaskLauncher:
                 attempt.set_exception(exc)
             return None
 
-    def _finished(self, submitted: _Submitted, future: DaskFuture[Any]) -> None:
-        """A task ended (on the client's callback thread): hand it to the serving thread."""
-        self._inbox.put(submitted)
-
     def _forget(self, finished: list[_Submitted]) -> None:
         """Finished tasks leave room for more (before their results are fetched)."""
         with self._cluster.lock:
@@ -288,16 +309,9 @@ class DaskLauncher:
             for done in finished:
                 self._submitted.pop(done.pending.attempt, None)
 
-    def _report(self, finished: list[_Submitted]) -> None:
-        """Fetch the results of finished tasks in one batch; report each outcome."""
-        ok = [d for d in finished if d.future.status == "finished"]
-        try:
-            results = self._client.gather([d.future for d in ok])
-        except BaseException:  # one was lost meanwhile (its worker died): one at a time
-            results = [_fetch(d.future) for d in ok]
-        answers = dict(zip(map(id, ok), results, strict=True))
-        for done in finished:
-            answer = answers.get(id(done))
+    def _report(self, fetched: list[Fetched[_Submitted]]) -> None:
+        """Report each ended task's outcome."""
+        for done, answer in ((f.entry, f.answer) for f in fetched):
             attempt, settle = done.pending.attempt, done.pending.settle
             try:
                 if not attempt.done():

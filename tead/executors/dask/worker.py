@@ -56,10 +56,11 @@ _idle: list[_Child] = []  # warm children of this dask worker, waiting for a bra
 _idle_lock = threading.Lock()
 
 
-def run_branch(
-    payload: bytes, bundle: tuple[str, bytes], stop: str, timeout_s: float | None, version: str
-) -> Answer:
-    """Run one branch attempt in a child process group; stop it on `stop` or its deadline."""
+def run_branch(job: bytes, bundle: tuple[str, bytes]) -> Answer:
+    """Run one branch attempt in a child process group; stop it when the Event named
+    `stop` is set, or at its deadline. `job`: pickled (the child's payload, `stop`, the
+    timeout in seconds or None, the client's tead version)."""
+    payload, stop, timeout_s, version = pickle.loads(job)
     if version != __version__:
         return ("crashed", f"this dask worker has tead {__version__}, the run has tead {version}")
     deadline = time.monotonic() + timeout_s if timeout_s is not None else None

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tead.engine.events import RemoteHost
-from tead.engine.seam import FanOutJob
+from tead.engine.seam import FanOutJob, Kept
 from tead.errors import RemoteHostError
+from tead.executors.kept import distribution_packages
 from tead.executors.remote.hosts import HostAddress, HostLink, LinkSettings
 from tead.executors.remote.launcher import RemoteLauncher, Slot
 from tead.parallel.breaker import BreakerRegistry, CircuitBreaker, Transition
@@ -136,6 +137,12 @@ class RemoteExecutor:
     def threads(self) -> list[threading.Thread]:
         """The threads this executor runs now (its event loop's, and name resolution's)."""
         return [t for t in threading.enumerate() if t.name.startswith(self._prefix)]
+
+    def run_ended(self) -> Kept:
+        """A run ended in a process that keeps this executor for its next runs (a daemon's
+        run worker): its connections and the hosts' warm workers stay, with its threads and
+        the SSH library's modules (`tead.engine.seam.KeptAcrossRuns`)."""
+        return Kept(threads=tuple(self.threads()), packages=distribution_packages("asyncssh"))
 
     # --- hosts ---------------------------------------------------------------------------
 

@@ -316,12 +316,6 @@ def _asyncssh() -> ModuleType:
     return asyncssh
 
 
-def preload_ssh() -> None:
-    """Import now what connecting to a host needs (for a process that must have it before
-    it takes stock of its modules: a daemon run worker that keeps its connections)."""
-    _asyncssh()
-
-
 def _is_eof(exc: BaseException) -> bool:
     lost = _asyncssh().ConnectionLost
     return isinstance(exc, asyncio.IncompleteReadError | lost | EOFError)
