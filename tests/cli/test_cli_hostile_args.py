@@ -110,6 +110,7 @@ def _hostile_inputs(tmp: Path) -> list[tuple[str, str]]:
     ]
 
 
+@pytest.mark.timeout(300)  # dozens of CLI processes: ~30 s alone, far more on a loaded machine
 def test_hostile_input_and_trigger_get_one_line(
     tmp_path: Path, tead_cli: RunTead, write_workflow: Callable[..., Path]
 ) -> None:
