@@ -66,6 +66,35 @@ def kill_tree(pid: int) -> None:
                 os.kill(child, signal.SIGKILL)
 
 
+PLAIN_ITEMS = 10_000  # a value with more items is not looked through (see `plain`)
+
+
+def plain(value: Any) -> bool:
+    """Whether `value` is made of JSON's own types only (dicts with string keys, lists,
+    lists or tuples,
+    strings, numbers, booleans, None; exactly those types, no subclass) and has at most
+    `PLAIN_ITEMS` items: encoding it runs no code of the run's and takes no time."""
+    todo, seen = [value], 0
+    while todo:
+        item = todo.pop()
+        seen += 1
+        if seen > PLAIN_ITEMS:
+            return False
+        kind = type(item)
+        if kind is dict:
+            if any(type(key) is not str for key in item):
+                return False
+            todo.extend(item.values())
+        elif kind is list or kind is tuple:
+            todo.extend(item)
+        elif kind not in _SCALARS:
+            return False
+    return True
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
 class Baseline:
     """What a worker was like before its first run, to check that a run left nothing
     running and to put back what a run may have changed in the process. The next order

@@ -10,16 +10,19 @@ follows the daemon (if the daemon dies, the worker kills its whole group at once
 it is ready and waits for one `RunOrder`. It runs it in the workflow's folder, with the
 environment, `sys.path` and limits the order gives, sends events, breaker changes and
 the encoded end back, and waits for the daemon to kill its group, or, if the run left
-nothing running and lowered no limit, for the next run of the same workflow version,
-before which it puts back what a run may change in the process (`runprocess.Baseline`).
-A worker never serves two workflows, or two versions of one.
+nothing running and lowered no limit, for the next run of the same workflow version:
+meanwhile it puts back what a run may change in the process (`runprocess.Baseline`) and
+builds the workflow again if that runs no user code (`prepare`). A worker never serves
+two workflows, or two versions of one.
 
 Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
 and the daemon must not run what it reads): `[kind, body]` with kind "ready" (the pid),
 "events" (a list of events' JSON), "journal" (completed steps: a list of [key, JSON text
 of its result], `tead.engine.journal`), "logs" (log lines), "breakers" (snapshots),
-"ending" once the nodes are done (the end is being encoded; its body: the events not sent
-yet), "end" (`RunEnd.to_json`) or "checked" (a load error or null).
+"ending" once the nodes are done if encoding the end may run the run's code (a final
+state that is not plain JSON: the daemon then refuses a cancel; its body: the events not
+sent yet), "end" (`RunEnd.to_json`, with the events not sent yet) or "checked" (a load
+error or null).
 Orders from the daemon are pickles (the worker trusts the daemon).
 
 The worker is a child subreaper: a process the run starts that leaves its group (a new
@@ -48,7 +51,7 @@ from typing import Any
 
 from tead.daemon.failure import checked_failure, failure_of
 from tead.daemon.runlimits import apply_limits, size_text
-from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree
+from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree, plain
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
 from tead.daemon.workerlogs import EventBatch, LogForwarder
 from tead.engine.events import Event, RunFinished
@@ -58,7 +61,9 @@ from tead.engine.runner import run_workflow
 from tead.errors import TeadError
 from tead.executors.registry import Executors
 from tead.executors.worker import watch_parent
+from tead.graph.compiled import WorkflowGraph
 from tead.graph.loader import load_workflow_text
+from tead.graph.nodes import ensure_importable
 from tead.jsonable import json_default
 from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot
 from tead.parallel.strategies import plugin_strategies
@@ -116,6 +121,7 @@ class RunEnd:
     end: StorableEnd
     clean: bool = False  # nothing of the run is left in the worker: it may run another
     failure: dict[str, Any] | None = None
+    events: list[Any] = field(default_factory=list)  # the last events, not sent before
 
     def to_json(self) -> dict[str, Any]:
         end = self.end
@@ -126,6 +132,7 @@ class RunEnd:
             "problem": end.problem,
             "clean": self.clean,
             "failure": self.failure,
+            "events": self.events,
         }
 
     @classmethod
@@ -139,11 +146,15 @@ class RunEnd:
             raise ValueError("an end's error, final_state and problem are strings or null")
         if not isinstance(branches, list) or not all(isinstance(b, str) for b in branches):
             raise ValueError("an end's branches are strings")
+        events = data.get("events", [])
+        if not isinstance(events, list):
+            raise ValueError("an end's events come in a list")
         return cls(
             error=error,
             end=StorableEnd(final_state=state, branches=tuple(branches), problem=problem),
             clean=data.get("clean") is True,
             failure=checked_failure(data.get("failure")),
+            events=events,
         )
 
 
@@ -192,6 +203,7 @@ def run_worker_main(
             conn.send_bytes(data)
 
     events = EventBatch(send)  # started before a run, so its thread is not the run's
+    logs = LogForwarder(send)  # the same: one thread that serves every run of this worker
     try:
         send(("ready", os.getpid()))
         order: RunOrder | CheckOrder = conn.recv()
@@ -199,32 +211,55 @@ def run_worker_main(
         os._exit(0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # user code may rely on the default
     if isinstance(order, CheckOrder):
-        _answer(send, conn, ("checked", check_order(order)))
+        _answer(send, ("checked", check_order(order)))
+        _next_order(conn)  # the daemon kills this process when it has read the answer
         os._exit(0)
     baseline = Baseline()
+    prepared: WorkflowGraph | None = None
     while isinstance(order, RunOrder):
-        end = run_order(order, send, events, capture)
+        end = run_order(order, send, events, capture, logs=logs, prepared=prepared)
         clean = baseline.left_nothing(order.limits != Limits())
-        next_order = _answer(send, conn, ("end", dataclasses.replace(end, clean=clean).to_json()))
+        _answer(send, ("end", dataclasses.replace(end, clean=clean).to_json()))
+        if clean:  # while the daemon records the end: ready for the next run
+            baseline.restore()  # the next run of this workflow version starts as the first did
+            prepared = prepare(order)
+        next_order = _next_order(conn)
         if not clean or not isinstance(next_order, RunOrder):
             break
-        baseline.restore()  # the next run of this workflow version starts as the first did
         order = next_order
     os._exit(0)
 
 
-def _answer(send: Send, conn: Connection, answer: tuple[str, Any]) -> object:
-    """Send the answer; then the daemon kills this process group, or (after a clean run)
-    sends the next order of the same workflow, which this returns."""
+def _answer(send: Send, answer: tuple[str, Any]) -> None:
+    """Send the answer, after what the run wrote (if the daemon is gone, reading says so)."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    try:
+    with contextlib.suppress(EOFError, OSError):
         send(answer)
+
+
+def _next_order(conn: Connection) -> object:
+    """The daemon's next order of the same workflow (None: it kills this process group)."""
+    try:
         next_order: object = conn.recv()
     except (EOFError, OSError):
         return None
     return next_order
+
+
+def prepare(order: RunOrder) -> WorkflowGraph | None:
+    """The order's workflow built anew for the next run of its version, ahead of the order,
+    if that runs no user code: `run:` code is only compiled, `uses:` modules are imported
+    by each run itself (in its folder, environment and path), so none may be here."""
+    try:
+        workflow = load_workflow_text(order.text, order.path, import_uses=False)
+    except BaseException:  # the run loads it again and reports what is wrong
+        return None
+    spec = workflow.spec
+    if spec is None or any(node.uses is not None for node in spec.nodes):
+        return None
+    return workflow
 
 
 def check_order(order: CheckOrder) -> str | None:
@@ -247,24 +282,35 @@ def _kill_everything() -> None:
 
 
 def run_order(
-    order: RunOrder, send: Send, events: EventBatch, capture: FdCapture | None = None
+    order: RunOrder,
+    send: Send,
+    events: EventBatch,
+    capture: FdCapture | None = None,
+    *,
+    logs: LogForwarder,
+    prepared: WorkflowGraph | None = None,
 ) -> RunEnd:
     """Run one order in this process: its folder, environment, path and limits first;
-    what its nodes write goes to the daemon as `logs` messages (through `capture` too)."""
+    what its nodes write goes to the daemon as `logs` messages (through `capture` too).
+    `prepared`: the order's workflow, built by `prepare` after the last run."""
     branches: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
-    logs = LogForwarder(send)
     if capture is not None:
         capture.default = logs  # a line written outside any node is the run's
     logging.getLogger().setLevel(logging.INFO)  # nodes' INFO records are caught
     try:
         os.chdir(Path(order.path).parent)
-        os.environ.clear()
-        os.environ.update(order.environ)
+        if dict(os.environ) != order.environ:  # the last run's, unless a node changed it
+            os.environ.clear()
+            os.environ.update(order.environ)
         sys.path[:] = order.sys_path
         apply_limits(order.limits)
-        workflow = load_workflow_text(order.text, order.path)
+        if prepared is not None:
+            ensure_importable(str(Path(order.path).parent))  # as loading it would
+            workflow = prepared
+        else:
+            workflow = load_workflow_text(order.text, order.path)
         registry = BreakerRegistry(_ForwardingStore(order.breakers, send))
 
         def keep(path: str, source: str, fan_in: str, results: list[Any]) -> None:
@@ -300,15 +346,18 @@ def run_order(
         failure = failure_of(exc)
     if capture is not None:
         capture.default = None
-    logs.close()
+    logs.flush()
     if steps := events.take_steps():  # stored before the run's end
         send(("journal", steps))
-    send(("ending", events.take()))  # the nodes are done: from now on it is not cancelled
+    pending = events.take()
+    if not (plain(final) and plain(branches)):  # encoding it may run the run's code
+        send(("ending", pending))  # the nodes are done: from now on it is not cancelled
+        pending = []
     try:
         end = encode_end(final, branches, order.max_state_bytes)
     except BaseException as exc:
         end = StorableEnd(final_state=None, branches=(), problem=describe_failure(exc, Limits()))
-    return RunEnd(error=error, end=end, failure=failure)
+    return RunEnd(error=error, end=end, failure=failure, events=pending)
 
 
 def describe_failure(exc: BaseException, limits: Limits) -> str:

@@ -181,6 +181,7 @@ class WorkerExecution:
             ending=functools.partial(loop.call_soon_threadsafe, nodes_done),
             stopped=functools.partial(loop.call_soon_threadsafe, stopped_work.set),
         )
+        session.send_order()  # the worker starts while a session thread wakes up
         self._sessions.submit(session.serve, hooks)
         spec = run.workflow.spec
         timeout = spec.timeout if spec else None
