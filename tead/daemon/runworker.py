@@ -12,7 +12,7 @@ environment, `sys.path` and limits the order gives, sends events, breaker change
 the encoded end back, and waits for the daemon to kill its group, or, if the run left
 nothing running and lowered no limit, for the next run of the same workflow version:
 meanwhile it puts back what a run may change in the process (`runprocess.Baseline`) and
-builds the workflow again if that runs no user code (`prepare`). A worker never serves
+builds the workflow again if that runs no user code (`runprocess.prepare`). A worker never serves
 two workflows, or two versions of one.
 
 Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
@@ -51,7 +51,7 @@ from typing import Any
 
 from tead.daemon.failure import checked_failure, failure_of
 from tead.daemon.runlimits import apply_limits, size_text
-from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree, plain
+from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree, plain, prepare
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
 from tead.daemon.workerlogs import EventBatch, LogForwarder
 from tead.engine.events import Event, RunFinished
@@ -222,7 +222,7 @@ def run_worker_main(
         _answer(send, ("end", dataclasses.replace(end, clean=clean).to_json()))
         if clean:  # while the daemon records the end: ready for the next run
             baseline.restore()  # the next run of this workflow version starts as the first did
-            prepared = prepare(order)
+            prepared = prepare(order.text, order.path)
         next_order = _next_order(conn)
         if not clean or not isinstance(next_order, RunOrder):
             break
@@ -246,20 +246,6 @@ def _next_order(conn: Connection) -> object:
     except (EOFError, OSError):
         return None
     return next_order
-
-
-def prepare(order: RunOrder) -> WorkflowGraph | None:
-    """The order's workflow built anew for the next run of its version, ahead of the order,
-    if that runs no user code: `run:` code is only compiled, `uses:` modules are imported
-    by each run itself (in its folder, environment and path), so none may be here."""
-    try:
-        workflow = load_workflow_text(order.text, order.path, import_uses=False)
-    except BaseException:  # the run loads it again and reports what is wrong
-        return None
-    spec = workflow.spec
-    if spec is None or any(node.uses is not None for node in spec.nodes):
-        return None
-    return workflow
 
 
 def check_order(order: CheckOrder) -> str | None:
@@ -292,7 +278,7 @@ def run_order(
 ) -> RunEnd:
     """Run one order in this process: its folder, environment, path and limits first;
     what its nodes write goes to the daemon as `logs` messages (through `capture` too).
-    `prepared`: the order's workflow, built by `prepare` after the last run."""
+    `prepared`: the order's workflow, built by `runprocess.prepare` after the last run."""
     branches: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None

@@ -21,7 +21,8 @@ COUNTS = """
 import os
 seen = globals()
 seen["runs"] = seen.get("runs", 0) + 1
-return {"runs": seen["runs"], "pid": os.getpid()}
+state["kept"].append(seen["runs"])
+return {"runs": seen["runs"], "pid": os.getpid(), "kept": state["kept"]}
 """
 
 TWO_NODES = """name: {name}
@@ -39,10 +40,11 @@ nodes:
 def test_each_run_of_a_kept_worker_gets_a_fresh_build_of_its_workflow(
     daemon_factory: Factory,
 ) -> None:
-    """What a run's `run:` code keeps in its globals is gone for the next run, though the
-    same worker serves both (its workflow was built again, ahead of the second order)."""
+    """What a run's `run:` code keeps in its globals or adds to its initial state is gone
+    for the next run, though the same worker serves both (its workflow was built again,
+    ahead of the second order, from the same parsed file)."""
     d = daemon_factory()
-    d.write("counts.yaml", "name: counts\n" + node(COUNTS))
+    d.write("counts.yaml", "name: counts\ninitial_state: {kept: []}\n" + node(COUNTS))
     d.start()
     states: list[dict[str, Any]] = []
     for _ in range(3):
@@ -50,6 +52,7 @@ def test_each_run_of_a_kept_worker_gets_a_fresh_build_of_its_workflow(
         assert end_of(d, run, timeout_s=60) == "succeeded", error_of(d, run)
         states.append(d.get(f"/api/v1/runs/{run}").json()["final_state"])
     assert [s["runs"] for s in states] == [1, 1, 1]
+    assert [s["kept"] for s in states] == [[1], [1], [1]]
     assert len({s["pid"] for s in states}) == 1  # one worker served the three runs
 
 
