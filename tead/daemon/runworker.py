@@ -287,9 +287,8 @@ def run_order(
     logging.getLogger().setLevel(logging.INFO)  # nodes' INFO records are caught
     try:
         os.chdir(Path(order.path).parent)
-        if dict(os.environ) != order.environ:  # the last run's, unless a node changed it
-            os.environ.clear()
-            os.environ.update(order.environ)
+        os.environ.clear()
+        os.environ.update(order.environ)
         sys.path[:] = order.sys_path
         apply_limits(order.limits)
         if prepared is not None:
