@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import resource
+from collections.abc import Iterable
 
+from tead.errors import TeadError
 from tead.spec.models import Limits
 
 
@@ -46,3 +49,28 @@ def size_text(value: int) -> str:
         if value >= size:
             return f"{value / size:g}{unit}"
     return f"{value} bytes"
+
+
+def describe_failure(exc: BaseException, limits: Limits) -> str:
+    """A run's error line, naming the limit it hit when one explains it."""
+    if isinstance(exc, TeadError):
+        message = str(exc)
+    else:
+        message = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    causes = list(_chain(exc))
+    if limits.memory is not None and any(isinstance(c, MemoryError) for c in causes):
+        return f"the run hit its memory limit ({size_text(limits.memory)}): {message}"
+    emfile = any(isinstance(c, OSError) and c.errno == errno.EMFILE for c in causes)
+    if emfile and limits.open_files is not None:
+        return f"the run hit its open_files limit ({limits.open_files}): {message}"
+    return message
+
+
+def _chain(exc: BaseException) -> Iterable[BaseException]:
+    """The exception and its causes (a node's error wraps what the node raised)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__

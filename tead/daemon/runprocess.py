@@ -1,12 +1,14 @@
 """What a run leaves in its worker process: the processes below it (killed with it, even
 those that left its process group: the worker is their subreaper) and the process-wide
 state a run may change, put back before the worker serves the next run of the same
-workflow version."""
+workflow version, whose workflow is built meanwhile (`prepare`)."""
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # getsignal without signal's enums: 20x faster
 import contextlib
 import ctypes
+import functools
 import importlib
 import linecache
 import logging
@@ -19,6 +21,8 @@ import warnings
 from typing import Any, cast
 
 from tead.engine.seam import Kept
+from tead.graph.compiled import WorkflowGraph
+from tead.graph.loader import ParsedWorkflow, build_parsed, parse_workflow_text
 
 PR_SET_CHILD_SUBREAPER = 36
 NOTHING_KEPT = Kept()
@@ -69,6 +73,53 @@ def kill_tree(pid: int) -> None:
                 os.kill(child, signal.SIGKILL)
 
 
+def prepare(text: str, path: str) -> WorkflowGraph | None:
+    """A workflow built anew for the next run of its version, ahead of the run's order,
+    if that runs no user code: `run:` code is only compiled, `uses:` modules are imported
+    by each run itself (in its folder, environment and path), so none may be here."""
+    try:
+        parsed = _parsed(text, path)
+        if any(node.uses is not None for node in parsed.spec.nodes):
+            return None
+        return build_parsed(parsed)
+    except BaseException:  # the run loads it again and reports what is wrong
+        return None
+
+
+@functools.lru_cache(maxsize=1)  # a worker serves one workflow version
+def _parsed(text: str, path: str) -> ParsedWorkflow:
+    return parse_workflow_text(text, path)
+
+
+PLAIN_ITEMS = 10_000  # a value with more items is not looked through (see `plain`)
+
+
+def plain(value: Any) -> bool:
+    """Whether `value` is made of JSON's own types only (dicts with string keys, lists,
+    lists or tuples,
+    strings, numbers, booleans, None; exactly those types, no subclass) and has at most
+    `PLAIN_ITEMS` items: encoding it runs no code of the run's and takes no time."""
+    todo, seen = [value], 0
+    while todo:
+        item = todo.pop()
+        seen += 1
+        if seen > PLAIN_ITEMS:
+            return False
+        kind = type(item)
+        if kind is dict:
+            if any(type(key) is not str for key in item):
+                return False
+            todo.extend(item.values())
+        elif kind is list or kind is tuple:
+            todo.extend(item)
+        elif kind not in _SCALARS:
+            return False
+    return True
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
 class Baseline:
     """What a worker was like before its first run, to check that a run left nothing
     running and to put back what a run may have changed in the process. The next order
@@ -77,7 +128,7 @@ class Baseline:
     def __init__(self) -> None:
         self.modules = set(sys.modules)
         self.threads = threading.active_count()
-        self.signals = {s: signal.getsignal(s) for s in _CATCHABLE}
+        self.signals = {s: _signal.getsignal(s) for s in _CATCHABLE}
         self.umask = os.umask(0o022)
         os.umask(self.umask)
         self.recursion_limit = sys.getrecursionlimit()
@@ -109,7 +160,7 @@ class Baseline:
         importlib.invalidate_caches()  # ... and sees edited files
         linecache.clearcache()
         for number, handler in self.signals.items():
-            if signal.getsignal(number) is not handler:  # a run rarely changes any
+            if _signal.getsignal(number) != handler:  # a run rarely changes any
                 with contextlib.suppress(OSError, ValueError, TypeError):
                     signal.signal(number, handler)
         os.umask(self.umask)

@@ -12,8 +12,10 @@ may have written to the pipe) and kills the worker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import pickle
 import signal
 import time
 from collections.abc import Callable
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 output_log = logging.getLogger("tead.run")
 
 MAX_LINE = 8192  # a longer line is kept in pieces of this many bytes
+EARLY_ORDER_BYTES = 64 * 1024  # an order this small is sent at once (`send_order`)
 STEPS_PER_WRITE, STEPS_WRITE_S = 500, 0.2  # a run's journal is written in batches
 
 Outcome = tuple[RunStatus, str | None, RunEnd | None]
@@ -91,6 +94,18 @@ class RunSession:
         self.partial: dict[str, bytes] = {}
         self._strategies = set(known_strategies())
         self._hooks: SessionHooks | None = None
+        self._order_sent = False
+
+    def send_order(self) -> None:
+        """Send the order now, from the caller's thread (the daemon's loop: the worker
+        starts without waiting for the session's thread), unless it is big (a write that
+        may wait for the worker to read: the session's thread sends it) or the worker is
+        gone (the session finds out)."""
+        data = pickle.dumps(self.order)
+        if len(data) <= EARLY_ORDER_BYTES:
+            with contextlib.suppress(EOFError, OSError):
+                self.worker.conn.send_bytes(data)
+                self._order_sent = True
 
     def serve(self, hooks: SessionHooks) -> None:
         """Serve the run; `hooks.stopped()` once nothing of it can run any more: at its
@@ -102,7 +117,8 @@ class RunSession:
             end: RunEnd | None = None
             malformed: str | None = None
             try:
-                worker.conn.send(self.order)
+                if not self._order_sent:
+                    worker.conn.send(self.order)
                 end = self._read_until_end()
             except (EOFError, OSError):
                 pass
@@ -156,9 +172,11 @@ class RunSession:
                     kind, body = receive(conn, self.message_limit)  # EOFError: it is gone
                     if kind == "end":
                         try:
-                            return RunEnd.from_json(body)
+                            end = RunEnd.from_json(body)
                         except ValueError as exc:
                             raise MalformedMessage(str(exc)) from None
+                        self._message("events", end.events)  # those not sent before
+                        return end
                     self._message(kind, body)
                     if self.ending and not conn.poll(0):
                         assert self._hooks is not None

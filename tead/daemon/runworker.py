@@ -10,16 +10,19 @@ follows the daemon (if the daemon dies, the worker kills its whole group at once
 it is ready and waits for one `RunOrder`. It runs it in the workflow's folder, with the
 environment, `sys.path` and limits the order gives, sends events, breaker changes and
 the encoded end back, and waits for the daemon to kill its group, or, if the run left
-nothing running and lowered no limit, for the next run of the same workflow version,
-before which it puts back what a run may change in the process (`runprocess.Baseline`).
-A worker never serves two workflows, or two versions of one.
+nothing running and lowered no limit, for the next run of the same workflow version:
+meanwhile it puts back what a run may change in the process (`runprocess.Baseline`) and
+builds the workflow again if that runs no user code (`runprocess.prepare`). A worker never serves
+two workflows, or two versions of one.
 
 Messages to the daemon are JSON, never pickles (the run's code could write to the pipe,
 and the daemon must not run what it reads): `[kind, body]` with kind "ready" (the pid),
 "events" (a list of events' JSON), "journal" (completed steps: a list of [key, JSON text
 of its result], `tead.engine.journal`), "logs" (log lines), "breakers" (snapshots),
-"ending" once the nodes are done (the end is being encoded; its body: the events not sent
-yet), "end" (`RunEnd.to_json`) or "checked" (a load error or null).
+"ending" once the nodes are done if encoding the end may run the run's code (a final
+state that is not plain JSON: the daemon then refuses a cancel; its body: the events not
+sent yet), "end" (`RunEnd.to_json`, with the events not sent yet) or "checked" (a load
+error or null).
 Orders from the daemon are pickles (the worker trusts the daemon).
 
 The worker is a child subreaper: a process the run starts that leaves its group (a new
@@ -31,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import functools
 import gc
 import json
@@ -47,8 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from tead.daemon.failure import checked_failure, failure_of
-from tead.daemon.runlimits import apply_limits, size_text
-from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree
+from tead.daemon.runlimits import apply_limits, describe_failure
+from tead.daemon.runprocess import Baseline, become_subreaper, kill_tree, plain, prepare
 from tead.daemon.storable import StorableEnd, branch_rows, encode_end
 from tead.daemon.workerlogs import EventBatch, LogForwarder
 from tead.engine.events import Event, RunFinished
@@ -59,7 +61,9 @@ from tead.engine.seam import Kept
 from tead.errors import TeadError
 from tead.executors.registry import Executors
 from tead.executors.worker import watch_parent
+from tead.graph.compiled import WorkflowGraph
 from tead.graph.loader import load_workflow_text
+from tead.graph.nodes import ensure_importable
 from tead.jsonable import json_default
 from tead.parallel.breaker import BreakerRegistry, BreakerSnapshot
 from tead.parallel.strategies import plugin_strategies
@@ -118,6 +122,7 @@ class RunEnd:
     end: StorableEnd
     clean: bool = False  # nothing of the run is left in the worker: it may run another
     failure: dict[str, Any] | None = None
+    events: list[Any] = field(default_factory=list)  # the last events, not sent before
 
     def to_json(self) -> dict[str, Any]:
         end = self.end
@@ -128,6 +133,7 @@ class RunEnd:
             "problem": end.problem,
             "clean": self.clean,
             "failure": self.failure,
+            "events": self.events,
         }
 
     @classmethod
@@ -141,11 +147,15 @@ class RunEnd:
             raise ValueError("an end's error, final_state and problem are strings or null")
         if not isinstance(branches, list) or not all(isinstance(b, str) for b in branches):
             raise ValueError("an end's branches are strings")
+        events = data.get("events", [])
+        if not isinstance(events, list):
+            raise ValueError("an end's events come in a list")
         return cls(
             error=error,
             end=StorableEnd(final_state=state, branches=tuple(branches), problem=problem),
             clean=data.get("clean") is True,
             failure=checked_failure(data.get("failure")),
+            events=events,
         )
 
 
@@ -194,6 +204,7 @@ def run_worker_main(
             conn.send_bytes(data)
 
     events = EventBatch(send)  # started before a run, so its thread is not the run's
+    logs = LogForwarder(send)  # the same: one thread that serves every run of this worker
     try:
         send(("ready", os.getpid()))
         order: RunOrder | CheckOrder = conn.recv()
@@ -201,17 +212,22 @@ def run_worker_main(
         os._exit(0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # user code may rely on the default
     if isinstance(order, CheckOrder):
-        _answer(send, conn, ("checked", check_order(order)))
+        _answer(send, ("checked", check_order(order)))
+        _next_order(conn)  # the daemon kills this process when it has read the answer
         os._exit(0)
     baseline = Baseline()
     executors = Executors()  # executors kept across runs stay from one run to the next
+    prepared: WorkflowGraph | None = None
     while isinstance(order, RunOrder):
-        end, kept = run_order(order, send, events, capture, executors)
+        end, kept = run_order(order, send, events, capture, executors, logs=logs, prepared=prepared)
         clean = baseline.left_nothing(order.limits != Limits(), kept)
-        next_order = _answer(send, conn, ("end", dataclasses.replace(end, clean=clean).to_json()))
+        _answer(send, ("end", dataclasses.replace(end, clean=clean).to_json()))
+        if clean:  # while the daemon records the end: ready for the next run
+            baseline.restore(kept)  # the next run of this workflow version starts as the first did
+            prepared = prepare(order.text, order.path)
+        next_order = _next_order(conn)
         if not clean or not isinstance(next_order, RunOrder):
             break
-        baseline.restore(kept)  # the next run of this workflow version starts as the first did
         order = next_order
     _close_within(executors, CLOSE_S)
     os._exit(0)
@@ -225,14 +241,18 @@ def _close_within(executors: Executors, seconds: float) -> None:
     closing.join(seconds)
 
 
-def _answer(send: Send, conn: Connection, answer: tuple[str, Any]) -> object:
-    """Send the answer; then the daemon kills this process group, or (after a clean run)
-    sends the next order of the same workflow, which this returns."""
+def _answer(send: Send, answer: tuple[str, Any]) -> None:
+    """Send the answer, after what the run wrote (if the daemon is gone, reading says so)."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    try:
+    with contextlib.suppress(EOFError, OSError):
         send(answer)
+
+
+def _next_order(conn: Connection) -> object:
+    """The daemon's next order of the same workflow (None: it kills this process group)."""
+    try:
         next_order: object = conn.recv()
     except (EOFError, OSError):
         return None
@@ -264,16 +284,19 @@ def run_order(
     events: EventBatch,
     capture: FdCapture | None = None,
     executors: Executors | None = None,
+    *,
+    logs: LogForwarder,
+    prepared: WorkflowGraph | None = None,
 ) -> tuple[RunEnd, Kept]:
     """Run one order in this process: its folder, environment, path and limits first;
     what its nodes write goes to the daemon as `logs` messages (through `capture` too).
     Its fan-outs use `executors`, in which the run is ended with its nodes (those kept
-    across runs stay: what they keep is returned), else executors of its own, closed."""
+    across runs stay: what they keep is returned), else executors of its own, closed.
+    `prepared`: the order's workflow, built by `runprocess.prepare` after the last run."""
     branches: list[dict[str, Any]] = []
     kept: list[Kept] = []
     final: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
-    logs = LogForwarder(send)
     if capture is not None:
         capture.default = logs  # a line written outside any node is the run's
     logging.getLogger().setLevel(logging.INFO)  # nodes' INFO records are caught
@@ -283,7 +306,11 @@ def run_order(
         os.environ.update(order.environ)
         sys.path[:] = order.sys_path
         apply_limits(order.limits)
-        workflow = load_workflow_text(order.text, order.path)
+        if prepared is not None:
+            ensure_importable(str(Path(order.path).parent))  # as loading it would
+            workflow = prepared
+        else:
+            workflow = load_workflow_text(order.text, order.path)
         breakers = BreakerRegistry(_ForwardingStore(order.breakers, send))
 
         def keep(path: str, source: str, fan_in: str, results: list[Any]) -> None:
@@ -319,17 +346,20 @@ def run_order(
         failure = failure_of(exc)
     if capture is not None:
         capture.default = None
-    logs.close()
+    logs.flush()
     if steps := events.take_steps():  # stored before the run's end
         send(("journal", steps))
-    send(("ending", events.take()))  # the nodes are done: from now on it is not cancelled
+    pending = events.take()
+    if not (plain(final) and plain(branches)):  # encoding it may run the run's code
+        send(("ending", pending))  # the nodes are done: from now on it is not cancelled
+        pending = []
     try:
         end = encode_end(final, branches, order.max_state_bytes)
     except BaseException as exc:
         end = StorableEnd(final_state=None, branches=(), problem=describe_failure(exc, Limits()))
     if not kept:  # the run failed before its nodes: what earlier runs kept is still kept
         kept.append(executors.end_run() if executors is not None else Kept())
-    return RunEnd(error=error, end=end, failure=failure), kept[0]
+    return RunEnd(error=error, end=end, failure=failure, events=pending), kept[0]
 
 
 @contextlib.contextmanager
@@ -344,31 +374,6 @@ def _executors_of_run(executors: Executors | None, kept: list[Kept]) -> Iterator
         yield executors
     finally:
         kept.append(executors.end_run())
-
-
-def describe_failure(exc: BaseException, limits: Limits) -> str:
-    """A run's error line, naming the limit it hit when one explains it."""
-    if isinstance(exc, TeadError):
-        message = str(exc)
-    else:
-        message = f"{type(exc).__name__}: {exc}".rstrip(": ")
-    causes = list(_chain(exc))
-    if limits.memory is not None and any(isinstance(c, MemoryError) for c in causes):
-        return f"the run hit its memory limit ({size_text(limits.memory)}): {message}"
-    emfile = any(isinstance(c, OSError) and c.errno == errno.EMFILE for c in causes)
-    if emfile and limits.open_files is not None:
-        return f"the run hit its open_files limit ({limits.open_files}): {message}"
-    return message
-
-
-def _chain(exc: BaseException) -> Iterable[BaseException]:
-    """The exception and its causes (a node's error wraps what the node raised)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
 
 
 class _ForwardingStore:

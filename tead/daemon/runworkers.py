@@ -181,6 +181,7 @@ class WorkerExecution:
             ending=functools.partial(loop.call_soon_threadsafe, nodes_done),
             stopped=functools.partial(loop.call_soon_threadsafe, stopped_work.set),
         )
+        session.send_order()  # the worker starts while a session thread wakes up
         self._sessions.submit(session.serve, hooks)
         spec = run.workflow.spec
         timeout = spec.timeout if spec else None
@@ -260,9 +261,16 @@ class WorkerExecution:
             sys_path=self._sys_path,
             limits=limits,
             max_state_bytes=self.max_state_bytes,
-            journal=self.journals.journal(run.record.id) if self.journals else {},
+            journal=self._journal(run),
             record_steps=self.journals is not None,
         )
+
+    def _journal(self, run: Run) -> dict[str, Any]:
+        """The completed steps a run starts with: only a resumed run has any (a new run's
+        are copied from the run it resumes before it starts: `operations.start_rerun`)."""
+        if self.journals is None or "resumed_from" not in run.record.trigger:
+            return {}
+        return self.journals.journal(run.record.id)
 
     def _keep_steps(self, run_id: str, steps: list[tuple[str, str]]) -> None:
         """Store a run's completed steps (secrets masked; on the run's session thread)."""

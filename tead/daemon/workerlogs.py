@@ -74,28 +74,27 @@ class LogForwarder:
 
 class EventBatch:
     """A run's events, sent a few at a time: each message costs the daemon a wake-up. An
-    event waits at most `FLUSH_S` (a thread of the worker's own sends what waited), and a
-    node's start goes at once with what waited before it, so that a run that dies names
-    the node it was in. Completed steps for the run's journal travel the same way, each
-    encoded as it is added (its value may change afterwards)."""
+    event waits at most `FLUSH_S` (a thread of the worker's own sends what waited, every
+    `FLUSH_S`: adding an event wakes no thread), and a node's start goes at once with
+    what waited before it, so that a run that dies names the node it was in. Completed
+    steps for the run's journal travel the same way, each encoded as it is added (its
+    value may change afterwards)."""
 
     FLUSH_S = 0.1
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._pending: list[dict[str, Any]] = []
         self._steps: list[tuple[str, str]] = []
         self._steps_size = 0  # characters of the steps' results not sent yet
         threading.Thread(target=self._flush_late, name="tead-events", daemon=True).start()
 
     def add(self, event: Event) -> None:
-        with self._changed:
+        with self._lock:
             self._pending.append(event.to_json())
             if isinstance(event, NodeStarted):
                 self._send_events()  # the steps wait: they need no wake-up of their own
-            else:
-                self._changed.notify()
 
     def add_step(self, key: str, value: Any, *, limit: int) -> None:
         """A completed step (tead.engine.journal): its key and result (strict JSON). A
@@ -104,32 +103,24 @@ class EventBatch:
         text = json.dumps(value, allow_nan=False, separators=(",", ":"))
         if len(text) > limit:
             return
-        with self._changed:
+        with self._lock:
             if self._steps_size + len(text) > limit:
                 self._send(("journal", self._steps))
                 self._steps, self._steps_size = [], 0
             self._steps.append((key, text))
             self._steps_size += len(text)
-            if len(self._steps) == 1 and not self._pending:  # else the thread is awake
-                self._changed.notify()
 
     def take_steps(self) -> list[tuple[str, str]]:
         """The completed steps not sent yet."""
-        with self._changed:
+        with self._lock:
             steps, self._steps, self._steps_size = self._steps, [], 0
         return steps
 
     def take(self) -> list[dict[str, Any]]:
         """The events not sent yet."""
-        with self._changed:
+        with self._lock:
             pending, self._pending = self._pending, []
         return pending
-
-    def _flush(self) -> None:
-        if self._steps:
-            self._send(("journal", self._steps))
-            self._steps, self._steps_size = [], 0
-        self._send_events()
 
     def _send_events(self) -> None:
         if self._pending:
@@ -137,10 +128,10 @@ class EventBatch:
             self._pending = []
 
     def _flush_late(self) -> None:
-        with self._changed:
-            while True:
-                self._changed.wait_for(lambda: bool(self._pending or self._steps))
-                deadline = time.monotonic() + self.FLUSH_S
-                while (self._pending or self._steps) and (left := deadline - time.monotonic()) > 0:
-                    self._changed.wait(left)
-                self._flush()
+        while True:
+            time.sleep(self.FLUSH_S)
+            with self._lock:
+                if self._steps:
+                    self._send(("journal", self._steps))
+                    self._steps, self._steps_size = [], 0
+                self._send_events()

@@ -84,6 +84,32 @@ def load_workflow_text(text: str, path: str, *, import_uses: bool = True) -> Wor
 
 
 def _load(text: str, path: str, import_uses: bool) -> WorkflowGraph:
+    return build_parsed(parse_workflow_text(text, path), import_uses=import_uses)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParsedWorkflow:
+    """A workflow file parsed and validated, not built yet (`build_parsed` builds it)."""
+
+    spec: WorkflowSpec
+    doc: YamlDocument
+    path: str
+    text: str
+    warnings: tuple[Problem, ...]
+
+
+def build_parsed(parsed: ParsedWorkflow, *, import_uses: bool = True) -> WorkflowGraph:
+    """Build a parsed workflow (anew each time: its `run:` code gets fresh globals)."""
+    workflow = build_workflow(
+        parsed.spec, parsed.doc, parsed.path, parsed.text, import_uses=import_uses
+    )
+    if parsed.warnings:
+        workflow = dataclasses.replace(workflow, warnings=parsed.warnings)
+    return workflow
+
+
+def parse_workflow_text(text: str, path: str) -> ParsedWorkflow:
+    """Parse and validate workflow source (WorkflowError: what is wrong)."""
     doc = parse_yaml(text, path)
     if doc.data is None:
         raise WorkflowError([Problem("empty workflow file", Location(path))])
@@ -98,10 +124,7 @@ def _load(text: str, path: str, import_uses: bool) -> WorkflowGraph:
         raise WorkflowError(_sorted([*tea.refused, *validation_problems(exc, doc)])) from None
     if tea.refused:
         raise WorkflowError(_sorted(tea.refused))
-    workflow = build_workflow(spec, doc, path, text, import_uses=import_uses)
-    if tea.warnings:
-        workflow = dataclasses.replace(workflow, warnings=tuple(_sorted(tea.warnings)))
-    return workflow
+    return ParsedWorkflow(spec, doc, path, text, tuple(_sorted(tea.warnings)))
 
 
 def explain_workflow(path: str | os.PathLike[str]) -> list[Problem]:
