@@ -40,10 +40,13 @@ function field(name, spec) {
     control);
 }
 
-// The inputs the form holds, typed as the spec says; an Error naming the field otherwise.
-function formInputs(form) {
-  const inputs = {};
-  for (const control of form.querySelectorAll("[data-type]")) {
+// The inputs the controls hold, typed as the spec says; an Error naming the field
+// otherwise. The controls are passed in, not looked up through the form (a control named
+// like one of the form's own properties shadows it), and the inputs object has no
+// prototype (an input named `__proto__` is an input like any other).
+function formInputs(controls) {
+  const inputs = Object.create(null);
+  for (const control of controls) {
     const type = control.dataset.type;
     if (type === "boolean") { inputs[control.name] = control.checked; continue; }
     const text = control.value;
@@ -69,24 +72,27 @@ function formInputs(form) {
 function dispatchForm(entry, close) {
   const specs = (entry.triggers.dispatch && entry.triggers.dispatch.inputs) || {};
   const error = h("p", { class: "error", role: "alert" });
-  const form = h("form", { class: "form dispatch-form", "data-workflow": entry.name, novalidate: true },
-    h("strong", {}, `Run ${entry.name}`),
-    Object.keys(specs).length ? Object.entries(specs).map(([name, spec]) => field(name, spec))
-      : h("p", { class: "muted" }, "No inputs."),
-    error,
-    h("div", { class: "row" }, h("button", { type: "submit", class: "primary" }, "Run workflow"),
-      h("button", { type: "button", onclick: close }, "Close")));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.textContent = "";
-    try {
-      const run = await postJson(`/api/v1/workflows/${encodeURIComponent(entry.name)}/dispatch`, { inputs: formInputs(form) });
-      location.hash = `#/runs/${encodeURIComponent(run.id)}`;
-    } catch (problem) {
-      error.textContent = problem.message;
-    }
-  });
-  return form;
+  const labels = Object.entries(specs).map(([name, spec]) => field(name, spec));
+  const controls = labels.map((label) => label.lastChild);
+  // The listener is added by h before the controls are appended (see formInputs).
+  return h("form", {
+    class: "form dispatch-form", "data-workflow": entry.name, novalidate: true,
+    onsubmit: async (event) => {
+      event.preventDefault();
+      error.textContent = "";
+      try {
+        const run = await postJson(`/api/v1/workflows/${encodeURIComponent(entry.name)}/dispatch`, { inputs: formInputs(controls) });
+        location.hash = `#/runs/${encodeURIComponent(run.id)}`;
+      } catch (problem) {
+        error.textContent = problem.message;
+      }
+    },
+  },
+  h("strong", {}, `Run ${entry.name}`),
+  labels.length ? labels : h("p", { class: "muted" }, "No inputs."),
+  error,
+  h("div", { class: "row" }, h("button", { type: "submit", class: "primary" }, "Run workflow"),
+    h("button", { type: "button", onclick: close }, "Close")));
 }
 
 function rows(entry, refresh) {

@@ -1,0 +1,72 @@
+"""The web page against hostile names a workflow may give its inputs, in chromium: input
+names that are also names of the form's own DOM properties or of Object.prototype's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser import chromium, new_page
+from tests.daemon_fixture import DaemonProcess, free_port
+
+NAMES = """\
+name: names
+on:
+  dispatch:
+    inputs:
+      addEventListener: {type: string, default: a}
+      querySelectorAll: {type: string, default: q}
+      __proto__: {type: string, required: true}
+      elements: {type: integer, default: 1}
+nodes:
+  - name: a
+    run: |
+      return {}
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    proc = DaemonProcess(root=tmp_path_factory.mktemp("hostile"), port=free_port())
+    proc.write("names.yaml", NAMES)
+    proc.start()
+    proc.wait_for(lambda: len(proc.get("/api/v1/workflows").json()["workflows"]) == 1)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def page() -> Iterator[tuple[Page, list[str]]]:
+    with chromium() as browser:
+        opened, errors = new_page(browser)
+        yield opened, errors
+        opened.context.close()
+
+
+def test_dispatch_form_with_inputs_named_like_dom_properties(
+    page: tuple[Page, list[str]], daemon: DaemonProcess
+) -> None:
+    """Inputs named `addEventListener`, `querySelectorAll` (the form's own methods, which
+    a form's controls would shadow) and `__proto__` are shown and sent like any other."""
+    opened, errors = page
+    opened.goto(f"{daemon.url}/#/workflows")
+    opened.locator('tr[data-workflow="names"] button.dispatch').click()
+    # Located from the page: playwright's own look-ups inside the form trip on the names.
+    expect(opened.locator("[data-type]")).to_have_count(4)
+    opened.locator("button.primary").click()
+    expect(opened.locator("p.error")).to_have_text("__proto__: required")
+    opened.locator('[name="__proto__"]').fill("proto")
+    opened.locator("button.primary").click()
+    opened.wait_for_url("**/#/runs/*")
+    run_id = opened.url.rsplit("/", 1)[1]
+    run = daemon.wait_run(run_id, timeout_s=60)
+    assert run["status"] == "succeeded", run
+    assert run["inputs"] == {
+        "addEventListener": "a",
+        "querySelectorAll": "q",
+        "__proto__": "proto",
+        "elements": 1,
+    }
+    assert errors == []
