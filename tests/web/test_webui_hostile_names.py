@@ -1,5 +1,5 @@
-"""The web page against hostile names a workflow may give its inputs, in chromium: input
-names that are also names of the form's own DOM properties or of Object.prototype's."""
+"""The web page against hostile names a workflow may give its inputs (names of the form's
+own DOM properties or of Object.prototype's) and hand-edited addresses, in chromium."""
 
 from __future__ import annotations
 
@@ -69,4 +69,15 @@ def test_dispatch_form_with_inputs_named_like_dom_properties(
         "__proto__": "proto",
         "elements": 1,
     }
+    assert errors == []
+
+
+def test_a_run_address_that_is_not_valid_percent_encoding(
+    page: tuple[Page, list[str]], daemon: DaemonProcess
+) -> None:
+    """`#/runs/%E0%A4%A` (a hand-edited address) says there is no such run instead of
+    failing to decode it and leaving the page empty."""
+    opened, errors = page
+    opened.goto(f"{daemon.url}/#/runs/%E0%A4%A")
+    expect(opened.locator("#notice")).to_contain_text("no run")
     assert errors == []

@@ -6,6 +6,16 @@ import { workflowsPage } from "./workflows.js";
 
 let current = null;
 
+// A part of the location, decoded; as it is if it is not valid percent-encoding (a
+// hand-edited address: the page then says what the API says of it).
+function decoded(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch (_) {
+    return text;
+  }
+}
+
 function route() {
   if (current) current.stop();
   notice("");
@@ -18,7 +28,7 @@ function route() {
   for (const link of document.querySelectorAll("nav a")) {
     link.classList.toggle("current", link.dataset.nav === section);
   }
-  if (match) current = runPage(main, decodeURIComponent(match[1]));
+  if (match) current = runPage(main, decoded(match[1]));
   else if (section === "workflows") current = workflowsPage(main);
   else current = runsPage(main, params);
 }
