@@ -48,9 +48,19 @@ def distribution_packages(distribution: str) -> frozenset[str]:
     return frozenset({*tops, "tead"})
 
 
+def _runs_code_of(thread: threading.Thread, packages: frozenset[str]) -> bool:
+    """Whether `thread` runs a function of one of `packages` (not of a run's own code,
+    `tead.node.*`, which may start threads while a fan-out runs: those are the run's)."""
+    target = getattr(thread, "_target", None)  # threading's: what Thread(target=) runs
+    module = getattr(target if target is not None else type(thread).run, "__module__", None)
+    if not isinstance(module, str) or module.startswith("tead.node."):
+        return False
+    return module.partition(".")[0] in packages
+
+
 class ClientThreads:
-    """The threads that appeared while a client of `distribution` was used (see the
-    module)."""
+    """The threads that appeared while a client of `distribution` was used and that run
+    its packages' code (see the module)."""
 
     def __init__(self, distribution: str) -> None:
         self._distribution = distribution
@@ -63,7 +73,12 @@ class ClientThreads:
         try:
             yield
         finally:
-            new = [t for t in threading.enumerate() if t.ident not in before]
+            packages = distribution_packages(self._distribution)
+            new = [
+                t
+                for t in threading.enumerate()
+                if t.ident not in before and _runs_code_of(t, packages)
+            ]
             with self._lock:
                 self._threads.update((t.ident or 0, t) for t in new)
 

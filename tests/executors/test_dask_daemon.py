@@ -256,3 +256,56 @@ def test_a_run_worker_keeps_its_dask_client_across_runs(
         while _tead_clients(client) & ours and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not _tead_clients(client) & ours
+
+
+LEAKY = """\
+name: leaky
+settings:
+  parallel: {strategy: dask, dask: {address: $address}}
+nodes:
+  - name: start
+    run: |
+      import os, threading, time
+      def later():  # starts a thread of the run's while the fan-out runs
+          while not os.path.exists("$marks/fanning"):
+              time.sleep(0.05)
+          threading.Thread(target=time.sleep, args=(600,), name="left-behind", daemon=True).start()
+      if not any(t.name == "left-behind" for t in threading.enumerate()):
+          threading.Thread(target=later, daemon=True).start()
+      return {
+          "items": [1, 2],
+          "run_worker": os.getpid(),
+          "left": [t.name for t in threading.enumerate() if t.name == "left-behind"],
+      }
+  - name: work
+    run: |
+      import time
+      open("$marks/fanning", "w").close()
+      time.sleep(3)
+      return {}
+  - name: join
+    run: |
+      return {}
+edges:
+  - {from: __start__, to: start}
+  - {from: start, to: work, parallel: true, for_each: "state['items']", fan_in: join}
+  - {from: work, to: join}
+  - {from: join, to: __end__}
+"""
+
+
+def test_a_thread_a_run_starts_while_its_dask_fan_out_runs_is_left_running(
+    daemon: DaemonProcess, dask_cluster: DaskProcesses, tmp_path: Path
+) -> None:
+    """A thread the run's own code starts while a dask fan-out runs is the run's, not the
+    kept client's: the run left it running, so its worker serves no other run."""
+    text = LEAKY.replace("$address", dask_cluster.address).replace("$marks", str(tmp_path))
+    daemon.write("leaky.yaml", text)
+    _workflow_loaded(daemon, "leaky")
+    runs = []
+    for _ in range(2):
+        run = daemon.wait_run(daemon.dispatch("leaky")["id"], timeout_s=120)
+        assert run["status"] == "succeeded", (run.get("error"), daemon.logs())
+        runs.append(run["final_state"])
+    assert runs[1]["left"] == [], "the thread the first run left reached the second"
+    assert runs[0]["run_worker"] != runs[1]["run_worker"]
