@@ -3,6 +3,7 @@ own DOM properties or of Object.prototype's) and hand-edited addresses, in chrom
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -80,4 +81,50 @@ def test_a_run_address_that_is_not_valid_percent_encoding(
     opened, errors = page
     opened.goto(f"{daemon.url}/#/runs/%E0%A4%A")
     expect(opened.locator("#notice")).to_contain_text("no run")
+    assert errors == []
+
+
+NAPS = """\
+name: naps
+nodes:
+  - name: first
+    run: |
+      return {}
+  - name: nap
+    run: |
+      import time
+      time.sleep(60)
+"""
+
+
+def _ms(text: str) -> float:
+    """A duration as the page shows it (`850 ms`, `2.50 s`, `1 min 3 s`), in ms."""
+    number, unit = text.split()[:2]
+    if unit == "ms":
+        return float(number)
+    assert unit == "s", text
+    return float(number) * 1000
+
+
+def test_a_node_cut_short_by_a_cancel_ends_with_the_run_in_its_timeline(
+    page: tuple[Page, list[str]], daemon: DaemonProcess
+) -> None:
+    """A node still running when its run was cancelled is shown as the run ended
+    (cancelled, up to the run's end), not as running on and on since."""
+    opened, errors = page
+    daemon.write("naps.yaml", NAPS)
+    daemon.wait_for(lambda: len(daemon.get("/api/v1/workflows").json()["workflows"]) == 2)
+    run_id = daemon.dispatch("naps")["id"]
+    daemon.wait_for(
+        lambda: len(daemon.get(f"/api/v1/runs/{run_id}").json()["nodes"]) == 2, timeout_s=60
+    )
+    daemon.post(f"/api/v1/runs/{run_id}/cancel")
+    assert daemon.wait_run(run_id, timeout_s=60)["status"] == "cancelled"
+    time.sleep(3)  # the page is opened well after the run's end
+    opened.goto(f"{daemon.url}/#/runs/{run_id}")
+    nap = opened.locator('.tl-row[data-node="nap"]')
+    expect(nap).to_have_attribute("data-status", "cancelled")
+    expect(nap.locator(".badge")).to_have_text("cancelled")
+    ran_for = _ms(opened.locator("#run-time").inner_text())
+    assert _ms(nap.locator(".tl-time").inner_text()) <= ran_for
     assert errors == []

@@ -35,19 +35,21 @@ function actions(run) {
     act("Re-run from failure", "rerun-failure", "rerun", { from_failure: true }, finished && run.status !== "succeeded"));
 }
 
-// Bars on one time axis: from the run's start to its end (or now, while it runs).
+// Bars on one time axis: from the run's start to its end (or now, while it runs). A node
+// still running when its run ended (cancelled, timed out) ended with the run, as the run.
 function timeline(run) {
   const nodes = run.nodes || [];
   if (!nodes.length) return h("p", { class: "muted" }, run.status === "queued" ? "Not started yet." : "No nodes ran.");
+  const now = run.finished_at ? Date.parse(run.finished_at) : Date.now();
   const starts = nodes.map((n) => Date.parse(n.started_at));
   const start = Math.min(Date.parse(run.started_at || run.created_at), ...starts);
-  const ends = nodes.map((n, i) => starts[i] + (n.duration_ms ?? (Date.now() - starts[i])));
-  const end = Math.max(run.finished_at ? Date.parse(run.finished_at) : Date.now(), ...ends);
+  const ends = nodes.map((n, i) => starts[i] + (n.duration_ms ?? Math.max(now - starts[i], 0)));
+  const end = Math.max(now, ...ends);
   const span = Math.max(end - start, 1);
   const order = nodes.map((n, i) => i).sort((a, b) => starts[a] - starts[b]);
   return h("div", { class: "timeline", id: "timeline" }, order.map((i) => {
-    const node = nodes[i];
-    const took = node.duration_ms ?? (Date.now() - starts[i]);
+    const node = run.finished_at && nodes[i].status === "running" ? { ...nodes[i], status: run.status } : nodes[i];
+    const took = node.duration_ms ?? Math.max(now - starts[i], 0);
     const bar = h("div", { class: `tl-bar ${node.status}`, title: `${node.node} ${node.status} ${duration(took)}${node.error ? `: ${node.error}` : ""}` });
     bar.style.left = `${((starts[i] - start) / span) * 100}%`;
     bar.style.width = `${Math.max((took / span) * 100, 0.3)}%`;
