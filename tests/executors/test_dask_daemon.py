@@ -270,12 +270,15 @@ nodes:
           while not os.path.exists("$marks/fanning"):
               time.sleep(0.05)
           threading.Thread(target=time.sleep, args=(600,), name="left-behind", daemon=True).start()
-      if not any(t.name == "left-behind" for t in threading.enumerate()):
+      left = [t.name for t in threading.enumerate() if t.name == "left-behind"]
+      if not left:
+          if os.path.exists("$marks/fanning"):  # the last run's fan-out's
+              os.remove("$marks/fanning")
           threading.Thread(target=later, daemon=True).start()
       return {
           "items": [1, 2],
           "run_worker": os.getpid(),
-          "left": [t.name for t in threading.enumerate() if t.name == "left-behind"],
+          "left": left,
       }
   - name: work
     run: |
