@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -16,10 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
+from distributed import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 import tead
 from tead.errors import DaskClusterError
+from tead.executors.dask.worker import run_branch
 from tests.conftest import EXAMPLES, ROOT, RunTead
 from tests.daemon_fixture import DaemonProcess
 from tests.dask_fixture import DaskProcesses, dask_cluster_in
@@ -269,6 +272,24 @@ def test_a_worker_with_another_tead_version_is_refused(
     monkeypatch.setattr("tead.executors.dask.executor.__version__", "9.9.9")
     errors = tead.load_workflow(flow).invoke()["errors"]
     assert errors == ["this dask worker has tead 0.1.0, the run has tead 9.9.9"]
+
+
+def test_a_branch_whose_workflow_files_are_not_on_the_cluster_fails_clearly(
+    dask_cluster: DaskProcesses,
+) -> None:
+    """A worker fetches the workflow's bundle it lacks from the cluster (where the client
+    scattered it); one that is not there (lost with the worker that held it) fails the
+    branch with one line naming it, without a wait."""
+    job = pickle.dumps((b"", "tead-stop-none", None, tead.__version__, "no-such-digest"))
+    with Client(dask_cluster.address, timeout=30, set_as_default=False) as client:
+        started = time.monotonic()
+        answer = client.submit(run_branch, job, pure=False).result(timeout=60)
+    assert answer == (
+        "crashed",
+        "dask worker: cannot fetch the workflow's files: "
+        "tead-bundle-no-such-digest is not on the cluster (lost with a worker?)",
+    )
+    assert time.monotonic() - started < 30
 
 
 LOST_WORKFLOW = """\

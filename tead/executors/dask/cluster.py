@@ -23,7 +23,7 @@ from tead.engine.bundle import bundle_of
 from tead.engine.events import DaskRerun, Event
 from tead.engine.task import BranchTask
 from tead.errors import DaskClusterError
-from tead.executors.dask.worker import warm
+from tead.executors.dask.worker import bundle_key, warm
 from tead.parallel.config import DaskConfig
 from tead.version import __version__
 
@@ -94,18 +94,19 @@ class DaskCluster:
                 )
         self.client.run(warm)  # children for the first branches start now, not in their clocks
 
-    def bundle(self, task: BranchTask) -> DaskFuture[Any]:
-        """The workflow's bundle, scattered to the cluster (once per digest, again if the
-        workers that held it were lost: a client may be kept for many runs)."""
+    def bundle(self, task: BranchTask) -> str:
+        """The digest of the workflow's bundle, scattered to the cluster under
+        `bundle_key(digest)` (once per digest, again if the workers that held it were
+        lost: a client may be kept for many runs). Workers fetch it from there."""
         made = bundle_of(task.workflow)
         with self.lock:
             found = self._bundles.get(made.digest)
-            if found is None or _lost(found):  # or lost with the workers that held it
+            if found is None or found.status != "finished":  # or lost with its workers
                 data = pickle.dumps(made.to_json(), protocol=pickle.HIGHEST_PROTOCOL)
                 # not broadcast: with distributed 2026.8 that broke the scheduler's messages
-                found = self.client.scatter((made.digest, data), hash=False)
-                self._bundles[made.digest] = found
-            return found
+                key = bundle_key(made.digest)
+                self._bundles[made.digest] = self.client.scatter({key: data})[key]
+            return made.digest
 
     def _cluster_event(self, event: tuple[float, dict[str, Any]]) -> None:
         """A worker left with branches of ours: Dask runs them again elsewhere."""
@@ -146,10 +147,3 @@ class DaskCluster:
         if self.local is not None:
             self.local.close()
             self.local = None
-
-
-def _lost(scattered: Any) -> bool:
-    """Whether scattered data (a future, or a tuple of futures for a scattered tuple) is
-    gone from the cluster."""
-    parts = scattered if isinstance(scattered, tuple | list) else (scattered,)
-    return any(part.status != "finished" for part in parts)

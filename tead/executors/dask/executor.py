@@ -4,8 +4,8 @@
 What is sent is the process strategy's payload: the `BranchTask` pickled (every task up
 front: the check that all can be sent), with the breaker states to start from. The
 workflow travels as its bundle (the file and the Python source beside it), scattered once
-per cluster and digest (cluster.py), so `uses:` modules reach the workers without being
-installed there. Results, events and breaker changes come back as a `BranchReport`, as
+per cluster and digest (cluster.py) and fetched once by each worker process (worker.py),
+so `uses:` modules reach the workers without being installed there. Results, events and breaker changes come back as a `BranchReport`, as
 from a process worker.
 
 The executor keeps one `DaskCluster` (a client) per address for its life: in `tead run` as
@@ -156,7 +156,7 @@ class DaskLauncher:
 
     One thread per fan-out does the talking: it gates and submits the branches launched
     since it last looked in one batch (one message to the scheduler, as `client.map`, each
-    task with one argument besides the bundle). The client's event loop watches each
+    task with one argument, naming its bundle). The client's event loop watches each
     batch and fetches results as they finish, all that finished meanwhile in one `gather`
     (watch.py); a thread of the fan-out then replays each branch's events and reports its
     outcome. Per-task submits and per-task result fetches cost about three times a
@@ -178,7 +178,7 @@ class DaskLauncher:
         self._cluster = cluster
         self._client = cluster.client
         self._payloads = {id(task): task.to_pickle() for task in tasks}  # all, up front
-        self._bundle = cluster.bundle(tasks[0])
+        self._digest = cluster.bundle(tasks[0])
         self._replay = job.replay
         self._emit = job.emit
         self._listening = job.listening
@@ -250,15 +250,14 @@ class DaskLauncher:
         try:
             with self._cluster.lock:
                 self._cluster.running.update((k, (p.task, self._emit)) for p, _, k in batch)
-            # one argument of bytes besides the bundle: Dask parses each task's arguments
+            # one argument of bytes: Dask parses each task's arguments
             jobs = [
-                pickle.dumps((payload, stop, self._timeout_s, __version__))
+                pickle.dumps((payload, stop, self._timeout_s, __version__, self._digest))
                 for (_, payload, _), stop in zip(batch, stops, strict=True)
             ]
             futures: list[DaskFuture[Any]] = self._client.map(
                 run_branch,
                 jobs,
-                [self._bundle] * len(batch),
                 key=keys,
                 pure=False,
                 retries=0,

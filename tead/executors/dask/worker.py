@@ -17,6 +17,12 @@ dask worker dies kills its group at once.
 
 The Event is asked only after the first `POLL_S` of a branch, so that a short branch costs
 the scheduler nothing more than its task.
+
+The workflow's bundle is not an argument of the task: a task that depends on scattered
+data costs the scheduler and the workers about as much again as a no-op task
+(bench/dask_strategy.py). A task names its bundle by digest; a child that was sent it
+before needs nothing; else this worker process sends the bytes it keeps, or fetches them
+once from the cluster (where the client scattered them under `bundle_key(digest)`).
 """
 
 from __future__ import annotations
@@ -29,15 +35,19 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from distributed import Event, Worker, get_worker
+from distributed import Event, Worker, get_client, get_worker
+from distributed import Future as DaskFuture
 
 from tead.version import __version__
 
 POLL_S = 0.1  # how often a running branch's stop Event and deadline are checked
+FETCH_TIMEOUT_S = 60.0  # how long fetching a workflow's bundle from the cluster may take
+KEPT_BUNDLES = 16  # bundles a worker process keeps (the most recently used)
 
 #: what `run_branch` returns: ("done", the child's answer) | ("stopped", why) |
 #: ("timed_out", why) | ("crashed", why)
@@ -54,22 +64,31 @@ class _Child:
 
 _idle: list[_Child] = []  # warm children of this dask worker, waiting for a branch
 _idle_lock = threading.Lock()
+_bundles: dict[str, bytes] = {}  # digest -> bundle, most recently used last
+_bundles_lock = threading.Lock()
 
 
-def run_branch(job: bytes, bundle: tuple[str, bytes]) -> Answer:
+def bundle_key(digest: str) -> str:
+    """The key a client scatters a workflow's bundle under."""
+    return f"tead-bundle-{digest}"
+
+
+def run_branch(job: bytes) -> Answer:
     """Run one branch attempt in a child process group; stop it when the Event named
     `stop` is set, or at its deadline. `job`: pickled (the child's payload, `stop`, the
-    timeout in seconds or None, the client's tead version)."""
-    payload, stop, timeout_s, version = pickle.loads(job)
+    timeout in seconds or None, the client's tead version, the bundle's digest)."""
+    payload, stop, timeout_s, version, digest = pickle.loads(job)
     if version != __version__:
         return ("crashed", f"this dask worker has tead {__version__}, the run has tead {version}")
     deadline = time.monotonic() + timeout_s if timeout_s is not None else None
     child = _take()
-    digest, data = bundle
     try:
-        child.requests.send_bytes(
-            pickle.dumps((digest, None if digest in child.bundles else data, payload))
-        )
+        data = None if digest in child.bundles else _bundle(digest)
+    except Exception as exc:
+        _give_back(child)
+        return ("crashed", f"dask worker: cannot fetch the workflow's files: {exc}")
+    try:
+        child.requests.send_bytes(pickle.dumps((digest, data, payload)))
     except OSError:
         return _died(child)
     child.bundles.add(digest)
@@ -96,6 +115,33 @@ def run_branch(job: bytes, bundle: tuple[str, bytes]) -> Answer:
         if event.is_set():
             _replace(child)
             return ("stopped", "stopped by its run: its process group was killed")
+
+
+def _bundle(digest: str) -> bytes:
+    """The bundle of `digest`: kept by this process, or fetched from the cluster (once)."""
+    with _bundles_lock:
+        found = _bundles.pop(digest, None)
+        if found is None:
+            found = _fetch(bundle_key(digest))
+        _bundles[digest] = found
+        while len(_bundles) > KEPT_BUNDLES:
+            del _bundles[next(iter(_bundles))]
+    return found
+
+
+def _fetch(key: str) -> bytes:
+    """Scattered data, fetched with this worker's own client (made on first use; the
+    future is made as of a key in memory: a client is told only of keys it submitted)."""
+    # distributed types `state` as a FutureState, but looks it up by its name
+    future: DaskFuture[bytes] = DaskFuture(key, get_client(), state="memory")  # type: ignore[arg-type]
+    try:
+        return future.result(timeout=FETCH_TIMEOUT_S)
+    except TimeoutError:
+        raise RuntimeError(f"{key} not received within {FETCH_TIMEOUT_S:g} s") from None
+    except CancelledError:  # not on the cluster (any more): lost with the workers holding it
+        raise RuntimeError(f"{key} is not on the cluster (lost with a worker?)") from None
+    finally:
+        future.release()
 
 
 def warm() -> int:
