@@ -22,12 +22,19 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from tead.daemon.runprocess import kill_tree
-from tead.daemon.runworker import PRELOAD, MalformedMessage, receive, run_worker_main
+from tead.daemon.runworker import (
+    CLOSE_S,
+    PRELOAD,
+    MalformedMessage,
+    receive,
+    run_worker_main,
+)
 from tead.executors.worker import context
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0  # a worker that is not ready by then is given up
+RETIRE_S = CLOSE_S + 1.0  # a retired worker that has not exited by then is killed
 
 
 class WorkerStartError(Exception):
@@ -68,6 +75,15 @@ class RunWorker:
             return self.process.exitcode is None and not self.conn.poll()
         except (OSError, ValueError):
             return False
+
+    def retire(self) -> None:
+        """End a worker that ended its runs cleanly: told by its pipe's end, it closes the
+        executors it kept across runs (a dask client says goodbye to its scheduler, which
+        else logs a dropped client as a critical error) and exits; what is left is
+        reaped, the worker too if it did not exit within `RETIRE_S`."""
+        self.conn.close()
+        self.process.join(RETIRE_S)
+        self.reap()
 
     def reap(self) -> int | None:
         """Kill the group, wait for the worker to end; its exit code (negative: signal)."""
@@ -135,7 +151,7 @@ class RunWorkerPool:
                 while len(self._kept) > max(self._size, 1):
                     dropped.append(self._kept.pop(next(iter(self._kept))))
         for old in dropped:
-            threading.Thread(target=old.reap, daemon=True).start()
+            threading.Thread(target=old.retire, daemon=True).start()
 
     def take(self, timeout_s: float = START_TIMEOUT_S) -> RunWorker:
         """A ready worker, waiting at most `timeout_s` for one to start (WorkerStartError
@@ -174,13 +190,18 @@ class RunWorkerPool:
             ).start()
 
     def close(self) -> None:
-        """Kill the ready workers; no more are started."""
+        """Kill the ready workers, retire the kept ones (at once); no more are started."""
         with self._lock:
             self._closed = True
-            ready, self._ready = [*self._ready, *self._kept.values()], deque()
-            self._kept = {}
+            ready, self._ready = list(self._ready), deque()
+            kept, self._kept = list(self._kept.values()), {}
+        retiring = [threading.Thread(target=w.retire, daemon=True) for w in kept]
+        for thread in retiring:
+            thread.start()
         for worker in ready:
             worker.reap()
+        for thread in retiring:
+            thread.join()
 
     def kill_all(self) -> None:
         """Kill every worker of this pool, ready or running (at exit)."""

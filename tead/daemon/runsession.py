@@ -134,7 +134,9 @@ class RunSession:
                 status = RunStatus.SUCCEEDED if end.error is None else RunStatus.FAILED
                 hooks.settle((status, end.error, end), True)
                 told = True
-                if not kept:
+                if not kept and end.clean:  # its last run: its kept executors close first
+                    worker.retire()
+                elif not kept:
                     worker.reap()
             else:
                 code = worker.reap()

@@ -233,7 +233,10 @@ def test_a_run_worker_keeps_its_dask_client_across_runs(
     daemon: DaemonProcess, dask_cluster: DaskProcesses
 ) -> None:
     """Consecutive runs of one workflow version run in one run worker, on one dask client
-    (connected once, by the first run); the daemon's shutdown ends it."""
+    (connected once, by the first run); the daemon's shutdown ends it, with a goodbye (a
+    client that just drops makes the scheduler log a critical error and a traceback)."""
+    scheduler_log = dask_cluster.folder / "sched.log"
+    logged = scheduler_log.stat().st_size
     daemon.write("kept.yaml", KEPT.replace("$address", dask_cluster.address))
     _workflow_loaded(daemon, "kept")
     with Client(dask_cluster.address, timeout=30, set_as_default=False) as client:
@@ -256,6 +259,12 @@ def test_a_run_worker_keeps_its_dask_client_across_runs(
         while _tead_clients(client) & ours and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not _tead_clients(client) & ours
+    with scheduler_log.open("rb") as log:
+        log.seek(logged)
+        since = log.read().decode(errors="replace")
+    (tead_client,) = ours
+    assert f"Remove client {tead_client}" in since, since
+    assert "CRITICAL" not in since and "Traceback" not in since, since
 
 
 LEAKY = """\
