@@ -82,12 +82,13 @@ class WorkerExecution:
         self._passed = self._pass(pass_env)
         self._sys_path = tuple(sys.path)  # before any workflow folder is added to it
         self._pool = RunWorkerPool(size)
-        self._sessions = SessionThreads()
+        self._sessions = SessionThreads(keep=size)
 
     def configure(self, *, size: int, pass_env: tuple[str, ...], limits: Limits) -> None:
         self._passed = self._pass(pass_env)
         self.limits = limits
         self._pool.resize(size)
+        self._sessions.keep = size
 
     def _pass(self, pass_env: Sequence[str]) -> dict[str, str]:
         """The daemon's variables that runs see: those matching `pass_env`'s globs."""
@@ -293,10 +294,15 @@ class _NoStore:
 class SessionThreads:
     """Threads that serve run sessions, kept idle for the next run: starting a thread waits
     until it runs, which would hold up the daemon's loop at each run (measured: the largest
-    cost of starting a run in a worker). Daemon threads: a session is never waited for at
-    exit (the workers are killed then, which ends their sessions)."""
+    cost of starting a run in a worker). At most `keep` are kept idle (the concurrent runs'
+    limit), the others end: a session goes on for a moment after its run has released its
+    slot (reaping a retired worker, at least returning), so a run starting meanwhile may
+    need a thread more than the runs in flight, and each such peak would otherwise stay.
+    Daemon threads: a session is never waited for at exit (the workers are killed then,
+    which ends their sessions)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep: int) -> None:
+        self.keep = keep
         self._jobs: queue.SimpleQueue[tuple[Callable[..., object], tuple[Any, ...]]]
         self._jobs = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -320,6 +326,8 @@ class SessionThreads:
             except Exception:  # a session reports its own errors; this is a last resort
                 log.exception("a run session failed")
             with self._lock:
+                if self._idle >= self.keep:
+                    return
                 self._idle += 1
 
 

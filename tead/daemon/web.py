@@ -2,7 +2,12 @@
 package (`tead/daemon/webui`), nothing from elsewhere. The page reads and acts through the
 HTTP API with `fetch`, sending the token a person typed in (kept in the tab's
 sessionStorage) as the bearer token; what it shows from the API is set as text, never
-parsed as HTML, and its Content-Security-Policy allows only its own scripts."""
+parsed as HTML, and its Content-Security-Policy allows only its own scripts.
+
+Each of its addresses answers HEAD as GET without the body; other methods get 405 with an
+`Allow` header, as the API's routes do (OPTIONS included: nothing here is cross-origin).
+The files' folder itself, `/ui/static` or `/ui/static/`, is 404: no listing, no
+redirect."""
 
 from __future__ import annotations
 
@@ -10,11 +15,13 @@ import base64
 import hashlib
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 FILES = Path(__file__).resolve().parent / "webui"
+STATIC = "/ui/static"
 STYLE_MARK = "<!-- static/tead.css"
 # Only this page's own files and its one inline stylesheet (by its hash); no inline
 # script; not to be framed by others.
@@ -43,8 +50,14 @@ def shell() -> tuple[str, dict[str, str]]:
 def add_web_routes(app: FastAPI) -> None:
     html, headers = shell()  # read once: the files are part of the package
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def root() -> HTMLResponse:
-        return HTMLResponse(html, headers=headers)
+        return HTMLResponse(html, headers=headers)  # for HEAD, sent without its body
 
-    app.mount("/ui/static", StaticFiles(directory=FILES / "static"), name="ui-static")
+    # Without this route the router would redirect `/ui/static` to the mount's `/ui/static/`.
+    app.add_route(STATIC, no_listing, methods=["GET", "HEAD"], include_in_schema=False)
+    app.mount(STATIC, StaticFiles(directory=FILES / "static"), name="ui-static")
+
+
+async def no_listing(request: Request) -> Response:
+    raise HTTPException(404)  # as StaticFiles answers `/ui/static/`
