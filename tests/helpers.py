@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import string
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-if TYPE_CHECKING:
-    from tests.daemon_fixture import DaemonProcess
+from tests.daemon_fixture import ROOT, DaemonProcess
 
 
 def fill(template: str, **values: object) -> str:
@@ -63,6 +65,69 @@ def when(value: str | None) -> datetime:
     """An API timestamp (`...Z`) as an aware datetime."""
     assert value is not None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def tead_env(**extra: str) -> dict[str, str]:
+    """The environment of a `tead` subprocess: this checkout's package, no colours."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", **extra}
+
+
+def start_tead(*args: str, cwd: Path, **popen: Any) -> subprocess.Popen[str]:
+    """`python -m tead ARGS` started in `cwd` (not waited for); `popen` as subprocess.Popen's."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tead", *args], cwd=cwd, env=tead_env(), text=True, **popen
+    )
+
+
+def daemon_cli(
+    daemon: DaemonProcess, *args: str, env: dict[str, str] | None = None, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`tead ARGS --url` the daemon, in its folder, with none of the caller's TEAD_* variables
+    (only those in `env`)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TEAD_")}
+    clean.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "tead", *args, "--url", daemon.url],
+        cwd=daemon.root,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def workflow_list(daemon: DaemonProcess) -> dict[str, dict[str, Any]]:
+    return {w["name"]: w for w in daemon.get("/api/v1/workflows").json()["workflows"]}
+
+
+def wait_loaded(
+    daemon: DaemonProcess,
+    valid: Collection[str],
+    invalid: Collection[str] = (),
+    *,
+    timeout_s: float = 15,
+) -> None:
+    """Wait until the daemon lists the workflows `valid` loaded and `invalid` refused."""
+
+    def loaded() -> bool:
+        found = workflow_list(daemon)
+        return all(n in found and found[n]["valid"] for n in valid) and all(
+            n in found and not found[n]["valid"] for n in invalid
+        )
+
+    daemon.wait_for(
+        loaded, timeout_s=timeout_s, what=f"workflows {sorted([*valid, *invalid])} to load"
+    )
+
+
+def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """Every sample of a /metrics text: name, labels, value."""
+    return [
+        (s.name, dict(s.labels), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
 
 
 def status_of(daemon: DaemonProcess, run_id: str) -> str:

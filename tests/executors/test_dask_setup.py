@@ -14,30 +14,17 @@ import pytest
 
 from tests.conftest import ROOT, RunTead
 from tests.daemon_fixture import free_port
+from tests.executors.dask_common import for_each_flow
 from tests.helpers import timed_run
 
-WORKFLOW = """\
-name: dask_setup
-settings:
-  parallel:
-    strategy: dask
-    $dask
-nodes:
-  - name: start
-    run: |
-      return {"items": [1, 2, 3]}
-  - name: double
-    run: |
-      return {"twice": state["item"] * 2}
-  - name: join
-    run: |
-      return {"twice": [r.state["twice"] for r in parallel_results]}
-edges:
-  - {from: __start__, to: start}
-  - {from: start, to: double, parallel: true, for_each: "state['items']", fan_in: join}
-  - {from: double, to: join}
-  - {from: join, to: __end__}
-"""
+WORKFLOW = for_each_flow(
+    "dask_setup",
+    settings="settings:\n  parallel:\n    strategy: dask\n    $dask\n",
+    start='return {"items": [1, 2, 3]}',
+    node="double",
+    work='return {"twice": state["item"] * 2}',
+    join='return {"twice": [r.state["twice"] for r in parallel_results]}',
+)
 
 
 def flow(write_workflow: Callable[..., Path], dask: str) -> Path:

@@ -32,16 +32,6 @@ EXAMPLES = ROOT / "examples"
 RunTead = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[SshLab]:
-    """Three hosts shared by the tests that do not harm them."""
-    lab = SshLab(3)
-    try:
-        yield lab
-    finally:
-        lab.close()
-
-
 @pytest.fixture
 def own_lab() -> Iterator[SshLab]:
     """Three hosts for a test that kills or freezes one."""
