@@ -7,6 +7,7 @@ import os
 import string
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Collection
 from datetime import datetime
@@ -45,6 +46,14 @@ def final_state(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return state
 
 
+def node_yaml(name: str, code: str = "") -> str:
+    """A workflow's node `name` running `code` (Python, any indent), as a `nodes:` entry."""
+    if not code:
+        return f"  - name: {name}\n"
+    body = textwrap.indent(textwrap.dedent(code).rstrip("\n") + "\n", "      ")
+    return f"  - name: {name}\n    run: |\n{body}"
+
+
 def sleeper(name: str, *, seconds: float = 1.0, header: str = "") -> str:
     """A workflow whose one node sleeps `state["sleep"]` s and records when it ran."""
     return f"""\
@@ -58,6 +67,22 @@ nodes:
       t0 = time.time()
       time.sleep(state["sleep"])
       return {{"t0": t0, "t1": time.time()}}
+"""
+
+
+def naps(seconds: float) -> str:
+    """A workflow `naps`: node `first` returns at once, then node `nap` sleeps `seconds` s
+    (a run to see running, or to cancel)."""
+    return f"""\
+name: naps
+nodes:
+  - name: first
+    run: |
+      return {{}}
+  - name: nap
+    run: |
+      import time
+      time.sleep({seconds})
 """
 
 

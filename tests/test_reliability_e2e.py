@@ -26,7 +26,7 @@ from tead import (
     load_workflow,
 )
 from tead.errors import FanOutError
-from tests.helpers import fill, final_state, timed_run
+from tests.helpers import fill, final_state, node_yaml, timed_run
 
 STRATEGIES = ["thread", "process"]
 HANG_BOUND_S = 10.0  # a stuck branch sleeps 30 s; anything under this did not wait for it
@@ -82,6 +82,31 @@ def ok(branch: str, state: dict[str, Any], **extra: Any) -> dict[str, Any]:
         "attempt_errors": [],
         **extra,
     }
+
+
+#: a fan-in's code: every field `ok` keeps of each branch's result, as `results`
+RESULTS_JOIN = """\
+keys = ("branch", "success", "state", "error", "error_type", "timeout",
+        "retry_count", "attempt_errors")
+return {"results": [{k: r[k] for k in keys} for r in parallel_results]}
+"""
+
+
+def branches_flow(
+    parallel: str, branches: dict[str, str], join: str = RESULTS_JOIN, header: str = ""
+) -> str:
+    """A workflow: node `src` fans out to one branch per node of `branches` (name: its
+    Python code), all gathered by node `join` (its code). `parallel` is settings.parallel
+    (YAML); `header` comes after the settings (an `initial_state:`, say)."""
+    names = ", ".join(branches)
+    return (
+        f"settings:\n  parallel: {parallel}\n{header}nodes:\n"
+        + node_yaml("src")
+        + "".join(node_yaml(name, code) for name, code in branches.items())
+        + node_yaml("join", join)
+        + f"edges:\n  - {{from: src, to: [{names}], parallel: true, fan_in: join}}\n"
+        + "".join(f"  - {{from: {name}, to: join}}\n" for name in branches)
+    )
 
 
 # --- timeouts ------------------------------------------------------------------------------
@@ -207,33 +232,17 @@ def test_a_timed_out_branch_frees_its_worker_for_queued_branches(
 ):
     """max_workers 1: after the first branch times out, the queued ones still run."""
     write_workflow(
-        fill(
-            """
-            settings:
-              parallel: {strategy: $strategy, max_workers: 1, timeout_seconds: 0.5}
-            nodes:
-              - name: src
-              - name: stuck
-                run: |
-                  import time
-                  time.sleep(30)
-              - name: second
-                run: |
-                  return {"second": True}
-              - name: third
-                run: |
-                  return {"third": True}
-              - name: join
-                run: |
-                  return {"results": [[r.branch, r.success, r.error_type, r.state]
-                                      for r in parallel_results]}
-            edges:
-              - {from: src, to: [stuck, second, third], parallel: true, fan_in: join}
-              - {from: stuck, to: join}
-              - {from: second, to: join}
-              - {from: third, to: join}
-            """,
-            strategy=strategy,
+        branches_flow(
+            f"{{strategy: {strategy}, max_workers: 1, timeout_seconds: 0.5}}",
+            {
+                "stuck": "import time\ntime.sleep(30)",
+                "second": 'return {"second": True}',
+                "third": 'return {"third": True}',
+            },
+            join="""\
+                return {"results": [[r.branch, r.success, r.error_type, r.state]
+                                    for r in parallel_results]}
+                """,
         )
     )
     proc, elapsed = timed_run(tead_cli, "run", "wf.yaml", "-q", limit=15)
@@ -376,44 +385,25 @@ def test_retry_runs_a_branch_again_until_it_succeeds_on_a_fresh_state(
     state (an attempt's in-place change is not seen by the next); retries run out."""
     write_workflow(ATTEMPTS_PY, name="attempts.py")
     write_workflow(
-        fill(
-            """
-            settings:
-              parallel:
-                strategy: $strategy
-                retry: {max_retries: 3, base_delay: 0, jitter: 0}
-            initial_state: {seen: []}
-            nodes:
-              - name: src
-              - name: flaky
-                run: |
-                  from attempts import count
-                  n = count("flaky")
-                  state["seen"].append(n)
-                  if n < 3:
-                      raise ConnectionError(f"attempt {n} failed")
-                  return {"attempt": n}
-              - name: fine
-                run: |
-                  from attempts import count
-                  return {"attempt": count("fine")}
-              - name: hopeless
-                run: |
-                  from attempts import count
-                  n = count("hopeless")
-                  raise ConnectionError(f"attempt {n} failed")
-              - name: join
-                run: |
-                  keys = ("branch", "success", "state", "error", "error_type", "timeout",
-                          "retry_count", "attempt_errors")
-                  return {"results": [{k: r[k] for k in keys} for r in parallel_results]}
-            edges:
-              - {from: src, to: [flaky, fine, hopeless], parallel: true, fan_in: join}
-              - {from: flaky, to: join}
-              - {from: fine, to: join}
-              - {from: hopeless, to: join}
-            """,
-            strategy=strategy,
+        branches_flow(
+            f"{{strategy: {strategy}, retry: {{max_retries: 3, base_delay: 0, jitter: 0}}}}",
+            {
+                "flaky": """\
+                    from attempts import count
+                    n = count("flaky")
+                    state["seen"].append(n)
+                    if n < 3:
+                        raise ConnectionError(f"attempt {n} failed")
+                    return {"attempt": n}
+                    """,
+                "fine": 'from attempts import count\nreturn {"attempt": count("fine")}',
+                "hopeless": """\
+                    from attempts import count
+                    n = count("hopeless")
+                    raise ConnectionError(f"attempt {n} failed")
+                    """,
+            },
+            header="initial_state: {seen: []}\n",
         )
     )
     flaky, fine, hopeless = final_state(tead_cli("run", "wf.yaml", "-q"))["results"]
@@ -516,36 +506,22 @@ def test_each_retry_attempt_gets_its_own_timeout(tead_cli, write_workflow, tmp_p
     killed."""
     write_workflow(ATTEMPTS_PY, name="attempts.py")
     write_workflow(
-        fill(
-            """
-            settings:
-              parallel:
-                strategy: $strategy
-                timeout_seconds: 1
-                retry: {max_retries: 2, base_delay: 0, jitter: 0}
-            nodes:
-              - name: src
-              - name: hangs_once
-                run: |
-                  import os, time
-                  from attempts import count
-                  n = count("hangs_once")
-                  if n == 1:
-                      with open("hung.tmp", "w") as f:
-                          f.write(str(os.getpid()))
-                      os.replace("hung.tmp", "hung.pid")
-                      time.sleep(30)
-                  return {"attempt": n}
-              - name: join
-                run: |
-                  keys = ("branch", "success", "state", "error", "error_type", "timeout",
-                          "retry_count", "attempt_errors")
-                  return {"results": [{k: r[k] for k in keys} for r in parallel_results]}
-            edges:
-              - {from: src, to: [hangs_once], parallel: true, fan_in: join}
-              - {from: hangs_once, to: join}
-            """,
-            strategy=strategy,
+        branches_flow(
+            f"{{strategy: {strategy}, timeout_seconds: 1,"
+            " retry: {max_retries: 2, base_delay: 0, jitter: 0}}",
+            {
+                "hangs_once": """\
+                    import os, time
+                    from attempts import count
+                    n = count("hangs_once")
+                    if n == 1:
+                        with open("hung.tmp", "w") as f:
+                            f.write(str(os.getpid()))
+                        os.replace("hung.tmp", "hung.pid")
+                        time.sleep(30)
+                    return {"attempt": n}
+                    """
+            },
         )
     )
     proc, elapsed = timed_run(tead_cli, "run", "wf.yaml", "-q")
@@ -570,29 +546,10 @@ def test_a_branch_whose_every_attempt_times_out_is_a_timeout_result(
     """Two attempts, both past timeout_seconds: the branch ends as a TimeoutError result
     with one retry counted, and the run goes on."""
     write_workflow(
-        fill(
-            """
-            settings:
-              parallel:
-                strategy: $strategy
-                timeout_seconds: 0.5
-                retry: {max_retries: 1, base_delay: 0, jitter: 0}
-            nodes:
-              - name: src
-              - name: hangs
-                run: |
-                  import time
-                  time.sleep(30)
-              - name: join
-                run: |
-                  keys = ("branch", "success", "state", "error", "error_type", "timeout",
-                          "retry_count", "attempt_errors")
-                  return {"results": [{k: r[k] for k in keys} for r in parallel_results]}
-            edges:
-              - {from: src, to: [hangs], parallel: true, fan_in: join}
-              - {from: hangs, to: join}
-            """,
-            strategy=strategy,
+        branches_flow(
+            f"{{strategy: {strategy}, timeout_seconds: 0.5,"
+            " retry: {max_retries: 1, base_delay: 0, jitter: 0}}",
+            {"hangs": "import time\ntime.sleep(30)"},
         )
     )
     proc, elapsed = timed_run(tead_cli, "run", "wf.yaml", "-q")

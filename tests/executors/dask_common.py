@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import textwrap
 import time
 from pathlib import Path
 
+from tests.helpers import node_yaml
+
 #: a workflow's settings: every fan-out on the cluster at `$address` (the test fills it)
 ON_DASK = "settings:\n  parallel: {strategy: dask, dask: {address: $address}}\n"
-
-
-def _node(name: str, code: str) -> str:
-    body = textwrap.indent(textwrap.dedent(code).rstrip("\n") + "\n", "      ")
-    return f"  - name: {name}\n    run: |\n{body}"
 
 
 def for_each_flow(
@@ -33,9 +29,9 @@ def for_each_flow(
     nodes' Python code. `header` comes before the settings (an `env:`, say)."""
     return (
         f"name: {name}\n{header}{settings}nodes:\n"
-        + _node("start", start)
-        + _node(node, work)
-        + _node("join", join)
+        + node_yaml("start", start)
+        + node_yaml(node, work)
+        + node_yaml("join", join)
         + "edges:\n"
         + "  - {from: __start__, to: start}\n"
         + f"  - {{from: start, to: {node}, parallel: true, for_each: \"state['items']\","
