@@ -167,6 +167,21 @@ def wait_status(daemon: DaemonProcess, run_id: str, status: str, timeout_s: floa
     )
 
 
+def running_then_queued(
+    daemon: DaemonProcess,
+    first: str,
+    second: str | None = None,
+    inputs: dict[str, Any] | None = None,
+) -> tuple[str, str]:
+    """Dispatch `first` and wait until its run runs, then dispatch `second` (`first` again
+    if None) with `inputs`: that run must wait, queued. The two runs' ids."""
+    running = str(daemon.dispatch(first)["id"])
+    wait_status(daemon, running, "running")
+    queued = str(daemon.dispatch(second or first, inputs)["id"])
+    assert status_of(daemon, queued) == "queued"
+    return running, queued
+
+
 def alive(pid: int) -> bool:
     """Whether a process exists and is not a zombie."""
     try:

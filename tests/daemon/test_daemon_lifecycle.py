@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.daemon_fixture import DaemonProcess
-from tests.helpers import alive, sleeper, status_of, wait_status, when
+from tests.helpers import alive, running_then_queued, sleeper, status_of, wait_status, when
 
 Factory = Callable[..., DaemonProcess]
 
@@ -127,10 +127,7 @@ def test_kill_9_then_restart_keeps_history_and_breakers(daemon_factory: Factory)
         assert failed["status"] == "succeeded"  # a failed branch is a result
         assert failed["final_state"]["results"]["boom"] == [False, "ConnectionError"]
     assert breaker_states(d) == {"breaky:boom": "open", "breaky:fine": "closed"}
-    slow = d.dispatch("slow")["id"]
-    wait_status(d, slow, "running")
-    waiting = d.dispatch("slow", {"sleep": 0})["id"]
-    assert status_of(d, waiting) == "queued"
+    slow, waiting = running_then_queued(d, "slow", inputs={"sleep": 0})
 
     d.kill()
     again = restart(daemon_factory, d)
@@ -267,10 +264,7 @@ def test_sigterm_lets_the_running_run_finish(daemon_factory: Factory) -> None:
     d = daemon_factory()
     d.write("drain.yaml", sleeper("drain", seconds=1.5))
     d.start()
-    running = d.dispatch("drain")["id"]
-    wait_status(d, running, "running")
-    queued = d.dispatch("drain")["id"]
-    assert status_of(d, queued) == "queued"
+    running, queued = running_then_queued(d, "drain")
     d.signal(signal.SIGTERM)
     d.wait_for(lambda: "stopping" in d.logs(), what="the drain to begin")
     refused = d.post("/api/v1/workflows/drain/dispatch", json={})  # still serving meanwhile

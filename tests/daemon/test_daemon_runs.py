@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.daemon_fixture import DaemonProcess
-from tests.helpers import alive, sleeper, status_of, wait_status, when
+from tests.helpers import alive, running_then_queued, sleeper, status_of, wait_status, when
 
 Factory = Callable[..., DaemonProcess]
 # a stopped run's 30 s node holds its group for stop_grace
@@ -89,10 +89,7 @@ def test_runs_of_one_workflow_never_overlap(daemon_factory: Factory) -> None:
     d = daemon_factory()
     d.write("solo.yaml", sleeper("solo", seconds=1.5))
     d.start()
-    first = d.dispatch("solo")["id"]
-    wait_status(d, first, "running")
-    second = d.dispatch("solo")["id"]
-    assert status_of(d, second) == "queued"
+    first, second = running_then_queued(d, "solo")
     assert status_of(d, first) == "running"
     a, b = d.wait_run(first), d.wait_run(second)
     assert_serial(a, b)
@@ -143,10 +140,7 @@ def test_global_limit_holds_across_groups(daemon_factory: Factory) -> None:
     d.write("left.yaml", sleeper("left", seconds=1.5))
     d.write("right.yaml", sleeper("right", seconds=1.5))
     d.start()
-    left = d.dispatch("left")["id"]
-    wait_status(d, left, "running")
-    right = d.dispatch("right")["id"]
-    assert status_of(d, right) == "queued"
+    left, right = running_then_queued(d, "left", "right")
     a, b = d.wait_run(left), d.wait_run(right)
     assert_serial(a, b)
     assert not overlap(a, b)
@@ -159,10 +153,7 @@ def test_cancel_a_queued_and_a_running_run(daemon_factory: Factory) -> None:
     d = daemon_factory(env=QUICK_RELEASE)
     d.write("hold.yaml", sleeper("hold", seconds=30))
     d.start()
-    running = d.dispatch("hold")["id"]
-    wait_status(d, running, "running")
-    queued = d.dispatch("hold")["id"]
-    assert status_of(d, queued) == "queued"
+    running, queued = running_then_queued(d, "hold")
 
     response = d.post(f"/api/v1/runs/{queued}/cancel")
     assert response.status_code == 200, response.text

@@ -358,6 +358,27 @@ def healthz_probe(daemon: DaemonProcess) -> Iterator[list[float]]:
         thread.join(timeout=60)
 
 
+def run_while_probed(
+    daemon: DaemonProcess, workflow: str, *, timeout_s: float
+) -> tuple[str, list[float]]:
+    """Dispatch `workflow` and wait for its run to end while /healthz is probed; the run's
+    id and how many seconds each probe took."""
+    with healthz_probe(daemon) as latencies:
+        run_id = daemon.dispatch(workflow)["id"]
+        daemon.wait_for(
+            lambda: daemon.runs(workflow=workflow)[0]["status"] not in ("queued", "running"),
+            timeout_s=timeout_s,
+            what="the run to end",
+        )
+        time.sleep(0.3)
+    return str(run_id), latencies
+
+
+def db_size(daemon: DaemonProcess) -> int:
+    """The bytes of the daemon's database files."""
+    return sum(f.stat().st_size for f in daemon.state_dir.glob("tead.db*"))
+
+
 def summary(latencies: list[float]) -> str:
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -383,20 +404,13 @@ def test_a_200_mb_final_state_is_a_recorded_error_and_never_stalls_the_daemon(
         """,
     )
     daemon.start()
-    with healthz_probe(daemon) as latencies:
-        run_id = daemon.dispatch("huge")["id"]
-        daemon.wait_for(
-            lambda: daemon.runs(workflow="huge")[0]["status"] not in ("queued", "running"),
-            timeout_s=120,
-            what="the run to end",
-        )
-        time.sleep(0.3)
+    run_id, latencies = run_while_probed(daemon, "huge", timeout_s=120)
     print(f"healthz while a run makes a 200 MB state: {summary(latencies)}")
     run = daemon.get(f"/api/v1/runs/{run_id}").json()
     assert run["status"] == "failed"
     assert "max_state_bytes" in str(run["error"]) and run["final_state"] is None
     assert max(latencies) < 0.5, summary(latencies)
-    size = sum(f.stat().st_size for f in daemon.state_dir.glob("tead.db*"))
+    size = db_size(daemon)
     print(f"database after a 200 MB state: {size / 1e6:.1f} MB")
     assert size < 20_000_000
 
@@ -443,8 +457,7 @@ def test_a_for_each_over_100_000_items_leaves_the_daemon_serving_and_cancellable
     assert cancelled.json()["status"] == "cancelled"
     assert took < 10
     assert max(latencies) < 1.0, summary(latencies)
-    size = sum(f.stat().st_size for f in daemon.state_dir.glob("tead.db*"))
-    assert size < 60_000_000
+    assert db_size(daemon) < 60_000_000
     assert daemon.stop() == 0
 
 
@@ -457,14 +470,7 @@ def test_a_wide_for_each_that_finishes_is_stored_off_the_loop(daemon_factory: Fa
         "wide.yaml", wide_for_each(2_500, fan_in_run='return {"count": len(parallel_results)}')
     )
     daemon.start()
-    with healthz_probe(daemon) as latencies:
-        wide = daemon.dispatch("wide")["id"]
-        daemon.wait_for(
-            lambda: daemon.runs(workflow="wide")[0]["status"] not in ("queued", "running"),
-            timeout_s=180,
-            what="the run to end",
-        )
-        time.sleep(0.3)
+    wide, latencies = run_while_probed(daemon, "wide", timeout_s=180)
     print(f"healthz while a 2 500-item for_each ends: {summary(latencies)}")
     run = httpx.get(f"{daemon.url}/api/v1/runs/{wide}", timeout=60).json()
     assert run["status"] == "succeeded", run["error"]
@@ -472,8 +478,7 @@ def test_a_wide_for_each_that_finishes_is_stored_off_the_loop(daemon_factory: Fa
     assert run["branches"][0]["state"]["seen"] == 0
     assert "over max_state_bytes" in run["branches"][-1]["state_note"]
     assert max(latencies) < 1.0, summary(latencies)
-    size = sum(f.stat().st_size for f in daemon.state_dir.glob("tead.db*"))
-    assert size < 60_000_000
+    assert db_size(daemon) < 60_000_000
 
 
 def test_max_state_bytes_comes_from_the_environment(daemon_factory: Factory) -> None:
