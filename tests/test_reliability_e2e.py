@@ -92,78 +92,78 @@ return {"results": [{k: r[k] for k in keys} for r in parallel_results]}
 """
 
 
+#: a node's code: the pid of the process it runs in, as `parent`
+PARENT_PID = 'import os\nreturn {"parent": os.getpid()}'
+
+
 def branches_flow(
-    parallel: str, branches: dict[str, str], join: str = RESULTS_JOIN, header: str = ""
+    parallel: str,
+    branches: dict[str, str],
+    join: str = RESULTS_JOIN,
+    *,
+    header: str = "",
+    src: str = "",
+    edge_extra: str = "",
 ) -> str:
-    """A workflow: node `src` fans out to one branch per node of `branches` (name: its
-    Python code), all gathered by node `join` (its code). `parallel` is settings.parallel
-    (YAML); `header` comes after the settings (an `initial_state:`, say)."""
+    """A workflow: node `src` (its code) fans out to one branch per node of `branches`
+    (name: its Python code), all gathered by node `join` (its code). `parallel` is
+    settings.parallel (YAML); `header` comes after the settings (an `initial_state:`, say);
+    `edge_extra` ends the fan-out edge's mapping (`, timeout_seconds: 1`, say)."""
     names = ", ".join(branches)
     return (
         f"settings:\n  parallel: {parallel}\n{header}nodes:\n"
-        + node_yaml("src")
+        + node_yaml("src", src)
         + "".join(node_yaml(name, code) for name, code in branches.items())
         + node_yaml("join", join)
-        + f"edges:\n  - {{from: src, to: [{names}], parallel: true, fan_in: join}}\n"
+        + f"edges:\n  - {{from: src, to: [{names}], parallel: true, fan_in: join{edge_extra}}}\n"
         + "".join(f"  - {{from: {name}, to: join}}\n" for name in branches)
     )
 
 
+def sleeps_after_its_pid(name: str, then: str) -> str:
+    """A branch's code: it writes its pid to `NAME.pid` (whole, by a rename), sleeps 30 s,
+    then runs `then`."""
+    return f"""\
+import os, time
+with open("{name}.tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.replace("{name}.tmp", "{name}.pid")
+time.sleep(30)
+{then}
+"""
+
+
 # --- timeouts ------------------------------------------------------------------------------
 
-TIMEOUT_FLOW = """
-settings:
-  parallel:
-    strategy: $settings_strategy
-    max_workers: 3
-    timeout_seconds: $settings_timeout
-nodes:
-  - name: src
-    run: |
-      import os
-      return {"parent": os.getpid()}
-  - name: quick
-    run: |
-      import os
-      return {"pid": os.getpid()}
-  - name: stuck
-    run: |
-      import os, time
-      with open("stuck.tmp", "w") as f:
-          f.write(str(os.getpid()))
-      os.replace("stuck.tmp", "stuck.pid")
-      time.sleep(30)
-      return {"pid": "finished"}
-  - name: steady
-    run: |
-      import os, time
-      time.sleep(0.2)
-      return {"pid": os.getpid()}
-  - name: join
-    run: |
-      import os, time
-      pid = int(open("stuck.pid").read())
-      gone = None  # the stuck branch ran in this process (a thread): nothing to kill
-      if pid != os.getpid():
-          gone = False
-          deadline = time.monotonic() + 5
-          while not gone and time.monotonic() < deadline:
-              try:
-                  os.kill(pid, 0)
-              except ProcessLookupError:
-                  gone = True
-              else:
-                  time.sleep(0.05)
-      keys = ("branch", "success", "error", "error_type", "timeout", "retry_count")
-      return {"results": [{k: r[k] for k in keys} for r in parallel_results],
-              "states": [r.state for r in parallel_results],
-              "stuck_pid": pid, "stuck_gone_at_fan_in": gone}
-edges:
-  - {from: src, to: [quick, stuck, steady], parallel: true, fan_in: join$edge_extra}
-  - {from: quick, to: join}
-  - {from: stuck, to: join}
-  - {from: steady, to: join}
-"""
+TIMEOUT_FLOW = branches_flow(
+    "{strategy: $settings_strategy, max_workers: 3, timeout_seconds: $settings_timeout}",
+    {
+        "quick": 'import os\nreturn {"pid": os.getpid()}',
+        "stuck": sleeps_after_its_pid("stuck", then='return {"pid": "finished"}'),
+        "steady": 'import os, time\ntime.sleep(0.2)\nreturn {"pid": os.getpid()}',
+    },
+    join="""\
+        import os, time
+        pid = int(open("stuck.pid").read())
+        gone = None  # the stuck branch ran in this process (a thread): nothing to kill
+        if pid != os.getpid():
+            gone = False
+            deadline = time.monotonic() + 5
+            while not gone and time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    gone = True
+                else:
+                    time.sleep(0.05)
+        keys = ("branch", "success", "error", "error_type", "timeout", "retry_count")
+        return {"results": [{k: r[k] for k in keys} for r in parallel_results],
+                "states": [r.state for r in parallel_results],
+                "stuck_pid": pid, "stuck_gone_at_fan_in": gone}
+        """,
+    src=PARENT_PID,
+    edge_extra="$edge_extra",
+)
 
 
 @pytest.mark.parametrize("where", ["settings", "edge"])
@@ -300,39 +300,23 @@ def test_a_branch_clock_starts_when_the_branch_starts_not_when_it_is_queued(
 
 # --- fail_fast -----------------------------------------------------------------------------
 
-FAIL_FAST_FLOW = """
-settings:
-  parallel: {strategy: $strategy, max_workers: 2, fail_fast: true}
-nodes:
-  - name: src
-    run: |
-      import os
-      return {"parent": os.getpid()}
-  - name: sleeper
-    run: |
-      import os, time
-      with open("sleeper.tmp", "w") as f:
-          f.write(str(os.getpid()))
-      os.replace("sleeper.tmp", "sleeper.pid")
-      time.sleep(30)
-      open("sleeper.done", "w").close()
-  - name: boom
-    run: |
-      import os, time
-      deadline = time.monotonic() + 5
-      while not os.path.exists("sleeper.pid") and time.monotonic() < deadline:
-          time.sleep(0.02)
-      with open("boom.pid", "w") as f:
-          f.write(str(os.getpid()))
-      raise ValueError("bad input")
-  - name: join
-    run: |
-      open("join.ran", "w").close()
-edges:
-  - {from: src, to: [sleeper, boom], parallel: true, fan_in: join}
-  - {from: sleeper, to: join}
-  - {from: boom, to: join}
-"""
+FAIL_FAST_FLOW = branches_flow(
+    "{strategy: $strategy, max_workers: 2, fail_fast: true}",
+    {
+        "sleeper": sleeps_after_its_pid("sleeper", then='open("sleeper.done", "w").close()'),
+        "boom": """\
+            import os, time
+            deadline = time.monotonic() + 5
+            while not os.path.exists("sleeper.pid") and time.monotonic() < deadline:
+                time.sleep(0.02)
+            with open("boom.pid", "w") as f:
+                f.write(str(os.getpid()))
+            raise ValueError("bad input")
+            """,
+    },
+    join='open("join.ran", "w").close()',
+    src=PARENT_PID,
+)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

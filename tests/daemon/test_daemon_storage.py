@@ -187,6 +187,17 @@ def test_a_full_disk_answers_503_and_records_finished_runs_truthfully_later(
     assert "Traceback" not in daemon.logs()
 
 
+def start_a_slow_run(daemon: DaemonProcess) -> str:
+    """Start the daemon with a workflow `slow` (1.5 s), dispatch it; once its run runs, its id."""
+    daemon.write(
+        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
+    )
+    daemon.start()
+    run_id = str(daemon.dispatch("slow")["id"])
+    wait_status(daemon, run_id, "running")
+    return run_id
+
+
 def test_an_end_still_unwritten_at_shutdown_is_logged_and_never_reads_as_a_lie(
     small_state_fs: DaemonProcess,
 ) -> None:
@@ -194,12 +205,7 @@ def test_an_end_still_unwritten_at_shutdown_is_logged_and_never_reads_as_a_lie(
     its outcome, and after a restart the run reads `interrupted` with an error saying its
     end was not recorded (not `failed`, not a made-up success)."""
     daemon = small_state_fs
-    daemon.write(
-        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
-    )
-    daemon.start()
-    run_id = daemon.dispatch("slow")["id"]
-    wait_status(daemon, run_id, "running")
+    run_id = start_a_slow_run(daemon)
     filler = fill_up(daemon.state_dir)
     assert daemon.wait_run(run_id)["status"] == "succeeded"
     assert daemon.stop() == 0
@@ -217,12 +223,7 @@ def test_a_status_filter_finds_a_run_whose_end_waits_for_space(
     """While the disk is full, a run that succeeded (its end kept in memory) is listed by
     `?status=succeeded`, and not by `?status=running` (its row on disk still says running)."""
     daemon = small_state_fs
-    daemon.write(
-        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
-    )
-    daemon.start()
-    run_id = daemon.dispatch("slow")["id"]
-    wait_status(daemon, run_id, "running")
+    run_id = start_a_slow_run(daemon)
     filler = fill_up(daemon.state_dir)
     assert daemon.wait_run(run_id)["status"] == "succeeded"
     assert stored_runs(daemon.state_dir / "tead.db")[run_id][0] == "running"
@@ -239,12 +240,7 @@ def test_a_queued_run_stopped_on_a_full_disk_is_logged_as_what_a_restart_does(
     written, so the log says a restart queues it again and runs it (not that it will read
     as interrupted), and that is what the restart does."""
     daemon = small_state_fs
-    daemon.write(
-        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
-    )
-    daemon.start()
-    first = daemon.dispatch("slow")["id"]
-    wait_status(daemon, first, "running")
+    first = start_a_slow_run(daemon)
     behind = daemon.dispatch("slow")["id"]  # queued: its group is busy
     filler = fill_up(daemon.state_dir)
     assert daemon.stop() == 0
