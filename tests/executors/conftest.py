@@ -18,11 +18,21 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskProce
         yield cluster
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[SshLab]:
-    """Three hosts shared by a module's tests that do not harm them."""
+def _three_hosts() -> Iterator[SshLab]:
     lab = SshLab(3)
     try:
         yield lab
     finally:
         lab.close()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[SshLab]:
+    """Three hosts shared by a module's tests that do not harm them."""
+    yield from _three_hosts()
+
+
+@pytest.fixture
+def own_lab() -> Iterator[SshLab]:
+    """Three hosts for a test that kills or freezes one."""
+    yield from _three_hosts()
