@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.daemon.test_daemon_runs import PID_THEN_SLEEP, process_fanout
 from tests.daemon_fixture import DaemonProcess
 from tests.helpers import alive, running_then_queued, sleeper, status_of, wait_status, when
 
@@ -45,33 +46,7 @@ edges:
   - {from: join, to: __end__}
 """
 
-PIDS_FANOUT = """
-name: workers
-settings:
-  parallel: {strategy: process, max_workers: 2}
-initial_state: {items: [0, 1]}
-nodes:
-  - name: plan
-  - name: branch
-    run: |
-      import os, time
-      target = os.path.join(state["piddir"], str(state["item"]))
-      with open(target + ".tmp", "w") as f:
-          f.write(str(os.getpid()))
-      os.replace(target + ".tmp", target + ".pid")
-      time.sleep(30)
-  - name: join
-edges:
-  - {from: __start__, to: plan}
-  - from: plan
-    to: branch
-    parallel: true
-    for_each: "state['items']"
-    item_var: item
-    fan_in: join
-  - {from: branch, to: join}
-  - {from: join, to: __end__}
-"""
+PIDS_FANOUT = process_fanout("workers", PID_THEN_SLEEP, join="  - name: join\n")
 
 
 def simple(name: str, code: str) -> str:

@@ -3,6 +3,7 @@ cancellation, timeouts, trigger data, the shared process pool and retention."""
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +20,30 @@ Factory = Callable[..., DaemonProcess]
 QUICK_RELEASE = {"TEAD_STOP_GRACE": "1s"}
 
 
-def process_fanout(name: str, body: str) -> str:
-    """A `strategy: process` fan-out over `state["items"]`; `body` is the branch's code."""
-    code = "\n".join(f"      {line}" for line in body.strip().splitlines())
+#: the fan-in node of process_fanout's workflows: the branches' pids and successes
+PIDS_JOIN = """\
+  - name: join
+    run: |
+      return {"results": [r.state.get("pid") for r in parallel_results],
+              "ok": [r.success for r in parallel_results]}
+"""
+
+
+#: a branch's code: it writes its pid to `PIDDIR/ITEM.pid` (`piddir` an input), sleeps 30 s
+PID_THEN_SLEEP = """
+import os, time
+target = os.path.join(state["piddir"], str(state["item"]))
+with open(target + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.replace(target + ".tmp", target + ".pid")
+time.sleep(30)
+"""
+
+
+def process_fanout(name: str, body: str, *, join: str = PIDS_JOIN) -> str:
+    """A `strategy: process` fan-out over `state["items"]`; `body` is the branch's code,
+    `join` the fan-in node (a `nodes:` entry)."""
+    code = "\n".join(f"      {line}" for line in textwrap.dedent(body).strip().splitlines())
     return f"""\
 name: {name}
 settings:
@@ -32,10 +54,7 @@ nodes:
   - name: branch
     run: |
 {code}
-  - name: join
-    run: |
-      return {{"results": [r.state.get("pid") for r in parallel_results],
-              "ok": [r.success for r in parallel_results]}}
+{join.rstrip()}
 edges:
   - {{from: __start__, to: plan}}
   - from: plan
@@ -184,17 +203,8 @@ def test_cancel_kills_process_branches(daemon_factory: Factory, tmp_path: Path) 
     """Cancelling a run whose process branches sleep 30 s kills the worker processes."""
     pids = tmp_path / "pids"
     pids.mkdir()
-    body = """
-import os, time
-target = os.path.join(state["piddir"], str(state["item"]))
-with open(target + ".tmp", "w") as f:
-    f.write(str(os.getpid()))
-os.replace(target + ".tmp", target + ".pid")
-time.sleep(30)
-return {"pid": os.getpid()}
-"""
     d = daemon_factory()
-    d.write("fan.yaml", process_fanout("fan", body))
+    d.write("fan.yaml", process_fanout("fan", PID_THEN_SLEEP + 'return {"pid": os.getpid()}'))
     d.start()
     run = d.dispatch("fan", {"piddir": str(pids)})["id"]
     files = d.wait_for(
