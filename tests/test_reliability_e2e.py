@@ -26,7 +26,7 @@ from tead import (
     load_workflow,
 )
 from tead.errors import FanOutError
-from tests.helpers import fill, final_state, timed_run
+from tests.helpers import fill, final_state, node_yaml, timed_run
 
 STRATEGIES = ["thread", "process"]
 HANG_BOUND_S = 10.0  # a stuck branch sleeps 30 s; anything under this did not wait for it
@@ -84,61 +84,86 @@ def ok(branch: str, state: dict[str, Any], **extra: Any) -> dict[str, Any]:
     }
 
 
+#: a fan-in's code: every field `ok` keeps of each branch's result, as `results`
+RESULTS_JOIN = """\
+keys = ("branch", "success", "state", "error", "error_type", "timeout",
+        "retry_count", "attempt_errors")
+return {"results": [{k: r[k] for k in keys} for r in parallel_results]}
+"""
+
+
+#: a node's code: the pid of the process it runs in, as `parent`
+PARENT_PID = 'import os\nreturn {"parent": os.getpid()}'
+
+
+def branches_flow(
+    parallel: str,
+    branches: dict[str, str],
+    join: str = RESULTS_JOIN,
+    *,
+    header: str = "",
+    src: str = "",
+    edge_extra: str = "",
+) -> str:
+    """A workflow: node `src` (its code) fans out to one branch per node of `branches`
+    (name: its Python code), all gathered by node `join` (its code). `parallel` is
+    settings.parallel (YAML); `header` comes after the settings (an `initial_state:`, say);
+    `edge_extra` ends the fan-out edge's mapping (`, timeout_seconds: 1`, say)."""
+    names = ", ".join(branches)
+    return (
+        f"settings:\n  parallel: {parallel}\n{header}nodes:\n"
+        + node_yaml("src", src)
+        + "".join(node_yaml(name, code) for name, code in branches.items())
+        + node_yaml("join", join)
+        + f"edges:\n  - {{from: src, to: [{names}], parallel: true, fan_in: join{edge_extra}}}\n"
+        + "".join(f"  - {{from: {name}, to: join}}\n" for name in branches)
+    )
+
+
+def sleeps_after_its_pid(name: str, then: str) -> str:
+    """A branch's code: it writes its pid to `NAME.pid` (whole, by a rename), sleeps 30 s,
+    then runs `then`."""
+    return f"""\
+import os, time
+with open("{name}.tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.replace("{name}.tmp", "{name}.pid")
+time.sleep(30)
+{then}
+"""
+
+
 # --- timeouts ------------------------------------------------------------------------------
 
-TIMEOUT_FLOW = """
-settings:
-  parallel:
-    strategy: $settings_strategy
-    max_workers: 3
-    timeout_seconds: $settings_timeout
-nodes:
-  - name: src
-    run: |
-      import os
-      return {"parent": os.getpid()}
-  - name: quick
-    run: |
-      import os
-      return {"pid": os.getpid()}
-  - name: stuck
-    run: |
-      import os, time
-      with open("stuck.tmp", "w") as f:
-          f.write(str(os.getpid()))
-      os.replace("stuck.tmp", "stuck.pid")
-      time.sleep(30)
-      return {"pid": "finished"}
-  - name: steady
-    run: |
-      import os, time
-      time.sleep(0.2)
-      return {"pid": os.getpid()}
-  - name: join
-    run: |
-      import os, time
-      pid = int(open("stuck.pid").read())
-      gone = None  # the stuck branch ran in this process (a thread): nothing to kill
-      if pid != os.getpid():
-          gone = False
-          deadline = time.monotonic() + 5
-          while not gone and time.monotonic() < deadline:
-              try:
-                  os.kill(pid, 0)
-              except ProcessLookupError:
-                  gone = True
-              else:
-                  time.sleep(0.05)
-      keys = ("branch", "success", "error", "error_type", "timeout", "retry_count")
-      return {"results": [{k: r[k] for k in keys} for r in parallel_results],
-              "states": [r.state for r in parallel_results],
-              "stuck_pid": pid, "stuck_gone_at_fan_in": gone}
-edges:
-  - {from: src, to: [quick, stuck, steady], parallel: true, fan_in: join$edge_extra}
-  - {from: quick, to: join}
-  - {from: stuck, to: join}
-  - {from: steady, to: join}
-"""
+TIMEOUT_FLOW = branches_flow(
+    "{strategy: $settings_strategy, max_workers: 3, timeout_seconds: $settings_timeout}",
+    {
+        "quick": 'import os\nreturn {"pid": os.getpid()}',
+        "stuck": sleeps_after_its_pid("stuck", then='return {"pid": "finished"}'),
+        "steady": 'import os, time\ntime.sleep(0.2)\nreturn {"pid": os.getpid()}',
+    },
+    join="""\
+        import os, time
+        pid = int(open("stuck.pid").read())
+        gone = None  # the stuck branch ran in this process (a thread): nothing to kill
+        if pid != os.getpid():
+            gone = False
+            deadline = time.monotonic() + 5
+            while not gone and time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    gone = True
+                else:
+                    time.sleep(0.05)
+        keys = ("branch", "success", "error", "error_type", "timeout", "retry_count")
+        return {"results": [{k: r[k] for k in keys} for r in parallel_results],
+                "states": [r.state for r in parallel_results],
+                "stuck_pid": pid, "stuck_gone_at_fan_in": gone}
+        """,
+    src=PARENT_PID,
+    edge_extra="$edge_extra",
+)
 
 
 @pytest.mark.parametrize("where", ["settings", "edge"])
@@ -207,33 +232,17 @@ def test_a_timed_out_branch_frees_its_worker_for_queued_branches(
 ):
     """max_workers 1: after the first branch times out, the queued ones still run."""
     write_workflow(
-        fill(
-            """
-            settings:
-              parallel: {strategy: $strategy, max_workers: 1, timeout_seconds: 0.5}
-            nodes:
-              - name: src
-              - name: stuck
-                run: |
-                  import time
-                  time.sleep(30)
-              - name: second
-                run: |
-                  return {"second": True}
-              - name: third
-                run: |
-                  return {"third": True}
-              - name: join
-                run: |
-                  return {"results": [[r.branch, r.success, r.error_type, r.state]
-                                      for r in parallel_results]}
-            edges:
-              - {from: src, to: [stuck, second, third], parallel: true, fan_in: join}
-              - {from: stuck, to: join}
-              - {from: second, to: join}
-              - {from: third, to: join}
-            """,
-            strategy=strategy,
+        branches_flow(
+            f"{{strategy: {strategy}, max_workers: 1, timeout_seconds: 0.5}}",
+            {
+                "stuck": "import time\ntime.sleep(30)",
+                "second": 'return {"second": True}',
+                "third": 'return {"third": True}',
+            },
+            join="""\
+                return {"results": [[r.branch, r.success, r.error_type, r.state]
+                                    for r in parallel_results]}
+                """,
         )
     )
     proc, elapsed = timed_run(tead_cli, "run", "wf.yaml", "-q", limit=15)
@@ -291,39 +300,23 @@ def test_a_branch_clock_starts_when_the_branch_starts_not_when_it_is_queued(
 
 # --- fail_fast -----------------------------------------------------------------------------
 
-FAIL_FAST_FLOW = """
-settings:
-  parallel: {strategy: $strategy, max_workers: 2, fail_fast: true}
-nodes:
-  - name: src
-    run: |
-      import os
-      return {"parent": os.getpid()}
-  - name: sleeper
-    run: |
-      import os, time
-      with open("sleeper.tmp", "w") as f:
-          f.write(str(os.getpid()))
-      os.replace("sleeper.tmp", "sleeper.pid")
-      time.sleep(30)
-      open("sleeper.done", "w").close()
-  - name: boom
-    run: |
-      import os, time
-      deadline = time.monotonic() + 5
-      while not os.path.exists("sleeper.pid") and time.monotonic() < deadline:
-          time.sleep(0.02)
-      with open("boom.pid", "w") as f:
-          f.write(str(os.getpid()))
-      raise ValueError("bad input")
-  - name: join
-    run: |
-      open("join.ran", "w").close()
-edges:
-  - {from: src, to: [sleeper, boom], parallel: true, fan_in: join}
-  - {from: sleeper, to: join}
-  - {from: boom, to: join}
-"""
+FAIL_FAST_FLOW = branches_flow(
+    "{strategy: $strategy, max_workers: 2, fail_fast: true}",
+    {
+        "sleeper": sleeps_after_its_pid("sleeper", then='open("sleeper.done", "w").close()'),
+        "boom": """\
+            import os, time
+            deadline = time.monotonic() + 5
+            while not os.path.exists("sleeper.pid") and time.monotonic() < deadline:
+                time.sleep(0.02)
+            with open("boom.pid", "w") as f:
+                f.write(str(os.getpid()))
+            raise ValueError("bad input")
+            """,
+    },
+    join='open("join.ran", "w").close()',
+    src=PARENT_PID,
+)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -376,44 +369,25 @@ def test_retry_runs_a_branch_again_until_it_succeeds_on_a_fresh_state(
     state (an attempt's in-place change is not seen by the next); retries run out."""
     write_workflow(ATTEMPTS_PY, name="attempts.py")
     write_workflow(
-        fill(
-            """
-            settings:
-              parallel:
-                strategy: $strategy
-                retry: {max_retries: 3, base_delay: 0, jitter: 0}
-            initial_state: {seen: []}
-            nodes:
-              - name: src
-              - name: flaky
-                run: |
-                  from attempts import count
-                  n = count("flaky")
-                  state["seen"].append(n)
-                  if n < 3:
-                      raise ConnectionError(f"attempt {n} failed")
-                  return {"attempt": n}
-              - name: fine
-                run: |
-                  from attempts import count
-                  return {"attempt": count("fine")}
-              - name: hopeless
-                run: |
-                  from attempts import count
-                  n = count("hopeless")
-                  raise ConnectionError(f"attempt {n} failed")
-              - name: join
-                run: |
-                  keys = ("branch", "success", "state", "error", "error_type", "timeout",
-                          "retry_count", "attempt_errors")
-                  return {"results": [{k: r[k] for k in keys} for r in parallel_results]}
-            edges:
-              - {from: src, to: [flaky, fine, hopeless], parallel: true, fan_in: join}
-              - {from: flaky, to: join}
-              - {from: fine, to: join}
-              - {from: hopeless, to: join}
-            """,
-            strategy=strategy,
+        branches_flow(
+            f"{{strategy: {strategy}, retry: {{max_retries: 3, base_delay: 0, jitter: 0}}}}",
+            {
+                "flaky": """\
+                    from attempts import count
+                    n = count("flaky")
+                    state["seen"].append(n)
+                    if n < 3:
+                        raise ConnectionError(f"attempt {n} failed")
+                    return {"attempt": n}
+                    """,
+                "fine": 'from attempts import count\nreturn {"attempt": count("fine")}',
+                "hopeless": """\
+                    from attempts import count
+                    n = count("hopeless")
+                    raise ConnectionError(f"attempt {n} failed")
+                    """,
+            },
+            header="initial_state: {seen: []}\n",
         )
     )
     flaky, fine, hopeless = final_state(tead_cli("run", "wf.yaml", "-q"))["results"]
@@ -516,36 +490,22 @@ def test_each_retry_attempt_gets_its_own_timeout(tead_cli, write_workflow, tmp_p
     killed."""
     write_workflow(ATTEMPTS_PY, name="attempts.py")
     write_workflow(
-        fill(
-            """
-            settings:
-              parallel:
-                strategy: $strategy
-                timeout_seconds: 1
-                retry: {max_retries: 2, base_delay: 0, jitter: 0}
-            nodes:
-              - name: src
-              - name: hangs_once
-                run: |
-                  import os, time
-                  from attempts import count
-                  n = count("hangs_once")
-                  if n == 1:
-                      with open("hung.tmp", "w") as f:
-                          f.write(str(os.getpid()))
-                      os.replace("hung.tmp", "hung.pid")
-                      time.sleep(30)
-                  return {"attempt": n}
-              - name: join
-                run: |
-                  keys = ("branch", "success", "state", "error", "error_type", "timeout",
-                          "retry_count", "attempt_errors")
-                  return {"results": [{k: r[k] for k in keys} for r in parallel_results]}
-            edges:
-              - {from: src, to: [hangs_once], parallel: true, fan_in: join}
-              - {from: hangs_once, to: join}
-            """,
-            strategy=strategy,
+        branches_flow(
+            f"{{strategy: {strategy}, timeout_seconds: 1,"
+            " retry: {max_retries: 2, base_delay: 0, jitter: 0}}",
+            {
+                "hangs_once": """\
+                    import os, time
+                    from attempts import count
+                    n = count("hangs_once")
+                    if n == 1:
+                        with open("hung.tmp", "w") as f:
+                            f.write(str(os.getpid()))
+                        os.replace("hung.tmp", "hung.pid")
+                        time.sleep(30)
+                    return {"attempt": n}
+                    """
+            },
         )
     )
     proc, elapsed = timed_run(tead_cli, "run", "wf.yaml", "-q")
@@ -570,29 +530,10 @@ def test_a_branch_whose_every_attempt_times_out_is_a_timeout_result(
     """Two attempts, both past timeout_seconds: the branch ends as a TimeoutError result
     with one retry counted, and the run goes on."""
     write_workflow(
-        fill(
-            """
-            settings:
-              parallel:
-                strategy: $strategy
-                timeout_seconds: 0.5
-                retry: {max_retries: 1, base_delay: 0, jitter: 0}
-            nodes:
-              - name: src
-              - name: hangs
-                run: |
-                  import time
-                  time.sleep(30)
-              - name: join
-                run: |
-                  keys = ("branch", "success", "state", "error", "error_type", "timeout",
-                          "retry_count", "attempt_errors")
-                  return {"results": [{k: r[k] for k in keys} for r in parallel_results]}
-            edges:
-              - {from: src, to: [hangs], parallel: true, fan_in: join}
-              - {from: hangs, to: join}
-            """,
-            strategy=strategy,
+        branches_flow(
+            f"{{strategy: {strategy}, timeout_seconds: 0.5,"
+            " retry: {max_retries: 1, base_delay: 0, jitter: 0}}",
+            {"hangs": "import time\ntime.sleep(30)"},
         )
     )
     proc, elapsed = timed_run(tead_cli, "run", "wf.yaml", "-q")

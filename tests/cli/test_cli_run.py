@@ -755,8 +755,7 @@ def test_uses_module_beside_the_workflow_from_another_cwd(tead_cli, write_workfl
 
 def test_noop_nodes_implicit_chaining_start_and_end(tead_cli, write_workflow):
     """No edges: nodes run in file order; `__start__`/`__end__` pick where a run starts and ends."""
-    write_workflow(
-        """
+    nodes = """
         nodes:
           - name: a
             run: |
@@ -768,33 +767,19 @@ def test_noop_nodes_implicit_chaining_start_and_end(tead_cli, write_workflow):
           - name: d
             run: |
               return {"trail": state.get("trail", []) + ["d"]}
-        """,
-        name="chain.yaml",
-    )
+        """
+    write_workflow(nodes, name="chain.yaml")
     proc = tead_cli("run", "chain.yaml", "--stream")
     evs = events(proc)
     assert nodes_started(evs) == ["a", "b", "c", "d"]
     assert evs[-1]["state"] == {"trail": ["a", "c", "d"]}
 
-    write_workflow(
-        """
-        nodes:
-          - name: a
-            run: |
-              return {"trail": state.get("trail", []) + ["a"]}
-          - name: b
-          - name: c
-            run: |
-              return {"trail": state.get("trail", []) + ["c"]}
-          - name: d
-            run: |
-              return {"trail": state.get("trail", []) + ["d"]}
+    edges = """
         edges:
           - {from: __start__, to: b}
           - {from: c, to: __end__}
-        """,
-        name="ends.yaml",
-    )
+        """
+    write_workflow(nodes.rstrip(" ") + edges.lstrip("\n"), name="ends.yaml")
     evs = events(tead_cli("run", "ends.yaml", "--stream"))
     assert nodes_started(evs) == ["b", "c"]
     assert evs[-1]["state"] == {"trail": ["c"]}

@@ -3,14 +3,13 @@ against a real daemon listening on 0.0.0.0 (reached through 127.0.0.1)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 
 import httpx
 
-from tests.daemon_fixture import ROOT, DaemonProcess, free_port
+from tests.daemon_fixture import DaemonProcess, free_port
+from tests.helpers import daemon_cli
 
 TOKEN = "s3cret-token"
 HELLO = "name: hello\nnodes:\n  - name: a\n    run: |\n      return {'password': 'hunter2'}\n"
@@ -109,19 +108,7 @@ def test_client_commands_send_the_token_off_loopback(
     daemon, run_id = off_loopback(daemon_factory)
 
     def tead(*args: str, token: str | None) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TEAD_")}
-        env.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1"})
-        if token is not None:
-            env["TEAD_TOKEN"] = token
-        return subprocess.run(
-            [sys.executable, "-m", "tead", *args, "--url", daemon.url],
-            cwd=daemon.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return daemon_cli(daemon, *args, env={} if token is None else {"TEAD_TOKEN": token})
 
     for command in (["runs"], ["runs", "show", run_id], ["workflows"], ["breakers"]):
         allowed = tead(*command, token=TOKEN)
@@ -144,17 +131,7 @@ def test_a_non_ascii_token_works_from_the_client_commands(
     daemon.write("hello.yaml", HELLO)
     daemon.start()
     daemon.wait_for(lambda: daemon.get("/api/v1/workflows").json()["workflows"], what="load")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAD_")}
-    env.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1", "TEAD_TOKEN": token})
-    found = subprocess.run(
-        [sys.executable, "-m", "tead", "dispatch", "hello", "--wait", "--url", daemon.url],
-        cwd=daemon.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    found = daemon_cli(daemon, "dispatch", "hello", "--wait", env={"TEAD_TOKEN": token})
     assert found.returncode == 0, found.stderr
     assert "Traceback" not in found.stderr
     assert daemon.runs(workflow="hello")[0]["status"] == "succeeded"

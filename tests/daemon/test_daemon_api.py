@@ -9,18 +9,18 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 import tead
 from tests.conftest import RunTead
 from tests.daemon_fixture import ROOT, DaemonProcess, free_port
+from tests.helpers import samples, wait_loaded, workflow_list
 
 FAN = """
 name: fan
@@ -151,22 +151,6 @@ ALL_ROUTES = {
     ("get", "/api/v1/breakers"),
     ("post", "/api/v1/breakers/{name}/reset"),
 }
-
-
-def workflow_list(daemon: DaemonProcess) -> dict[str, dict[str, Any]]:
-    return {w["name"]: w for w in daemon.get("/api/v1/workflows").json()["workflows"]}
-
-
-def wait_loaded(
-    daemon: DaemonProcess, valid: Collection[str], invalid: Collection[str] = ()
-) -> None:
-    def loaded() -> bool:
-        found = workflow_list(daemon)
-        return all(n in found and found[n]["valid"] for n in valid) and all(
-            n in found and not found[n]["valid"] for n in invalid
-        )
-
-    daemon.wait_for(loaded, what=f"workflows {sorted([*valid, *invalid])} to load")
 
 
 def wait_status(daemon: DaemonProcess, run_id: str, status: str) -> dict[str, Any]:
@@ -461,14 +445,6 @@ def test_resetting_a_closed_breaker_is_not_a_transition(api: DaemonProcess) -> N
 
 
 # --- metrics --------------------------------------------------------------------------------
-
-
-def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
-    return [
-        (s.name, dict(s.labels), s.value)
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    ]
 
 
 def value(found: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from tests.conftest import RunTead
-from tests.daemon.test_daemon_api import ok, table, workflow_list
+from tests.daemon.test_daemon_api import ok, table
 from tests.daemon_fixture import DaemonProcess
+from tests.helpers import workflow_list
 
 SCHEDULED = """
 name: scheduled

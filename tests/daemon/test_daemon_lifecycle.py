@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.daemon.test_daemon_runs import PID_THEN_SLEEP, process_fanout
 from tests.daemon_fixture import DaemonProcess
-from tests.helpers import alive, sleeper, status_of, wait_status, when
+from tests.helpers import alive, running_then_queued, sleeper, status_of, wait_status, when
 
 Factory = Callable[..., DaemonProcess]
 
@@ -45,33 +46,7 @@ edges:
   - {from: join, to: __end__}
 """
 
-PIDS_FANOUT = """
-name: workers
-settings:
-  parallel: {strategy: process, max_workers: 2}
-initial_state: {items: [0, 1]}
-nodes:
-  - name: plan
-  - name: branch
-    run: |
-      import os, time
-      target = os.path.join(state["piddir"], str(state["item"]))
-      with open(target + ".tmp", "w") as f:
-          f.write(str(os.getpid()))
-      os.replace(target + ".tmp", target + ".pid")
-      time.sleep(30)
-  - name: join
-edges:
-  - {from: __start__, to: plan}
-  - from: plan
-    to: branch
-    parallel: true
-    for_each: "state['items']"
-    item_var: item
-    fan_in: join
-  - {from: branch, to: join}
-  - {from: join, to: __end__}
-"""
+PIDS_FANOUT = process_fanout("workers", PID_THEN_SLEEP, join="  - name: join\n")
 
 
 def simple(name: str, code: str) -> str:
@@ -127,10 +102,7 @@ def test_kill_9_then_restart_keeps_history_and_breakers(daemon_factory: Factory)
         assert failed["status"] == "succeeded"  # a failed branch is a result
         assert failed["final_state"]["results"]["boom"] == [False, "ConnectionError"]
     assert breaker_states(d) == {"breaky:boom": "open", "breaky:fine": "closed"}
-    slow = d.dispatch("slow")["id"]
-    wait_status(d, slow, "running")
-    waiting = d.dispatch("slow", {"sleep": 0})["id"]
-    assert status_of(d, waiting) == "queued"
+    slow, waiting = running_then_queued(d, "slow", inputs={"sleep": 0})
 
     d.kill()
     again = restart(daemon_factory, d)
@@ -267,10 +239,7 @@ def test_sigterm_lets_the_running_run_finish(daemon_factory: Factory) -> None:
     d = daemon_factory()
     d.write("drain.yaml", sleeper("drain", seconds=1.5))
     d.start()
-    running = d.dispatch("drain")["id"]
-    wait_status(d, running, "running")
-    queued = d.dispatch("drain")["id"]
-    assert status_of(d, queued) == "queued"
+    running, queued = running_then_queued(d, "drain")
     d.signal(signal.SIGTERM)
     d.wait_for(lambda: "stopping" in d.logs(), what="the drain to begin")
     refused = d.post("/api/v1/workflows/drain/dispatch", json={})  # still serving meanwhile

@@ -3,6 +3,7 @@ cancellation, timeouts, trigger data, the shared process pool and retention."""
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,16 +13,37 @@ import httpx
 import pytest
 
 from tests.daemon_fixture import DaemonProcess
-from tests.helpers import alive, sleeper, status_of, wait_status, when
+from tests.helpers import alive, running_then_queued, sleeper, status_of, wait_status, when
 
 Factory = Callable[..., DaemonProcess]
 # a stopped run's 30 s node holds its group for stop_grace
 QUICK_RELEASE = {"TEAD_STOP_GRACE": "1s"}
 
 
-def process_fanout(name: str, body: str) -> str:
-    """A `strategy: process` fan-out over `state["items"]`; `body` is the branch's code."""
-    code = "\n".join(f"      {line}" for line in body.strip().splitlines())
+#: the fan-in node of process_fanout's workflows: the branches' pids and successes
+PIDS_JOIN = """\
+  - name: join
+    run: |
+      return {"results": [r.state.get("pid") for r in parallel_results],
+              "ok": [r.success for r in parallel_results]}
+"""
+
+
+#: a branch's code: it writes its pid to `PIDDIR/ITEM.pid` (`piddir` an input), sleeps 30 s
+PID_THEN_SLEEP = """
+import os, time
+target = os.path.join(state["piddir"], str(state["item"]))
+with open(target + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.replace(target + ".tmp", target + ".pid")
+time.sleep(30)
+"""
+
+
+def process_fanout(name: str, body: str, *, join: str = PIDS_JOIN) -> str:
+    """A `strategy: process` fan-out over `state["items"]`; `body` is the branch's code,
+    `join` the fan-in node (a `nodes:` entry)."""
+    code = "\n".join(f"      {line}" for line in textwrap.dedent(body).strip().splitlines())
     return f"""\
 name: {name}
 settings:
@@ -32,10 +54,7 @@ nodes:
   - name: branch
     run: |
 {code}
-  - name: join
-    run: |
-      return {{"results": [r.state.get("pid") for r in parallel_results],
-              "ok": [r.success for r in parallel_results]}}
+{join.rstrip()}
 edges:
   - {{from: __start__, to: plan}}
   - from: plan
@@ -89,10 +108,7 @@ def test_runs_of_one_workflow_never_overlap(daemon_factory: Factory) -> None:
     d = daemon_factory()
     d.write("solo.yaml", sleeper("solo", seconds=1.5))
     d.start()
-    first = d.dispatch("solo")["id"]
-    wait_status(d, first, "running")
-    second = d.dispatch("solo")["id"]
-    assert status_of(d, second) == "queued"
+    first, second = running_then_queued(d, "solo")
     assert status_of(d, first) == "running"
     a, b = d.wait_run(first), d.wait_run(second)
     assert_serial(a, b)
@@ -143,10 +159,7 @@ def test_global_limit_holds_across_groups(daemon_factory: Factory) -> None:
     d.write("left.yaml", sleeper("left", seconds=1.5))
     d.write("right.yaml", sleeper("right", seconds=1.5))
     d.start()
-    left = d.dispatch("left")["id"]
-    wait_status(d, left, "running")
-    right = d.dispatch("right")["id"]
-    assert status_of(d, right) == "queued"
+    left, right = running_then_queued(d, "left", "right")
     a, b = d.wait_run(left), d.wait_run(right)
     assert_serial(a, b)
     assert not overlap(a, b)
@@ -159,10 +172,7 @@ def test_cancel_a_queued_and_a_running_run(daemon_factory: Factory) -> None:
     d = daemon_factory(env=QUICK_RELEASE)
     d.write("hold.yaml", sleeper("hold", seconds=30))
     d.start()
-    running = d.dispatch("hold")["id"]
-    wait_status(d, running, "running")
-    queued = d.dispatch("hold")["id"]
-    assert status_of(d, queued) == "queued"
+    running, queued = running_then_queued(d, "hold")
 
     response = d.post(f"/api/v1/runs/{queued}/cancel")
     assert response.status_code == 200, response.text
@@ -193,17 +203,8 @@ def test_cancel_kills_process_branches(daemon_factory: Factory, tmp_path: Path) 
     """Cancelling a run whose process branches sleep 30 s kills the worker processes."""
     pids = tmp_path / "pids"
     pids.mkdir()
-    body = """
-import os, time
-target = os.path.join(state["piddir"], str(state["item"]))
-with open(target + ".tmp", "w") as f:
-    f.write(str(os.getpid()))
-os.replace(target + ".tmp", target + ".pid")
-time.sleep(30)
-return {"pid": os.getpid()}
-"""
     d = daemon_factory()
-    d.write("fan.yaml", process_fanout("fan", body))
+    d.write("fan.yaml", process_fanout("fan", PID_THEN_SLEEP + 'return {"pid": os.getpid()}'))
     d.start()
     run = d.dispatch("fan", {"piddir": str(pids)})["id"]
     files = d.wait_for(

@@ -187,6 +187,17 @@ def test_a_full_disk_answers_503_and_records_finished_runs_truthfully_later(
     assert "Traceback" not in daemon.logs()
 
 
+def start_a_slow_run(daemon: DaemonProcess) -> str:
+    """Start the daemon with a workflow `slow` (1.5 s), dispatch it; once its run runs, its id."""
+    daemon.write(
+        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
+    )
+    daemon.start()
+    run_id = str(daemon.dispatch("slow")["id"])
+    wait_status(daemon, run_id, "running")
+    return run_id
+
+
 def test_an_end_still_unwritten_at_shutdown_is_logged_and_never_reads_as_a_lie(
     small_state_fs: DaemonProcess,
 ) -> None:
@@ -194,12 +205,7 @@ def test_an_end_still_unwritten_at_shutdown_is_logged_and_never_reads_as_a_lie(
     its outcome, and after a restart the run reads `interrupted` with an error saying its
     end was not recorded (not `failed`, not a made-up success)."""
     daemon = small_state_fs
-    daemon.write(
-        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
-    )
-    daemon.start()
-    run_id = daemon.dispatch("slow")["id"]
-    wait_status(daemon, run_id, "running")
+    run_id = start_a_slow_run(daemon)
     filler = fill_up(daemon.state_dir)
     assert daemon.wait_run(run_id)["status"] == "succeeded"
     assert daemon.stop() == 0
@@ -217,12 +223,7 @@ def test_a_status_filter_finds_a_run_whose_end_waits_for_space(
     """While the disk is full, a run that succeeded (its end kept in memory) is listed by
     `?status=succeeded`, and not by `?status=running` (its row on disk still says running)."""
     daemon = small_state_fs
-    daemon.write(
-        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
-    )
-    daemon.start()
-    run_id = daemon.dispatch("slow")["id"]
-    wait_status(daemon, run_id, "running")
+    run_id = start_a_slow_run(daemon)
     filler = fill_up(daemon.state_dir)
     assert daemon.wait_run(run_id)["status"] == "succeeded"
     assert stored_runs(daemon.state_dir / "tead.db")[run_id][0] == "running"
@@ -239,12 +240,7 @@ def test_a_queued_run_stopped_on_a_full_disk_is_logged_as_what_a_restart_does(
     written, so the log says a restart queues it again and runs it (not that it will read
     as interrupted), and that is what the restart does."""
     daemon = small_state_fs
-    daemon.write(
-        "slow.yaml", "name: slow\nnodes: [{name: a, run: 'import time; time.sleep(1.5)'}]\n"
-    )
-    daemon.start()
-    first = daemon.dispatch("slow")["id"]
-    wait_status(daemon, first, "running")
+    first = start_a_slow_run(daemon)
     behind = daemon.dispatch("slow")["id"]  # queued: its group is busy
     filler = fill_up(daemon.state_dir)
     assert daemon.stop() == 0
@@ -358,6 +354,27 @@ def healthz_probe(daemon: DaemonProcess) -> Iterator[list[float]]:
         thread.join(timeout=60)
 
 
+def run_while_probed(
+    daemon: DaemonProcess, workflow: str, *, timeout_s: float
+) -> tuple[str, list[float]]:
+    """Dispatch `workflow` and wait for its run to end while /healthz is probed; the run's
+    id and how many seconds each probe took."""
+    with healthz_probe(daemon) as latencies:
+        run_id = daemon.dispatch(workflow)["id"]
+        daemon.wait_for(
+            lambda: daemon.runs(workflow=workflow)[0]["status"] not in ("queued", "running"),
+            timeout_s=timeout_s,
+            what="the run to end",
+        )
+        time.sleep(0.3)
+    return str(run_id), latencies
+
+
+def db_size(daemon: DaemonProcess) -> int:
+    """The bytes of the daemon's database files."""
+    return sum(f.stat().st_size for f in daemon.state_dir.glob("tead.db*"))
+
+
 def summary(latencies: list[float]) -> str:
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -383,20 +400,13 @@ def test_a_200_mb_final_state_is_a_recorded_error_and_never_stalls_the_daemon(
         """,
     )
     daemon.start()
-    with healthz_probe(daemon) as latencies:
-        run_id = daemon.dispatch("huge")["id"]
-        daemon.wait_for(
-            lambda: daemon.runs(workflow="huge")[0]["status"] not in ("queued", "running"),
-            timeout_s=120,
-            what="the run to end",
-        )
-        time.sleep(0.3)
+    run_id, latencies = run_while_probed(daemon, "huge", timeout_s=120)
     print(f"healthz while a run makes a 200 MB state: {summary(latencies)}")
     run = daemon.get(f"/api/v1/runs/{run_id}").json()
     assert run["status"] == "failed"
     assert "max_state_bytes" in str(run["error"]) and run["final_state"] is None
     assert max(latencies) < 0.5, summary(latencies)
-    size = sum(f.stat().st_size for f in daemon.state_dir.glob("tead.db*"))
+    size = db_size(daemon)
     print(f"database after a 200 MB state: {size / 1e6:.1f} MB")
     assert size < 20_000_000
 
@@ -443,8 +453,7 @@ def test_a_for_each_over_100_000_items_leaves_the_daemon_serving_and_cancellable
     assert cancelled.json()["status"] == "cancelled"
     assert took < 10
     assert max(latencies) < 1.0, summary(latencies)
-    size = sum(f.stat().st_size for f in daemon.state_dir.glob("tead.db*"))
-    assert size < 60_000_000
+    assert db_size(daemon) < 60_000_000
     assert daemon.stop() == 0
 
 
@@ -457,14 +466,7 @@ def test_a_wide_for_each_that_finishes_is_stored_off_the_loop(daemon_factory: Fa
         "wide.yaml", wide_for_each(2_500, fan_in_run='return {"count": len(parallel_results)}')
     )
     daemon.start()
-    with healthz_probe(daemon) as latencies:
-        wide = daemon.dispatch("wide")["id"]
-        daemon.wait_for(
-            lambda: daemon.runs(workflow="wide")[0]["status"] not in ("queued", "running"),
-            timeout_s=180,
-            what="the run to end",
-        )
-        time.sleep(0.3)
+    wide, latencies = run_while_probed(daemon, "wide", timeout_s=180)
     print(f"healthz while a 2 500-item for_each ends: {summary(latencies)}")
     run = httpx.get(f"{daemon.url}/api/v1/runs/{wide}", timeout=60).json()
     assert run["status"] == "succeeded", run["error"]
@@ -472,8 +474,7 @@ def test_a_wide_for_each_that_finishes_is_stored_off_the_loop(daemon_factory: Fa
     assert run["branches"][0]["state"]["seen"] == 0
     assert "over max_state_bytes" in run["branches"][-1]["state_note"]
     assert max(latencies) < 1.0, summary(latencies)
-    size = sum(f.stat().st_size for f in daemon.state_dir.glob("tead.db*"))
-    assert size < 60_000_000
+    assert db_size(daemon) < 60_000_000
 
 
 def test_max_state_bytes_comes_from_the_environment(daemon_factory: Factory) -> None:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.daemon.test_daemon_api import samples, wait_loaded
 from tests.daemon_fixture import DaemonProcess, free_port
+from tests.helpers import samples, wait_loaded
 
 GUARDED = """
 name: guarded

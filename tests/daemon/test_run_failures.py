@@ -12,9 +12,8 @@ import httpx
 import pytest
 
 from tests.daemon.test_daemon_runs import end_of
-from tests.daemon.test_run_logs import cli
 from tests.daemon_fixture import DaemonProcess
-from tests.helpers import wait_status
+from tests.helpers import daemon_cli, wait_status
 
 Factory = Callable[..., DaemonProcess]
 
@@ -58,7 +57,7 @@ def test_a_failed_node_is_recorded_with_its_traceback_and_state(
     assert all(n["duration_ms"] >= 0 and n["started_at"].endswith("Z") for n in run["nodes"])
     assert run["nodes"][1]["error"] == "KeyError: 'missing 1'"
     assert run["final_state"]["prepared"] is True  # the state when it failed
-    shown = cli(d, "runs", "show", run_id[:12])
+    shown = daemon_cli(d, "runs", "show", run_id[:12])
     assert shown.returncode == 0, shown.stderr
     text = shown.stdout
     assert f"id           {run_id}\n" in text
@@ -107,7 +106,7 @@ def test_a_failed_branch_is_named_and_branches_are_shown(daemon_factory: Factory
     statuses = {(n["branch"], n["node"]): n["status"] for n in run["nodes"]}
     assert statuses[("work[1]", "work")] == "failed"
     assert statuses[("", "start")] == "succeeded"
-    shown = cli(d, "runs", "show", run_id)
+    shown = daemon_cli(d, "runs", "show", run_id)
     assert "  node       - in branch work[1]\n" in shown.stdout
     assert re.search(r"^  work\[1\] +ValueError: item one is bad", shown.stdout, re.M)
     assert re.search(r"^  work\[1\]/work +failed ", shown.stdout, re.M)
@@ -157,12 +156,12 @@ def test_run_ids_are_accepted_by_any_unique_prefix(daemon_factory: Factory) -> N
     assert ambiguous.status_code == 400
     error = ambiguous.json()["error"]
     assert "ambiguous" in error and first in error and second in error
-    shown = cli(d, "runs", "show", unique)
+    shown = daemon_cli(d, "runs", "show", unique)
     assert shown.returncode == 0 and f"id           {first}" in shown.stdout
-    refused = cli(d, "runs", "show", first[:common])
+    refused = daemon_cli(d, "runs", "show", first[:common])
     assert refused.returncode == 2 and "ambiguous" in refused.stderr
     assert "Traceback" not in refused.stderr
-    listed = cli(d, "runs")
+    listed = daemon_cli(d, "runs")
     assert first in listed.stdout and second in listed.stdout
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.daemon.test_daemon_runs import end_of
 from tests.daemon_fixture import ROOT, DaemonProcess
+from tests.helpers import daemon_cli
 
 Factory = Callable[..., DaemonProcess]
 
@@ -63,20 +64,6 @@ def logs_of(d: DaemonProcess, run_id: str, **params: Any) -> list[dict[str, Any]
     answer = d.get(f"/api/v1/runs/{run_id}/logs", params=params)
     assert answer.status_code == 200, answer.text
     return list(answer.json())
-
-
-def cli(d: DaemonProcess, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAD_")}
-    env.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1"})
-    return subprocess.run(
-        [sys.executable, "-m", "tead", *args, "--url", d.url],
-        cwd=d.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
 
 
 def check_chatty(lines: list[dict[str, Any]], tag: str, *, raw: bool) -> None:
@@ -251,12 +238,12 @@ def test_cli_runs_logs_and_node_filter(daemon_factory: Factory) -> None:
     d.start()
     run_id = d.dispatch("threads", {"tag": "X"})["id"]
     assert end_of(d, run_id, timeout_s=60) == "succeeded"
-    shown = cli(d, "runs", "logs", run_id, "--node", "merge")
+    shown = daemon_cli(d, "runs", "logs", run_id, "--node", "merge")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines()[0].endswith(" merge stdout: merged 3 for X")
-    as_json = cli(d, "runs", "logs", run_id, "--json")
+    as_json = daemon_cli(d, "runs", "logs", run_id, "--json")
     entries = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert {e["branch"] for e in entries} == {"", "work[0]", "work[1]", "work[2]"}
-    missing = cli(d, "runs", "logs", "ffffffff")
+    missing = daemon_cli(d, "runs", "logs", "ffffffff")
     assert missing.returncode == 2 and "no run 'ffffffff'" in missing.stderr
     assert "Traceback" not in missing.stderr

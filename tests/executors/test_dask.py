@@ -7,26 +7,23 @@ import json
 import os
 import pickle
 import shutil
-import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from distributed import Client
-from prometheus_client.parser import text_string_to_metric_families
 
 import tead
 from tead.errors import DaskClusterError
 from tead.executors.dask.worker import run_branch
-from tests.conftest import EXAMPLES, ROOT, RunTead
+from tests.conftest import EXAMPLES, RunTead
 from tests.daemon_fixture import DaemonProcess
-from tests.dask_fixture import DaskProcesses, dask_cluster_in
-from tests.helpers import alive, timed_run
+from tests.dask_fixture import DaskProcesses
+from tests.executors.dask_common import kill_a_worker_of, lost_workflow
+from tests.helpers import alive, samples, start_tead, timed_run, wait_loaded
 
 FANOUT_EXAMPLES = sorted(
     path.name
@@ -59,13 +56,6 @@ def run_output(tead_cli: RunTead, folder: Path, example: str) -> tuple[int, Any]
     state.pop("main_pid", None)  # the pid of the `tead run` process
     state.pop("distinct_workers", None)  # how a pool spread the work (`distinct_workers_ok` stays)
     return 0, state
-
-
-@pytest.fixture(scope="module")
-def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskProcesses]:
-    """A scheduler and two workers on loopback, shared by this module's tests."""
-    with dask_cluster_in(tmp_path_factory.mktemp("dask-cluster")) as cluster:
-        yield cluster
 
 
 @pytest.fixture(scope="module")
@@ -292,58 +282,17 @@ def test_a_branch_whose_workflow_files_are_not_on_the_cluster_fails_clearly(
     assert time.monotonic() - started < 30
 
 
-LOST_WORKFLOW = """\
-name: lost
-settings:
-  parallel: {strategy: dask, dask: {address: $address}}
-nodes:
-  - name: start
-    run: |
-      return {"items": [1, 2, 3, 4]}
-  - name: work
-    run: |
-      import os, time
-      with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
-          f.write(str(os.getppid()))
-      time.sleep(3)
-      return {"done": state["item"]}
-  - name: join
-    run: |
-      return {"done": [r.state["done"] for r in parallel_results]}
-edges:
-  - {from: __start__, to: start}
-  - {from: start, to: work, parallel: true, for_each: "state['items']", fan_in: join}
-  - {from: work, to: join}
-  - {from: join, to: __end__}
-"""
-
-
 def test_a_worker_killed_mid_fan_out(tmp_path: Path, dask_cluster: DaskProcesses) -> None:
     """A dask worker process killed while it runs branches: the branches it ran die with
     it (their child processes too), Dask runs them again on a worker left (each re-run is
     logged), and the run succeeds with every branch's result."""
     marks = tmp_path / "marks"
-    marks.mkdir()
-    text = LOST_WORKFLOW.replace("$address", dask_cluster.address).replace("$marks", str(marks))
-    flow = write(tmp_path, "wf.yaml", text)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
-    run = subprocess.Popen(
-        [sys.executable, "-m", "tead", "run", str(flow), "-q"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    flow = write(tmp_path, "wf.yaml", lost_workflow(dask_cluster.address, marks))
+    run = start_tead(
+        "run", str(flow), "-q", cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        deadline = time.monotonic() + 60
-        while len(list(marks.iterdir())) < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        first = sorted(marks.iterdir())
-        assert len(first) == 4, first
-        victim = int(first[0].read_text())  # the dask worker process running branch 1
-        on_victim = [int(m.name.split("-")[1]) for m in first if int(m.read_text()) == victim]
-        os.kill(victim, signal.SIGKILL)
+        first, on_victim = kill_a_worker_of(marks, timeout_s=60)
         out, err = run.communicate(timeout=90)
     finally:
         run.kill()
@@ -363,25 +312,16 @@ def test_the_daemon_runs_dask_fan_outs_and_counts_them_by_strategy(
     are counted in /metrics with strategy="dask"."""
     daemon.write("shipped.yaml", USES_WORKFLOW.replace("$address", dask_cluster.address))
     (daemon.workflows / "dask_shipped_ops.py").write_text(SHIPPED_MODULE, encoding="utf-8")
-
-    def loaded() -> bool:
-        listed = daemon.get("/api/v1/workflows").json()["workflows"]
-        return any(w["name"] == "shipped" and w["valid"] for w in listed)
-
-    daemon.wait_for(loaded, what="the workflow")
+    wait_loaded(daemon, {"shipped"})
     run = daemon.wait_run(daemon.dispatch("shipped")["id"], timeout_s=90)
     assert run["status"] == "succeeded", run
     assert len(run["final_state"]["files"]) >= 1
-    text = daemon.get("/metrics").text
-    flows = [
-        s
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == "tead_parallel_flows_total" and s.labels.get("workflow") == "shipped"
-    ]
-    assert {(s.labels["strategy"], s.labels["outcome"], s.value) for s in flows} >= {
-        ("dask", "success", 4.0)
+    flows = {
+        (labels["strategy"], labels["outcome"], value)
+        for name, labels, value in samples(daemon.get("/metrics").text)
+        if name == "tead_parallel_flows_total" and labels.get("workflow") == "shipped"
     }
+    assert flows >= {("dask", "success", 4.0)}
 
 
 def test_a_killed_client_leaves_nothing_running_on_the_workers(
@@ -391,13 +331,8 @@ def test_a_killed_client_leaves_nothing_running_on_the_workers(
     the vanished client and kills the branch's process group."""
     flow = _stuck(tmp_path, dask_cluster.address, timeout="null", fail_fast="false")
     marks = tmp_path / "marks"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
-    run = subprocess.Popen(
-        [sys.executable, "-m", "tead", "run", str(flow), "-q"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    run = start_tead(
+        "run", str(flow), "-q", cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 60

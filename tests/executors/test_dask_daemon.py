@@ -5,85 +5,40 @@ a run worker across the runs it serves."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from distributed import Client
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.daemon_fixture import ROOT, DaemonProcess
-from tests.dask_fixture import DaskProcesses, dask_cluster_in
-from tests.helpers import alive
+from tests.daemon_fixture import DaemonProcess
+from tests.dask_fixture import DaskProcesses
+from tests.executors.dask_common import for_each_flow, kill_a_worker_of, lost_workflow
+from tests.helpers import alive, daemon_cli, samples, wait_loaded
 
 Factory = Callable[..., DaemonProcess]
 
 SECRET = "s3cr3t-Dask-Token-42"
 
 
-@pytest.fixture(scope="module")
-def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskProcesses]:
-    """A scheduler and two workers on loopback, shared by this module's tests."""
-    with dask_cluster_in(tmp_path_factory.mktemp("dask-cluster")) as cluster:
-        yield cluster
-
-
-def _workflow_loaded(daemon: DaemonProcess, name: str) -> None:
-    def loaded() -> bool:
-        listed = daemon.get("/api/v1/workflows").json()["workflows"]
-        return any(w["name"] == name and w["valid"] for w in listed)
-
-    daemon.wait_for(loaded, timeout_s=60, what=f"workflow {name}")
-
-
-def _cli(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAD_")}
-    env.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1"})
-    return subprocess.run(
-        [sys.executable, "-m", "tead", *args, "--url", daemon.url],
-        cwd=daemon.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-CHATTY = """\
-name: chatty
-env:
-  TOKEN: {secret: token}
-settings:
-  parallel: {strategy: dask, dask: {address: $address}}
-nodes:
-  - name: start
-    run: |
-      import os
-      return {"items": [[0, os.environ["TOKEN"]], [1, os.environ["TOKEN"]]]}
-  - name: work
-    run: |
-      import subprocess, sys
-      n, token = state["item"]
-      print(f"python {n} prints the token {token}")
-      sys.stderr.write(f"python {n} on stderr\\n")
-      subprocess.run(["sh", "-c", f"echo shell {n} says {token}; echo shell {n} err >&2"])
-      return {"done": n}
-  - name: join
-    run: |
-      return {"done": [r.state["done"] for r in parallel_results]}
-edges:
-  - {from: __start__, to: start}
-  - {from: start, to: work, parallel: true, for_each: "state['items']", fan_in: join}
-  - {from: work, to: join}
-  - {from: join, to: __end__}
-"""
+CHATTY = for_each_flow(
+    "chatty",
+    header="env:\n  TOKEN: {secret: token}\n",
+    start="""\
+        import os
+        return {"items": [[0, os.environ["TOKEN"]], [1, os.environ["TOKEN"]]]}
+        """,
+    work="""\
+        import subprocess, sys
+        n, token = state["item"]
+        print(f"python {n} prints the token {token}")
+        sys.stderr.write(f"python {n} on stderr\\n")
+        subprocess.run(["sh", "-c", f"echo shell {n} says {token}; echo shell {n} err >&2"])
+        return {"done": n}
+        """,
+    join='return {"done": [r.state["done"] for r in parallel_results]}',
+)
 
 
 def test_a_dask_branch_output_reaches_the_run_logs_attributed_and_masked(
@@ -95,7 +50,7 @@ def test_a_dask_branch_output_reaches_the_run_logs_attributed_and_masked(
     daemon = daemon_factory(env={"TEAD_SECRET_TOKEN": SECRET})
     daemon.write("chatty.yaml", CHATTY.replace("$address", dask_cluster.address))
     daemon.start()
-    _workflow_loaded(daemon, "chatty")
+    wait_loaded(daemon, {"chatty"}, timeout_s=60)
     run = daemon.wait_run(daemon.dispatch("chatty")["id"], timeout_s=120)
     assert run["status"] == "succeeded", run
     assert run["final_state"]["done"] == [0, 1]
@@ -111,7 +66,7 @@ def test_a_dask_branch_output_reaches_the_run_logs_attributed_and_masked(
             ("work", branch, "stdout", f"shell {n} says ***"),
             ("work", branch, "stderr", f"shell {n} err"),
         } <= seen, lines
-    shown = _cli(daemon, "runs", "logs", run["id"], "--node", "work")
+    shown = daemon_cli(daemon, "runs", "logs", run["id"], "--node", "work")
     assert shown.returncode == 0, shown.stderr
     assert "work[1]" in shown.stdout
     assert "shell 0 says ***" in shown.stdout, shown.stdout
@@ -120,40 +75,10 @@ def test_a_dask_branch_output_reaches_the_run_logs_attributed_and_masked(
     assert SECRET not in daemon.get(f"/api/v1/runs/{run['id']}").text
 
 
-LOST = """\
-name: lost
-settings:
-  parallel: {strategy: dask, dask: {address: $address}}
-nodes:
-  - name: start
-    run: |
-      return {"items": [1, 2, 3, 4]}
-  - name: work
-    run: |
-      import os, time
-      with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
-          f.write(str(os.getppid()))
-      time.sleep(3)
-      return {"done": state["item"]}
-  - name: join
-    run: |
-      return {"done": [r.state["done"] for r in parallel_results]}
-edges:
-  - {from: __start__, to: start}
-  - {from: start, to: work, parallel: true, for_each: "state['items']", fan_in: join}
-  - {from: work, to: join}
-  - {from: join, to: __end__}
-"""
-
-
 def _reruns(daemon: DaemonProcess, workflow: str) -> float | None:
-    for family in text_string_to_metric_families(daemon.get("/metrics").text):
-        for sample in family.samples:
-            if (
-                sample.name == "tead_dask_task_reruns_total"
-                and sample.labels.get("workflow") == workflow
-            ):
-                return float(sample.value)
+    for name, labels, value in samples(daemon.get("/metrics").text):
+        if name == "tead_dask_task_reruns_total" and labels.get("workflow") == workflow:
+            return float(value)
     return None
 
 
@@ -164,20 +89,11 @@ def test_reruns_after_a_lost_worker_are_counted_in_the_daemons_metrics(
     process): each branch Dask runs again counts in `tead_dask_task_reruns_total` by
     workflow (born at 0 when the workflow loads), and the run still succeeds."""
     marks = tmp_path / "marks"
-    marks.mkdir()
-    text = LOST.replace("$address", dask_cluster.address).replace("$marks", str(marks))
-    daemon.write("lost.yaml", text)
-    _workflow_loaded(daemon, "lost")
+    daemon.write("lost.yaml", lost_workflow(dask_cluster.address, marks))
+    wait_loaded(daemon, {"lost"}, timeout_s=60)
     assert _reruns(daemon, "lost") == 0.0
     run_id = daemon.dispatch("lost")["id"]
-    deadline = time.monotonic() + 90
-    while len(list(marks.iterdir())) < 4 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    first = sorted(marks.iterdir())
-    assert len(first) == 4, first
-    victim = int(first[0].read_text())  # the dask worker process running one branch
-    on_victim = [int(m.name.split("-")[1]) for m in first if int(m.read_text()) == victim]
-    os.kill(victim, signal.SIGKILL)
+    _, on_victim = kill_a_worker_of(marks, timeout_s=90)
     try:
         run = daemon.wait_run(run_id, timeout_s=120)
         assert run["status"] == "succeeded", run
@@ -192,27 +108,15 @@ def test_reruns_after_a_lost_worker_are_counted_in_the_daemons_metrics(
         dask_cluster.wait_for_workers(2)  # its nanny starts it again
 
 
-KEPT = """\
-name: kept
-settings:
-  parallel: {strategy: dask, dask: {address: $address}}
-nodes:
-  - name: start
-    run: |
-      import os
-      return {"items": [1, 2, 3], "run_worker": os.getpid()}
-  - name: work
-    run: |
-      return {"twice": state["item"] * 2}
-  - name: join
-    run: |
-      return {"twice": [r.state["twice"] for r in parallel_results]}
-edges:
-  - {from: __start__, to: start}
-  - {from: start, to: work, parallel: true, for_each: "state['items']", fan_in: join}
-  - {from: work, to: join}
-  - {from: join, to: __end__}
-"""
+KEPT = for_each_flow(
+    "kept",
+    start="""\
+        import os
+        return {"items": [1, 2, 3], "run_worker": os.getpid()}
+        """,
+    work='return {"twice": state["item"] * 2}',
+    join='return {"twice": [r.state["twice"] for r in parallel_results]}',
+)
 
 
 def _tead_clients(client: Client) -> set[str]:
@@ -238,7 +142,7 @@ def test_a_run_worker_keeps_its_dask_client_across_runs(
     scheduler_log = dask_cluster.folder / "sched.log"
     logged = scheduler_log.stat().st_size
     daemon.write("kept.yaml", KEPT.replace("$address", dask_cluster.address))
-    _workflow_loaded(daemon, "kept")
+    wait_loaded(daemon, {"kept"}, timeout_s=60)
     with Client(dask_cluster.address, timeout=30, set_as_default=False) as client:
         before = _tead_clients(client)
         runs = []
@@ -267,43 +171,36 @@ def test_a_run_worker_keeps_its_dask_client_across_runs(
     assert "CRITICAL" not in since and "Traceback" not in since, since
 
 
-LEAKY = """\
-name: leaky
-settings:
-  parallel: {strategy: dask, dask: {address: $address}}
-nodes:
-  - name: start
-    run: |
-      import os, threading, time
-      def later():  # starts a thread of the run's while the fan-out runs
-          while not os.path.exists("$marks/fanning"):
-              time.sleep(0.05)
-          threading.Thread(target=time.sleep, args=(600,), name="left-behind", daemon=True).start()
-      left = [t.name for t in threading.enumerate() if t.name == "left-behind"]
-      if not left:
-          if os.path.exists("$marks/fanning"):  # the last run's fan-out's
-              os.remove("$marks/fanning")
-          threading.Thread(target=later, daemon=True).start()
-      return {
-          "items": [1, 2],
-          "run_worker": os.getpid(),
-          "left": left,
-      }
-  - name: work
-    run: |
-      import time
-      open("$marks/fanning", "w").close()
-      time.sleep(3)
-      return {}
-  - name: join
-    run: |
-      return {}
-edges:
-  - {from: __start__, to: start}
-  - {from: start, to: work, parallel: true, for_each: "state['items']", fan_in: join}
-  - {from: work, to: join}
-  - {from: join, to: __end__}
+#: starts a thread of its own while the fan-out runs, unless the last run left one
+LEAKY_START = """\
+import os, threading, time
+def later():  # starts a thread of the run's while the fan-out runs
+    while not os.path.exists("$marks/fanning"):
+        time.sleep(0.05)
+    threading.Thread(target=time.sleep, args=(600,), name="left-behind", daemon=True).start()
+left = [t.name for t in threading.enumerate() if t.name == "left-behind"]
+if not left:
+    if os.path.exists("$marks/fanning"):  # the last run's fan-out's
+        os.remove("$marks/fanning")
+    threading.Thread(target=later, daemon=True).start()
+return {
+    "items": [1, 2],
+    "run_worker": os.getpid(),
+    "left": left,
+}
 """
+
+LEAKY = for_each_flow(
+    "leaky",
+    start=LEAKY_START,
+    work="""\
+        import time
+        open("$marks/fanning", "w").close()
+        time.sleep(3)
+        return {}
+        """,
+    join="return {}",
+)
 
 
 def test_a_thread_a_run_starts_while_its_dask_fan_out_runs_is_left_running(
@@ -313,7 +210,7 @@ def test_a_thread_a_run_starts_while_its_dask_fan_out_runs_is_left_running(
     kept client's: the run left it running, so its worker serves no other run."""
     text = LEAKY.replace("$address", dask_cluster.address).replace("$marks", str(tmp_path))
     daemon.write("leaky.yaml", text)
-    _workflow_loaded(daemon, "leaky")
+    wait_loaded(daemon, {"leaky"}, timeout_s=60)
     runs = []
     for _ in range(2):
         run = daemon.wait_run(daemon.dispatch("leaky")["id"], timeout_s=120)

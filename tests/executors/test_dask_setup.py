@@ -4,7 +4,6 @@ missing extra, an unreachable scheduler, and `address: local` (a LocalCluster te
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,32 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, RunTead
+from tests.conftest import RunTead
 from tests.daemon_fixture import free_port
-from tests.helpers import timed_run
+from tests.executors.dask_common import for_each_flow
+from tests.helpers import tead_env, timed_run
 
-WORKFLOW = """\
-name: dask_setup
-settings:
-  parallel:
-    strategy: dask
-    $dask
-nodes:
-  - name: start
-    run: |
-      return {"items": [1, 2, 3]}
-  - name: double
-    run: |
-      return {"twice": state["item"] * 2}
-  - name: join
-    run: |
-      return {"twice": [r.state["twice"] for r in parallel_results]}
-edges:
-  - {from: __start__, to: start}
-  - {from: start, to: double, parallel: true, for_each: "state['items']", fan_in: join}
-  - {from: double, to: join}
-  - {from: join, to: __end__}
-"""
+WORKFLOW = for_each_flow(
+    "dask_setup",
+    settings="settings:\n  parallel:\n    strategy: dask\n    $dask\n",
+    start='return {"items": [1, 2, 3]}',
+    node="double",
+    work='return {"twice": state["item"] * 2}',
+    join='return {"twice": [r.state["twice"] for r in parallel_results]}',
+)
 
 
 def flow(write_workflow: Callable[..., Path], dask: str) -> Path:
@@ -118,11 +104,10 @@ def test_without_the_extra_one_line_names_it(
     """Without `distributed` importable, loading a dask workflow fails with one line that
     names the extra to install."""
     path = flow(write_workflow, "dask: {address: local}")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
     proc = subprocess.run(
         [sys.executable, "-c", BLOCKED, command, str(path)],
         cwd=tmp_path,
-        env=env,
+        env=tead_env(),
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +30,6 @@ from tests.executors.sshd import SshHost, SshLab
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 RunTead = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[SshLab]:
-    """Three hosts shared by the tests that do not harm them."""
-    lab = SshLab(3)
-    try:
-        yield lab
-    finally:
-        lab.close()
-
-
-@pytest.fixture
-def own_lab() -> Iterator[SshLab]:
-    """Three hosts for a test that kills or freezes one."""
-    lab = SshLab(3)
-    try:
-        yield lab
-    finally:
-        lab.close()
 
 
 def fan_out(remote: dict[str, Any], branch: str, join: str, **parallel: Any) -> dict[str, Any]:

@@ -4,26 +4,13 @@ thread branches, whatever the branches do to the state, and the bytes sent show 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tead.executors.registry import Executors
 from tead.executors.remote.executor import RemoteExecutor
 from tests.executors.sshd import SshLab
 from tests.executors.test_remote import fan_out, run, write
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[SshLab]:
-    lab = SshLab(3)
-    try:
-        yield lab
-    finally:
-        lab.close()
-
 
 BRANCH = """\
 item = state['item']

@@ -6,31 +6,19 @@ opens."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.daemon_fixture import DaemonProcess
 from tests.executors.sshd import SshLab
 from tests.executors.test_remote import RESULTS, fan_out
+from tests.helpers import daemon_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 Factory = Callable[..., DaemonProcess]
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[SshLab]:
-    lab = SshLab(3)
-    try:
-        yield lab
-    finally:
-        lab.close()
 
 
 def dispatchable(remote: dict[str, Any], branch: str, name: str, **parallel: Any) -> str:
@@ -62,20 +50,6 @@ def host_workers(lab: SshLab) -> set[str]:
             if "tead.executors.remote.worker" not in _cmdline(parent):
                 found.add(f"{host.ip}:{pid}")
     return found
-
-
-def cli(d: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAD_")}
-    env.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1"})
-    return subprocess.run(
-        [sys.executable, "-m", "tead", *args, "--url", d.url],
-        cwd=d.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_a_run_worker_keeps_its_host_connections_across_runs(
@@ -123,7 +97,7 @@ def test_remote_branch_output_is_in_the_run_logs_with_secrets_masked(
     d.start()
     run = d.wait_run(d.dispatch("prints")["id"], timeout_s=60)
     assert run["status"] == "succeeded", run["error"]
-    shown = cli(d, "runs", "logs", run["id"], "--json")
+    shown = daemon_cli(d, "runs", "logs", run["id"], "--json")
     assert shown.returncode == 0, shown.stderr
     entries = [json.loads(line) for line in shown.stdout.splitlines()]
     for item in range(6):
@@ -132,7 +106,7 @@ def test_remote_branch_output_is_in_the_run_logs_with_secrets_masked(
         said = {(e["stream"], e["line"]) for e in mine}
         assert ("stdout", f"branch {item} token ***") in said, said
         assert ("stderr", f"below python {item}") in said, said
-    text = cli(d, "runs", "logs", run["id"]).stdout
+    text = daemon_cli(d, "runs", "logs", run["id"]).stdout
     assert "branch 0 token ***" in text and SECRET not in text
     assert SECRET not in d.get(f"/api/v1/runs/{run['id']}/logs").text
 

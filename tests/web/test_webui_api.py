@@ -4,20 +4,10 @@
 from __future__ import annotations
 
 from tests.daemon_fixture import DaemonProcess
+from tests.helpers import naps, wait_loaded
 
 QUICK = "name: quick\nnodes:\n  - name: a\n    run: |\n      return {}\n"
 OTHER = "name: other\nnodes:\n  - name: a\n    run: |\n      return {}\n"
-NAPS = """\
-name: naps
-nodes:
-  - name: first
-    run: |
-      return {}
-  - name: nap
-    run: |
-      import time
-      time.sleep(30)
-"""
 
 
 def test_runs_are_paged_with_a_before_cursor(daemon: DaemonProcess) -> None:
@@ -41,8 +31,8 @@ def test_runs_are_paged_with_a_before_cursor(daemon: DaemonProcess) -> None:
 
 
 def test_a_running_runs_nodes_are_shown_as_they_go(daemon: DaemonProcess) -> None:
-    daemon.write("naps.yaml", NAPS)
-    daemon.wait_for(lambda: daemon.get("/api/v1/workflows").json()["workflows"])
+    daemon.write("naps.yaml", naps(30))
+    wait_loaded(daemon, {"naps"})
     run_id = daemon.dispatch("naps")["id"]
 
     def nodes() -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser import chromium, new_page
 from tests.daemon_fixture import DaemonProcess, free_port
+from tests.helpers import naps, wait_loaded
 
 NAMES = """\
 name: names
@@ -84,19 +85,6 @@ def test_a_run_address_that_is_not_valid_percent_encoding(
     assert errors == []
 
 
-NAPS = """\
-name: naps
-nodes:
-  - name: first
-    run: |
-      return {}
-  - name: nap
-    run: |
-      import time
-      time.sleep(60)
-"""
-
-
 def _ms(text: str) -> float:
     """A duration as the page shows it (`850 ms`, `2.50 s`, `1 min 3 s`), in ms."""
     number, unit = text.split()[:2]
@@ -112,8 +100,8 @@ def test_a_node_cut_short_by_a_cancel_ends_with_the_run_in_its_timeline(
     """A node still running when its run was cancelled is shown as the run ended
     (cancelled, up to the run's end), not as running on and on since."""
     opened, errors = page
-    daemon.write("naps.yaml", NAPS)
-    daemon.wait_for(lambda: len(daemon.get("/api/v1/workflows").json()["workflows"]) == 2)
+    daemon.write("naps.yaml", naps(60))
+    wait_loaded(daemon, {"naps"})
     run_id = daemon.dispatch("naps")["id"]
     daemon.wait_for(
         lambda: len(daemon.get(f"/api/v1/runs/{run_id}").json()["nodes"]) == 2, timeout_s=60

@@ -1,0 +1,77 @@
+"""What the dask strategy's tests (test_dask*.py) share: the shape of their fan-out
+workflows, the workflow whose worker a test kills, and the killing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.helpers import node_yaml
+
+#: a workflow's settings: every fan-out on the cluster at `$address` (the test fills it)
+ON_DASK = "settings:\n  parallel: {strategy: dask, dask: {address: $address}}\n"
+
+
+def for_each_flow(
+    name: str,
+    *,
+    start: str,
+    work: str,
+    join: str,
+    settings: str = ON_DASK,
+    header: str = "",
+    node: str = "work",
+) -> str:
+    """A workflow's text: node `start` returns `items`, node `node` runs once per item (a
+    fan-out), `join` gathers their `parallel_results`; `start`, `work` and `join` are the
+    nodes' Python code. `header` comes before the settings (an `env:`, say)."""
+    return (
+        f"name: {name}\n{header}{settings}nodes:\n"
+        + node_yaml("start", start)
+        + node_yaml(node, work)
+        + node_yaml("join", join)
+        + "edges:\n"
+        + "  - {from: __start__, to: start}\n"
+        + f"  - {{from: start, to: {node}, parallel: true, for_each: \"state['items']\","
+        + " fan_in: join}\n"
+        + f"  - {{from: {node}, to: join}}\n"
+        + "  - {from: join, to: __end__}\n"
+    )
+
+
+#: four branches; each writes the mark `$marks/ITEM-PID` holding its dask worker process's pid
+LOST = for_each_flow(
+    "lost",
+    start='return {"items": [1, 2, 3, 4]}',
+    work="""\
+        import os, time
+        with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
+            f.write(str(os.getppid()))
+        time.sleep(3)
+        return {"done": state["item"]}
+        """,
+    join='return {"done": [r.state["done"] for r in parallel_results]}',
+)
+
+
+def lost_workflow(address: str, marks: Path) -> str:
+    """LOST on the cluster at `address`, writing its marks into `marks` (made here)."""
+    marks.mkdir()
+    return LOST.replace("$address", address).replace("$marks", str(marks))
+
+
+def kill_a_worker_of(marks: Path, *, timeout_s: float) -> tuple[list[Path], list[int]]:
+    """Once LOST's four branches have written their marks in `marks` (waiting up to
+    `timeout_s`), kill -9 the dask worker process running the first. The marks then, and
+    the pids of the branches that worker ran."""
+    deadline = time.monotonic() + timeout_s
+    while len(list(marks.iterdir())) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first = sorted(marks.iterdir())
+    assert len(first) == 4, first
+    victim = int(first[0].read_text())  # the dask worker process running branch 1
+    on_victim = [int(m.name.split("-")[1]) for m in first if int(m.read_text()) == victim]
+    os.kill(victim, signal.SIGKILL)
+    return first, on_victim
