@@ -305,7 +305,9 @@ nodes:
       import os, time
       with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
           f.write(str(os.getppid()))
-      time.sleep(3)
+      held = time.monotonic() + 90  # until the test has killed a worker
+      while not os.path.exists("$release") and time.monotonic() < held:
+          time.sleep(0.05)
       return {"done": state["item"]}
   - name: join
     run: |
@@ -321,10 +323,16 @@ edges:
 def test_a_worker_killed_mid_fan_out(tmp_path: Path, dask_cluster: DaskProcesses) -> None:
     """A dask worker process killed while it runs branches: the branches it ran die with
     it (their child processes too), Dask runs them again on a worker left (each re-run is
-    logged), and the run succeeds with every branch's result."""
-    marks = tmp_path / "marks"
+    logged), and the run succeeds with every branch's result. The branches run until the
+    worker is killed: one that had ended before would not run again (a branch slept 3 s;
+    under load the four started up to 2.8 s apart)."""
+    marks, release = tmp_path / "marks", tmp_path / "release"
     marks.mkdir()
-    text = LOST_WORKFLOW.replace("$address", dask_cluster.address).replace("$marks", str(marks))
+    text = (
+        LOST_WORKFLOW.replace("$address", dask_cluster.address)
+        .replace("$marks", str(marks))
+        .replace("$release", str(release))
+    )
     flow = write(tmp_path, "wf.yaml", text)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
     run = subprocess.Popen(
@@ -344,6 +352,7 @@ def test_a_worker_killed_mid_fan_out(tmp_path: Path, dask_cluster: DaskProcesses
         victim = int(first[0].read_text())  # the dask worker process running branch 1
         on_victim = [int(m.name.split("-")[1]) for m in first if int(m.read_text()) == victim]
         os.kill(victim, signal.SIGKILL)
+        release.touch()
         out, err = run.communicate(timeout=90)
     finally:
         run.kill()

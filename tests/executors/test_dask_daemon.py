@@ -133,7 +133,9 @@ nodes:
       import os, time
       with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
           f.write(str(os.getppid()))
-      time.sleep(3)
+      held = time.monotonic() + 90  # until the test has killed a worker
+      while not os.path.exists("$release") and time.monotonic() < held:
+          time.sleep(0.05)
       return {"done": state["item"]}
   - name: join
     run: |
@@ -162,10 +164,16 @@ def test_reruns_after_a_lost_worker_are_counted_in_the_daemons_metrics(
 ) -> None:
     """A dask worker killed while it holds branches of a daemon run (in a run worker
     process): each branch Dask runs again counts in `tead_dask_task_reruns_total` by
-    workflow (born at 0 when the workflow loads), and the run still succeeds."""
-    marks = tmp_path / "marks"
+    workflow (born at 0 when the workflow loads), and the run still succeeds. The
+    branches run until the worker is killed: one that had ended before would not run
+    again (a branch slept 3 s; under load the four started up to 2.8 s apart)."""
+    marks, release = tmp_path / "marks", tmp_path / "release"
     marks.mkdir()
-    text = LOST.replace("$address", dask_cluster.address).replace("$marks", str(marks))
+    text = (
+        LOST.replace("$address", dask_cluster.address)
+        .replace("$marks", str(marks))
+        .replace("$release", str(release))
+    )
     daemon.write("lost.yaml", text)
     _workflow_loaded(daemon, "lost")
     assert _reruns(daemon, "lost") == 0.0
@@ -178,6 +186,7 @@ def test_reruns_after_a_lost_worker_are_counted_in_the_daemons_metrics(
     victim = int(first[0].read_text())  # the dask worker process running one branch
     on_victim = [int(m.name.split("-")[1]) for m in first if int(m.read_text()) == victim]
     os.kill(victim, signal.SIGKILL)
+    release.touch()
     try:
         run = daemon.wait_run(run_id, timeout_s=120)
         assert run["status"] == "succeeded", run
