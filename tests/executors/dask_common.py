@@ -41,7 +41,10 @@ def for_each_flow(
     )
 
 
-#: four branches; each writes the mark `$marks/ITEM-PID` holding its dask worker process's pid
+#: four branches; each writes the mark `$marks/ITEM-PID` holding its dask worker process's
+#: pid, then runs until the file `$release` exists (the test makes it once it has killed a
+#: worker): a branch that had ended before the kill would not run again (with a 3 s sleep,
+#: under load the four started up to 2.8 s apart)
 LOST = for_each_flow(
     "lost",
     start='return {"items": [1, 2, 3, 4]}',
@@ -49,7 +52,9 @@ LOST = for_each_flow(
         import os, time
         with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
             f.write(str(os.getppid()))
-        time.sleep(3)
+        held = time.monotonic() + 90  # until the test has killed a worker
+        while not os.path.exists("$release") and time.monotonic() < held:
+            time.sleep(0.05)
         return {"done": state["item"]}
         """,
     join='return {"done": [r.state["done"] for r in parallel_results]}',
@@ -57,15 +62,24 @@ LOST = for_each_flow(
 
 
 def lost_workflow(address: str, marks: Path) -> str:
-    """LOST on the cluster at `address`, writing its marks into `marks` (made here)."""
+    """LOST on the cluster at `address`, writing its marks into `marks` (made here),
+    released by `_release(marks)`."""
     marks.mkdir()
-    return LOST.replace("$address", address).replace("$marks", str(marks))
+    return (
+        LOST.replace("$address", address)
+        .replace("$marks", str(marks))
+        .replace("$release", str(_release(marks)))
+    )
+
+
+def _release(marks: Path) -> Path:
+    return marks.with_name(f"{marks.name}-release")
 
 
 def kill_a_worker_of(marks: Path, *, timeout_s: float) -> tuple[list[Path], list[int]]:
     """Once LOST's four branches have written their marks in `marks` (waiting up to
-    `timeout_s`), kill -9 the dask worker process running the first. The marks then, and
-    the pids of the branches that worker ran."""
+    `timeout_s`), kill -9 the dask worker process running the first, then let the
+    branches end. The marks then, and the pids of the branches that worker ran."""
     deadline = time.monotonic() + timeout_s
     while len(list(marks.iterdir())) < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -74,4 +88,5 @@ def kill_a_worker_of(marks: Path, *, timeout_s: float) -> tuple[list[Path], list
     victim = int(first[0].read_text())  # the dask worker process running branch 1
     on_victim = [int(m.name.split("-")[1]) for m in first if int(m.read_text()) == victim]
     os.kill(victim, signal.SIGKILL)
+    _release(marks).touch()
     return first, on_victim
