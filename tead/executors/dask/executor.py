@@ -5,8 +5,8 @@ What is sent is the process strategy's payload: the `BranchTask` pickled (every 
 front: the check that all can be sent), with the breaker states to start from. The
 workflow travels as its bundle (the file and the Python source beside it), scattered once
 per cluster and digest (cluster.py) and fetched once by each worker process (worker.py),
-so `uses:` modules reach the workers without being installed there. Results, events and breaker changes come back as a `BranchReport`, as
-from a process worker.
+so `uses:` modules reach the workers without being installed there. Results, events and
+breaker changes come back as a `BranchReport`, as from a process worker.
 
 The executor keeps one `DaskCluster` (a client) per address for its life: in `tead run` as
 long as the command, in the Python API as long as your `Executors`, in the daemon as long
