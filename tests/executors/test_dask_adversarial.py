@@ -314,3 +314,41 @@ def test_another_client_scattering_the_same_bundle_then_leaving(tmp_path: Path) 
     assert json.loads(out)["done"] == list(range(1, 17)), err
     ran_on = {int(m.read_text()) for m in (tmp_path / "marks").iterdir()}
     assert late in ran_on, "no branch ran on the worker that joined"
+
+
+HELPED = """\
+name: helped
+settings:
+  parallel: {strategy: dask, dask: {address: $address}}
+nodes:
+  - name: start
+    run: |
+      return {"items": list(range(8))}
+  - name: work
+    run: |
+      import dask_helper  # beside the workflow: shipped in its bundle
+      return {"value": dask_helper.VALUE}
+  - name: join
+    run: |
+      return {"values": sorted({r.state["value"] for r in parallel_results})}
+edges:
+  - {from: __start__, to: start}
+  - {from: start, to: work, parallel: true, for_each: "state['items']", fan_in: join}
+  - {from: work, to: join}
+  - {from: join, to: __end__}
+"""
+
+
+def test_an_old_version_again_imports_its_own_modules_on_the_workers(tmp_path: Path) -> None:
+    """A module beside the workflow, imported by `run:` code, is edited, then edited
+    back (the first version's bundle again): each run's branches import the module of
+    their own version, not the one a worker's process imported last."""
+    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+        flow = tmp_path / "wf.yaml"
+        flow.write_text(HELPED.replace("$address", cluster.address), encoding="utf-8")
+        helper = tmp_path / "dask_helper.py"
+        got = []
+        for value in (1, 2, 1, 2):
+            helper.write_text(f"VALUE = {value}\n", encoding="utf-8")
+            got.append(tead.load_workflow(flow).invoke()["values"])
+    assert got == [[1], [2], [1], [2]]
