@@ -352,3 +352,30 @@ def test_an_old_version_again_imports_its_own_modules_on_the_workers(tmp_path: P
             helper.write_text(f"VALUE = {value}\n", encoding="utf-8")
             got.append(tead.load_workflow(flow).invoke()["values"])
     assert got == [[1], [2], [1], [2]]
+
+
+def test_fewer_concurrent_runs_on_sighup_retires_the_extra_kept_workers(
+    tmp_path: Path, daemon_factory: Factory
+) -> None:
+    """max_concurrent_runs lowered from 3 to 1 (SIGHUP) while three run workers are kept,
+    each with its client: two of them are retired at once (their clients leave the
+    scheduler), not left until the next run ends."""
+    config = tmp_path / "tead.yaml"
+    config.write_text("max_concurrent_runs: 3\n")
+    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+        daemon = daemon_factory(extra_args=["--config", str(config)]).start()
+        workers = [
+            _kept_run(daemon, name, cluster.address)["run_worker"] for name in ("a", "b", "c")
+        ]
+        assert all(alive(pid) for pid in workers)
+        config.write_text("max_concurrent_runs: 1\n")
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for(lambda: "config reloaded" in daemon.logs(), what="the reload")
+        deadline = time.monotonic() + 10
+        while sum(map(alive, workers)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in workers if alive(pid)]
+        assert daemon.stop() == 0
+        log = (cluster.folder / "sched.log").read_text(errors="replace")
+    assert len(left) == 1, left
+    assert "CRITICAL" not in log and "Traceback" not in log, log
