@@ -148,10 +148,17 @@ class RunWorkerPool:
             else:
                 dropped = [w for w in [self._kept.pop(key, None)] if w is not None]
                 self._kept[key] = worker
-                while len(self._kept) > max(self._size, 1):
-                    dropped.append(self._kept.pop(next(iter(self._kept))))
+                dropped += self._trim_kept()
         for old in dropped:
             threading.Thread(target=old.retire, daemon=True).start()
+
+    def _trim_kept(self) -> list[RunWorker]:
+        """The oldest kept workers beyond `size` (at least one is kept), taken out (under
+        the lock)."""
+        return [
+            self._kept.pop(next(iter(self._kept)))
+            for _ in range(len(self._kept) - max(self._size, 1))
+        ]
 
     def take(self, timeout_s: float = START_TIMEOUT_S) -> RunWorker:
         """A ready worker, waiting at most `timeout_s` for one to start (WorkerStartError
@@ -169,12 +176,16 @@ class RunWorkerPool:
                     self._changed.wait(min(left, 1.0))
 
     def resize(self, size: int) -> None:
-        """Keep `size` workers ready from now on (extra ready ones are stopped)."""
+        """Keep `size` workers ready, and as many kept, from now on (extra ready ones are
+        stopped, the oldest extra kept ones retired)."""
         with self._lock:
             self._size = size
             extra = [self._ready.pop() for _ in range(max(0, len(self._ready) - size))]
+            dropped = self._trim_kept()
         for worker in extra:
             worker.reap()
+        for old in dropped:
+            threading.Thread(target=old.retire, daemon=True).start()
         self.refill()
 
     def refill(self) -> None:

@@ -195,6 +195,9 @@ class LoadedWorkflows:
         self._lock = threading.Lock()
         self._by_source: OrderedDict[tuple[str, str], WorkflowGraph] = OrderedDict()
         self._by_digest: OrderedDict[str, WorkflowGraph] = OrderedDict()
+        # every bundle received: its folder and its modules' names (to activate it again)
+        self._folders: dict[str, tuple[Path, frozenset[str]]] = {}
+        self._active: str | None = None  # the bundle whose modules import now
 
     def from_source(self, text: str, path: str) -> WorkflowGraph:
         """The workflow of this text, loaded from its own path (its folder is here)."""
@@ -215,9 +218,11 @@ class LoadedWorkflows:
             found = self._by_digest.get(bundle.digest)
             if found is not None:
                 self._by_digest.move_to_end(bundle.digest)
+                self._activate(bundle.digest)
                 return found
             folder = self._unpack(bundle)
-            self._forget_other_bundles(bundle, folder)
+            self._folders[bundle.digest] = (folder, frozenset(_top_level_names(bundle)))
+            self._activate(bundle.digest)
             workflow = self._load(bundle.text, str(folder / bundle.name))
             _check_modules_from(workflow, bundle, folder)
             self._by_digest[bundle.digest] = workflow
@@ -230,24 +235,38 @@ class LoadedWorkflows:
         dropped since: send it again)."""
         with self._lock:
             found = self._by_digest.get(digest)
+            if found is not None:
+                self._activate(digest)
         if found is None:
             raise BundleError(f"no workflow bundle {digest[:12]!r} was received here")
         return found
 
-    def _forget_other_bundles(self, bundle: WorkflowBundle, folder: Path) -> None:
+    def activate(self, digest: str) -> None:
+        """Let the modules of a bundle received before import from its folder again, for
+        a task of its workflow (kept by the caller): another bundle may have been
+        received since."""
+        with self._lock:
+            self._activate(digest)
+
+    def _activate(self, digest: str) -> None:
         """Let this bundle's modules import from its folder, not another bundle's: another
-        version of them (a workflow edited since) may have been received before. Modules
-        and sys.path entries of other bundles under `root` are dropped (workflows loaded
-        from them keep the modules they hold); nothing else is touched."""
+        version of them (a workflow edited since, or before) may have been received
+        before. Modules and sys.path entries of other bundles under `root` are dropped
+        (workflows loaded from them keep the modules they hold); nothing else is touched."""
+        if digest == self._active or digest not in self._folders:
+            return
+        folder, shipped = self._folders[digest]
         root = f"{self._root.resolve()}{os.sep}"
         own = f"{folder}{os.sep}"
-        shipped = _top_level_names(bundle)
         for name, module in list(sys.modules.items()):
             where = getattr(module, "__file__", None) or ""
             ours = name.partition(".")[0] in shipped and where.startswith(root)
             if ours and not where.startswith(own):
                 del sys.modules[name]
         sys.path[:] = [p for p in sys.path if not (p.startswith(root) and p != str(folder))]
+        if str(folder) not in sys.path:
+            sys.path.append(str(folder))  # as loading its workflow did
+        self._active = digest
 
     def _unpack(self, bundle: WorkflowBundle) -> Path:
         """The folder holding the bundle's files, written first if needed (atomically)."""

@@ -84,6 +84,7 @@ def _run(data: bytes, workflows: LoadedWorkflows, received: dict[str, WorkflowGr
     if bundle is not None:
         received[digest] = workflows.receive(WorkflowBundle.from_json(pickle.loads(bundle)))
     workflow = received[digest]
+    workflows.activate(digest)  # its modules, not those of a bundle received since
     seed, task_bytes, listening = pickle.loads(payload)
     source = workflow.source
     if source is not None:  # `run:` code finds the workflow's files beside it, as at home

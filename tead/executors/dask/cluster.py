@@ -61,7 +61,9 @@ class DaskCluster:
             ) from None
         self.address = address
         self.lock = threading.Lock()
-        self._bundles: dict[str, DaskFuture[Any]] = {}
+        # not `lock`, which the client's loop takes: a scatter needs the loop
+        self._bundles_lock = threading.Lock()
+        self._bundles: dict[str, tuple[DaskFuture[Any], bytes]] = {}  # digest -> (it, data)
         self.running: dict[str, Running] = {}  # dask key -> its branch, while it runs
         self.reruns = 0
         try:
@@ -99,20 +101,36 @@ class DaskCluster:
         `bundle_key(digest)` (once per digest, again if the workers that held it were
         lost: a client may be kept for many runs). Workers fetch it from there."""
         made = bundle_of(task.workflow)
-        with self.lock:
+        with self._bundles_lock:
             found = self._bundles.get(made.digest)
-            if found is None or found.status != "finished":  # or lost with its workers
+            if found is None or found[0].status != "finished":  # or lost with its workers
                 data = pickle.dumps(made.to_json(), protocol=pickle.HIGHEST_PROTOCOL)
-                # not broadcast: with distributed 2026.8 that broke the scheduler's messages
-                key = bundle_key(made.digest)
-                self._bundles[made.digest] = self.client.scatter({key: data})[key]
+                self._scatter(made.digest, data)
             return made.digest
+
+    def _scatter(self, digest: str, data: bytes) -> None:
+        """Scatter a bundle (under `self._bundles_lock`)."""
+        # not broadcast: with distributed 2026.8 that broke the scheduler's messages
+        key = bundle_key(digest)
+        self._bundles[digest] = (self.client.scatter({key: data})[key], data)
+
+    def _scatter_lost(self, keys: set[str]) -> None:
+        """Scatter again the bundles among `keys` (lost with a worker): the branches it
+        held run again on workers that may not have fetched them yet."""
+        with self._bundles_lock:
+            for digest, (_, data) in list(self._bundles.items()):
+                if bundle_key(digest) in keys and self.usable():
+                    with contextlib.suppress(Exception):  # the next fan-out tries again
+                        self._scatter(digest, data)
 
     def _cluster_event(self, event: tuple[float, dict[str, Any]]) -> None:
         """A worker left with branches of ours: Dask runs them again elsewhere."""
         _, message = event
         if not isinstance(message, dict) or message.get("action") != "remove-worker":
             return
+        lost = {str(key) for key in message.get("lost-scattered-tasks") or ()}
+        if any(key.startswith(bundle_key("")) for key in lost):  # not in the client's loop
+            threading.Thread(target=self._scatter_lost, args=(lost,), daemon=True).start()
         for key in message.get("processing-tasks") or ():
             with self.lock:
                 running = self.running.get(str(key))

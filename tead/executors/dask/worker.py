@@ -47,6 +47,9 @@ from tead.version import __version__
 
 POLL_S = 0.1  # how often a running branch's stop Event and deadline are checked
 FETCH_TIMEOUT_S = 60.0  # how long fetching a workflow's bundle from the cluster may take
+#: how long a bundle not on the cluster is looked for again (lost with the worker that held
+#: it, its client scatters it again)
+MISSING_WAIT_S = 5.0
 KEPT_BUNDLES = 16  # bundles a worker process keeps (the most recently used)
 
 #: what `run_branch` returns: ("done", the child's answer) | ("stopped", why) |
@@ -131,17 +134,22 @@ def _bundle(digest: str) -> bytes:
 
 def _fetch(key: str) -> bytes:
     """Scattered data, fetched with this worker's own client (made on first use; the
-    future is made as of a key in memory: a client is told only of keys it submitted)."""
-    # distributed types `state` as a FutureState, but looks it up by its name
-    future: DaskFuture[bytes] = DaskFuture(key, get_client(), state="memory")  # type: ignore[arg-type]
-    try:
-        return future.result(timeout=FETCH_TIMEOUT_S)
-    except TimeoutError:
-        raise RuntimeError(f"{key} not received within {FETCH_TIMEOUT_S:g} s") from None
-    except CancelledError:  # not on the cluster (any more): lost with the workers holding it
-        raise RuntimeError(f"{key} is not on the cluster (lost with a worker?)") from None
-    finally:
-        future.release()
+    future is made as of a key in memory: a client is told only of keys it submitted).
+    Data not on the cluster is looked for again for `MISSING_WAIT_S`."""
+    given_up = time.monotonic() + MISSING_WAIT_S
+    while True:
+        # distributed types `state` as a FutureState, but looks it up by its name
+        future: DaskFuture[bytes] = DaskFuture(key, get_client(), state="memory")  # type: ignore[arg-type]
+        try:
+            return future.result(timeout=FETCH_TIMEOUT_S)
+        except TimeoutError:
+            raise RuntimeError(f"{key} not received within {FETCH_TIMEOUT_S:g} s") from None
+        except CancelledError:  # not on the cluster (any more): lost with the workers holding it
+            if time.monotonic() >= given_up:
+                raise RuntimeError(f"{key} is not on the cluster (lost with a worker?)") from None
+        finally:
+            future.release()
+        time.sleep(POLL_S)
 
 
 def warm() -> int:

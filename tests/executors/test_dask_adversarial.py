@@ -1,0 +1,381 @@
+"""The dask strategy's bundles, result fetches and kept clients under trouble: a real
+cluster per test (tests/dask_fixture.py: a `dask scheduler` and two `dask worker`
+processes) where a test kills or adds workers, and a daemon (tests/daemon_fixture.py)
+whose run workers keep clients on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from distributed import Client, Future
+
+import tead
+from tead.executors.dask.worker import KEPT_BUNDLES
+from tests.conftest import ROOT
+from tests.daemon_fixture import DaemonProcess
+from tests.dask_fixture import dask_cluster_in
+from tests.helpers import alive
+
+Factory = Callable[..., DaemonProcess]
+
+ITEMS_WORKFLOW = """\
+name: items
+settings:
+  parallel: {strategy: dask, dask: {address: $address}}
+nodes:
+  - name: start
+    run: |
+      return {"items": list(range(1, $count + 1))}
+  - name: work
+    run: |
+      import os, time
+      with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
+          f.write(str(os.getppid()))
+      time.sleep($sleep)
+      return {"done": state["item"]}
+  - name: join
+    run: |
+      return {"done": [r.state["done"] if r.error is None else r.error for r in parallel_results]}
+edges:
+  - {from: __start__, to: start}
+  - {from: start, to: work, parallel: true, for_each: "state['items']", fan_in: join}
+  - {from: work, to: join}
+  - {from: join, to: __end__}
+"""
+
+
+def _items(folder: Path, address: str, *, count: int, sleep: float) -> Path:
+    marks = folder / "marks"
+    marks.mkdir(exist_ok=True)
+    text = (
+        ITEMS_WORKFLOW.replace("$address", address)
+        .replace("$marks", str(marks))
+        .replace("$count", str(count))
+        .replace("$sleep", str(sleep))
+    )
+    flow = folder / "wf.yaml"
+    flow.write_text(text, encoding="utf-8")
+    return flow
+
+
+def _cluster_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    return folder
+
+
+def _tead_run(flow: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tead", "run", str(flow), "-q"],
+        cwd=flow.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _bundle_holders(client: Client) -> dict[str, list[str]]:
+    """The workers (addresses) holding each scattered bundle, as the scheduler knows."""
+
+    def holders(dask_scheduler: Any) -> dict[str, list[str]]:
+        return {
+            str(key): [ws.address for ws in ts.who_has or ()]
+            for key, ts in dask_scheduler.tasks.items()
+            if str(key).startswith("tead-bundle-")
+        }
+
+    result: dict[str, list[str]] = client.run_on_scheduler(holders)
+    return result
+
+
+def test_the_worker_holding_the_bundle_killed_mid_fan_out(tmp_path: Path) -> None:
+    """The dask worker process the bundle was scattered to is killed while the fan-out
+    runs: the branches run again elsewhere, on workers that may not have fetched the
+    bundle yet (its nanny's new process has not), and every branch still succeeds."""
+    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+        flow = _items(tmp_path, cluster.address, count=12, sleep=2)
+        run = _tead_run(flow)
+        try:
+            with Client(cluster.address, timeout=30, set_as_default=False) as client:
+                deadline = time.monotonic() + 60
+                while not list((tmp_path / "marks").iterdir()) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                (holders,) = _bundle_holders(client).values()
+                pids = client.run(os.getpid)
+                os.kill(pids[holders[0]], signal.SIGKILL)
+            out, err = run.communicate(timeout=120)
+        finally:
+            run.kill()
+    assert run.returncode == 0, err
+    assert json.loads(out)["done"] == list(range(1, 13)), err
+
+
+KEPT = """\
+name: $name
+settings:
+  parallel: {strategy: dask, dask: {address: $address}}
+nodes:
+  - name: start
+    run: |
+      import os
+      return {"items": [1, 2], "run_worker": os.getpid()}
+  - name: work
+    run: |
+      return {"twice": state["item"] * 2}
+  - name: join
+    run: |
+      return {"twice": [r.state["twice"] for r in parallel_results]}
+edges:
+  - {from: __start__, to: start}
+  - {from: start, to: work, parallel: true, for_each: "state['items']", fan_in: join}
+  - {from: work, to: join}
+  - {from: join, to: __end__}
+"""
+
+
+def _kept_run(daemon: DaemonProcess, name: str, address: str) -> dict[str, Any]:
+    """Write workflow `name`, wait for it, run it: its final state (it succeeded)."""
+    daemon.write(f"{name}.yaml", KEPT.replace("$name", name).replace("$address", address))
+
+    def loaded() -> bool:
+        listed = daemon.get("/api/v1/workflows").json()["workflows"]
+        return any(w["name"] == name and w["valid"] for w in listed)
+
+    daemon.wait_for(loaded, timeout_s=60, what=f"workflow {name}")
+    run = daemon.wait_run(daemon.dispatch(name)["id"], timeout_s=120)
+    assert run["status"] == "succeeded", (run.get("error"), daemon.logs())
+    state: dict[str, Any] = run["final_state"]
+    assert state["twice"] == [2, 4]
+    return state
+
+
+def _gone(pid: int, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)
+
+
+def test_a_kept_worker_dropped_for_another_workflow_says_goodbye(
+    tmp_path: Path, daemon_factory: Factory
+) -> None:
+    """With room for one kept run worker, a run of another workflow drops the first
+    one's: it closes its dask client (the scheduler removes it, no critical error) and
+    exits."""
+    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+        daemon = daemon_factory(env={"TEAD_MAX_CONCURRENT_RUNS": "1"}).start()
+        first = _kept_run(daemon, "first", cluster.address)["run_worker"]
+        _kept_run(daemon, "second", cluster.address)
+        assert _gone(first, within_s=10), "the dropped run worker is still running"
+        assert daemon.stop() == 0
+        log = (cluster.folder / "sched.log").read_text(errors="replace")
+    assert log.count("Remove client Client-") >= 2, log
+    assert "CRITICAL" not in log and "Traceback" not in log, log
+
+
+def test_shutdown_with_a_kept_client_whose_scheduler_hangs_is_bounded(
+    tmp_path: Path, daemon_factory: Factory
+) -> None:
+    """The scheduler stops answering (SIGSTOP) while a run worker keeps a client on it:
+    the daemon's shutdown still ends within seconds, and the run worker is gone."""
+    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+        daemon = daemon_factory().start()
+        worker = _kept_run(daemon, "hung", cluster.address)["run_worker"]
+        scheduler = cluster.procs[0]
+        os.kill(scheduler.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            assert daemon.stop() == 0
+            took = time.monotonic() - started
+        finally:
+            os.kill(scheduler.pid, signal.SIGCONT)
+        assert not alive(worker)
+    assert took < 10, took
+
+
+EDITED = """\
+name: edited
+settings:
+  parallel: {strategy: dask, dask: {address: $address}}
+nodes:
+  - name: start
+    uses: dask_edited_ops:here
+  - name: probe
+    uses: dask_edited_ops:there
+  - name: join
+    run: |
+      return {"there": sorted({r.state["there"] for r in parallel_results})}
+edges:
+  - {from: __start__, to: start}
+  - {from: start, to: probe, parallel: true, for_each: "state['items']", fan_in: join}
+  - {from: probe, to: join}
+  - {from: join, to: __end__}
+"""
+
+EDITED_MODULE = """\
+import os
+
+VALUE = $value
+
+
+def here(state):
+    return {"items": [1, 2, 3], "here": VALUE, "run_worker": os.getpid()}
+
+
+def there(state):
+    return {"there": VALUE}
+"""
+
+
+def test_a_uses_module_edited_between_runs_runs_as_edited_everywhere(
+    tmp_path: Path, daemon_factory: Factory
+) -> None:
+    """A `uses:` module beside the workflow is edited between two runs (the workflow
+    file is not): the second run's nodes, in the run worker and on the dask workers
+    alike, run the module as edited."""
+    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+        daemon = daemon_factory().start()
+        module = daemon.workflows / "dask_edited_ops.py"
+        module.parent.mkdir(parents=True, exist_ok=True)
+        module.write_text(EDITED_MODULE.replace("$value", "1"), encoding="utf-8")
+        daemon.write("edited.yaml", EDITED.replace("$address", cluster.address))
+
+        def loaded() -> bool:
+            listed = daemon.get("/api/v1/workflows").json()["workflows"]
+            return any(w["name"] == "edited" and w["valid"] for w in listed)
+
+        daemon.wait_for(loaded, timeout_s=60, what="workflow edited")
+        seen = []
+        for value in (1, 2):
+            module.write_text(EDITED_MODULE.replace("$value", str(value)), encoding="utf-8")
+            time.sleep(1.5)  # past the daemon's rescan
+            run = daemon.wait_run(daemon.dispatch("edited")["id"], timeout_s=120)
+            assert run["status"] == "succeeded", (run.get("error"), daemon.logs())
+            state = run["final_state"]
+            seen.append((state["here"], state["there"]))
+        assert daemon.stop() == 0
+    assert seen == [(1, [1]), (2, [2])]
+
+
+def test_more_workflow_versions_than_a_worker_keeps_then_an_old_one_again(
+    tmp_path: Path,
+) -> None:
+    """KEPT_BUNDLES + 2 versions of a workflow, one after the other, each in a client
+    of its own; then the first version again: every run's branches run its own version
+    (a worker fetches again a bundle it no longer keeps)."""
+    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+        flow = tmp_path / "wf.yaml"
+        versions = [*range(KEPT_BUNDLES + 2), 0]
+        got = []
+        for version in versions:
+            text = KEPT.replace("$name", "versions").replace("$address", cluster.address)
+            text = text.replace('"twice": state["item"] * 2', f'"twice": {version}')
+            flow.write_text(text, encoding="utf-8")
+            got.append(tead.load_workflow(flow).invoke()["twice"])
+    assert got == [[v, v] for v in versions]
+
+
+def test_another_client_scattering_the_same_bundle_then_leaving(tmp_path: Path) -> None:
+    """While a fan-out runs, another client (another `tead run`, another daemon) scatters
+    the same bundle under the same key and goes away: the bundle stays on the cluster for
+    the fan-out, whose branches on a worker that joins later fetch it."""
+    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+        flow = _items(tmp_path, cluster.address, count=16, sleep=2)
+        run = _tead_run(flow)
+        try:
+            with Client(cluster.address, timeout=30, set_as_default=False) as other:
+                deadline = time.monotonic() + 60
+                while not list((tmp_path / "marks").iterdir()) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                (key,) = _bundle_holders(other)
+                data = Future(key, other, state="memory").result(timeout=30)  # type: ignore[arg-type]
+                other.scatter({key: data})
+            cluster.add_worker("w3")
+            cluster.wait_for_workers(3)
+            with Client(cluster.address, timeout=30, set_as_default=False) as client:
+                names = {
+                    a: w["name"] for a, w in client.scheduler_info(n_workers=-1)["workers"].items()
+                }
+                (late,) = [pid for a, pid in client.run(os.getpid).items() if names[a] == "w3"]
+            out, err = run.communicate(timeout=120)
+        finally:
+            run.kill()
+    assert run.returncode == 0, err
+    assert json.loads(out)["done"] == list(range(1, 17)), err
+    ran_on = {int(m.read_text()) for m in (tmp_path / "marks").iterdir()}
+    assert late in ran_on, "no branch ran on the worker that joined"
+
+
+HELPED = """\
+name: helped
+settings:
+  parallel: {strategy: dask, dask: {address: $address}}
+nodes:
+  - name: start
+    run: |
+      return {"items": list(range(8))}
+  - name: work
+    run: |
+      import dask_helper  # beside the workflow: shipped in its bundle
+      return {"value": dask_helper.VALUE}
+  - name: join
+    run: |
+      return {"values": sorted({r.state["value"] for r in parallel_results})}
+edges:
+  - {from: __start__, to: start}
+  - {from: start, to: work, parallel: true, for_each: "state['items']", fan_in: join}
+  - {from: work, to: join}
+  - {from: join, to: __end__}
+"""
+
+
+def test_an_old_version_again_imports_its_own_modules_on_the_workers(tmp_path: Path) -> None:
+    """A module beside the workflow, imported by `run:` code, is edited, then edited
+    back (the first version's bundle again): each run's branches import the module of
+    their own version, not the one a worker's process imported last."""
+    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+        flow = tmp_path / "wf.yaml"
+        flow.write_text(HELPED.replace("$address", cluster.address), encoding="utf-8")
+        helper = tmp_path / "dask_helper.py"
+        got = []
+        for value in (1, 2, 1, 2):
+            helper.write_text(f"VALUE = {value}\n", encoding="utf-8")
+            got.append(tead.load_workflow(flow).invoke()["values"])
+    assert got == [[1], [2], [1], [2]]
+
+
+def test_fewer_concurrent_runs_on_sighup_retires_the_extra_kept_workers(
+    tmp_path: Path, daemon_factory: Factory
+) -> None:
+    """max_concurrent_runs lowered from 3 to 1 (SIGHUP) while three run workers are kept,
+    each with its client: two of them are retired at once (their clients leave the
+    scheduler), not left until the next run ends."""
+    config = tmp_path / "tead.yaml"
+    config.write_text("max_concurrent_runs: 3\n")
+    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+        daemon = daemon_factory(extra_args=["--config", str(config)]).start()
+        workers = [
+            _kept_run(daemon, name, cluster.address)["run_worker"] for name in ("a", "b", "c")
+        ]
+        assert all(alive(pid) for pid in workers)
+        config.write_text("max_concurrent_runs: 1\n")
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for(lambda: "config reloaded" in daemon.logs(), what="the reload")
+        deadline = time.monotonic() + 10
+        while sum(map(alive, workers)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in workers if alive(pid)]
+        assert daemon.stop() == 0
+        log = (cluster.folder / "sched.log").read_text(errors="replace")
+    assert len(left) == 1, left
+    assert "CRITICAL" not in log and "Traceback" not in log, log
