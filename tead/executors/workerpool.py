@@ -102,6 +102,7 @@ class WorkerPool:
         self._closed = False
         self._retired: list[_Worker] = []  # stopped workers whose pipes are still open
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
+        self._waking = threading.Lock()  # a wake-up is not written as the pipe closes
         for _ in range(size):
             self._spawn()
         self._thread = threading.Thread(target=self._serve, name="tead-workers", daemon=True)
@@ -165,6 +166,7 @@ class WorkerPool:
                 return
             self._closed = True
             workers, self._workers = self._workers, []
+            self._retired.extend(workers)  # the serve thread, which may be reading, closes
             waiting, self._waiting = list(self._waiting), deque()
         for task in waiting:
             task.future.cancel()
@@ -172,10 +174,13 @@ class WorkerPool:
             worker.process.kill()
         for worker in workers:
             worker.process.join()
-            worker.conn.close()
             if worker.task is not None:
                 _set(worker.task.future, Lost(detail="the pool was closed"))
         self._wake()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()  # it has closed the workers' pipes
+        with self._waking:
+            self._wake_w.close()
         _live_pools.discard(self)
 
     # --- inside -----------------------------------------------------------------------------
@@ -192,8 +197,9 @@ class WorkerPool:
         self._wake()
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send_bytes(b"")
+        with self._waking, contextlib.suppress(OSError):
+            if not self._wake_w.closed:
+                self._wake_w.send_bytes(b"")
 
     def _pump(self) -> None:
         """Give waiting tasks to idle, ready workers."""
@@ -242,11 +248,11 @@ class WorkerPool:
                 closed = self._closed
                 workers = list(self._workers)
                 retired, self._retired = self._retired, []
-            for worker in retired:
-                worker.conn.close()
+            for worker in retired:  # not while a task is sent to it
+                with worker.sending:
+                    worker.conn.close()
             if closed:
-                self._wake_r.close()
-                self._wake_w.close()
+                self._wake_r.close()  # and close() the writing end
                 return
             conns: dict[Any, _Worker] = {w.conn: w for w in workers}
             sentinels: dict[Any, _Worker] = {w.process.sentinel: w for w in workers}
