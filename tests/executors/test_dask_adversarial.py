@@ -98,6 +98,13 @@ def _bundle_holders(client: Client) -> dict[str, list[str]]:
     return result
 
 
+def _wait_for_a_branch(marks: Path) -> None:
+    """Until a branch has written its mark in `marks` (at most 60 s)."""
+    deadline = time.monotonic() + 60
+    while not list(marks.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_the_worker_holding_the_bundle_killed_mid_fan_out(tmp_path: Path) -> None:
     """The dask worker process the bundle was scattered to is killed while the fan-out
     runs: the branches run again elsewhere, on workers that may not have fetched the
@@ -107,9 +114,7 @@ def test_the_worker_holding_the_bundle_killed_mid_fan_out(tmp_path: Path) -> Non
         run = _tead_run(flow)
         try:
             with Client(cluster.address, timeout=30, set_as_default=False) as client:
-                deadline = time.monotonic() + 60
-                while not list((tmp_path / "marks").iterdir()) and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                _wait_for_a_branch(tmp_path / "marks")
                 (holders,) = _bundle_holders(client).values()
                 pids = client.run(os.getpid)
                 os.kill(pids[holders[0]], signal.SIGKILL)
@@ -294,9 +299,7 @@ def test_another_client_scattering_the_same_bundle_then_leaving(tmp_path: Path) 
         run = _tead_run(flow)
         try:
             with Client(cluster.address, timeout=30, set_as_default=False) as other:
-                deadline = time.monotonic() + 60
-                while not list((tmp_path / "marks").iterdir()) and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                _wait_for_a_branch(tmp_path / "marks")
                 (key,) = _bundle_holders(other)
                 data = Future(key, other, state="memory").result(timeout=30)  # type: ignore[arg-type]
                 other.scatter({key: data})
