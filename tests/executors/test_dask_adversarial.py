@@ -22,34 +22,24 @@ from tead.executors.dask.worker import KEPT_BUNDLES
 from tests.conftest import ROOT
 from tests.daemon_fixture import DaemonProcess
 from tests.dask_fixture import dask_cluster_in
+from tests.executors.dask_common import for_each_flow
 from tests.helpers import alive
 
 Factory = Callable[..., DaemonProcess]
 
-ITEMS_WORKFLOW = """\
-name: items
-settings:
-  parallel: {strategy: dask, dask: {address: $address}}
-nodes:
-  - name: start
-    run: |
-      return {"items": list(range(1, $count + 1))}
-  - name: work
-    run: |
-      import os, time
-      with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
-          f.write(str(os.getppid()))
-      time.sleep($sleep)
-      return {"done": state["item"]}
-  - name: join
-    run: |
-      return {"done": [r.state["done"] if r.error is None else r.error for r in parallel_results]}
-edges:
-  - {from: __start__, to: start}
-  - {from: start, to: work, parallel: true, for_each: "state['items']", fan_in: join}
-  - {from: work, to: join}
-  - {from: join, to: __end__}
-"""
+ITEMS_WORKFLOW = for_each_flow(
+    "items",
+    start='return {"items": list(range(1, $count + 1))}',
+    work="""\
+        import os, time
+        with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
+            f.write(str(os.getppid()))
+        time.sleep($sleep)
+        return {"done": state["item"]}
+        """,
+    join='return {"done": [r.state["done"] if r.error is None else r.error '
+    "for r in parallel_results]}",
+)
 
 
 def _items(folder: Path, address: str, *, count: int, sleep: float) -> Path:
@@ -125,27 +115,15 @@ def test_the_worker_holding_the_bundle_killed_mid_fan_out(tmp_path: Path) -> Non
     assert json.loads(out)["done"] == list(range(1, 13)), err
 
 
-KEPT = """\
-name: $name
-settings:
-  parallel: {strategy: dask, dask: {address: $address}}
-nodes:
-  - name: start
-    run: |
-      import os
-      return {"items": [1, 2], "run_worker": os.getpid()}
-  - name: work
-    run: |
-      return {"twice": state["item"] * 2}
-  - name: join
-    run: |
-      return {"twice": [r.state["twice"] for r in parallel_results]}
-edges:
-  - {from: __start__, to: start}
-  - {from: start, to: work, parallel: true, for_each: "state['items']", fan_in: join}
-  - {from: work, to: join}
-  - {from: join, to: __end__}
-"""
+KEPT = for_each_flow(
+    "$name",
+    start="""\
+        import os
+        return {"items": [1, 2], "run_worker": os.getpid()}
+        """,
+    work='return {"twice": state["item"] * 2}',
+    join='return {"twice": [r.state["twice"] for r in parallel_results]}',
+)
 
 
 def _kept_run(daemon: DaemonProcess, name: str, address: str) -> dict[str, Any]:
@@ -319,27 +297,15 @@ def test_another_client_scattering_the_same_bundle_then_leaving(tmp_path: Path) 
     assert late in ran_on, "no branch ran on the worker that joined"
 
 
-HELPED = """\
-name: helped
-settings:
-  parallel: {strategy: dask, dask: {address: $address}}
-nodes:
-  - name: start
-    run: |
-      return {"items": list(range(8))}
-  - name: work
-    run: |
-      import dask_helper  # beside the workflow: shipped in its bundle
-      return {"value": dask_helper.VALUE}
-  - name: join
-    run: |
-      return {"values": sorted({r.state["value"] for r in parallel_results})}
-edges:
-  - {from: __start__, to: start}
-  - {from: start, to: work, parallel: true, for_each: "state['items']", fan_in: join}
-  - {from: work, to: join}
-  - {from: join, to: __end__}
-"""
+HELPED = for_each_flow(
+    "helped",
+    start='return {"items": list(range(8))}',
+    work="""\
+        import dask_helper  # beside the workflow: shipped in its bundle
+        return {"value": dask_helper.VALUE}
+        """,
+    join='return {"values": sorted({r.state["value"] for r in parallel_results})}',
+)
 
 
 def test_an_old_version_again_imports_its_own_modules_on_the_workers(tmp_path: Path) -> None:
