@@ -8,7 +8,9 @@ protocol). Its descriptors 1 and 2 then point at pipes it reads itself
 (`tead.engine.logs.FdCapture`, as in a process branch's worker): what a branch writes,
 from Python or below it (C code, its subprocesses), becomes lines of the node that wrote
 it, sent back with the branch's result (at most `MAX_LOG_BYTES` of them: they cross the
-network). If its parent (the dask worker) dies, it kills its group at once.
+network). When its parent (the dask worker) dies or lets it go (closes its pipe), it kills
+its group at once: it does not exit through the interpreter's shutdown, which can take a
+few hundred ms of a loaded machine's time while its branch's work would go on.
 
 A request is a pickle of (bundle digest, the bundle's pickle or None if sent before, the
 task's payload: breaker states to start from, the pickled `BranchTask`, whether the run
@@ -64,7 +66,7 @@ _FIELDS = [f.name for f in dataclasses.fields(BranchTask) if f.name != "workflow
 
 
 def serve(requests: Connection, answers: Connection) -> None:
-    """Run requests until the parent closes the pipe."""
+    """Run requests until the parent closes the pipe (or is gone)."""
     workflows = LoadedWorkflows()
     received: dict[str, WorkflowGraph] = {}
     while True:
@@ -76,7 +78,10 @@ def serve(requests: Connection, answers: Connection) -> None:
             answer: tuple[str, Any] = ("result", _run(data, workflows, received))
         except BaseException as exc:  # a bundle that cannot be received, a broken task
             answer = ("error", f"{type(exc).__name__}: {exc}")
-        answers.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            answers.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:  # the parent is gone
+            return
 
 
 def _run(data: bytes, workflows: LoadedWorkflows, received: dict[str, WorkflowGraph]) -> bytes:
@@ -115,6 +120,7 @@ def main() -> None:
     FdCapture.install()
     watch_parent(os.getppid(), _kill_group)
     serve(requests, answers)
+    _kill_group()
 
 
 if __name__ == "__main__":
