@@ -10,7 +10,9 @@ its client across runs (one `Executors`), as a daemon's run does within itself.
 1. No-op branches: per-branch time of a fan-out of N no-op branches on the dask strategy
    vs a plain `client.map` of N no-op functions on the same cluster (goal: <= 1.5x).
 2. CPU-bound fan-out (N x work-s of pure-Python work): dask strategy vs thread strategy,
-   same run (goal: >= 1.8x faster).
+   same run (goal: >= 1.8x faster). Where the dask fan-outs' time went, by CPU time: the
+   branches' share of the two workers' cores (what other load on the machine left them),
+   and what this process (scheduler and client) and the cluster's other processes used.
 3. Connecting: what a new client costs.
 4. A real daemon (`tead serve`) running one dask workflow (20 no-op branches) several
    times in a row: its run worker keeps its client across the runs it serves, so the first
@@ -24,7 +26,10 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import psutil  # a dependency of distributed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -85,23 +90,66 @@ def noop_overhead(address: str, branches: int) -> None:
     print(f"  ratio                {tead_ms / map_ms:7.2f}x   (goal <= 1.5x)")
 
 
+class CpuTimes:
+    """CPU seconds used by this process and its descendants while calls run, summed over
+    the calls: the dask children running branches, and the rest."""
+
+    def __init__(self) -> None:
+        self.wall = self.branches = self.others = 0.0
+
+    def measured(self, fn: Callable[[], object]) -> Callable[[], None]:
+        def call() -> None:
+            before, started = _cpu_by_process(), time.perf_counter()
+            fn()
+            after, self.wall = _cpu_by_process(), self.wall + time.perf_counter() - started
+            for pid, (is_branch, cpu) in after.items():
+                used = cpu - before.get(pid, (is_branch, 0.0))[1]
+                if is_branch:
+                    self.branches += used
+                else:
+                    self.others += used
+
+        return call
+
+
+def _cpu_by_process() -> dict[int, tuple[bool, float]]:
+    """Each process's CPU seconds so far, and whether it is a dask child (runs branches)."""
+    me = psutil.Process()
+    found = {}
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            with process.oneshot():
+                times, command = process.cpu_times(), process.cmdline()
+        except psutil.Error:  # ended meanwhile
+            continue
+        found[process.pid] = ("tead.executors.dask.child" in command, times.user + times.system)
+    return found
+
+
 def cpu_bound(address: str, branches: int, work_s: float) -> None:
     state = {"branches": branches, "loops": loops_for(work_s)}
     thread_wf = _on(CPU_WORKFLOW, "thread", address, workers=2)
     dask_wf = _on(CPU_WORKFLOW, "dask", address)
+    cpu = CpuTimes()
     with Executors() as executors:
+        for workflow in (thread_wf, dask_wf):  # warm: not measured
+            workflow.invoke(state, executors=executors)
         medians = interleaved(
             {
                 "thread": lambda: thread_wf.invoke(state, executors=executors),
-                "dask": lambda: dask_wf.invoke(state, executors=executors),
+                "dask": cpu.measured(lambda: dask_wf.invoke(state, executors=executors)),
             },
             rounds=3,
-            warmup=1,
+            warmup=0,
         )
     print(f"CPU-bound fan-out ({branches} x {work_s:g} s, 2-worker LocalCluster):")
     print(f"  thread strategy      {medians['thread']:7.2f} s")
     print(f"  dask strategy        {medians['dask']:7.2f} s")
     print(f"  speed-up             {medians['thread'] / medians['dask']:7.2f}x   (goal >= 1.8x)")
+    print(
+        f"  dask fan-outs: branches used {cpu.branches / (2 * cpu.wall):.0%} of 2 cores;", end=" "
+    )
+    print(f"the scheduler, client and workers {cpu.others / cpu.wall:.0%} of one")
 
 
 def connect_cost(address: str) -> None:

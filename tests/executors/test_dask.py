@@ -270,7 +270,7 @@ def test_a_branch_whose_workflow_files_are_not_on_the_cluster_fails_clearly(
     """A worker fetches the workflow's bundle it lacks from the cluster (where the client
     scattered it); one that is not there (lost with the worker that held it) fails the
     branch with one line naming it, without a wait."""
-    job = pickle.dumps((b"", "tead-stop-none", None, tead.__version__, "no-such-digest"))
+    job = pickle.dumps((b"", None, tead.__version__, "no-such-digest"))
     with Client(dask_cluster.address, timeout=30, set_as_default=False) as client:
         started = time.monotonic()
         answer = client.submit(run_branch, job, pure=False).result(timeout=60)

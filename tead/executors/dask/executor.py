@@ -15,8 +15,8 @@ it is kept across them (`KeptAcrossRuns`), so that a run after the first skips t
 connect and the checks (a client found closed, its scheduler gone for too long, is made
 again). A LocalCluster (`address: local`) is the run's alone: shut down at its end.
 Dask's own retries are 0: tead's retries and breakers apply. Stopping an attempt (timeout,
-`fail_fast`, a cancelled run) cancels its task and sets its `distributed.Event`: a running
-branch's process group is killed on the worker (worker.py).
+`fail_fast`, a cancelled run) cancels its task: the worker running it drops it and kills
+the branch's process group (worker.py).
 
 Branches are submitted as the supervisor's gate lets them start, at most `max_workers` at
 once when it is set; else all at once (the cluster schedules them), or, with a timeout,
@@ -37,7 +37,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from distributed import Event
 from distributed import Future as DaskFuture
 
 from tead.engine.seam import BranchReport, FanOutJob, Kept
@@ -148,7 +147,6 @@ class _Pending:
 class _Submitted:
     pending: _Pending
     future: DaskFuture[Any]
-    stop: str  # the name of the attempt's Event
 
 
 class DaskLauncher:
@@ -246,14 +244,13 @@ class DaskLauncher:
         if not batch:
             return
         keys = [key for _, _, key in batch]
-        stops = [f"tead-stop-{key}" for key in keys]
         try:
             with self._cluster.lock:
                 self._cluster.running.update((k, (p.task, self._emit)) for p, _, k in batch)
             # one argument of bytes: Dask parses each task's arguments
             jobs = [
-                pickle.dumps((payload, stop, self._timeout_s, __version__, self._digest))
-                for (_, payload, _), stop in zip(batch, stops, strict=True)
+                pickle.dumps((payload, self._timeout_s, __version__, self._digest))
+                for _, payload, _ in batch
             ]
             futures: list[DaskFuture[Any]] = self._client.map(
                 run_branch,
@@ -268,8 +265,8 @@ class DaskLauncher:
                     pending.attempt.set_exception(exc)
             return
         entries = [
-            _Submitted(pending, future, stop)
-            for (pending, _, _), future, stop in zip(batch, futures, stops, strict=True)
+            _Submitted(pending, future)
+            for (pending, _, _), future in zip(batch, futures, strict=True)
         ]
         with self._lock:
             self._submitted.update((entry.pending.attempt, entry) for entry in entries)
@@ -347,8 +344,8 @@ class DaskLauncher:
         return Crashed(detail=str(value))
 
     def stop(self, attempts: Collection[Attempt]) -> None:
-        """Stop each attempt: a waiting one never starts; a submitted one is cancelled and
-        its Event set, which kills its process group on the worker."""
+        """Stop each attempt: a waiting one never starts; a submitted one is cancelled,
+        which kills its process group on the worker."""
         with self._lock:
             waiting = [p for p in self._waiting if p.attempt in attempts]
             for pending in waiting:
@@ -357,7 +354,6 @@ class DaskLauncher:
         for pending in waiting:
             pending.attempt.cancel()
         for entry in submitted:
-            Event(entry.stop, client=self._client).set()
             entry.future.cancel()
 
     def close(self) -> None:

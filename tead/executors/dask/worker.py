@@ -4,10 +4,9 @@
 so the branch does not run in the dask worker: `run_branch` hands it to a child process
 (child.py), the leader of a process group of its own, and watches it. It kills the group
 when the branch's own deadline passes (measured from its start on this worker: a backstop
-for the client's timeout), when the client sets the attempt's `distributed.Event` (a
-timeout, `fail_fast`, a cancelled run), or when the worker drops the task (the client
-cancelled it, or went away: a `tead run` killed mid-fan-out leaves nothing running). The
-branch and whatever it started stop within about `POLL_S`.
+for the client's timeout), or when the worker drops the task: the client cancels it (a
+timeout, `fail_fast`, a cancelled run), or went away (a `tead run` killed mid-fan-out
+leaves nothing running). The branch and whatever it started stop within about `POLL_S`.
 
 Children are kept warm between branches (one per worker thread at most), each with the
 workflow bundles it was sent; a killed or dead one is replaced at once by a fresh one,
@@ -15,8 +14,10 @@ which starts (imports tead) while nothing waits for it, as do the ones `warm` st
 a client connects: a branch's clock does not pay for a child's start-up. A child whose
 dask worker dies kills its group at once.
 
-The Event is asked only after the first `POLL_S` of a branch, so that a short branch costs
-the scheduler nothing more than its task.
+Whether the task is still wanted is asked of this worker's own state, which the scheduler
+keeps (a cancel reaches it as a message): nothing is asked of the scheduler while a branch
+runs. (A `distributed.Event` per branch, asked every `POLL_S`, cost the scheduler and the
+workers about 3% of a CPU-bound branch's time, by their CPU time in bench/dask_strategy.py.)
 
 The workflow's bundle is not an argument of the task: a task that depends on scattered
 data costs the scheduler and the workers about as much again as a no-op task
@@ -40,12 +41,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from distributed import Event, Worker, get_client, get_worker
 from distributed import Future as DaskFuture
+from distributed import Worker, get_client, get_worker
 
 from tead.version import __version__
 
-POLL_S = 0.1  # how often a running branch's stop Event and deadline are checked
+POLL_S = 0.1  # how often a running branch's task and deadline are checked
 FETCH_TIMEOUT_S = 60.0  # how long fetching a workflow's bundle from the cluster may take
 #: how long a bundle not on the cluster is looked for again (lost with the worker that held
 #: it, its client scatters it again)
@@ -77,10 +78,10 @@ def bundle_key(digest: str) -> str:
 
 
 def run_branch(job: bytes) -> Answer:
-    """Run one branch attempt in a child process group; stop it when the Event named
-    `stop` is set, or at its deadline. `job`: pickled (the child's payload, `stop`, the
-    timeout in seconds or None, the client's tead version, the bundle's digest)."""
-    payload, stop, timeout_s, version, digest = pickle.loads(job)
+    """Run one branch attempt in a child process group; stop it when its task is dropped
+    (cancelled), or at its deadline. `job`: pickled (the child's payload, the timeout in
+    seconds or None, the client's tead version, the bundle's digest)."""
+    payload, timeout_s, version, digest = pickle.loads(job)
     if version != __version__:
         return ("crashed", f"this dask worker has tead {__version__}, the run has tead {version}")
     deadline = time.monotonic() + timeout_s if timeout_s is not None else None
@@ -97,7 +98,6 @@ def run_branch(job: bytes) -> Answer:
     child.bundles.add(digest)
     worker = _this_worker()
     key = worker.get_current_task() if worker is not None else None
-    event: Event | None = None
     while True:
         wait = POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - time.monotonic()))
         if child.answers.poll(wait):
@@ -113,11 +113,6 @@ def run_branch(job: bytes) -> Answer:
         if worker is not None and not _wanted(worker, key):
             _replace(child)
             return ("stopped", "its task was cancelled (or its client went away)")
-        if event is None:
-            event = Event(stop)
-        if event.is_set():
-            _replace(child)
-            return ("stopped", "stopped by its run: its process group was killed")
 
 
 def _bundle(digest: str) -> bytes:
