@@ -268,6 +268,40 @@ def test_more_workflow_versions_than_a_worker_keeps_then_an_old_one_again(
     assert got == [[v, v] for v in versions]
 
 
+#: a fan-out whose branches say how many workflows their process holds (a dask child)
+GRAPHS = for_each_flow(
+    "graphs",
+    start='return {"items": [1, 2, 3, 4]}',
+    work="""\
+        import gc
+        from tead.graph.compiled import WorkflowGraph
+        # version $version
+        held = sum(isinstance(o, WorkflowGraph) for o in gc.get_objects())
+        return {"held": held}
+        """,
+    join='return {"held": [r.state["held"] for r in parallel_results]}',
+)
+
+
+def test_a_long_lived_workers_children_keep_a_bounded_number_of_workflows(
+    tmp_path: Path,
+) -> None:
+    """Workflow versions beyond what a child keeps (KEPT_BUNDLES; its loader keeps up to
+    32) do not pile up in the dask workers' children: after 48 versions run through one
+    client, a branch's process holds far fewer workflows than it ran. Each version still
+    runs as itself (the versions test above)."""
+    versions = 48
+    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster, tead.Executors() as executors:
+        flow = tmp_path / "wf.yaml"
+        held: list[int] = []
+        for version in range(versions):
+            text = GRAPHS.replace("$address", cluster.address).replace("$version", str(version))
+            flow.write_text(text, encoding="utf-8")
+            held = tead.load_workflow(flow).invoke(executors=executors)["held"]
+    assert max(held) <= 32, held  # without a bound: one per version it ran
+    assert max(held) > KEPT_BUNDLES // 2, held  # the count sees the kept ones
+
+
 def test_another_client_scattering_the_same_bundle_then_leaving(tmp_path: Path) -> None:
     """While a fan-out runs, another client (another `tead run`, another daemon) scatters
     the same bundle under the same key and goes away: the bundle stays on the cluster for

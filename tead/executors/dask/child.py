@@ -14,10 +14,11 @@ few hundred ms of a loaded machine's time while its branch's work would go on.
 
 A request is a pickle of (bundle digest, the bundle's pickle or None if sent before, the
 task's payload: breaker states to start from, the pickled `BranchTask`, whether the run
-listens for events). The workflow comes from the bundle, written under this user's private
-folder (`tead.engine.bundle.LoadedWorkflows`), so `uses:` modules are imported from there,
-never assumed on the worker's path. An answer is a pickle of ("result", the pickled
-`BranchReport`) or ("error", a line).
+listens for events; the digests of the bundles to drop: the worker keeps count of what
+its child keeps, the most recently used `worker.KEPT_BUNDLES`). The workflow comes from
+the bundle, written under this user's private folder (`tead.engine.bundle.LoadedWorkflows`),
+so `uses:` modules are imported from there, never assumed on the worker's path. An answer
+is a pickle of ("result", the pickled `BranchReport`) or ("error", a line).
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ def serve(requests: Connection, answers: Connection) -> None:
 
 
 def _run(data: bytes, workflows: LoadedWorkflows, received: dict[str, WorkflowGraph]) -> bytes:
-    digest, bundle, payload = pickle.loads(data)
+    digest, bundle, payload, dropped = pickle.loads(data)
+    for old in dropped:
+        received.pop(old, None)
     if bundle is not None:
         received[digest] = workflows.receive(WorkflowBundle.from_json(pickle.loads(bundle)))
     workflow = received[digest]

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -51,7 +52,9 @@ FETCH_TIMEOUT_S = 60.0  # how long fetching a workflow's bundle from the cluster
 #: how long a bundle not on the cluster is looked for again (lost with the worker that held
 #: it, its client scatters it again)
 MISSING_WAIT_S = 5.0
-KEPT_BUNDLES = 16  # bundles a worker process keeps (the most recently used)
+#: bundles a worker process keeps, and workflows each of its children keeps (the most
+#: recently used)
+KEPT_BUNDLES = 16
 
 #: what `run_branch` returns: ("done", the child's answer) | ("stopped", why) |
 #: ("timed_out", why) | ("crashed", why)
@@ -63,7 +66,18 @@ class _Child:
     process: subprocess.Popen[bytes]
     requests: Connection
     answers: Connection
-    bundles: set[str] = field(default_factory=set)  # digests of the bundles it was sent
+    # digests of the bundles it keeps, most recently used last
+    bundles: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    def keeps(self, digest: str) -> tuple[str, ...]:
+        """Note that the child is sent a task of bundle `digest` (and the bundle, if it did
+        not have it): the bundles it must drop now, to keep `KEPT_BUNDLES`."""
+        self.bundles[digest] = None
+        self.bundles.move_to_end(digest)
+        dropped = []
+        while len(self.bundles) > KEPT_BUNDLES:
+            dropped.append(self.bundles.popitem(last=False)[0])
+        return tuple(dropped)
 
 
 _idle: list[_Child] = []  # warm children of this dask worker, waiting for a branch
@@ -92,10 +106,9 @@ def run_branch(job: bytes) -> Answer:
         _give_back(child)
         return ("crashed", f"dask worker: cannot fetch the workflow's files: {exc}")
     try:
-        child.requests.send_bytes(pickle.dumps((digest, data, payload)))
+        child.requests.send_bytes(pickle.dumps((digest, data, payload, child.keeps(digest))))
     except OSError:
         return _died(child)
-    child.bundles.add(digest)
     worker = _this_worker()
     key = worker.get_current_task() if worker is not None else None
     while True:
