@@ -122,6 +122,7 @@ class RunWorkerPool:
         self._starting = 0
         self._closed = False
         self._workers: weakref.WeakSet[RunWorker] = weakref.WeakSet()  # every one started
+        self._retiring: set[threading.Thread] = set()  # `close` waits for them
         _live_pools.add(self)
 
     def take_ready(self, key: object = None) -> RunWorker | None:
@@ -143,14 +144,15 @@ class RunWorkerPool:
         """Keep a worker that ended a run cleanly for the next run of `key` (one per key,
         at most `size` in all; the oldest goes first)."""
         with self._lock:
-            if self._closed:
-                dropped = [worker]
-            else:
+            closed = self._closed
+            if not closed:
                 dropped = [w for w in [self._kept.pop(key, None)] if w is not None]
                 self._kept[key] = worker
                 dropped += self._trim_kept()
-        for old in dropped:
-            threading.Thread(target=old.retire, daemon=True).start()
+        if closed:  # `close` may be done: retired here, before the caller goes on
+            worker.retire()
+            return
+        self._retire(dropped)
 
     def _trim_kept(self) -> list[RunWorker]:
         """The oldest kept workers beyond `size` (at least one is kept), taken out (under
@@ -184,9 +186,24 @@ class RunWorkerPool:
             dropped = self._trim_kept()
         for worker in extra:
             worker.reap()
-        for old in dropped:
-            threading.Thread(target=old.retire, daemon=True).start()
+        self._retire(dropped)
         self.refill()
+
+    def _retire(self, workers: list[RunWorker]) -> None:
+        """Retire these workers, each on a thread of its own, which `close` waits for."""
+        for worker in workers:
+
+            def retire(worker: RunWorker = worker) -> None:
+                try:
+                    worker.retire()
+                finally:
+                    with self._lock:
+                        self._retiring.discard(threading.current_thread())
+
+            thread = threading.Thread(target=retire, name="tead-run-worker-retire", daemon=True)
+            with self._lock:
+                self._retiring.add(thread)
+            thread.start()
 
     def refill(self) -> None:
         """Start workers in the background until `size` are ready or starting."""
@@ -201,16 +218,17 @@ class RunWorkerPool:
             ).start()
 
     def close(self) -> None:
-        """Kill the ready workers, retire the kept ones (at once); no more are started."""
+        """Kill the ready workers, retire the kept ones (at once) and wait for every
+        worker being retired (those dropped before too); no more are started."""
         with self._lock:
             self._closed = True
             ready, self._ready = list(self._ready), deque()
             kept, self._kept = list(self._kept.values()), {}
-        retiring = [threading.Thread(target=w.retire, daemon=True) for w in kept]
-        for thread in retiring:
-            thread.start()
+        self._retire(kept)
         for worker in ready:
             worker.reap()
+        with self._lock:
+            retiring = list(self._retiring)
         for thread in retiring:
             thread.join()
 
