@@ -268,6 +268,76 @@ def test_more_workflow_versions_than_a_worker_keeps_then_an_old_one_again(
     assert got == [[v, v] for v in versions]
 
 
+#: two branches; each marks its start (`$marks/ITEM-PID`, holding its dask worker's pid),
+#: waits for the file `$go`, then returns
+HELD = for_each_flow(
+    "held",
+    start='return {"items": [1, 2]}',
+    work="""\
+        import os, time
+        with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
+            f.write(str(os.getppid()))
+        while not os.path.exists("$go"):
+            time.sleep(0.05)
+        return {"done": state["item"]}
+        """,
+    join='return {"done": [r.state["done"] for r in parallel_results]}',
+)
+
+
+def _branch_states(client: Client) -> list[str]:
+    """The scheduler's states of the tasks of tead branches."""
+
+    def states(dask_scheduler: Any) -> list[str]:
+        return [
+            str(ts.state)
+            for key, ts in dask_scheduler.tasks.items()
+            if str(key).startswith("tead-branch-")
+        ]
+
+    found: list[str] = client.run_on_scheduler(states)
+    return found
+
+
+def _until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_result_lost_with_its_worker_before_it_was_fetched_is_a_counted_rerun(
+    tmp_path: Path,
+) -> None:
+    """A branch that finished on a worker which is lost before the client fetched its
+    result (here the `tead run` is stopped meanwhile) is run again by Dask, as its result
+    is still wanted: that re-run is logged and counted like one of a running branch's."""
+    marks, go = tmp_path / "marks", tmp_path / "go"
+    marks.mkdir()
+    with (
+        dask_cluster_in(_cluster_folder(tmp_path)) as cluster,
+        Client(cluster.address, set_as_default=False) as client,
+    ):
+        text = HELD.replace("$address", cluster.address).replace("$marks", str(marks))
+        flow = tmp_path / "wf.yaml"
+        flow.write_text(text.replace("$go", str(go)), encoding="utf-8")
+        run = _tead_run(flow)
+        try:
+            _until(lambda: len(list(marks.iterdir())) == 2, "both branches to start")
+            os.kill(run.pid, signal.SIGSTOP)
+            go.touch()
+            _until(lambda: _branch_states(client) == ["memory"] * 2, "both results held")
+            [first] = [m for m in marks.iterdir() if m.name.startswith("1-")]
+            os.kill(int(first.read_text()), signal.SIGKILL)  # the worker holding branch 1's
+            _until(lambda: len(list(marks.glob("1-*"))) == 2, "branch 1 to run again")
+        finally:
+            os.kill(run.pid, signal.SIGCONT)
+        out, err = run.communicate(timeout=90)
+    assert run.returncode == 0, err
+    assert json.loads(out)["done"] == [1, 2]
+    assert err.count("was lost while it held this branch") == 1, err
+
+
 #: a fan-out whose branches say how many workflows their process holds (a dask child)
 GRAPHS = for_each_flow(
     "graphs",

@@ -1,9 +1,10 @@
 """A connection to a Dask cluster for the dask strategy: the client (and the LocalCluster it
 owns for `address: local`), checked at connect (a worker exists, every worker has this
 tead), the workflow bundles scattered to it, and a count of the branches Dask runs again
-after losing a worker (the scheduler's `remove-worker` events name the tasks it held):
-each is logged and told to its run as a `DaskRerun` event (counted in the daemon's
-`tead_dask_task_reruns_total`).
+after losing a worker (the scheduler's `remove-worker` events name the tasks it was
+running, and those whose results it held, which Dask computes again while a client has
+not fetched them): each is logged and told to its run as a `DaskRerun` event (counted in
+the daemon's `tead_dask_task_reruns_total`).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class DaskCluster:
         # not `lock`, which the client's loop takes: a scatter needs the loop
         self._bundles_lock = threading.Lock()
         self._bundles: dict[str, tuple[DaskFuture[Any], bytes]] = {}  # digest -> (it, data)
-        self.running: dict[str, Running] = {}  # dask key -> its branch, while it runs
+        # dask key -> its branch, from its submission until its result is fetched
+        self.running: dict[str, Running] = {}
         self.reruns = 0
         try:
             self._check_workers(timeout)
@@ -131,7 +133,11 @@ class DaskCluster:
         lost = {str(key) for key in message.get("lost-scattered-tasks") or ()}
         if any(key.startswith(bundle_key("")) for key in lost):  # not in the client's loop
             threading.Thread(target=self._scatter_lost, args=(lost,), daemon=True).start()
-        for key in message.get("processing-tasks") or ():
+        held = [
+            *(message.get("processing-tasks") or ()),
+            *(message.get("lost-computed-tasks") or ()),
+        ]
+        for key in held:
             with self.lock:
                 running = self.running.get(str(key))
                 if running is None:

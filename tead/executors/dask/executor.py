@@ -260,6 +260,9 @@ class DaskLauncher:
                 retries=0,
             )
         except BaseException as exc:  # the cluster went away
+            with self._cluster.lock:
+                for key in keys:
+                    self._cluster.running.pop(key, None)
             for pending, _, _ in batch:
                 if not pending.attempt.done():
                     pending.attempt.set_exception(exc)
@@ -298,15 +301,16 @@ class DaskLauncher:
 
     def _forget(self, finished: list[_Submitted]) -> None:
         """Finished tasks leave room for more (before their results are fetched)."""
-        with self._cluster.lock:
-            for done in finished:
-                self._cluster.running.pop(str(done.future.key), None)
         with self._lock:
             for done in finished:
                 self._submitted.pop(done.pending.attempt, None)
 
     def _report(self, fetched: list[Fetched[_Submitted]]) -> None:
-        """Report each ended task's outcome."""
+        """Report each ended task's outcome (its result is here: a worker lost from now on
+        no longer makes Dask run it again)."""
+        with self._cluster.lock:
+            for ended in fetched:
+                self._cluster.running.pop(str(ended.entry.future.key), None)
         for done, answer in ((f.entry, f.answer) for f in fetched):
             attempt, settle = done.pending.attempt, done.pending.settle
             try:
