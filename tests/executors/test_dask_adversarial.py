@@ -356,18 +356,27 @@ GRAPHS = for_each_flow(
 def test_a_long_lived_workers_children_keep_a_bounded_number_of_workflows(
     tmp_path: Path,
 ) -> None:
-    """Workflow versions beyond what a child keeps (KEPT_BUNDLES; its loader keeps up to
-    32) do not pile up in the dask workers' children: after 48 versions run through one
-    client, a branch's process holds far fewer workflows than it ran. Each version still
+    """Workflow versions beyond what is kept (KEPT_BUNDLES; a child's loader keeps up to
+    32) do not pile up: after 48 versions run through one client, a branch's process (a
+    dask worker's child) holds far fewer workflows than it ran, and the cluster holds
+    KEPT_BUNDLES of their bundles (the client lets go of the others). Each version still
     runs as itself (the versions test above)."""
     versions = 48
-    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster, tead.Executors() as executors:
+    with (
+        dask_cluster_in(_cluster_folder(tmp_path)) as cluster,
+        tead.Executors() as executors,
+        Client(cluster.address, set_as_default=False) as client,
+    ):
         flow = tmp_path / "wf.yaml"
         held: list[int] = []
         for version in range(versions):
             text = GRAPHS.replace("$address", cluster.address).replace("$version", str(version))
             flow.write_text(text, encoding="utf-8")
             held = tead.load_workflow(flow).invoke(executors=executors)["held"]
+        _until(
+            lambda: len(_bundle_holders(client)) == KEPT_BUNDLES,
+            "the cluster to hold KEPT_BUNDLES bundles",
+        )
     assert max(held) <= 32, held  # without a bound: one per version it ran
     assert max(held) > KEPT_BUNDLES // 2, held  # the count sees the kept ones
 

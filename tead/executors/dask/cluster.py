@@ -14,6 +14,7 @@ import importlib.metadata
 import logging
 import pickle
 import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ from tead.engine.bundle import bundle_of
 from tead.engine.events import DaskRerun, Event
 from tead.engine.task import BranchTask
 from tead.errors import DaskClusterError
-from tead.executors.dask.worker import bundle_key, warm
+from tead.executors.dask.worker import KEPT_BUNDLES, bundle_key, warm
 from tead.parallel.config import DaskConfig
 from tead.version import __version__
 
@@ -64,7 +65,9 @@ class DaskCluster:
         self.lock = threading.Lock()
         # not `lock`, which the client's loop takes: a scatter needs the loop
         self._bundles_lock = threading.Lock()
-        self._bundles: dict[str, tuple[DaskFuture[Any], bytes]] = {}  # digest -> (it, data)
+        # digest -> (its future, its data), most recently used last
+        self._bundles: OrderedDict[str, tuple[DaskFuture[Any], bytes]] = OrderedDict()
+        self._fan_outs: Counter[str] = Counter()  # digest -> fan-outs using it now
         # dask key -> its branch, from its submission until its result is fetched
         self.running: dict[str, Running] = {}
         self.reruns = 0
@@ -101,14 +104,30 @@ class DaskCluster:
     def bundle(self, task: BranchTask) -> str:
         """The digest of the workflow's bundle, scattered to the cluster under
         `bundle_key(digest)` (once per digest, again if the workers that held it were
-        lost: a client may be kept for many runs). Workers fetch it from there."""
+        lost: a client may be kept for many runs). Workers fetch it from there. The
+        caller's fan-out uses it until it says `done_with(digest)`."""
         made = bundle_of(task.workflow)
         with self._bundles_lock:
             found = self._bundles.get(made.digest)
             if found is None or found[0].status != "finished":  # or lost with its workers
                 data = pickle.dumps(made.to_json(), protocol=pickle.HIGHEST_PROTOCOL)
                 self._scatter(made.digest, data)
+            self._bundles.move_to_end(made.digest)
+            self._fan_outs[made.digest] += 1
             return made.digest
+
+    def done_with(self, digest: str) -> None:
+        """A fan-out no longer uses this bundle. The cluster keeps the `KEPT_BUNDLES` most
+        recently used (and any a fan-out uses): a client kept for a long time, running
+        many versions of workflows, does not pile them up in the cluster's memory."""
+        with self._bundles_lock:
+            self._fan_outs[digest] -= 1
+            if self._fan_outs[digest] <= 0:
+                del self._fan_outs[digest]
+            unused = [d for d in self._bundles if d not in self._fan_outs]
+            for old in unused[: max(0, len(self._bundles) - KEPT_BUNDLES)]:
+                future, _ = self._bundles.pop(old)
+                future.release()
 
     def _scatter(self, digest: str, data: bytes) -> None:
         """Scatter a bundle (under `self._bundles_lock`)."""

@@ -364,3 +364,4 @@ class DaskLauncher:
         """Stop the serving thread (the client belongs to the executor)."""
         self._inbox.put(None)
         self._thread.join()
+        self._cluster.done_with(self._digest)
