@@ -182,6 +182,15 @@ def running_then_queued(
     return running, queued
 
 
+def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    """Until `check()` holds (polled every 10 ms); AssertionError naming `what` after
+    `timeout_s` (for real processes: a generous bound)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 def alive(pid: int) -> bool:
     """Whether a process exists and is not a zombie."""
     try:

@@ -7,24 +7,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 from tead.daemon.runworkers import SessionThreads
+from tests.helpers import wait_until
 
 NAME = "tead-run-session"
 
 
 def session_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name == NAME}
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_peak_of_sessions_leaves_at_most_keep_threads() -> None:

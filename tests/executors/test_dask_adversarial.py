@@ -23,7 +23,7 @@ from tests.conftest import ROOT
 from tests.daemon_fixture import DaemonProcess
 from tests.dask_fixture import dask_cluster_in
 from tests.executors.dask_common import for_each_flow
-from tests.helpers import alive
+from tests.helpers import alive, wait_until
 
 Factory = Callable[..., DaemonProcess]
 
@@ -88,13 +88,6 @@ def _bundle_holders(client: Client) -> dict[str, list[str]]:
     return result
 
 
-def _wait_for_a_branch(marks: Path) -> None:
-    """Until a branch has written its mark in `marks` (at most 60 s)."""
-    deadline = time.monotonic() + 60
-    while not list(marks.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 def test_the_worker_holding_the_bundle_killed_mid_fan_out(tmp_path: Path) -> None:
     """The dask worker process the bundle was scattered to is killed while the fan-out
     runs: the branches run again elsewhere, on workers that may not have fetched the
@@ -104,7 +97,7 @@ def test_the_worker_holding_the_bundle_killed_mid_fan_out(tmp_path: Path) -> Non
         run = _tead_run(flow)
         try:
             with Client(cluster.address, timeout=30, set_as_default=False) as client:
-                _wait_for_a_branch(tmp_path / "marks")
+                wait_until(lambda: any((tmp_path / "marks").iterdir()), "a branch to start")
                 (holders,) = _bundle_holders(client).values()
                 pids = client.run(os.getpid)
                 os.kill(pids[holders[0]], signal.SIGKILL)
@@ -299,13 +292,6 @@ def _branch_states(client: Client) -> list[str]:
     return found
 
 
-def _until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_a_result_lost_with_its_worker_before_it_was_fetched_is_a_counted_rerun(
     tmp_path: Path,
 ) -> None:
@@ -323,13 +309,13 @@ def test_a_result_lost_with_its_worker_before_it_was_fetched_is_a_counted_rerun(
         flow.write_text(text.replace("$go", str(go)), encoding="utf-8")
         run = _tead_run(flow)
         try:
-            _until(lambda: len(list(marks.iterdir())) == 2, "both branches to start")
+            wait_until(lambda: len(list(marks.iterdir())) == 2, "both branches to start")
             os.kill(run.pid, signal.SIGSTOP)
             go.touch()
-            _until(lambda: _branch_states(client) == ["memory"] * 2, "both results held")
+            wait_until(lambda: _branch_states(client) == ["memory"] * 2, "both results held")
             [first] = [m for m in marks.iterdir() if m.name.startswith("1-")]
             os.kill(int(first.read_text()), signal.SIGKILL)  # the worker holding branch 1's
-            _until(lambda: len(list(marks.glob("1-*"))) == 2, "branch 1 to run again")
+            wait_until(lambda: len(list(marks.glob("1-*"))) == 2, "branch 1 to run again")
         finally:
             os.kill(run.pid, signal.SIGCONT)
         out, err = run.communicate(timeout=90)
@@ -373,7 +359,7 @@ def test_a_long_lived_workers_children_keep_a_bounded_number_of_workflows(
             text = GRAPHS.replace("$address", cluster.address).replace("$version", str(version))
             flow.write_text(text, encoding="utf-8")
             held = tead.load_workflow(flow).invoke(executors=executors)["held"]
-        _until(
+        wait_until(
             lambda: len(_bundle_holders(client)) == KEPT_BUNDLES,
             "the cluster to hold KEPT_BUNDLES bundles",
         )
@@ -390,7 +376,7 @@ def test_another_client_scattering_the_same_bundle_then_leaving(tmp_path: Path) 
         run = _tead_run(flow)
         try:
             with Client(cluster.address, timeout=30, set_as_default=False) as other:
-                _wait_for_a_branch(tmp_path / "marks")
+                wait_until(lambda: any((tmp_path / "marks").iterdir()), "a branch to start")
                 (key,) = _bundle_holders(other)
                 data = Future(key, other, state="memory").result(timeout=30)  # type: ignore[arg-type]
                 other.scatter({key: data})
