@@ -148,11 +148,9 @@ class RunWorkerPool:
             if not closed:
                 dropped = [w for w in [self._kept.pop(key, None)] if w is not None]
                 self._kept[key] = worker
-                dropped += self._trim_kept()
+                self._retire([*dropped, *self._trim_kept()])
         if closed:  # `close` may be done: retired here, before the caller goes on
             worker.retire()
-            return
-        self._retire(dropped)
 
     def _trim_kept(self) -> list[RunWorker]:
         """The oldest kept workers beyond `size` (at least one is kept), taken out (under
@@ -183,14 +181,15 @@ class RunWorkerPool:
         with self._lock:
             self._size = size
             extra = [self._ready.pop() for _ in range(max(0, len(self._ready) - size))]
-            dropped = self._trim_kept()
+            self._retire(self._trim_kept())
         for worker in extra:
             worker.reap()
-        self._retire(dropped)
         self.refill()
 
     def _retire(self, workers: list[RunWorker]) -> None:
-        """Retire these workers, each on a thread of its own, which `close` waits for."""
+        """Retire these workers, each on a thread of its own, which `close` waits for
+        (under `self._lock`, where they were taken out: a `close` meanwhile would miss
+        them)."""
         for worker in workers:
 
             def retire(worker: RunWorker = worker) -> None:
@@ -201,8 +200,7 @@ class RunWorkerPool:
                         self._retiring.discard(threading.current_thread())
 
             thread = threading.Thread(target=retire, name="tead-run-worker-retire", daemon=True)
-            with self._lock:
-                self._retiring.add(thread)
+            self._retiring.add(thread)
             thread.start()
 
     def refill(self) -> None:
@@ -224,7 +222,7 @@ class RunWorkerPool:
             self._closed = True
             ready, self._ready = list(self._ready), deque()
             kept, self._kept = list(self._kept.values()), {}
-        self._retire(kept)
+            self._retire(kept)
         for worker in ready:
             worker.reap()
         with self._lock:

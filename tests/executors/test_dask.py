@@ -139,6 +139,43 @@ def test_uses_modules_are_shipped_to_the_workers(
         assert not Path(file).is_relative_to(tmp_path)
 
 
+#: a `uses:` module that imports where the workflow is, not from a bundle on a worker
+REFUSED_MODULE = """\
+if "tead-bundles-" in __file__:
+    raise ImportError("not on a worker")
+
+
+def where(state):
+    return {"module_file": __file__}
+"""
+
+
+def test_a_bundle_a_worker_cannot_load_fails_every_branch_with_its_reason(
+    tead_cli: RunTead, tmp_path: Path, dask_cluster: DaskProcesses
+) -> None:
+    """A bundle whose `uses:` module does not import on the workers: every branch fails
+    with the reason, also those run by a child that had been sent the bundle before
+    (they said `KeyError: '<digest>'`), in this run and the next."""
+    write(tmp_path, "dask_refused_ops.py", REFUSED_MODULE)
+    text = (
+        USES_WORKFLOW.replace("$address", dask_cluster.address)
+        .replace("dask_shipped_ops", "dask_refused_ops")
+        .replace("[1, 2, 3, 4]", "[1] * 8")  # more than the cluster's 4 children
+        .replace(
+            '"files": sorted({r.state["module_file"] for r in parallel_results})',
+            '"errors": [r.error for r in parallel_results]',
+        )
+    )
+    flow = write(tmp_path, "wf.yaml", text)
+    for _ in range(2):
+        proc = tead_cli("run", str(flow), "-q")
+        assert proc.returncode == 0, proc.stderr
+        errors = json.loads(proc.stdout)["errors"]
+        assert len(errors) == 8
+        assert all("cannot import 'dask_refused_ops'" in e for e in errors), errors
+        assert all("not on a worker" in e for e in errors), errors
+
+
 STUCK_WORKFLOW = """\
 name: stuck
 settings:

@@ -18,7 +18,9 @@ listens for events; the digests of the bundles to drop: the worker keeps count o
 its child keeps, the most recently used `worker.KEPT_BUNDLES`). The workflow comes from
 the bundle, written under this user's private folder (`tead.engine.bundle.LoadedWorkflows`),
 so `uses:` modules are imported from there, never assumed on the worker's path. An answer
-is a pickle of ("result", the pickled `BranchReport`) or ("error", a line).
+is a pickle of ("result", the pickled `BranchReport`) or ("error", a line); a bundle that
+cannot be received (a `uses:` module that does not import here) is answered with its
+error for each of its tasks, until the worker has it dropped.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ _FIELDS = [f.name for f in dataclasses.fields(BranchTask) if f.name != "workflow
 def serve(requests: Connection, answers: Connection) -> None:
     """Run requests until the parent closes the pipe (or is gone)."""
     workflows = LoadedWorkflows()
-    received: dict[str, WorkflowGraph] = {}
+    received: dict[str, WorkflowGraph | Exception] = {}
     while True:
         try:
             data = requests.recv_bytes()
@@ -85,13 +87,20 @@ def serve(requests: Connection, answers: Connection) -> None:
             return
 
 
-def _run(data: bytes, workflows: LoadedWorkflows, received: dict[str, WorkflowGraph]) -> bytes:
+def _run(
+    data: bytes, workflows: LoadedWorkflows, received: dict[str, WorkflowGraph | Exception]
+) -> bytes:
     digest, bundle, payload, dropped = pickle.loads(data)
     for old in dropped:
         received.pop(old, None)
     if bundle is not None:
-        received[digest] = workflows.receive(WorkflowBundle.from_json(pickle.loads(bundle)))
+        try:
+            received[digest] = workflows.receive(WorkflowBundle.from_json(pickle.loads(bundle)))
+        except Exception as exc:  # the worker counts it as sent: its next tasks say why too
+            received[digest] = exc
     workflow = received[digest]
+    if isinstance(workflow, Exception):
+        raise workflow.with_traceback(None)
     workflows.activate(digest)  # its modules, not those of a bundle received since
     seed, task_bytes, listening = pickle.loads(payload)
     source = workflow.source

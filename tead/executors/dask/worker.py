@@ -6,7 +6,10 @@ so the branch does not run in the dask worker: `run_branch` hands it to a child 
 when the branch's own deadline passes (measured from its start on this worker: a backstop
 for the client's timeout), or when the worker drops the task: the client cancels it (a
 timeout, `fail_fast`, a cancelled run), or went away (a `tead run` killed mid-fan-out
-leaves nothing running). The branch and whatever it started stop within about `POLL_S`.
+leaves nothing running), or when the worker closes (cleanly: the scheduler runs its
+tasks again elsewhere at once, while its executor would wait for them): the task is then
+rescheduled, if the worker still tells the scheduler anything. The branch and whatever
+it started stop within about `POLL_S`.
 
 Children are kept warm between branches (one per worker thread at most), each with the
 workflow bundles it was sent; a killed or dead one is replaced at once by a fresh one,
@@ -43,7 +46,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from distributed import Future as DaskFuture
-from distributed import Worker, get_client, get_worker
+from distributed import Reschedule, Worker, get_client, get_worker
+from distributed.core import Status
 
 from tead.version import __version__
 
@@ -123,6 +127,9 @@ def run_branch(job: bytes) -> Answer:
         if deadline is not None and time.monotonic() >= deadline:
             _replace(child)
             return ("timed_out", f"branch timed out after {timeout_s:g} s on the dask worker")
+        if worker is not None and worker.status in _CLOSING:
+            _kill(child)
+            raise Reschedule()  # if this worker still tells the scheduler anything
         if worker is not None and not _wanted(worker, key):
             _replace(child)
             return ("stopped", "its task was cancelled (or its client went away)")
@@ -181,6 +188,12 @@ def _this_worker() -> Worker | None:
 def _threads() -> int:
     worker = _this_worker()
     return int(worker.state.nthreads) if worker is not None else 1
+
+
+#: a worker closing (cleanly: `dask worker` told to stop, or the worker retired)
+#: has told the scheduler, which runs its tasks again elsewhere, while its own executor
+#: waits for them (seconds): the branch would run twice at once
+_CLOSING = (Status.closing, Status.closed, Status.failed)
 
 
 def _wanted(worker: Worker, key: Any) -> bool:
