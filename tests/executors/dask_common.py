@@ -1,14 +1,16 @@
 """What the dask strategy's tests (test_dask*.py) share: the shape of their fan-out
-workflows, the workflow whose worker a test kills, and the killing."""
+workflows, the workflow whose worker a test kills, and the killing; a folder for a test's
+own cluster, and a `tead run` of a workflow."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
-from tests.helpers import node_yaml
+from tests.helpers import node_yaml, start_tead
 
 #: a workflow's settings: every fan-out on the cluster at `$address` (the test fills it)
 ON_DASK = "settings:\n  parallel: {strategy: dask, dask: {address: $address}}\n"
@@ -90,3 +92,17 @@ def kill_a_worker_of(marks: Path, *, timeout_s: float) -> tuple[list[Path], list
     os.kill(victim, signal.SIGKILL)
     _release(marks).touch()
     return first, on_victim
+
+
+def cluster_folder(tmp_path: Path) -> Path:
+    """A folder for a test's own cluster (`dask_cluster_in`): its logs."""
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    return folder
+
+
+def tead_run(flow: Path) -> subprocess.Popen[str]:
+    """`tead run FLOW -q` started in the workflow's folder, its output piped."""
+    return start_tead(
+        "run", str(flow), "-q", cwd=flow.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )

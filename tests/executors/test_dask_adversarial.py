@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +17,9 @@ from distributed import Client, Future
 
 import tead
 from tead.executors.dask.worker import KEPT_BUNDLES
-from tests.conftest import ROOT
 from tests.daemon_fixture import DaemonProcess
 from tests.dask_fixture import dask_cluster_in
-from tests.executors.dask_common import for_each_flow
+from tests.executors.dask_common import cluster_folder, for_each_flow, tead_run
 from tests.helpers import alive, wait_until
 
 Factory = Callable[..., DaemonProcess]
@@ -56,24 +53,6 @@ def _items(folder: Path, address: str, *, count: int, sleep: float) -> Path:
     return flow
 
 
-def _cluster_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "cluster"
-    folder.mkdir()
-    return folder
-
-
-def _tead_run(flow: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "tead", "run", str(flow), "-q"],
-        cwd=flow.parent,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _bundle_holders(client: Client) -> dict[str, list[str]]:
     """The workers (addresses) holding each scattered bundle, as the scheduler knows."""
 
@@ -92,9 +71,9 @@ def test_the_worker_holding_the_bundle_killed_mid_fan_out(tmp_path: Path) -> Non
     """The dask worker process the bundle was scattered to is killed while the fan-out
     runs: the branches run again elsewhere, on workers that may not have fetched the
     bundle yet (its nanny's new process has not), and every branch still succeeds."""
-    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+    with dask_cluster_in(cluster_folder(tmp_path)) as cluster:
         flow = _items(tmp_path, cluster.address, count=12, sleep=2)
-        run = _tead_run(flow)
+        run = tead_run(flow)
         try:
             with Client(cluster.address, timeout=30, set_as_default=False) as client:
                 wait_until(lambda: any((tmp_path / "marks").iterdir()), "a branch to start")
@@ -148,7 +127,7 @@ def test_a_kept_worker_dropped_for_another_workflow_says_goodbye(
     """With room for one kept run worker, a run of another workflow drops the first
     one's: it closes its dask client (the scheduler removes it, no critical error) and
     exits."""
-    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+    with dask_cluster_in(cluster_folder(tmp_path)) as cluster:
         daemon = daemon_factory(env={"TEAD_MAX_CONCURRENT_RUNS": "1"}).start()
         first = _kept_run(daemon, "first", cluster.address)["run_worker"]
         _kept_run(daemon, "second", cluster.address)
@@ -164,7 +143,7 @@ def test_shutdown_with_a_kept_client_whose_scheduler_hangs_is_bounded(
 ) -> None:
     """The scheduler stops answering (SIGSTOP) while a run worker keeps a client on it:
     the daemon's shutdown still ends within seconds, and the run worker is gone."""
-    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+    with dask_cluster_in(cluster_folder(tmp_path)) as cluster:
         daemon = daemon_factory().start()
         worker = _kept_run(daemon, "hung", cluster.address)["run_worker"]
         scheduler = cluster.procs[0]
@@ -219,7 +198,7 @@ def test_a_uses_module_edited_between_runs_runs_as_edited_everywhere(
     """A `uses:` module beside the workflow is edited between two runs (the workflow
     file is not): the second run's nodes, in the run worker and on the dask workers
     alike, run the module as edited."""
-    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+    with dask_cluster_in(cluster_folder(tmp_path)) as cluster:
         daemon = daemon_factory().start()
         module = daemon.workflows / "dask_edited_ops.py"
         module.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +228,7 @@ def test_more_workflow_versions_than_a_worker_keeps_then_an_old_one_again(
     """KEPT_BUNDLES + 2 versions of a workflow, one after the other, each in a client
     of its own; then the first version again: every run's branches run its own version
     (a worker fetches again a bundle it no longer keeps)."""
-    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+    with dask_cluster_in(cluster_folder(tmp_path)) as cluster:
         flow = tmp_path / "wf.yaml"
         versions = [*range(KEPT_BUNDLES + 2), 0]
         got = []
@@ -301,13 +280,13 @@ def test_a_result_lost_with_its_worker_before_it_was_fetched_is_a_counted_rerun(
     marks, go = tmp_path / "marks", tmp_path / "go"
     marks.mkdir()
     with (
-        dask_cluster_in(_cluster_folder(tmp_path)) as cluster,
+        dask_cluster_in(cluster_folder(tmp_path)) as cluster,
         Client(cluster.address, set_as_default=False) as client,
     ):
         text = HELD.replace("$address", cluster.address).replace("$marks", str(marks))
         flow = tmp_path / "wf.yaml"
         flow.write_text(text.replace("$go", str(go)), encoding="utf-8")
-        run = _tead_run(flow)
+        run = tead_run(flow)
         try:
             wait_until(lambda: len(list(marks.iterdir())) == 2, "both branches to start")
             os.kill(run.pid, signal.SIGSTOP)
@@ -349,7 +328,7 @@ def test_a_long_lived_workers_children_keep_a_bounded_number_of_workflows(
     runs as itself (the versions test above)."""
     versions = 48
     with (
-        dask_cluster_in(_cluster_folder(tmp_path)) as cluster,
+        dask_cluster_in(cluster_folder(tmp_path)) as cluster,
         tead.Executors() as executors,
         Client(cluster.address, set_as_default=False) as client,
     ):
@@ -371,9 +350,9 @@ def test_another_client_scattering_the_same_bundle_then_leaving(tmp_path: Path) 
     """While a fan-out runs, another client (another `tead run`, another daemon) scatters
     the same bundle under the same key and goes away: the bundle stays on the cluster for
     the fan-out, whose branches on a worker that joins later fetch it."""
-    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+    with dask_cluster_in(cluster_folder(tmp_path)) as cluster:
         flow = _items(tmp_path, cluster.address, count=16, sleep=2)
-        run = _tead_run(flow)
+        run = tead_run(flow)
         try:
             with Client(cluster.address, timeout=30, set_as_default=False) as other:
                 wait_until(lambda: any((tmp_path / "marks").iterdir()), "a branch to start")
@@ -411,7 +390,7 @@ def test_an_old_version_again_imports_its_own_modules_on_the_workers(tmp_path: P
     """A module beside the workflow, imported by `run:` code, is edited, then edited
     back (the first version's bundle again): each run's branches import the module of
     their own version, not the one a worker's process imported last."""
-    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+    with dask_cluster_in(cluster_folder(tmp_path)) as cluster:
         flow = tmp_path / "wf.yaml"
         flow.write_text(HELPED.replace("$address", cluster.address), encoding="utf-8")
         helper = tmp_path / "dask_helper.py"
@@ -430,7 +409,7 @@ def test_fewer_concurrent_runs_on_sighup_retires_the_extra_kept_workers(
     scheduler), not left until the next run ends."""
     config = tmp_path / "tead.yaml"
     config.write_text("max_concurrent_runs: 3\n")
-    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+    with dask_cluster_in(cluster_folder(tmp_path)) as cluster:
         daemon = daemon_factory(extra_args=["--config", str(config)]).start()
         workers = [
             _kept_run(daemon, name, cluster.address)["run_worker"] for name in ("a", "b", "c")

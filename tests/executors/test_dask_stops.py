@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 from tests.dask_fixture import dask_cluster_in
-from tests.executors.dask_common import for_each_flow
-from tests.executors.test_dask_adversarial import _cluster_folder, _tead_run
-from tests.helpers import alive
+from tests.executors.dask_common import cluster_folder, for_each_flow, tead_run
+from tests.helpers import alive, wait_until
 
 #: two branches; each starts `sleep 600`, writes the mark `$marks/ITEM-PID` holding its
 #: dask worker process's pid and the sleep's, then runs until the file `$go` exists
@@ -48,15 +47,13 @@ def test_a_worker_closed_cleanly_stops_its_branch_at_once(tmp_path: Path) -> Non
     the branch (8 s later here before): the branch does not run twice at once."""
     marks, go = tmp_path / "marks", tmp_path / "go"
     marks.mkdir()
-    with dask_cluster_in(_cluster_folder(tmp_path)) as cluster:
+    with dask_cluster_in(cluster_folder(tmp_path)) as cluster:
         text = SLEEPERS.replace("$address", cluster.address).replace("$marks", str(marks))
         flow = tmp_path / "wf.yaml"
         flow.write_text(text.replace("$go", str(go)), encoding="utf-8")
-        run = _tead_run(flow)
+        run = tead_run(flow)
         try:
-            deadline = time.monotonic() + 60
-            while len(list(marks.iterdir())) < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: len(list(marks.iterdir())) == 2, "both branches to start")
             [first] = marks.glob("1-*")
             worker, sleep = (int(pid) for pid in first.read_text().split())
             os.kill(_parent(worker), signal.SIGTERM)  # `dask worker`: its nanny closes it
@@ -68,6 +65,7 @@ def test_a_worker_closed_cleanly_stops_its_branch_at_once(tmp_path: Path) -> Non
     assert run.returncode == 0, err
     assert json.loads(out)["done"] == [1, 2]
     assert len(list(marks.glob("1-*"))) == 2  # run again on the other worker
+    assert err.count("was lost while it held this branch") == 1, err
 
 
 def _parent(pid: int) -> int:
