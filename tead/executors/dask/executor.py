@@ -158,7 +158,7 @@ class DaskLauncher:
     batch and fetches results as they finish, all that finished meanwhile in one `gather`
     (watch.py); a thread of the fan-out then replays each branch's events and reports its
     outcome. Per-task submits and per-task result fetches cost about three times a
-    `client.map` of no-op functions; batched, a no-op branch costs 1.34-1.41 times a task of
+    `client.map` of no-op functions; batched, a no-op branch costs 1.21-1.41 times a task of
     it on a quiet machine (bench/dask_strategy.py).
     """
 
