@@ -16,7 +16,9 @@ from typing import Any
 from distributed import Client, Future
 
 import tead
+from tead.executors.dask.executor import DaskExecutor
 from tead.executors.dask.worker import KEPT_BUNDLES
+from tead.parallel.config import DaskConfig
 from tests.daemon_fixture import DaemonProcess
 from tests.dask_fixture import dask_cluster_in
 from tests.executors.dask_common import cluster_folder, for_each_flow, tead_run
@@ -303,6 +305,37 @@ def test_a_result_lost_with_its_worker_before_it_was_fetched_is_a_counted_rerun(
     assert err.count("was lost while it held this branch") == 1, err
 
 
+#: four branches, three of which outlive the fan-out's 1 s timeout
+TIMED_OUT = for_each_flow(
+    "timed_out",
+    settings="settings:\n  parallel: {strategy: dask, dask: {address: $address}, "
+    "timeout_seconds: 1}\n",
+    start='return {"items": [1, 2, 3, 4]}',
+    work="""\
+        import time
+        time.sleep(0 if state["item"] == 1 else 30)
+        return {}
+        """,
+    join='return {"errors": [r.error_type for r in parallel_results]}',
+)
+
+
+def test_a_kept_client_forgets_the_branches_of_ended_fan_outs(tmp_path: Path) -> None:
+    """Fan-outs whose branches timed out (stopped: their results, if any, come after the
+    fan-out's end) leave nothing in the kept client's table of running branches, which
+    would pin each branch's workflow and its run's event sink for the client's life."""
+    with dask_cluster_in(cluster_folder(tmp_path)) as cluster, tead.Executors() as executors:
+        flow = tmp_path / "wf.yaml"
+        flow.write_text(TIMED_OUT.replace("$address", cluster.address), encoding="utf-8")
+        workflow = tead.load_workflow(flow)
+        for _ in range(3):
+            errors = workflow.invoke(executors=executors)["errors"]
+            assert errors == [None, "TimeoutError", "TimeoutError", "TimeoutError"]
+        dask = executors.get("dask")
+        assert isinstance(dask, DaskExecutor)
+        assert dask.cluster(DaskConfig(address=cluster.address), 2).running == {}
+
+
 #: a fan-out whose branches say how many workflows their process holds (a dask child)
 GRAPHS = for_each_flow(
     "graphs",
@@ -311,6 +344,7 @@ GRAPHS = for_each_flow(
         import gc
         from tead.graph.compiled import WorkflowGraph
         # version $version
+        gc.collect()  # only the workflows still held
         held = sum(isinstance(o, WorkflowGraph) for o in gc.get_objects())
         return {"held": held}
         """,

@@ -306,16 +306,21 @@ class DaskLauncher:
                 self._submitted.pop(done.pending.attempt, None)
 
     def _report(self, fetched: list[Fetched[_Submitted]]) -> None:
-        """Report each ended task's outcome (its result is here: a worker lost from now on
-        no longer makes Dask run it again)."""
+        """Report each ended task's outcome. The results fetched are let go of first: held
+        while the ones before them are reported, one lost with its worker would be run
+        again by Dask, uncounted (its branch has left the cluster's `running`)."""
+        ended = [(f.entry, f.answer, f.entry.future.cancelled()) for f in fetched]
         with self._cluster.lock:
-            for ended in fetched:
-                self._cluster.running.pop(str(ended.entry.future.key), None)
-        for done, answer in ((f.entry, f.answer) for f in fetched):
+            for entry, _, _ in ended:
+                self._cluster.running.pop(str(entry.future.key), None)
+        for entry, answer, _ in ended:
+            if answer is not None:
+                entry.future.release()
+        for done, answer, cancelled in ended:
             attempt, settle = done.pending.attempt, done.pending.settle
             try:
                 if not attempt.done():
-                    outcome = self._outcome(done.future, answer)
+                    outcome = self._outcome(done.future, answer, cancelled=cancelled)
                     if settle is not None:
                         settle(outcome)
                     attempt.set_result(outcome)
@@ -325,8 +330,10 @@ class DaskLauncher:
             finally:
                 done.future.release()
 
-    def _outcome(self, future: DaskFuture[Any], answer: Answer | None) -> Outcome:
-        if future.cancelled():
+    def _outcome(
+        self, future: DaskFuture[Any], answer: Answer | None, *, cancelled: bool
+    ) -> Outcome:
+        if cancelled:
             return Lost(detail="its dask task was cancelled")
         if answer is None:  # e.g. KilledWorker: the workers running it kept dying
             error = future.exception()
@@ -361,7 +368,11 @@ class DaskLauncher:
             entry.future.cancel()
 
     def close(self) -> None:
-        """Stop the serving thread (the client belongs to the executor)."""
+        """Stop the serving thread (the client belongs to the executor); forget this
+        fan-out's branches (a stopped one's result may still be on its way) and bundle."""
         self._inbox.put(None)
         self._thread.join()
+        with self._cluster.lock:
+            for key in [k for k in self._cluster.running if k.startswith(self._prefix)]:
+                del self._cluster.running[key]
         self._cluster.done_with(self._digest)
