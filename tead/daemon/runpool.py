@@ -2,8 +2,12 @@
 
 Workers are forked from a fork server that has tead's engine imported (a few
 milliseconds each; the server itself starts once, with the daemon's first worker).
-`take()` hands out a ready worker and starts its replacement in the background; a taken
-worker is never given back: the daemon kills and reaps it when its run is over.
+`take()` hands out a ready worker and starts its replacement in the background. A worker
+whose run ended cleanly may be kept (`keep`) for the next run of the same workflow
+version (`take_ready(key)`), one per version and at most `size` in all; the others, and
+kept ones dropped to make room, after their last run, or at `close`, are retired (told
+to end, so that they close what they kept across runs) or, after a run that did not end
+cleanly, killed and reaped.
 """
 
 from __future__ import annotations
@@ -191,17 +195,18 @@ class RunWorkerPool:
         (under `self._lock`, where they were taken out: a `close` meanwhile would miss
         them)."""
         for worker in workers:
-
-            def retire(worker: RunWorker = worker) -> None:
-                try:
-                    worker.retire()
-                finally:
-                    with self._lock:
-                        self._retiring.discard(threading.current_thread())
-
-            thread = threading.Thread(target=retire, name="tead-run-worker-retire", daemon=True)
+            thread = threading.Thread(
+                target=self._retire_one, args=(worker,), name="tead-run-worker-retire", daemon=True
+            )
             self._retiring.add(thread)
             thread.start()
+
+    def _retire_one(self, worker: RunWorker) -> None:
+        try:
+            worker.retire()
+        finally:
+            with self._lock:
+                self._retiring.discard(threading.current_thread())
 
     def refill(self) -> None:
         """Start workers in the background until `size` are ready or starting."""

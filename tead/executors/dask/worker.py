@@ -12,10 +12,10 @@ rescheduled, if the worker still tells the scheduler anything. The branch and wh
 it started stop within about `POLL_S`.
 
 Children are kept warm between branches (one per worker thread at most), each with the
-workflow bundles it was sent; a killed or dead one is replaced at once by a fresh one,
-which starts (imports tead) while nothing waits for it, as do the ones `warm` starts when
-a client connects: a branch's clock does not pay for a child's start-up. A child whose
-dask worker dies kills its group at once.
+last `KEPT_BUNDLES` workflow bundles it was sent; a killed or dead one is replaced at once
+by a fresh one, which starts (imports tead) while nothing waits for it, as do the ones
+`warm` starts when a client connects: a branch's clock does not pay for a child's
+start-up. A child whose dask worker dies kills its group at once.
 
 Whether the task is still wanted is asked of this worker's own state, which the scheduler
 keeps (a cancel reaches it as a message): nothing is asked of the scheduler while a branch
@@ -56,8 +56,9 @@ FETCH_TIMEOUT_S = 60.0  # how long fetching a workflow's bundle from the cluster
 #: how long a bundle not on the cluster is looked for again (lost with the worker that held
 #: it, its client scatters it again)
 MISSING_WAIT_S = 5.0
-#: bundles a worker process keeps, and workflows each of its children keeps (the most
-#: recently used)
+#: bundles a worker process keeps, bundles each of its children is told to keep (the
+#: child's loader keeps up to 32 workflows), and bundles a client keeps on the cluster
+#: (cluster.py): the most recently used
 KEPT_BUNDLES = 16
 
 #: what `run_branch` returns: ("done", the child's answer) | ("stopped", why) |
@@ -192,7 +193,9 @@ def _threads() -> int:
 
 #: a worker closing (cleanly: `dask worker` told to stop, or the worker retired)
 #: has told the scheduler, which runs its tasks again elsewhere, while its own executor
-#: waits for them (seconds): the branch would run twice at once
+#: waits for them (seconds): the branch would run twice at once. (A `Reschedule` that
+#: reaches the scheduler before the worker's goodbye, when its nanny closes it, takes the
+#: task off the worker: that re-run is then not counted by the client.)
 _CLOSING = (Status.closing, Status.closed, Status.failed)
 
 
