@@ -43,18 +43,22 @@ def for_each_flow(
     )
 
 
-#: four branches; each writes the mark `$marks/ITEM-PID` holding its dask worker process's
-#: pid, then runs until the file `$release` exists (the test makes it once it has killed a
-#: worker): a branch that had ended before the kill would not run again (with a 3 s sleep,
-#: under load the four started up to 2.8 s apart)
-LOST = for_each_flow(
-    "lost",
-    start='return {"items": [1, 2, 3, 4]}',
+#: branches (items 1..$count); each writes the mark `$marks/ITEM-PID` holding its dask
+#: worker process's pid (and, with a sleeper, the pid of a `sleep 600` it started), then
+#: runs until the file `$release` exists (the test makes it when it is ready: a branch
+#: that had ended before a worker was killed would not run again; with a 3 s sleep, under
+#: load four branches started up to 2.8 s apart)
+HELD = for_each_flow(
+    "held",
+    start='return {"items": list(range(1, $count + 1))}',
     work="""\
-        import os, time
+        import os, subprocess, time
+        mark = str(os.getppid())
+        if $sleeper:
+            mark += f" {subprocess.Popen(['sleep', '600']).pid}"
         with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
-            f.write(str(os.getppid()))
-        held = time.monotonic() + 90  # until the test has killed a worker
+            f.write(mark)
+        held = time.monotonic() + 90  # until the test releases it
         while not os.path.exists("$release") and time.monotonic() < held:
             time.sleep(0.05)
         return {"done": state["item"]}
@@ -63,23 +67,26 @@ LOST = for_each_flow(
 )
 
 
-def lost_workflow(address: str, marks: Path) -> str:
-    """LOST on the cluster at `address`, writing its marks into `marks` (made here),
-    released by `_release(marks)`."""
+def held_workflow(address: str, marks: Path, *, count: int = 4, sleeper: bool = False) -> str:
+    """HELD on the cluster at `address`, writing its marks into `marks` (made here),
+    released by `release(marks)`."""
     marks.mkdir()
     return (
-        LOST.replace("$address", address)
+        HELD.replace("$address", address)
         .replace("$marks", str(marks))
-        .replace("$release", str(_release(marks)))
+        .replace("$release", str(release(marks)))
+        .replace("$count", str(count))
+        .replace("$sleeper", str(sleeper))
     )
 
 
-def _release(marks: Path) -> Path:
+def release(marks: Path) -> Path:
+    """The file that lets HELD's branches end."""
     return marks.with_name(f"{marks.name}-release")
 
 
 def kill_a_worker_of(marks: Path, *, timeout_s: float) -> tuple[list[Path], list[int]]:
-    """Once LOST's four branches have written their marks in `marks` (waiting up to
+    """Once HELD's four branches have written their marks in `marks` (waiting up to
     `timeout_s`), kill -9 the dask worker process running the first, then let the
     branches end. The marks then, and the pids of the branches that worker ran."""
     deadline = time.monotonic() + timeout_s
@@ -90,7 +97,7 @@ def kill_a_worker_of(marks: Path, *, timeout_s: float) -> tuple[list[Path], list
     victim = int(first[0].read_text())  # the dask worker process running branch 1
     on_victim = [int(m.name.split("-")[1]) for m in first if int(m.read_text()) == victim]
     os.kill(victim, signal.SIGKILL)
-    _release(marks).touch()
+    release(marks).touch()
     return first, on_victim
 
 

@@ -22,7 +22,7 @@ from tead.executors.dask.worker import run_branch
 from tests.conftest import EXAMPLES, RunTead
 from tests.daemon_fixture import DaemonProcess
 from tests.dask_fixture import DaskProcesses
-from tests.executors.dask_common import kill_a_worker_of, lost_workflow
+from tests.executors.dask_common import held_workflow, kill_a_worker_of
 from tests.helpers import alive, samples, start_tead, timed_run, wait_loaded
 
 FANOUT_EXAMPLES = sorted(
@@ -324,7 +324,7 @@ def test_a_worker_killed_mid_fan_out(tmp_path: Path, dask_cluster: DaskProcesses
     it (their child processes too), Dask runs them again on a worker left (each re-run is
     logged), and the run succeeds with every branch's result."""
     marks = tmp_path / "marks"
-    flow = write(tmp_path, "wf.yaml", lost_workflow(dask_cluster.address, marks))
+    flow = write(tmp_path, "wf.yaml", held_workflow(dask_cluster.address, marks))
     run = start_tead(
         "run", str(flow), "-q", cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

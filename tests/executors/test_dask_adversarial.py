@@ -21,7 +21,13 @@ from tead.executors.dask.worker import KEPT_BUNDLES
 from tead.parallel.config import DaskConfig
 from tests.daemon_fixture import DaemonProcess
 from tests.dask_fixture import dask_cluster_in
-from tests.executors.dask_common import cluster_folder, for_each_flow, tead_run
+from tests.executors.dask_common import (
+    cluster_folder,
+    for_each_flow,
+    held_workflow,
+    release,
+    tead_run,
+)
 from tests.helpers import alive, wait_until
 
 Factory = Callable[..., DaemonProcess]
@@ -242,23 +248,6 @@ def test_more_workflow_versions_than_a_worker_keeps_then_an_old_one_again(
     assert got == [[v, v] for v in versions]
 
 
-#: two branches; each marks its start (`$marks/ITEM-PID`, holding its dask worker's pid),
-#: waits for the file `$go`, then returns
-HELD = for_each_flow(
-    "held",
-    start='return {"items": [1, 2]}',
-    work="""\
-        import os, time
-        with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
-            f.write(str(os.getppid()))
-        while not os.path.exists("$go"):
-            time.sleep(0.05)
-        return {"done": state["item"]}
-        """,
-    join='return {"done": [r.state["done"] for r in parallel_results]}',
-)
-
-
 def _branch_states(client: Client) -> list[str]:
     """The scheduler's states of the tasks of tead branches."""
 
@@ -279,20 +268,18 @@ def test_a_result_lost_with_its_worker_before_it_was_fetched_is_a_counted_rerun(
     """A branch that finished on a worker which is lost before the client fetched its
     result (here the `tead run` is stopped meanwhile) is run again by Dask, as its result
     is still wanted: that re-run is logged and counted like one of a running branch's."""
-    marks, go = tmp_path / "marks", tmp_path / "go"
-    marks.mkdir()
+    marks = tmp_path / "marks"
     with (
         dask_cluster_in(cluster_folder(tmp_path)) as cluster,
         Client(cluster.address, set_as_default=False) as client,
     ):
-        text = HELD.replace("$address", cluster.address).replace("$marks", str(marks))
         flow = tmp_path / "wf.yaml"
-        flow.write_text(text.replace("$go", str(go)), encoding="utf-8")
+        flow.write_text(held_workflow(cluster.address, marks, count=2), encoding="utf-8")
         run = tead_run(flow)
         try:
             wait_until(lambda: len(list(marks.iterdir())) == 2, "both branches to start")
             os.kill(run.pid, signal.SIGSTOP)
-            go.touch()
+            release(marks).touch()
             wait_until(lambda: _branch_states(client) == ["memory"] * 2, "both results held")
             [first] = [m for m in marks.iterdir() if m.name.startswith("1-")]
             os.kill(int(first.read_text()), signal.SIGKILL)  # the worker holding branch 1's

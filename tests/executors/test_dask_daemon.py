@@ -14,7 +14,7 @@ from distributed import Client
 
 from tests.daemon_fixture import DaemonProcess
 from tests.dask_fixture import DaskProcesses
-from tests.executors.dask_common import for_each_flow, kill_a_worker_of, lost_workflow
+from tests.executors.dask_common import for_each_flow, held_workflow, kill_a_worker_of
 from tests.helpers import alive, daemon_cli, samples, wait_loaded
 
 Factory = Callable[..., DaemonProcess]
@@ -89,10 +89,10 @@ def test_reruns_after_a_lost_worker_are_counted_in_the_daemons_metrics(
     process): each branch Dask runs again counts in `tead_dask_task_reruns_total` by
     workflow (born at 0 when the workflow loads), and the run still succeeds."""
     marks = tmp_path / "marks"
-    daemon.write("lost.yaml", lost_workflow(dask_cluster.address, marks))
-    wait_loaded(daemon, {"lost"}, timeout_s=60)
-    assert _reruns(daemon, "lost") == 0.0
-    run_id = daemon.dispatch("lost")["id"]
+    daemon.write("held.yaml", held_workflow(dask_cluster.address, marks))
+    wait_loaded(daemon, {"held"}, timeout_s=60)
+    assert _reruns(daemon, "held") == 0.0
+    run_id = daemon.dispatch("held")["id"]
     _, on_victim = kill_a_worker_of(marks, timeout_s=90)
     try:
         run = daemon.wait_run(run_id, timeout_s=120)
@@ -101,7 +101,7 @@ def test_reruns_after_a_lost_worker_are_counted_in_the_daemons_metrics(
         assert not any(alive(pid) for pid in on_victim)
         logs = daemon.get(f"/api/v1/runs/{run_id}/logs").text
         daemon.wait_for(
-            lambda: _reruns(daemon, "lost") == len(on_victim),
+            lambda: _reruns(daemon, "held") == len(on_victim),
             what=f"{len(on_victim)} re-runs counted (now {_reruns(daemon, 'lost')}); {logs}",
         )
     finally:
