@@ -43,7 +43,7 @@ def for_each_flow(
     )
 
 
-#: branches (items 1..$count); each writes the mark `$marks/ITEM-PID` holding its dask
+#: branches (items 1..$count); each makes the mark `$marks/ITEM-PID` holding its dask
 #: worker process's pid (and, with a sleeper, the pid of a `sleep 600` it started), then
 #: runs until the file `$release` exists (the test makes it when it is ready: a branch
 #: that had ended before a worker was killed would not run again; with a 3 s sleep, under
@@ -56,8 +56,10 @@ HELD = for_each_flow(
         mark = str(os.getppid())
         if $sleeper:
             mark += f" {subprocess.Popen(['sleep', '600']).pid}"
-        with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
+        name = f"{state['item']}-{os.getpid()}"
+        with open(f"$marks-{name}", "w") as f:  # beside, then moved: never read half written
             f.write(mark)
+        os.rename(f"$marks-{name}", f"$marks/{name}")
         held = time.monotonic() + 90  # until the test releases it
         while not os.path.exists("$release") and time.monotonic() < held:
             time.sleep(0.05)
@@ -113,3 +115,10 @@ def tead_run(flow: Path) -> subprocess.Popen[str]:
     return start_tead(
         "run", str(flow), "-q", cwd=flow.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+
+
+def ended(run: subprocess.Popen[str]) -> None:
+    """Kill `run` if it still runs (a test failed), reap it and close its pipes (left
+    open, they and the process are reported by a later test's garbage collection)."""
+    run.kill()
+    run.communicate()

@@ -22,7 +22,7 @@ from tead.executors.dask.worker import run_branch
 from tests.conftest import EXAMPLES, RunTead
 from tests.daemon_fixture import DaemonProcess
 from tests.dask_fixture import DaskProcesses
-from tests.executors.dask_common import held_workflow, kill_a_worker_of
+from tests.executors.dask_common import ended, held_workflow, kill_a_worker_of
 from tests.helpers import alive, samples, start_tead, timed_run, wait_loaded
 
 FANOUT_EXAMPLES = sorted(
@@ -332,7 +332,7 @@ def test_a_worker_killed_mid_fan_out(tmp_path: Path, dask_cluster: DaskProcesses
         first, on_victim = kill_a_worker_of(marks, timeout_s=60)
         out, err = run.communicate(timeout=90)
     finally:
-        run.kill()
+        ended(run)
     assert run.returncode == 0, err
     assert json.loads(out)["done"] == [1, 2, 3, 4]
     assert not any(alive(pid) for pid in on_victim)

@@ -23,6 +23,7 @@ from tests.daemon_fixture import DaemonProcess
 from tests.dask_fixture import dask_cluster_in
 from tests.executors.dask_common import (
     cluster_folder,
+    ended,
     for_each_flow,
     held_workflow,
     release,
@@ -37,8 +38,10 @@ ITEMS_WORKFLOW = for_each_flow(
     start='return {"items": list(range(1, $count + 1))}',
     work="""\
         import os, time
-        with open(f"$marks/{state['item']}-{os.getpid()}", "w") as f:
+        name = f"{state['item']}-{os.getpid()}"
+        with open(f"$marks-{name}", "w") as f:  # beside, then moved: never read half written
             f.write(str(os.getppid()))
+        os.rename(f"$marks-{name}", f"$marks/{name}")
         time.sleep($sleep)
         return {"done": state["item"]}
         """,
@@ -90,7 +93,7 @@ def test_the_worker_holding_the_bundle_killed_mid_fan_out(tmp_path: Path) -> Non
                 os.kill(pids[holders[0]], signal.SIGKILL)
             out, err = run.communicate(timeout=120)
         finally:
-            run.kill()
+            ended(run)
     assert run.returncode == 0, err
     assert json.loads(out)["done"] == list(range(1, 13)), err
 
@@ -389,7 +392,7 @@ def test_another_client_scattering_the_same_bundle_then_leaving(tmp_path: Path) 
                 (late,) = [pid for a, pid in client.run(os.getpid).items() if names[a] == "w3"]
             out, err = run.communicate(timeout=120)
         finally:
-            run.kill()
+            ended(run)
     assert run.returncode == 0, err
     assert json.loads(out)["done"] == list(range(1, 17)), err
     ran_on = {int(m.read_text()) for m in (tmp_path / "marks").iterdir()}

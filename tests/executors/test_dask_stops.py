@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 from tests.dask_fixture import dask_cluster_in
-from tests.executors.dask_common import cluster_folder, held_workflow, release, tead_run
+from tests.executors.dask_common import cluster_folder, ended, held_workflow, release, tead_run
 from tests.helpers import alive, wait_until
 
 
@@ -35,7 +35,7 @@ def test_a_worker_closed_cleanly_stops_its_branch_at_once(tmp_path: Path) -> Non
             release(marks).touch()
             out, err = run.communicate(timeout=90)
         finally:
-            run.kill()
+            ended(run)
     assert run.returncode == 0, err
     assert json.loads(out)["done"] == [1, 2]
     assert len(list(marks.glob("1-*"))) == 2  # run again on the other worker
